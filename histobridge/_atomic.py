@@ -1,0 +1,83 @@
+"""Atomic file output: write to a temporary sibling, fsync, then rename over the target.
+
+A reader (or a rerun after a crash) therefore sees either the old file or the complete new one,
+never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success.
+
+    Works for files and directories (e.g. a Zarr group written elsewhere then moved in).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    out = tmp / target.name
+    try:
+        yield out
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(out, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; it replaces ``target`` only if the block succeeds.
+
+    A ``.gz`` target is gzip-compressed transparently.
+    """
+    with atomic_path(target) as tmp:
+        if str(target).endswith(".gz"):
+            text = "b" not in mode
+            fh: IO[Any] = gzip.open(tmp, "wt" if text else "wb", **({"encoding": "utf-8"} if text else {}))
+        else:
+            if "b" not in mode:
+                kwargs.setdefault("encoding", "utf-8")
+            fh = open(tmp, mode, **kwargs)  # noqa: SIM115 - closed below before the rename
+        try:
+            yield fh
+            fh.flush()
+            if hasattr(fh, "fileno"):
+                with contextlib.suppress(OSError, ValueError):
+                    os.fsync(fh.fileno())
+        finally:
+            fh.close()
+
+
+def write_json(target: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
+    """Write JSON atomically (gzip when the name ends in ``.gz``)."""
+    with atomic_open(target, "w") as fh:
+        json.dump(obj, fh, indent=indent, allow_nan=False)
+        fh.write("\n")
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write bytes atomically."""
+    with atomic_open(target, "wb") as fh:
+        fh.write(data)
+
+
+def backup_file(path: str | os.PathLike[str], suffix: str = ".backup") -> Path | None:
+    """Copy ``path`` to ``path + suffix`` (as QuPath does before it saves); return the copy."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    dst = path.with_name(path.name + suffix)
+    shutil.copy2(path, dst)
+    return dst

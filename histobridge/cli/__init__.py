@@ -1,0 +1,82 @@
+"""Command-line entry point: a thin typer layer over the library.
+
+Subcommand modules import nothing heavy at import time, so ``histobridge --help`` answers fast.
+Every :class:`~histobridge.errors.HistobridgeError` becomes one ``error:`` line on stderr and exit
+code 1 here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="histobridge",
+    help="QuPath projects to deep learning and back: tiles, heatmaps, synthetic histology.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, sub-command name or None for top-level commands registered by the module itself)
+_SUBCOMMANDS: tuple[tuple[str, str | None], ...] = (
+    ("histobridge.cli.project", "project"),
+    ("histobridge.cli.sample", "sample"),
+    ("histobridge.cli.tile", None),
+    ("histobridge.cli.heatmap", None),
+    ("histobridge.cli.gan", "gan"),
+    ("histobridge.cli.explain", None),
+    ("histobridge.cli.qpdata", "qpdata"),
+    ("histobridge.cli.train", "train"),
+    ("histobridge.cli.demo", None),
+)
+
+
+def _register() -> None:
+    for module_name, group in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:
+                continue
+            raise
+        if group is not None:
+            app.add_typer(module.app, name=group)
+        else:
+            module.register(app)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry: run the app and map library errors to a clean exit."""
+    from histobridge.errors import HistobridgeError
+
+    try:
+        app(standalone_mode=False)
+    except HistobridgeError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as err:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

@@ -1,0 +1,584 @@
+"""Class-conditional StyleGAN2 generator in plain PyTorch (fp32 maths, no custom CUDA ops).
+
+Parameter and buffer names follow the state dicts of published StyleGAN2 checkpoints so their
+weights load one to one (see ``checkpoints.py``); the numerics follow the published semantics of
+the generator (2nd-moment normalisation, equalised learning rate applied at run time, modulated
+and demodulated convolutions, FIR up-sampling with the [1, 3, 3, 1] filter). A new ``Generator``
+starts with the standard random initialisation and is trainable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from histobridge.errors import ModelError
+
+NoiseMode = Literal["const", "random", "none"]
+ARCHITECTURES = ("skip", "resnet", "orig")
+_SQRT2 = math.sqrt(2.0)
+_SQRT_HALF = math.sqrt(0.5)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything needed to rebuild a generator; saved as JSON next to the weights."""
+
+    z_dim: int = 512
+    c_dim: int = 0
+    w_dim: int = 512
+    img_resolution: int = 256
+    img_channels: int = 3
+    mapping_layers: int = 8
+    embed_features: int | None = None  # None: w_dim (0 without labels)
+    layer_features: int | None = None  # None: w_dim
+    mapping_lr_mul: float = 0.01
+    w_avg_beta: float = 0.995
+    channel_base: int = 32768
+    channel_max: int = 512
+    conv_clamp: float | None = None
+    architecture: str = "skip"
+    interp_embed: bool = False
+    use_noise: bool = True
+
+    def __post_init__(self) -> None:
+        res = self.img_resolution
+        if res < 4 or res & (res - 1):
+            raise ModelError(f"img_resolution must be a power of two >= 4, got {res!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ModelError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.interp_embed and self.c_dim != 1:
+            raise ModelError(f"interp_embed needs c_dim == 1 (a scalar label), got c_dim={self.c_dim}")
+        for name in ("z_dim", "w_dim", "img_channels", "mapping_layers", "channel_base", "channel_max"):
+            if int(getattr(self, name)) <= 0:
+                raise ModelError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.c_dim < 0:
+            raise ModelError(f"c_dim must be >= 0, got {self.c_dim!r}")
+
+    @property
+    def num_ws(self) -> int:
+        """Number of w vectors the synthesis network consumes (2·log2(R) − 2)."""
+        return 2 * int(math.log2(self.img_resolution)) - 2
+
+    def channels(self, res: int) -> int:
+        """Feature maps at resolution ``res``."""
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+        """Build from a dict, rejecting unknown keys so typos do not pass silently."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ModelError(f"unknown generator config keys: {unknown}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class GanMeta:
+    """What the images mean: class names and the physical size of one generated tile."""
+
+    class_names: tuple[str, ...] = ()
+    tile_px: int = 0
+    tile_um: float | None = None
+    source: str = ""
+    variant: str = "histobridge"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "class_names": list(self.class_names)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GanMeta:
+        tile_um = data.get("tile_um")
+        return cls(
+            class_names=tuple(str(n) for n in data.get("class_names", ())),
+            tile_px=int(data.get("tile_px", 0)),
+            tile_um=None if tile_um is None else float(tile_um),
+            source=str(data.get("source", "")),
+            variant=str(data.get("variant", "histobridge")),
+        )
+
+
+def default_class_names(c_dim: int, interp_embed: bool = False) -> tuple[str, ...]:
+    """``class0``, ``class1``…; a continuous-label model has two ends."""
+    n = 2 if interp_embed else c_dim
+    return tuple(f"class{i}" for i in range(n))
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale each row to unit mean square (pixel norm over features)."""
+    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+
+def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
+    """Separable FIR filter as a 2-D outer product normalised to sum 1."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def _depthwise(f: torch.Tensor, channels: int, gain: float, dtype: torch.dtype) -> torch.Tensor:
+    # upfirdn2d convolves (flips the filter); conv2d correlates, so flip here.
+    k = (f * gain).flip([0, 1]).to(dtype)
+    return k[None, None].expand(channels, 1, *k.shape)
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2× zero-insertion up-sampling + FIR (gain 4, pad [2,1]) as one strided transposed conv."""
+    c = x.shape[1]
+    return F.conv_transpose2d(x, _depthwise(f, c, 4.0, x.dtype), stride=2, padding=1, groups=c)
+
+
+def _fir_pad1(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """FIR filter with gain 4 and one pixel of padding: 2H+1 → 2H after the transposed conv."""
+    c = x.shape[1]
+    return F.conv2d(x, _depthwise(f, c, 4.0, x.dtype), padding=1, groups=c)
+
+
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None,
+    act: str = "linear",
+    gain: float = 1.0,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """Bias over dim 1, activation, gain, clamp, in that order."""
+    if b is not None:
+        x = x + b.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
+    if act == "lrelu":
+        x = F.leaky_relu(x, 0.2)
+    elif act != "linear":
+        raise ModelError(f"unsupported activation {act!r}")
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool = True,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    fused: bool = True,
+) -> torch.Tensor:
+    """Per-sample modulated convolution; ``fused`` uses one grouped conv (exact reference path)."""
+    n = x.shape[0]
+    o, i, kh, kw = weight.shape
+    weight = weight.to(x.dtype)
+    w = weight.unsqueeze(0) * styles.to(x.dtype).reshape(n, 1, -1, 1, 1)  # [N, O, I, kh, kw]
+    dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None
+    if fused:
+        if dcoefs is not None:
+            w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+        x = x.reshape(1, n * i, *x.shape[2:])
+        x = _conv(x, w.reshape(n * o, i, kh, kw), up, padding, resample_filter, groups=n)
+        x = x.reshape(n, o, *x.shape[2:])
+        return x if noise is None else x + noise
+    # Scale activations instead of weights: one shared conv, better for large training batches.
+    x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+    x = _conv(x, weight, up, padding, resample_filter, groups=1)
+    if dcoefs is not None:
+        x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+    return x if noise is None else x + noise
+
+
+def _conv(
+    x: torch.Tensor, w: torch.Tensor, up: int, padding: int, f: torch.Tensor | None, groups: int
+) -> torch.Tensor:
+    if up == 1:
+        return F.conv2d(x, w, padding=padding, groups=groups)
+    if up != 2 or f is None or w.shape[-1] != 3 or padding != 1:
+        raise ModelError("only 3x3 convolutions with padding 1 support 2x up-sampling")
+    # [G·O, I, k, k] -> [G·I, O, k, k]: transposed conv weight layout, no spatial flip.
+    og, i, kh, kw = w.shape
+    wt = w.reshape(groups, og // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, og // groups, kh, kw)
+    x = F.conv_transpose2d(x, wt, stride=2, groups=groups)
+    return _fir_pad1(x, f)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class FullyConnectedLayer(nn.Module):
+    """Dense layer with equalised learning rate: stored weight randn/lr_mul, gains at run time."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        activation: str = "linear",
+        lr_mul: float = 1.0,
+        bias: bool = True,
+        bias_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.bias_gain = lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        x = x.matmul(w.t())
+        return bias_act(x, b, act=self.activation, gain=_SQRT2 if self.activation == "lrelu" else 1.0)
+
+
+class MappingNetwork(nn.Module):
+    """z (and label c) → w, broadcast to ``num_ws`` copies, with optional truncation."""
+
+    def __init__(self, cfg: GeneratorConfig, num_ws: int) -> None:
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
+        self.num_ws = num_ws
+        self.num_layers = cfg.mapping_layers
+        self.w_avg_beta = cfg.w_avg_beta
+        self.interp_embed = cfg.interp_embed
+        embed = 0 if cfg.c_dim == 0 else (cfg.w_dim if cfg.embed_features is None else cfg.embed_features)
+        hidden = cfg.w_dim if cfg.layer_features is None else cfg.layer_features
+        widths = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        if cfg.c_dim > 0:
+            self.embed = FullyConnectedLayer(2 if cfg.interp_embed else cfg.c_dim, embed)
+        for idx in range(cfg.mapping_layers):
+            layer = FullyConnectedLayer(
+                widths[idx], widths[idx + 1], activation="lrelu", lr_mul=cfg.mapping_lr_mul
+            )
+            setattr(self, f"fc{idx}", layer)
+        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+
+    def embed_label(self, c: torch.Tensor) -> torch.Tensor:
+        """Raw class embedding (before normalisation); slerp between two ends for scalar labels."""
+        if not self.interp_embed:
+            return self.embed(c)
+        ends = self.embed(torch.eye(2, dtype=c.dtype, device=c.device))
+        lo, hi = ends[0], ends[1]
+        cos = ((lo / lo.norm()) * (hi / hi.norm())).sum().clamp(-1.0, 1.0)
+        omega = torch.arccos(cos)
+        so = torch.sin(omega)
+        t = c.reshape(-1, 1)
+        safe = torch.where(so == 0, torch.ones_like(so), so)
+        slerp = torch.sin((1 - t) * omega) / safe * lo + torch.sin(t * omega) / safe * hi
+        lerp = (1 - t) * lo + t * hi
+        return torch.where(so == 0, lerp, slerp)
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None,
+        truncation_psi: float = 1,
+        truncation_cutoff: int | None = None,
+        update_emas: bool = False,
+    ) -> torch.Tensor:
+        x = normalize_2nd_moment(z.to(torch.float32)) if self.z_dim > 0 else None
+        if self.c_dim > 0:
+            if c is None:
+                raise ModelError(f"this generator is conditional (c_dim={self.c_dim}); pass a label c")
+            y = normalize_2nd_moment(self.embed_label(c.to(torch.float32)))
+            x = y if x is None else torch.cat([x, y], dim=1)
+        for idx in range(self.num_layers):
+            x = getattr(self, f"fc{idx}")(x)
+        if update_emas and self.w_avg_beta is not None:
+            with torch.no_grad():
+                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if truncation_psi != 1:
+            cut = self.num_ws if truncation_cutoff is None else int(truncation_cutoff)
+            head = self.w_avg.lerp(x[:, :cut], float(truncation_psi))
+            x = torch.cat([head, x[:, cut:]], dim=1)
+        return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3×3 conv (optionally 2× up), noise, bias, lrelu, clamp."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        *,
+        up: int = 1,
+        use_noise: bool = True,
+        conv_clamp: float | None = None,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.up = up
+        self.use_noise = use_noise
+        self.activation = "lrelu"
+        self.conv_clamp = conv_clamp
+        self.padding = kernel_size // 2
+        self.act_gain = _SQRT2
+        self.register_buffer("resample_filter", setup_filter())
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        if use_noise:
+            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0
+    ) -> torch.Tensor:
+        styles = self.affine(w)
+        noise = None
+        if self.use_noise and noise_mode == "random":
+            shape = [x.shape[0], 1, self.resolution, self.resolution]
+            noise = torch.randn(shape, device=x.device, dtype=x.dtype) * self.noise_strength
+        elif self.use_noise and noise_mode == "const":
+            noise = self.noise_const.to(x.dtype) * self.noise_strength
+        x = modulated_conv2d(
+            x, self.weight, styles, up=self.up, padding=self.padding,
+            resample_filter=self.resample_filter, noise=noise, fused=not self.training or x.shape[0] == 1,
+        )
+        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        return bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1×1 conv to image channels, no demodulation."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None) -> None:
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        fused = not self.training or x.shape[0] == 1
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
+        return bias_act(x, self.bias, clamp=self.conv_clamp)
+
+
+class Conv2dLayer(nn.Module):
+    """Plain 1×1 conv + 2× up-sampling: the residual branch of 'resnet' blocks."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.activation = "linear"
+        self.up = 2
+        self.down = 1
+        self.conv_clamp = None
+        self.padding = 0
+        self.act_gain = 1.0
+        self.register_buffer("resample_filter", setup_filter())
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        x = F.conv2d(x, self.weight.to(x.dtype) * self.weight_gain)
+        x = upsample2d(x, self.resample_filter)
+        return bias_act(x, None, gain=self.act_gain * gain)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (const |) conv0 (up) → conv1, plus ToRGB / residual as the architecture says."""
+
+    def __init__(self, cfg: GeneratorConfig, in_channels: int, resolution: int) -> None:
+        super().__init__()
+        out_channels = cfg.channels(resolution)
+        self.in_channels = in_channels
+        self.w_dim = cfg.w_dim
+        self.resolution = resolution
+        self.img_channels = cfg.img_channels
+        self.is_last = resolution == cfg.img_resolution
+        self.architecture = cfg.architecture
+        self.use_fp16 = False
+        self.channels_last = False
+        self.register_buffer("resample_filter", setup_filter())
+        kw = {"use_noise": cfg.use_noise, "conv_clamp": cfg.conv_clamp}
+        self.num_conv = 0
+        self.num_torgb = 0
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, resolution, up=2, **kw)
+            self.num_conv += 1
+        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, resolution, **kw)
+        self.num_conv += 1
+        if self.is_last or cfg.architecture == "skip":
+            self.torgb = ToRGBLayer(out_channels, cfg.img_channels, cfg.w_dim, cfg.conv_clamp)
+            self.num_torgb += 1
+        if in_channels != 0 and cfg.architecture == "resnet":
+            self.skip = Conv2dLayer(in_channels, out_channels)
+
+    def forward(
+        self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        w_iter = iter(ws.unbind(dim=1))
+        if self.in_channels == 0:
+            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = self.conv1(x, next(w_iter), noise_mode)
+        elif self.architecture == "resnet":
+            y = self.skip(x, gain=_SQRT_HALF)
+            x = self.conv0(x, next(w_iter), noise_mode)
+            x = self.conv1(x, next(w_iter), noise_mode, gain=_SQRT_HALF)
+            x = y + x
+        else:
+            x = self.conv0(x, next(w_iter), noise_mode)
+            x = self.conv1(x, next(w_iter), noise_mode)
+        if img is not None:
+            img = upsample2d(img, self.resample_filter)
+        if self.num_torgb:
+            y = self.torgb(x, next(w_iter)).to(torch.float32)
+            img = y if img is None else img + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """Stack of blocks 4 → R; each block takes num_conv + num_torgb consecutive ws."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.w_dim = cfg.w_dim
+        self.img_resolution = cfg.img_resolution
+        self.img_resolution_log2 = int(math.log2(cfg.img_resolution))
+        self.img_channels = cfg.img_channels
+        self.block_resolutions = [2**i for i in range(2, self.img_resolution_log2 + 1)]
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            in_channels = cfg.channels(res // 2) if res > 4 else 0
+            block = SynthesisBlock(cfg, in_channels, res)
+            self.num_ws += block.num_conv
+            if block.is_last:
+                self.num_ws += block.num_torgb
+            setattr(self, f"b{res}", block)
+
+    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        if noise_mode not in ("const", "random", "none"):
+            raise ModelError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
+            raise ModelError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        ws = ws.to(torch.float32)
+        x = img = None
+        w_idx = 0
+        for res in self.block_resolutions:
+            block = getattr(self, f"b{res}")
+            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), noise_mode)
+            w_idx += block.num_conv
+        assert img is not None
+        return img
+
+
+class Generator(nn.Module):
+    """Mapping + synthesis; ``G(z, c)`` returns float32 NCHW images in about [−1, 1]."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.z_dim, self.c_dim, self.w_dim = config.z_dim, config.c_dim, config.w_dim
+        self.img_resolution = config.img_resolution
+        self.img_channels = config.img_channels
+        self.synthesis = SynthesisNetwork(config)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(config, self.num_ws)
+        self.meta = GanMeta(
+            class_names=default_class_names(config.c_dim, config.interp_embed),
+            tile_px=config.img_resolution,
+        )
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1,
+        truncation_cutoff: int | None = None,
+        noise_mode: NoiseMode = "const",
+        update_emas: bool = False,
+    ) -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+    def compile(self, **kwargs: Any) -> Generator:  # type: ignore[override]
+        """Compile mapping and synthesis with ``torch.compile`` (in place) so both entry points gain."""
+        self.mapping.compile(**kwargs)
+        self.synthesis.compile(**kwargs)
+        return self
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"{c.img_resolution}px, c_dim={c.c_dim}, num_ws={self.num_ws}, arch={c.architecture}"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def z_from_seed(seed: int, z_dim: int) -> torch.Tensor:
+    """[1, z_dim] float32 latent from ``RandomState(seed).randn`` (float64 draws, cast once)."""
+    return torch.from_numpy(np.random.RandomState(int(seed)).randn(1, z_dim)).to(torch.float32)
+
+
+def z_from_seeds(seeds: Iterable[int], z_dim: int) -> torch.Tensor:
+    """One RandomState per seed, stacked to [len(seeds), z_dim]."""
+    zs = [z_from_seed(s, z_dim) for s in seeds]
+    if not zs:
+        return torch.zeros([0, z_dim])
+    return torch.cat(zs, dim=0)
+
+
+def onehot(class_idx: int, c_dim: int, n: int = 1) -> torch.Tensor:
+    """[n, c_dim] float32 one-hot label."""
+    if not 0 <= class_idx < c_dim:
+        raise ModelError(f"class index {class_idx} out of range for c_dim={c_dim}")
+    c = torch.zeros([n, c_dim])
+    c[:, class_idx] = 1
+    return c
+
+
+def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """NCHW floats in [−1, 1] → NHWC uint8 via ``x·127.5 + 128``, clamp, truncate."""
+    x = torch.as_tensor(images).detach().to("cpu", torch.float32)
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    return (x.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "GanMeta",
+    "Generator",
+    "GeneratorConfig",
+    "MappingNetwork",
+    "SynthesisNetwork",
+    "default_class_names",
+    "onehot",
+    "to_uint8",
+    "z_from_seed",
+    "z_from_seeds",
+]

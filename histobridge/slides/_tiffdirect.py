@@ -1,0 +1,122 @@
+"""Direct decoding of tiled TIFF levels: read the compressed tiles and decode them ourselves.
+
+Why: going through tiffslide's zarr layer costs Python overhead per chunk, while tifffile's
+per-page decoder (imagecodecs; releases the GIL) plus ``os.pread`` on a private file descriptor is
+both faster and safe to call from many threads at once. Only plain levels qualify (one page, tiled,
+8-bit, 3 contiguous samples); anything else falls back to tiffslide's own reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class TiledLevelReader:
+    """Read arbitrary rectangles of one tiled TIFF page by decoding only the tiles they touch."""
+
+    def __init__(self, page: Any, path: Path) -> None:
+        self.width = int(page.imagewidth)
+        self.height = int(page.imagelength)
+        self.tile_w = int(page.tilewidth)
+        self.tile_h = int(page.tilelength)
+        self.tiles_across = -(-self.width // self.tile_w)
+        self.offsets = tuple(int(v) for v in page.dataoffsets)
+        self.counts = tuple(int(v) for v in page.databytecounts)
+        self.jpegtables = page.jpegtables
+        self._decode = page.decode
+        self._fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._lock = None if hasattr(os, "pread") else threading.Lock()
+
+    def _read_bytes(self, index: int) -> bytes | None:
+        count = self.counts[index]
+        if count == 0:
+            return None
+        if self._lock is None:
+            return os.pread(self._fd, count, self.offsets[index])
+        with self._lock:  # pragma: no cover - platforms without pread
+            os.lseek(self._fd, self.offsets[index], os.SEEK_SET)
+            return os.read(self._fd, count)
+
+    def tile(self, tx: int, ty: int) -> np.ndarray | None:
+        """Decode one source tile as (tile_h, tile_w, 3) uint8, or None when the tile is empty."""
+        index = ty * self.tiles_across + tx
+        data = self._read_bytes(index)
+        if data is None:
+            return None
+        arr, _, _ = self._decode(data, index, jpegtables=self.jpegtables)
+        return arr.reshape(arr.shape[-3], arr.shape[-2], arr.shape[-1])
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """Rectangle in level pixels (must lie inside the level) as (h, w, 3) uint8."""
+        out = np.full((h, w, 3), 255, np.uint8)
+        if w <= 0 or h <= 0:
+            return out
+        for ty in range(y // self.tile_h, (y + h - 1) // self.tile_h + 1):
+            for tx in range(x // self.tile_w, (x + w - 1) // self.tile_w + 1):
+                tile = self.tile(tx, ty)
+                if tile is None:
+                    continue
+                x0, y0 = tx * self.tile_w, ty * self.tile_h
+                sx0, sy0 = max(x, x0), max(y, y0)
+                sx1 = min(x + w, x0 + self.tile_w, self.width)
+                sy1 = min(y + h, y0 + self.tile_h, self.height)
+                out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0, :3]
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def _qualifies(page: Any, dims: tuple[int, int]) -> bool:
+    try:
+        return (
+            bool(page.is_tiled)
+            and int(page.planarconfig) == 1
+            and int(page.samplesperpixel) == 3
+            and int(page.bitspersample) == 8
+            and np.dtype(page.dtype) == np.uint8
+            and (int(page.imagewidth), int(page.imagelength)) == tuple(dims)
+            and int(page.imagedepth) == 1
+            and len(page.dataoffsets) == len(page.databytecounts) > 0
+        )
+    except Exception:  # odd pages: let tiffslide handle them
+        return False
+
+
+def direct_readers(slide: Any, path: Path, level_dims: tuple[tuple[int, int], ...]) -> list[TiledLevelReader | None]:
+    """One direct reader per level where possible (None where tiffslide must read)."""
+    out: list[TiledLevelReader | None] = [None] * len(level_dims)
+    if os.environ.get("HISTOBRIDGE_NO_DIRECT_TIFF"):
+        return out
+    try:
+        idx = int(slide.properties.get("tiffslide.series-index", 0))
+        series = slide.ts_tifffile.series[idx]
+        levels = series.levels
+        if len(levels) != len(level_dims):
+            return out
+        for i, lvl in enumerate(levels):
+            pages = lvl.pages
+            if len(pages) != 1 or getattr(lvl, "axes", "YXS") != "YXS":
+                continue
+            page = pages[0]
+            if hasattr(page, "keyframe") and page.keyframe is not page:
+                continue
+            if _qualifies(page, level_dims[i]):
+                out[i] = TiledLevelReader(page, path)
+    except Exception as err:  # never fail opening because the fast path is unavailable
+        log.debug("direct TIFF decoding unavailable for %s: %s", path, err)
+        for reader in out:
+            if reader is not None:
+                reader.close()
+        return [None] * len(level_dims)
+    return out

@@ -1,0 +1,96 @@
+"""Tissue detection on a thumbnail (numpy only) and its outline as level-0 polygons.
+
+Stained tissue is coloured while glass is near-white or grey, so saturation separates them better
+than brightness (brightness also picks up dust and shadows). The threshold is Otsu's on the
+saturation histogram, floored so a blank slide does not turn its noise into "tissue".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+
+if TYPE_CHECKING:
+    from histobridge.slides.slide import Slide
+
+MIN_SATURATION = 0.07
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256, value_range: tuple[float, float] = (0.0, 1.0)) -> float:
+    """Otsu's threshold of ``values`` (maximises the between-class variance of the histogram)."""
+    hist, edges = np.histogram(values, bins=bins, range=value_range)
+    hist = hist.astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return float(value_range[1])
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = total - w0
+    m0 = np.cumsum(hist * centers)
+    mean0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
+    mean1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation in [0, 1] of an (H, W, 3) uint8 image."""
+    arr = rgb[..., :3].astype(np.float32)
+    mx = arr.max(axis=-1)
+    mn = arr.min(axis=-1)
+    return np.divide(mx - mn, mx, out=np.zeros_like(mx), where=mx > 0)
+
+
+def _smooth(mask: np.ndarray) -> np.ndarray:
+    """3x3 majority vote: removes isolated pixels and fills pinholes without scipy."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    h, w = mask.shape
+    count = sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
+    return count >= 5
+
+
+def tissue_mask(rgb: np.ndarray, *, min_saturation: float = MIN_SATURATION) -> np.ndarray:
+    """Boolean tissue mask of an RGB thumbnail (True = tissue)."""
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        raise ValueError(f"tissue_mask expects an (H, W, 3) RGB image, got shape {rgb.shape}")
+    sat = saturation(rgb)
+    gray = rgb[..., :3].astype(np.float32).mean(axis=-1)
+    threshold = max(otsu_threshold(sat), min_saturation)
+    # Very dark pixels (pen, folds) are kept as tissue; pure black padding is not.
+    mask = (sat > threshold) & (gray > 10)
+    return _smooth(mask)
+
+
+def mask_to_geometry(mask: np.ndarray, scale: float = 1.0, *, min_area_px: float = 4.0) -> MultiPolygon:
+    """Vectorise a boolean mask: row runs merged into boxes, unioned, scaled by ``scale``."""
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), np.int8)
+    padded[:, 1:-1] = mask
+    diff = np.diff(padded, axis=1)
+    rows_s, starts = np.nonzero(diff == 1)
+    _, ends = np.nonzero(diff == -1)
+    if len(starts) == 0:
+        return MultiPolygon()
+    # Merge identical runs in consecutive rows into taller boxes (far fewer boxes to union).
+    order = np.lexsort((rows_s, ends, starts))
+    s, e, r = starts[order], ends[order], rows_s[order]
+    new = np.ones(len(s), bool)
+    new[1:] = (s[1:] != s[:-1]) | (e[1:] != e[:-1]) | (r[1:] != r[:-1] + 1)
+    group = np.cumsum(new) - 1
+    top = r[new]
+    bottom = np.zeros(group[-1] + 1, np.int64)
+    np.maximum.at(bottom, group, r + 1)
+    boxes = shapely.box(s[new] * scale, top * scale, e[new] * scale, bottom * scale)
+    merged = shapely.unary_union(boxes).simplify(scale * 0.5)
+    polys = [g for g in getattr(merged, "geoms", [merged]) if isinstance(g, Polygon) and not g.is_empty]
+    polys = [p for p in polys if p.area >= min_area_px * scale * scale]
+    return MultiPolygon(polys)
+
+
+def tissue_geometry(slide: Slide, *, max_px: int = 1024, min_area_px: float = 16.0) -> MultiPolygon:
+    """Tissue outline of ``slide`` as a MultiPolygon in level-0 QuPath pixels (from a thumbnail)."""
+    thumb, ds = slide.thumbnail(max_px)
+    return mask_to_geometry(tissue_mask(thumb), ds, min_area_px=min_area_px)

@@ -1,0 +1,112 @@
+"""Small models and a generated pyramidal slide whose expected classifier output is known exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+# Slide geometry (level 0): a green ramp everywhere, a red and a blue polygon.
+SLIDE_W, SLIDE_H, SLIDE_MPP = 1024, 768, 0.5
+RED_POLY = [(96.0, 80.0), (520.0, 80.0), (520.0, 300.0), (300.0, 300.0), (300.0, 560.0), (96.0, 560.0)]
+BLUE_POLY = [(640.0, 360.0), (960.0, 420.0), (900.0, 700.0), (600.0, 680.0)]
+CLASSES = ("Red", "Blue", "Green")
+
+
+class ColourNet(nn.Module):
+    """Logits = mean of each channel (after the config's normalisation) times ``gain``: a known function."""
+
+    def __init__(self, gain: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
+        super().__init__()
+        self.register_buffer("gain", torch.tensor(gain, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) * self.gain
+
+
+class DropoutNet(nn.Module):
+    """A tiny conv net with dropout, for MC-dropout checks."""
+
+    def __init__(self, num_classes: int = 2, p: float = 0.5) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.drop = nn.Dropout(p)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x)).mean(dim=(2, 3))
+        return self.head(self.drop(h))
+
+
+def expected_probs(tiles_uint8: np.ndarray, gain: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """What :class:`ColourNet` must give after ToTensor + Normalize(0.5, 0.5): softmax of gain·mean."""
+    x = tiles_uint8.astype(np.float64) / 255.0
+    x = (x - 0.5) / 0.5
+    logits = x.mean(axis=(1, 2)) * np.asarray(gain)
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def config_dict(classes=CLASSES, patch: int = 16, spacing: float = 2.0, **extra) -> dict:
+    d = {
+        "spec_version": "1.0",
+        "architecture": "colournet",
+        "num_classes": len(classes),
+        "class_names": list(classes),
+        "patch_size_pixels": patch,
+        "spacing_um_px": spacing,
+        "transform": [
+            {"name": "Resize", "arguments": {"size": patch}},
+            {"name": "ToTensor"},
+            {"name": "Normalize", "arguments": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}},
+        ],
+    }
+    d.update(extra)
+    return d
+
+
+def slide_pixels() -> np.ndarray:
+    """Level-0 RGB pixels: a diagonal green ramp, grey elsewhere, pure red / blue inside the polygons."""
+    from PIL import Image, ImageDraw
+
+    yy, xx = np.mgrid[0:SLIDE_H, 0:SLIDE_W].astype(np.float64)
+    img = np.empty((SLIDE_H, SLIDE_W, 3), np.uint8)
+    img[..., 0] = 128
+    img[..., 2] = 128
+    img[..., 1] = np.round(255.0 * (0.45 * xx / SLIDE_W + 0.55 * yy / SLIDE_H)).astype(np.uint8)
+    mask = Image.new("L", (SLIDE_W, SLIDE_H), 0)
+    ImageDraw.Draw(mask).polygon(RED_POLY, fill=1)
+    red = np.asarray(mask, bool)
+    mask = Image.new("L", (SLIDE_W, SLIDE_H), 0)
+    ImageDraw.Draw(mask).polygon(BLUE_POLY, fill=1)
+    blue = np.asarray(mask, bool)
+    img[red, 0], img[red, 2] = 255, 0
+    img[blue, 0], img[blue, 2] = 0, 255
+    return img
+
+
+def write_slide(path: Path, pixels: np.ndarray | None = None, mpp: float = SLIDE_MPP) -> Path:
+    """A 2-level pyramidal tiled TIFF (lossless) with its resolution recorded, as scanners write it."""
+    import tifffile
+
+    pixels = slide_pixels() if pixels is None else pixels
+    h, w = pixels.shape[:2]
+    level1 = pixels[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+    level1 = np.round(level1).astype(np.uint8)
+    res = (1e4 / mpp, 1e4 / mpp)  # pixels per cm
+    with tifffile.TiffWriter(path, bigtiff=False) as tif:
+        opts = {"tile": (128, 128), "photometric": "rgb", "compression": "zlib",
+                "resolutionunit": "CENTIMETER"}
+        tif.write(pixels, subifds=1, resolution=res, **opts)
+        tif.write(level1, subfiletype=1, resolution=(res[0] / 2, res[1] / 2), **opts)
+    return path
+
+
+def save_model(tmp: Path, module: nn.Module, cfg: dict, name: str = "model") -> Path:
+    """A WSInfer-style model directory written by histobridge's own exporter."""
+    from histobridge.models.classifier import save_classifier
+
+    return save_classifier(module, cfg, tmp / name)

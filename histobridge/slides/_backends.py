@@ -183,7 +183,11 @@ def _open_one(name: str, path: Path) -> Backend:
 def open_backend(path: Path, backend: str) -> Backend:
     """Open ``path`` with the requested backend; ``auto`` tries the likely one first, then the other."""
     if backend == "auto":
-        order = ["openslide", "tiffslide"] if path.suffix.lower() in OPENSLIDE_FIRST else ["tiffslide", "openslide"]
+        order = (
+            ["openslide", "tiffslide"]
+            if path.suffix.lower() in OPENSLIDE_FIRST
+            else ["tiffslide", "openslide"]
+        )
     else:
         order = [backend]
     problems: list[str] = []

@@ -93,7 +93,9 @@ def _qualifies(page: Any, dims: tuple[int, int]) -> bool:
         return False
 
 
-def direct_readers(slide: Any, path: Path, level_dims: tuple[tuple[int, int], ...]) -> list[TiledLevelReader | None]:
+def direct_readers(
+    slide: Any, path: Path, level_dims: tuple[tuple[int, int], ...]
+) -> list[TiledLevelReader | None]:
     """One direct reader per level where possible (None where tiffslide must read)."""
     out: list[TiledLevelReader | None] = [None] * len(level_dims)
     if os.environ.get("HISTOBRIDGE_NO_DIRECT_TIFF"):

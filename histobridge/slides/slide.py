@@ -56,7 +56,7 @@ class Slide:
         self.offset: tuple[float, float] = (float(offset[0]), float(offset[1]))
         full_w, full_h = backend.dimensions
         if size is None:
-            size = (int(round(full_w - self.offset[0])), int(round(full_h - self.offset[1])))
+            size = (round(full_w - self.offset[0]), round(full_h - self.offset[1]))
         self.dimensions: tuple[int, int] = (int(size[0]), int(size[1]))
         if self.dimensions[0] <= 0 or self.dimensions[1] <= 0:
             raise SlideError(f"{path}: empty image after applying offset {offset} and size {size}")
@@ -79,7 +79,9 @@ class Slide:
         if override is not None:
             value = float(override)
             if not math.isfinite(value) or value <= 0:
-                raise CalibrationError(f"{self.path}: pixel size override {override!r} must be a positive number")
+                raise CalibrationError(
+                    f"{self.path}: pixel size override {override!r} must be a positive number"
+                )
             return value, None
         mx, my = self._backend.raw_mpp()
         values = [v for v in (mx, my) if v is not None and v > 0]
@@ -111,7 +113,12 @@ class Slide:
     @property
     def reader_bounds(self) -> tuple[int, int, int, int] | None:
         """``openslide.bounds-x/y/width/height`` when the reader reports them (else None)."""
-        keys = ("openslide.bounds-x", "openslide.bounds-y", "openslide.bounds-width", "openslide.bounds-height")
+        keys = (
+            "openslide.bounds-x",
+            "openslide.bounds-y",
+            "openslide.bounds-width",
+            "openslide.bounds-height",
+        )
         try:
             x, y, w, h = (int(self.properties[k]) for k in keys)
         except (KeyError, TypeError, ValueError):
@@ -163,7 +170,9 @@ class Slide:
                 best = i
         return best
 
-    def read_scaled(self, x: float, y: float, w: float, h: float, out_px: int | tuple[int, int]) -> np.ndarray:
+    def read_scaled(
+        self, x: float, y: float, w: float, h: float, out_px: int | tuple[int, int]
+    ) -> np.ndarray:
         """Level-0 float rectangle resampled once from the best level to ``out_px`` (w, h)."""
         out_w, out_h = _as_pair(out_px)
         if w <= 0 or h <= 0 or out_w <= 0 or out_h <= 0:
@@ -192,7 +201,9 @@ class Slide:
         for oy in range(0, out_h, step):
             for ox in range(0, out_w, step):
                 bw, bh = min(step, out_w - ox), min(step, out_h - oy)
-                out[oy : oy + bh, ox : ox + bw] = self.read_scaled(ox * ds, oy * ds, bw * ds, bh * ds, (bw, bh))
+                out[oy : oy + bh, ox : ox + bw] = self.read_scaled(
+                    ox * ds, oy * ds, bw * ds, bh * ds, (bw, bh)
+                )
         return out, ds
 
     def close(self) -> None:
@@ -205,10 +216,13 @@ class Slide:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Slide({str(self.path)!r}, backend={self.backend!r}, dimensions={self.dimensions}, mpp={self._mpp})"
+        name = str(self.path)
+        return f"Slide({name!r}, backend={self.backend!r}, dimensions={self.dimensions}, mpp={self._mpp})"
 
 
-def resample_box(block: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
+def resample_box(
+    block: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]
+) -> np.ndarray:
     """Resample the float ``box`` (x0, y0, x1, y1) of ``block`` to ``size`` in one Pillow call."""
     x0, y0, x1, y1 = box
     out_w, out_h = size

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 MIN_SATURATION = 0.07
 
 
-def otsu_threshold(values: np.ndarray, bins: int = 256, value_range: tuple[float, float] = (0.0, 1.0)) -> float:
+def otsu_threshold(
+    values: np.ndarray, bins: int = 256, value_range: tuple[float, float] = (0.0, 1.0)
+) -> float:
     """Otsu's threshold of ``values`` (maximises the between-class variance of the histogram)."""
     hist, edges = np.histogram(values, bins=bins, range=value_range)
     hist = hist.astype(np.float64)

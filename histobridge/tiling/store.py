@@ -166,7 +166,9 @@ class GroupWriter:
     Memory stays bounded: callers hand over tiles in batches (whole shards are best).
     """
 
-    def __init__(self, store_path: str | os.PathLike[str], name: str, n: int, tile_px: int, attrs: Mapping[str, Any]):
+    def __init__(
+        self, store_path: str | os.PathLike[str], name: str, n: int, tile_px: int, attrs: Mapping[str, Any]
+    ):
         self.store_path = Path(store_path)
         self.name = str(name)
         self.n = int(n)
@@ -180,13 +182,24 @@ class GroupWriter:
         shard = max(1, min(SHARD_TILES, self.n))
         px = self.tile_px
         self.tiles = self.group.create_array(
-            "tiles", shape=(self.n, px, px, 3), dtype="uint8", chunks=(1, px, px, 3),
-            shards=(shard, px, px, 3), compressors=_compressors(), fill_value=0,
+            "tiles",
+            shape=(self.n, px, px, 3),
+            dtype="uint8",
+            chunks=(1, px, px, 3),
+            shards=(shard, px, px, 3),
+            compressors=_compressors(),
+            fill_value=0,
             dimension_names=("tile", "y", "x", "c"),
-        )  # fmt: skip
-        self.coords = self.group.create_array("coords", shape=(self.n, 4), dtype="float64", chunks=(max(1, self.n), 4))
-        self.labels = self.group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(max(1, self.n),))
-        self.regions = self.group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(max(1, self.n),))
+        )
+        self.coords = self.group.create_array(
+            "coords", shape=(self.n, 4), dtype="float64", chunks=(max(1, self.n), 4)
+        )
+        self.labels = self.group.create_array(
+            "labels", shape=(self.n,), dtype="int16", chunks=(max(1, self.n),)
+        )
+        self.regions = self.group.create_array(
+            "regions", shape=(self.n,), dtype="int32", chunks=(max(1, self.n),)
+        )
         self.written = 0
 
     def write_meta(self, coords: np.ndarray, labels: np.ndarray, regions: np.ndarray) -> None:

@@ -148,16 +148,17 @@ def _check_gains(stub: PersistentStub, path: Path, where: str = "G_ema") -> None
             _check_gains(child, path, f"{where}.{name}")
 
 
-def _variant(g: PersistentStub, mapping: PersistentStub) -> str:
+def _variant(g: PersistentStub, mapping: PersistentStub, synth: PersistentStub) -> str:
+    """sgsf (Slideflow fork), sg3-stylegan2 (flat kwargs, num_fp16_res) or sg2ada (nested kwargs)."""
     kwargs = g.attr("_init_kwargs") or {}
     prefix = g.module.rsplit("torch_utils.persistence", 1)[0]
     if prefix.startswith("slideflow.") or mapping.class_name == "InterpolatedMappingNetwork":
         return "sgsf"
     if "interp_embed" in kwargs:
         return "sgsf"
-    if "synthesis_kwargs" in kwargs or "mapping_kwargs" in kwargs:
-        return "sg2ada"
-    return "sg3-stylegan2"
+    if synth.attr("num_fp16_res") is not None or "channel_base" in kwargs:
+        return "sg3-stylegan2"
+    return "sg2ada"
 
 
 def generator_from_stub(g: PersistentStub, path: Path) -> Generator:
@@ -182,7 +183,7 @@ def generator_from_stub(g: PersistentStub, path: Path) -> Generator:
         )
     G.meta = GanMeta(
         class_names=default_class_names(cfg.c_dim, cfg.interp_embed), tile_px=cfg.img_resolution,
-        source=str(path), variant=_variant(g, mapping),
+        source=str(path), variant=_variant(g, mapping, synth),
     )
     return G
 

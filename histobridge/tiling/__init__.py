@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from histobridge.tiling.grid import TileSpec, grid_for_geometry
 from histobridge.tiling.store import GroupWriter, TileGroup, TileStore, open_store
+from histobridge.tiling.tiler import ImageTiling, TilingReport, tile_project
 
-__all__ = ["GroupWriter", "TileGroup", "TileStore", "open_store"]
+__all__ = [
+    "GroupWriter",
+    "ImageTiling",
+    "TileGroup",
+    "TileSpec",
+    "TileStore",
+    "TilingReport",
+    "grid_for_geometry",
+    "open_store",
+    "tile_project",
+]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,7 @@ class GroupWriter:
             "regions", shape=(self.n,), dtype="int32", chunks=(max(1, self.n),)
         )
         self.written = 0
+        self._lock = threading.Lock()
 
     def write_meta(self, coords: np.ndarray, labels: np.ndarray, regions: np.ndarray) -> None:
         """Write the per-tile records (small: 30 bytes a tile) in one go."""
@@ -218,7 +220,8 @@ class GroupWriter:
             raise StoreError(f"{self.store_path}/{self.name}: tiles {start}:{stop} outside 0:{self.n}")
         if len(tiles):
             self.tiles[start:stop] = tiles
-        self.written += len(tiles)
+        with self._lock:
+            self.written += len(tiles)
 
     def finish(self, extra_attrs: Mapping[str, Any] | None = None) -> TileGroup:
         """Mark the group complete and move it to its final name (replacing an older group)."""

@@ -1,0 +1,112 @@
+"""Small stand-ins for the project API and generated pyramidal TIFFs with known pixel patterns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histobridge.qupath.annotations import Annotation
+from histobridge.slides import Slide, open_slide
+
+BLOCK = 64
+
+
+def pattern_image(width: int, height: int, block: int = BLOCK) -> np.ndarray:
+    """RGB image where each ``block`` square is coloured by its block coordinates (R=bx*8, G=by*8)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    rgb = np.empty((height, width, 3), np.uint8)
+    rgb[..., 0] = ((xs // block) * 8) % 256
+    rgb[..., 1] = ((ys // block) * 8) % 256
+    rgb[..., 2] = 128
+    return rgb
+
+
+def halve(rgb: np.ndarray) -> np.ndarray:
+    """2x2 mean (drops an odd last row/column), the usual way pyramids are built."""
+    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+    a = rgb[:h, :w].astype(np.uint16)
+    return ((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2] + 2) // 4).astype(np.uint8)
+
+
+def write_pyramid(
+    path: Path,
+    level0: np.ndarray,
+    *,
+    levels: int = 3,
+    mpp: float | None = 0.5,
+    compression: str | None = "zlib",
+    tile: int = 256,
+    dpi72: bool = False,
+    ome_subifds: bool = False,
+) -> Path:
+    """Tiled pyramidal TIFF: levels as reduced-resolution IFDs (or OME SubIFDs) with optional µm/px."""
+    import tifffile
+
+    pyramid = [level0]
+    for _ in range(levels - 1):
+        pyramid.append(halve(pyramid[-1]))
+
+    def res(i: int) -> dict[str, Any]:
+        if dpi72:
+            return {"resolution": (72, 72), "resolutionunit": "INCH"}
+        if mpp is None or ome_subifds:
+            return {}
+        return {"resolution": (1e4 / mpp / 2**i, 1e4 / mpp / 2**i), "resolutionunit": "CENTIMETER"}
+
+    opts: dict[str, Any] = {"tile": (tile, tile), "compression": compression, "photometric": "rgb"}
+    if ome_subifds:
+        meta = {
+            "PhysicalSizeX": mpp,
+            "PhysicalSizeY": mpp,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeYUnit": "µm",
+        }
+        with tifffile.TiffWriter(path, ome=True) as tw:
+            tw.write(pyramid[0], subifds=levels - 1, metadata={"axes": "YXS", **meta}, **opts)
+            for lvl in pyramid[1:]:
+                tw.write(lvl, subfiletype=1, metadata=None, **opts)
+        return path
+    with tifffile.TiffWriter(path, bigtiff=False) as tw:
+        for i, lvl in enumerate(pyramid):
+            tw.write(lvl, subfiletype=1 if i else 0, metadata=None, **opts, **res(i))
+    return path
+
+
+@dataclass
+class FakeAnnotationSet:
+    annotations: list[Annotation]
+    source: str = "test"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FakeEntry:
+    entry_id: int
+    name: str
+    path: Path | None
+    found: bool = True
+    problem: str | None = None
+    mpp_override: float | None = None
+
+    def open_slide(self, mpp: float | None = None) -> Slide:
+        assert self.path is not None
+        return open_slide(self.path, mpp=mpp if mpp is not None else self.mpp_override)
+
+
+@dataclass
+class FakeClass:
+    name: str
+    color: tuple[int, int, int] | None = None
+
+
+@dataclass
+class FakeProject:
+    images: list[FakeEntry]
+    by_entry: dict[int, list[Annotation]]
+    classes: list[FakeClass] = field(default_factory=list)
+
+    def annotations(self, entry: FakeEntry) -> FakeAnnotationSet:
+        return FakeAnnotationSet(list(self.by_entry.get(entry.entry_id, [])))

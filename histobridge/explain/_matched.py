@@ -1,0 +1,406 @@
+"""Matched synthetic tiles: for every annotated region of a tile store, GAN tiles of the same class
+(one per real tile, or ``n``) and their class-swapped twins (same seed, other class).
+
+They are stored next to the real tiles, in the image group's ``synthetic`` sub-group, at the store's
+tile geometry, so real and synthetic tiles can be shown and classified side by side. The sub-group is
+written as ``synthetic.partial`` (progress in ``attrs["filled"]``, so an interrupted run resumes where
+it stopped) and renamed to ``synthetic`` once ``complete`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from histobridge.errors import InputError, StoreError
+
+if TYPE_CHECKING:
+    import zarr
+
+    from histobridge.models.classifier import TileClassifier
+    from histobridge.models.stylegan2 import Generator
+    from histobridge.tiling.store import TileGroup
+
+log = logging.getLogger(__name__)
+
+SUBGROUP = "synthetic"
+PARTIAL = SUBGROUP + ".partial"
+MONTAGE_COLS = 8
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """Synthetic tiles planned for one region of one image group."""
+
+    region: int
+    region_class: str
+    gen_class: int
+    swap_class: int
+    seeds: tuple[int, ...]
+    n_real: int
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """What happened to one image group."""
+
+    entry_id: str
+    n_synthetic: int
+    per_region: dict[int, int]
+    skipped_regions: dict[int, str]
+    status: str  # "written", "resumed", "up-to-date" or "no-regions"
+    montages: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchedReport:
+    store_path: Path
+    groups: tuple[GroupResult, ...]
+    class_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_synthetic(self) -> int:
+        return sum(g.n_synthetic for g in self.groups)
+
+
+def resolve_class_map(
+    G: Generator, region_classes: Sequence[str], class_map: Mapping[str, str | int] | None
+) -> dict[str, int]:
+    """Region class name → generator class index: the explicit mapping first, then equal names
+    (case-insensitive). Unmapped classes are simply absent from the result."""
+    from histobridge.explain import synthesis as syn
+
+    explicit = {str(k).lower(): v for k, v in (class_map or {}).items()}
+    names = [n.lower() for n in syn.class_names(G)]
+    out: dict[str, int] = {}
+    for rc in region_classes:
+        key = rc.lower()
+        if key in explicit:
+            out[rc] = syn.resolve_class(G, explicit[key])
+        elif key in names:
+            out[rc] = names.index(key)
+    return out
+
+
+def _region_class(
+    region: Mapping[str, Any], idx: int, labels: np.ndarray, regions: np.ndarray, classes: Sequence[str]
+) -> str | None:
+    name = region.get("class")
+    if name:
+        return str(name)
+    mine = labels[regions == idx]
+    mine = mine[mine >= 0]
+    return str(classes[int(mine[0])]) if mine.size and int(mine[0]) < len(classes) else None
+
+
+def plan_group(
+    group: TileGroup, G: Generator, mapping: Mapping[str, int], n: int | None, seed: int
+) -> tuple[list[RegionPlan], dict[int, str], int]:
+    """Regions to fill and the seeds they get (consecutive from ``seed``); returns the next seed."""
+    from histobridge.explain import synthesis as syn
+
+    attrs = group.attrs
+    regions_meta = list(attrs.get("regions") or [])
+    regions = np.asarray(group.regions[:], dtype=np.int64)
+    labels = np.asarray(group.labels[:], dtype=np.int64)
+    counts = (
+        np.bincount(regions[regions >= 0], minlength=len(regions_meta))
+        if regions.size
+        else np.zeros(len(regions_meta), dtype=np.int64)
+    )
+    n_cls = syn.num_classes(G)
+    plans, skipped = [], {}
+    for idx, meta in enumerate(regions_meta):
+        rc = _region_class(meta, idx, labels, regions, list(attrs.get("classes") or []))
+        if rc is None or rc not in mapping:
+            skipped[idx] = f"class {rc!r} has no generator class"
+            continue
+        k = int(n if n is not None else counts[idx])
+        if k <= 0:
+            skipped[idx] = "no real tiles"
+            continue
+        gen = mapping[rc]
+        plans.append(
+            RegionPlan(idx, rc, gen, (gen + 1) % n_cls, tuple(range(seed, seed + k)), int(counts[idx]))
+        )
+        seed += k
+    return plans, skipped, seed
+
+
+def _geometry(group: TileGroup, store_path: Path, G: Generator, gan_um: float) -> tuple[int, float, bool]:
+    """The store's tile px/µm and whether GAN tiles need crop-then-resize to match them."""
+    attrs = group.attrs
+    try:
+        px, um = int(attrs["tile_px"]), float(attrs["tile_um"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise StoreError(f"{store_path}/{group.name}: tile_px/tile_um attributes missing or invalid") from err
+    if um > gan_um * (1 + 1e-6):
+        raise StoreError(
+            f"{store_path}/{group.name}: store tiles cover {um:g} µm but the generator's tiles only "
+            f"{gan_um:g} µm; synthetic tiles can be cropped to a smaller field, never extended. "
+            "Tile the project with the generator's tile size."
+        )
+    same = px == int(G.img_resolution) and abs(um - gan_um) <= 1e-6 * gan_um
+    return px, um, not same
+
+
+def _params(
+    plans: list[RegionPlan],
+    G: Generator,
+    gan_um: float,
+    classifier: TileClassifier | None,
+    mapping: Mapping[str, int],
+) -> dict[str, Any]:
+    from histobridge.explain import synthesis as syn
+
+    clf = None
+    if classifier is not None:
+        cfg = classifier.config
+        clf = {
+            "class_names": list(cfg.class_names),
+            "tile_px": int(cfg.patch_size_pixels),
+            "tile_um": float(cfg.tile_um),
+        }
+    return {
+        "generator": syn.generator_record(G, gan_um),
+        "class_map": dict(mapping),
+        "classifier": clf,
+        "plan": [[p.region, p.gen_class, p.swap_class, p.seeds[0], len(p.seeds)] for p in plans],
+    }
+
+
+def _flatten(plans: list[RegionPlan]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    seeds = np.asarray([s for p in plans for s in p.seeds], dtype=np.int64)
+    classes = np.asarray([p.gen_class for p in plans for _ in p.seeds], dtype=np.int16)
+    swaps = np.asarray([p.swap_class for p in plans for _ in p.seeds], dtype=np.int16)
+    regions = np.asarray([p.region for p in plans for _ in p.seeds], dtype=np.int32)
+    return seeds, classes, swaps, regions
+
+
+def _open_partial(
+    img_group: zarr.Group,
+    group_dir: Path,
+    params: dict[str, Any],
+    plans: list[RegionPlan],
+    px: int,
+    n_out: int | None,
+) -> zarr.Group:
+    """The partial sub-group to continue, or a fresh one when absent or made with other parameters."""
+    import zarr.codecs
+
+    if PARTIAL in img_group:
+        sub = img_group[PARTIAL]
+        if isinstance(sub, zarr.Group) and sub.attrs.get("params") == params:
+            return sub
+        shutil.rmtree(group_dir / PARTIAL)
+    seeds, classes, swaps, regions = _flatten(plans)
+    n = len(seeds)
+    sub = img_group.create_group(PARTIAL)
+    sub.attrs.update({"params": params, "filled": 0, "complete": False, "tile_px": px, "n_tiles": n})
+    zstd = (zarr.codecs.ZstdCodec(level=1),)
+    for name in ("tiles", "swapped"):
+        sub.create_array(
+            name,
+            shape=(n, px, px, 3),
+            dtype="uint8",
+            chunks=(1, px, px, 3),
+            shards=(max(1, min(64, n)), px, px, 3),
+            compressors=zstd,
+            fill_value=0,
+        )
+    for name, arr in (("seeds", seeds), ("classes", classes), ("swap_classes", swaps), ("regions", regions)):
+        sub.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(max(1, n),))
+        if n:
+            sub[name][:] = arr
+    if n_out is not None:
+        for name in ("predictions", "swap_predictions"):
+            sub.create_array(name, shape=(n, n_out), dtype="float32", chunks=(max(1, n), n_out))
+    return sub
+
+
+def _fill(
+    sub: zarr.Group,
+    G: Generator,
+    gan_um: float,
+    geometry: tuple[int, float, bool],
+    classifier: TileClassifier | None,
+    batch_size: int,
+) -> None:
+    """Generate from ``attrs["filled"]`` to the end, recording progress after every batch."""
+    from histobridge.explain import synthesis as syn
+
+    px, um, transform = geometry
+    seeds = np.asarray(sub["seeds"][:])
+    n, n_cls = len(seeds), syn.num_classes(G)
+    start = int(sub.attrs.get("filled", 0))
+    for i in range(start, n, max(1, batch_size)):
+        j = min(n, i + batch_size)
+        for cls_name, tile_name, pred_name in (
+            ("classes", "tiles", "predictions"),
+            ("swap_classes", "swapped", "swap_predictions"),
+        ):
+            cls = np.asarray(sub[cls_name][i:j], dtype=np.int64)
+            weights = np.zeros((j - i, n_cls))
+            weights[np.arange(j - i), cls] = 1.0
+            out = syn.generate(
+                G, seeds[i:j].tolist(), weights, classifier=classifier, gan_um=gan_um, batch_size=batch_size
+            )
+            tiles = syn.crop_then_resize(out.raw, gan_um, um, px) if transform else out.raw
+            sub[tile_name][i:j] = tiles
+            if out.predictions is not None:
+                sub[pred_name][i:j] = out.predictions.astype(np.float32)
+        sub.attrs["filled"] = j
+
+
+def matched_synthetic(
+    store_path: str | os.PathLike[str],
+    G: Generator,
+    classifier: TileClassifier | None = None,
+    n: int | None = None,
+    class_map: Mapping[str, str | int] | None = None,
+    seed0: int = 0,
+    *,
+    gan_um: float | None = None,
+    montage_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 16,
+) -> MatchedReport:
+    """Fill every complete image group's ``synthetic`` sub-group and write one montage per region.
+
+    Seeds run consecutively from ``seed0`` over groups (store order) and regions, so every region
+    gets its own seeds and a rerun with the same arguments reproduces (or resumes) the same tiles.
+    """
+    import zarr
+
+    from histobridge.explain import synthesis as syn
+    from histobridge.tiling.store import open_store
+
+    store_path = Path(store_path)
+    if n is not None and n <= 0:
+        raise InputError(f"n must be positive, got {n}")
+    um = syn.gan_tile_um(G, gan_um)
+    store = open_store(store_path)
+    groups = store.groups()
+    if not groups:
+        raise StoreError(f"{store_path}: no complete image groups to match")
+    region_classes = sorted(
+        {str(r.get("class")) for g in groups for r in g.attrs.get("regions") or [] if r.get("class")}
+    )
+    mapping = resolve_class_map(G, region_classes, class_map)
+    if not mapping:
+        raise InputError(
+            f"{store_path}: no region class {region_classes} matches a generator class "
+            f"{list(syn.class_names(G))}; pass a class map (e.g. tumor=class1)"
+        )
+    root = zarr.open_group(str(store_path), mode="r+", zarr_format=3)
+    out_dir = (
+        Path(montage_dir) if montage_dir is not None else store_path.with_name(store_path.name + ".montages")
+    )
+    n_out = len(classifier.config.class_names) if classifier is not None else None
+    results, seed = [], int(seed0)
+    for group in groups:
+        plans, skipped, seed = plan_group(group, G, mapping, n, seed)
+        if not plans:
+            results.append(GroupResult(group.entry_id, 0, {}, skipped, "no-regions"))
+            continue
+        geometry = _geometry(group, store_path, G, um)
+        params = _params(plans, G, um, classifier, mapping)
+        status = _write_group(
+            root[group.name],
+            store_path / group.name,
+            params,
+            plans,
+            geometry,
+            G,
+            um,
+            classifier,
+            n_out,
+            batch_size,
+        )
+        montages = write_region_montages(root[group.name], plans, out_dir, group.entry_id)
+        results.append(
+            GroupResult(
+                group.entry_id,
+                sum(len(p.seeds) for p in plans),
+                {p.region: len(p.seeds) for p in plans},
+                skipped,
+                status,
+                montages,
+            )
+        )
+    return MatchedReport(store_path, tuple(results), {k: syn.class_names(G)[v] for k, v in mapping.items()})
+
+
+def _write_group(
+    img_group: Any,
+    group_dir: Path,
+    params: dict[str, Any],
+    plans: list[RegionPlan],
+    geometry: tuple[int, float, bool],
+    G: Generator,
+    gan_um: float,
+    classifier: TileClassifier | None,
+    n_out: int | None,
+    batch_size: int,
+) -> str:
+    done = img_group.get(SUBGROUP) if SUBGROUP in img_group else None
+    if done is not None and done.attrs.get("complete") and done.attrs.get("params") == params:
+        return "up-to-date"
+    resumed = PARTIAL in img_group and img_group[PARTIAL].attrs.get("params") == params
+    sub = _open_partial(img_group, group_dir, params, plans, geometry[0], n_out)
+    _fill(sub, G, gan_um, geometry, classifier, batch_size)
+    sub.attrs.update({"complete": True, "class_map": params["class_map"], "generator": params["generator"]})
+    if (group_dir / SUBGROUP).exists():
+        shutil.rmtree(group_dir / SUBGROUP)
+    os.replace(group_dir / PARTIAL, group_dir / SUBGROUP)
+    return "resumed" if resumed else "written"
+
+
+def write_region_montages(
+    img_group: Any, plans: list[RegionPlan], out_dir: Path, entry_id: str
+) -> tuple[Path, ...]:
+    """One PNG per region: real tiles | synthetic | class-swapped (at most ``MONTAGE_COLS`` each)."""
+    import zarr
+
+    from histobridge.explain.pictures import montage, save_png
+
+    grp = zarr.open_group(store=img_group.store, path=img_group.path, mode="r")
+    sub = grp[SUBGROUP]
+    real_regions = np.asarray(grp["regions"][:])
+    syn_regions = np.asarray(sub["regions"][:])
+    seeds = np.asarray(sub["seeds"][:])
+    paths = []
+    for p in plans:
+        real_idx = np.flatnonzero(real_regions == p.region)[:MONTAGE_COLS]
+        syn_idx = np.flatnonzero(syn_regions == p.region)[:MONTAGE_COLS]
+        real = [grp["tiles"][int(i)] for i in real_idx]
+        synth = [sub["tiles"][int(i)] for i in syn_idx]
+        swapped = [sub["swapped"][int(i)] for i in syn_idx]
+        names = dict(enumerate(sub.attrs["params"]["generator"]["class_names"]))
+        labels = [
+            f"real\n{p.region_class}",
+            f"synthetic\n{names[p.gen_class]}",
+            f"swapped\n{names[p.swap_class]}",
+        ]
+        captions = [[""] * len(real), [f"seed {int(seeds[i])}" for i in syn_idx], [""] * len(swapped)]
+        img = montage([real or [None], synth, swapped], row_labels=labels, captions=captions)
+        path = out_dir / f"{entry_id}_region{p.region}.png"
+        save_png(img, path)
+        paths.append(path)
+    return tuple(paths)
+
+
+__all__ = [
+    "GroupResult",
+    "MatchedReport",
+    "RegionPlan",
+    "matched_synthetic",
+    "plan_group",
+    "resolve_class_map",
+]

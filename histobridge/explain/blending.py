@@ -1,0 +1,400 @@
+"""Class blending and layer blending for one seed (paper-method.md §7, §8).
+
+**Class blending** interpolates the class embedding linearly between two classes. The embedding is
+an affine map of the label and the weights sum to one, so blending at ``t`` is exactly generating
+with the soft label ``c = (1−t)·onehot_A + t·onehot_B``; histobridge does that, with no wrapper
+around the mapping network. (Interpolating the two w vectors instead gives different images.)
+
+**Layer blending** computes ``w_A`` and ``w_B`` for the same z and keeps class A's w at the chosen
+layer indices (``layers_a``); every other index ``L`` takes ``α·w_B[L] + (1−α)·w_A[L]`` (α = 1 is a
+plain swap to B). Low indices drive coarse structure, high indices texture and colour.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from histobridge._atomic import atomic_open, write_json
+from histobridge.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from histobridge.models.classifier import TileClassifier
+    from histobridge.models.stylegan2 import Generator
+
+
+def blend_steps(steps: int) -> np.ndarray:
+    """``steps`` evenly spaced t in [0, 1] (both ends included)."""
+    if steps < 2:
+        raise InputError(f"class blending needs at least 2 steps, got {steps}")
+    return np.linspace(0.0, 1.0, steps)
+
+
+def blend_weights(n_classes: int, a: int, b: int, ts: Sequence[float]) -> np.ndarray:
+    """[len(ts), n_classes] soft one-hot labels ``(1−t)·onehot_a + t·onehot_b``."""
+    t = np.asarray(ts, dtype=np.float64)
+    w = np.zeros((t.size, n_classes), dtype=np.float64)
+    w[:, a] += 1.0 - t
+    w[:, b] += t
+    return w
+
+
+def class_blend_images(
+    G: Generator, seed: int, a: int | str, b: int | str, ts: Sequence[float], *, truncation_psi: float = 1.0
+) -> torch.Tensor:
+    """Float NCHW images of one seed at each blend position ``t`` (exact, for comparisons)."""
+    from histobridge.explain import synthesis as syn
+
+    ia, ib = syn.resolve_class(G, a), syn.resolve_class(G, b)
+    c = syn.labels_for(G, blend_weights(syn.num_classes(G), ia, ib, ts))
+    z = syn.latents(G, [seed]).repeat(len(ts), 1)
+    return syn.render(G, z, c, truncation_psi=truncation_psi)
+
+
+@dataclass(frozen=True)
+class ClassBlend:
+    """One seed blended from class A to class B; ``ready``/``predictions`` only with a classifier."""
+
+    seed: int
+    class_from: str
+    class_to: str
+    ts: np.ndarray
+    raw: np.ndarray  # (steps, gan_px, gan_px, 3) uint8
+    ready: np.ndarray | None = None
+    predictions: np.ndarray | None = None  # (steps, C)
+    classifier_classes: tuple[str, ...] = ()
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for i, t in enumerate(self.ts):
+            row: dict[str, Any] = {
+                "step": i,
+                "t": float(t),
+                "seed": self.seed,
+                "class_from": self.class_from,
+                "class_to": self.class_to,
+            }
+            if self.predictions is not None:
+                for name, p in zip(self.classifier_classes, self.predictions[i], strict=True):
+                    row[f"pred_{name}"] = float(p)
+            out.append(row)
+        return out
+
+
+def class_blend(
+    G: Generator,
+    seed: int,
+    class_from: int | str,
+    class_to: int | str,
+    steps: int = 7,
+    *,
+    classifier: TileClassifier | None = None,
+    gan_um: float | None = None,
+    truncation_psi: float = 1.0,
+) -> ClassBlend:
+    """Blend one seed from ``class_from`` to ``class_to`` in ``steps`` and classify each step."""
+    from histobridge.explain import synthesis as syn
+
+    names = syn.class_names(G)
+    ia, ib = syn.resolve_class(G, class_from), syn.resolve_class(G, class_to)
+    ts = blend_steps(steps)
+    raw = syn.to_uint8(class_blend_images(G, seed, ia, ib, ts, truncation_psi=truncation_psi))
+    ready = preds = None
+    clf_names: tuple[str, ...] = ()
+    if classifier is not None:
+        ready = syn.classifier_view(raw, syn.gan_tile_um(G, gan_um), classifier)
+        preds = np.asarray(classifier.predict(ready), dtype=np.float64)
+        clf_names = _output_names(classifier, preds.shape[1])
+    return ClassBlend(int(seed), names[ia], names[ib], ts, raw, ready, preds, clf_names)
+
+
+def _output_names(classifier: TileClassifier, n: int) -> tuple[str, ...]:
+    names = tuple(classifier.config.class_names)
+    return names if len(names) == n else tuple(f"output{i}" for i in range(n))
+
+
+def class_blend_strip(blend: ClassBlend) -> Image.Image:
+    """The blend as one captioned strip: ``t`` and the top prediction under each image."""
+    from histobridge.explain.pictures import strip
+
+    captions = []
+    for i, t in enumerate(blend.ts):
+        text = f"t={t:.2f}"
+        if blend.predictions is not None:
+            k = int(np.argmax(blend.predictions[i]))
+            text += f"\n{blend.classifier_classes[k]} {blend.predictions[i][k]:.2f}"
+        captions.append(text)
+    title = f"seed {blend.seed}\n{blend.class_from}\n-> {blend.class_to}"
+    return strip(list(blend.raw), captions, title=title)
+
+
+def write_class_blend(blend: ClassBlend, out_dir: str | Path) -> dict[str, Path]:
+    """``blend_seed<S>.png`` (strip), ``.csv`` and ``.json`` (one row per step)."""
+    from histobridge.explain.pictures import save_png
+
+    out = Path(out_dir)
+    stem = f"blend_seed{blend.seed}_{_slug(blend.class_from)}_to_{_slug(blend.class_to)}"
+    paths = {"png": out / f"{stem}.png", "csv": out / f"{stem}.csv", "json": out / f"{stem}.json"}
+    save_png(class_blend_strip(blend), paths["png"])
+    rows = blend.rows()
+    _write_csv(paths["csv"], rows)
+    write_json(
+        paths["json"],
+        {
+            "seed": blend.seed,
+            "class_from": blend.class_from,
+            "class_to": blend.class_to,
+            "method": "soft one-hot label (1-t)*onehot_from + t*onehot_to",
+            "rows": rows,
+        },
+    )
+    return paths
+
+
+# ----------------------------------------------------------------------------- layer blending
+
+
+def parse_layers(text: str, num_ws: int) -> tuple[int, ...]:
+    """``"0-5"``, ``"0,2,4-6"`` or ``""`` → sorted unique w indices, checked against ``num_ws``."""
+    out: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                out.update(range(lo, hi + 1))
+            else:
+                out.add(int(part))
+        except ValueError as err:
+            raise InputError(f"layer list {text!r}: {part!r} is not an index or a range like 0-5") from err
+    return check_layers(out, num_ws)
+
+
+def check_layers(layers: Iterable[int], num_ws: int) -> tuple[int, ...]:
+    """Sorted unique indices, refusing any outside ``0..num_ws−1``."""
+    idx = sorted({int(i) for i in layers})
+    bad = [i for i in idx if not 0 <= i < num_ws]
+    if bad:
+        raise InputError(f"layer indices {bad} are outside 0..{num_ws - 1} (this generator has {num_ws} ws)")
+    return tuple(idx)
+
+
+def mix_ws(w_a: torch.Tensor, w_b: torch.Tensor, layers_a: Sequence[int], alpha: float) -> torch.Tensor:
+    """Keep ``w_a`` at ``layers_a``; elsewhere ``α·w_b + (1−α)·w_a``. Shapes [N, num_ws, w_dim]."""
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha must be in [0, 1], got {alpha}")
+    out = w_a.clone()
+    rest = [i for i in range(w_a.shape[1]) if i not in set(layers_a)]
+    if rest:
+        out[:, rest] = alpha * w_b[:, rest] + (1.0 - alpha) * w_a[:, rest]
+    return out
+
+
+@dataclass(frozen=True)
+class LayerBlendImage:
+    """One layer-blended image and exactly how it was made."""
+
+    seed: int
+    class_a: str
+    class_b: str
+    layers_a: tuple[int, ...]
+    layers_b: tuple[int, ...]
+    alpha: float
+    image: np.ndarray  # (gan_px, gan_px, 3) uint8
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "class_a": self.class_a,
+            "class_b": self.class_b,
+            "layers_a": list(self.layers_a),
+            "layers_b": list(self.layers_b),
+            "alpha": self.alpha,
+        }
+
+
+def layer_blend_images(
+    G: Generator,
+    seeds: Sequence[int],
+    class_a: int | str,
+    class_b: int | str,
+    layers_a: Sequence[int],
+    alpha: float = 1.0,
+    *,
+    truncation_psi: float = 1.0,
+) -> torch.Tensor:
+    """Float NCHW images, one per seed, with class A's w at ``layers_a`` and B (mixed by α) elsewhere."""
+    from histobridge.explain import synthesis as syn
+
+    layers = check_layers(layers_a, G.num_ws)
+    w_a, w_b = _class_ws(G, seeds, class_a, class_b, truncation_psi)
+    return syn.render_ws(G, mix_ws(w_a, w_b, layers, alpha))
+
+
+def _class_ws(
+    G: Generator, seeds: Sequence[int], class_a: int | str, class_b: int | str, psi: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from histobridge.explain import synthesis as syn
+
+    n_cls, n = syn.num_classes(G), len(seeds)
+    z = syn.latents(G, seeds)
+    ia, ib = syn.resolve_class(G, class_a), syn.resolve_class(G, class_b)
+    w_a = syn.mapping_ws(G, z, syn.labels_for(G, syn.class_weights(n_cls, ia, n)), truncation_psi=psi)
+    w_b = syn.mapping_ws(G, z, syn.labels_for(G, syn.class_weights(n_cls, ib, n)), truncation_psi=psi)
+    return w_a, w_b
+
+
+@dataclass(frozen=True)
+class LayerBlendGrid:
+    """Rows: splits (layers ``0..k−1`` from A); columns: seeds or α values."""
+
+    cells: tuple[tuple[LayerBlendImage, ...], ...]
+    splits: tuple[int, ...]
+    num_ws: int
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {"row": r, "col": c, "split": self.splits[r], **img.record()}
+            for r, row in enumerate(self.cells)
+            for c, img in enumerate(row)
+        ]
+
+
+def auto_splits(num_ws: int) -> tuple[int, ...]:
+    """Every split point 0..num_ws (k = 0: all from B; k = num_ws: all from A)."""
+    return tuple(range(num_ws + 1))
+
+
+def layer_blend(
+    G: Generator,
+    seeds: Sequence[int],
+    class_a: int | str,
+    class_b: int | str,
+    *,
+    splits: Sequence[int] | None = None,
+    layers_a: Sequence[int] | None = None,
+    alphas: Sequence[float] = (1.0,),
+    truncation_psi: float = 1.0,
+) -> LayerBlendGrid:
+    """A grid of layer blends: one row per split ``k`` (A at layers ``0..k−1``) or one row for an
+    explicit ``layers_a``; columns are the seeds × α values."""
+    from histobridge.explain import synthesis as syn
+
+    names = syn.class_names(G)
+    ia, ib = syn.resolve_class(G, class_a), syn.resolve_class(G, class_b)
+    if not seeds:
+        raise InputError("layer blending needs at least one seed")
+    if layers_a is not None:
+        rows = [check_layers(layers_a, G.num_ws)]
+        split_ids: tuple[int, ...] = (-1,)
+    else:
+        split_ids = tuple(auto_splits(G.num_ws) if splits is None else splits)
+        bad = [k for k in split_ids if not 0 <= k <= G.num_ws]
+        if bad:
+            raise InputError(f"split points {bad} are outside 0..{G.num_ws}")
+        rows = [tuple(range(k)) for k in split_ids]
+    w_a, w_b = _class_ws(G, seeds, ia, ib, truncation_psi)
+    cells = []
+    for layers in rows:
+        layers_b = tuple(i for i in range(G.num_ws) if i not in layers)
+        row = []
+        for alpha in alphas:
+            imgs = syn.to_uint8(syn.render_ws(G, mix_ws(w_a, w_b, layers, float(alpha))))
+            row += [
+                LayerBlendImage(int(s), names[ia], names[ib], layers, layers_b, float(alpha), img)
+                for s, img in zip(seeds, imgs, strict=True)
+            ]
+        cells.append(tuple(row))
+    return LayerBlendGrid(tuple(cells), split_ids, int(G.num_ws))
+
+
+def _span(layers: Sequence[int]) -> str:
+    if not layers:
+        return "none"
+    if list(layers) == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}" if len(layers) > 1 else str(layers[0])
+    return ",".join(str(i) for i in layers)
+
+
+def layer_blend_picture(grid: LayerBlendGrid) -> Image.Image:
+    """The grid with row labels (which layers come from which class) and column labels (seed, α)."""
+    from histobridge.explain.pictures import montage
+
+    first = grid.cells[0]
+    col_labels = [f"seed {c.seed}\nalpha={c.alpha:g}" for c in first]
+    row_labels = [f"A: {_span(row[0].layers_a)}\nB: {_span(row[0].layers_b)}" for row in grid.cells]
+    title_a, title_b = first[0].class_a, first[0].class_b
+    col_labels[0] = f"A={title_a}\nB={title_b}\n" + col_labels[0]
+    return montage(
+        [[c.image for c in row] for row in grid.cells], row_labels=row_labels, col_labels=col_labels
+    )
+
+
+def write_layer_blend(grid: LayerBlendGrid, out_dir: str | Path) -> dict[str, Path]:
+    """``layer_blend_<A>_<B>.png`` plus ``.csv``/``.json``: indices, α, classes and seed of every image."""
+    from histobridge.explain.pictures import save_png
+
+    first = grid.cells[0][0]
+    out = Path(out_dir)
+    stem = f"layer_blend_{_slug(first.class_a)}_{_slug(first.class_b)}"
+    paths = {"png": out / f"{stem}.png", "csv": out / f"{stem}.csv", "json": out / f"{stem}.json"}
+    save_png(layer_blend_picture(grid), paths["png"])
+    records = grid.records()
+    _write_csv(
+        paths["csv"],
+        [{**r, "layers_a": _span(r["layers_a"]), "layers_b": _span(r["layers_b"])} for r in records],
+    )
+    write_json(
+        paths["json"],
+        {
+            "num_ws": grid.num_ws,
+            "rule": "w[L] = w_a[L] for L in layers_a; alpha*w_b[L] + (1-alpha)*w_a[L] otherwise",
+            "images": records,
+        },
+    )
+    return paths
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    fields = list(rows[0]) if rows else []
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_open(path, "w") as fh:
+        fh.write(buf.getvalue())
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "class"
+
+
+__all__ = [
+    "ClassBlend",
+    "LayerBlendGrid",
+    "LayerBlendImage",
+    "auto_splits",
+    "blend_steps",
+    "blend_weights",
+    "check_layers",
+    "class_blend",
+    "class_blend_images",
+    "class_blend_strip",
+    "layer_blend",
+    "layer_blend_images",
+    "layer_blend_picture",
+    "mix_ws",
+    "parse_layers",
+    "write_class_blend",
+    "write_layer_blend",
+]

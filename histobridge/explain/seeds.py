@@ -1,0 +1,331 @@
+"""Seeds that swap class: the same z generated under two classes, classified, and labelled.
+
+Binary rule (paper-method.md §6), with ``pred`` the classifier's probability of the *end* class for
+the image generated under the start class (``pred_start``) and under the end class (``pred_end``):
+
+* **strong**: ``pred_start < low`` and ``pred_end > high``;
+* **weak**: ``pred_start < mid`` and ``pred_end > mid``, and not strong;
+* **none**: anything else (a swap in the reverse direction is flagged ``reversed`` but stays none).
+
+More than two classifier classes (histobridge's generalisation): ``pred_*`` is still the end class's
+probability and the same thresholds apply, and in addition the *top class must follow the
+conditioning class with a margin*: with ``margin(p, k) = p[k] − max_{j≠k} p[j]`` (one-vs-rest), a
+seed counts (strong or weak) only if ``margin(p_start, start) ≥ margin`` and
+``margin(p_end, end) ≥ margin``. With two classes this extra test is implied by the thresholds and is
+skipped, so binary results equal the paper's. A single-output model (sigmoid or regression score)
+is read as is: choose ``class_end`` as the class the output measures and set thresholds to its scale.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from histobridge._atomic import atomic_open, write_json
+from histobridge.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    from histobridge.models.classifier import TileClassifier
+    from histobridge.models.stylegan2 import Generator
+
+CATEGORIES = ("strong", "weak", "none")
+TABLE_COLUMNS = (
+    "seed",
+    "class_start",
+    "class_end",
+    "pred_start",
+    "pred_end",
+    "thresholds",
+    "concordance",
+    "delta",
+    "margin_start",
+    "margin_end",
+    "reversed",
+)
+
+
+@dataclass(frozen=True)
+class SwapThresholds:
+    """``low ≤ mid ≤ high`` on the classifier output (probabilities by default)."""
+
+    low: float = 0.25
+    mid: float = 0.5
+    high: float = 0.75
+
+    def __post_init__(self) -> None:
+        vals = (self.low, self.mid, self.high)
+        if not all(math.isfinite(v) for v in vals) or not self.low <= self.mid <= self.high:
+            raise InputError(f"thresholds must be finite with low <= mid <= high, got {vals}")
+
+    @classmethod
+    def parse(cls, text: str | Sequence[float]) -> SwapThresholds:
+        """From ``"0.25,0.5,0.75"`` or a 3-sequence."""
+        parts = text.split(",") if isinstance(text, str) else list(text)
+        if len(parts) != 3:
+            raise InputError(f"thresholds need three values low,mid,high; got {text!r}")
+        try:
+            low, mid, high = (float(p) for p in parts)
+        except ValueError as err:
+            raise InputError(f"thresholds must be numbers, got {text!r}") from err
+        return cls(low, mid, high)
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.low, self.mid, self.high)
+
+
+@dataclass(frozen=True)
+class SeedSwap:
+    """One seed's verdict, with everything needed to reproduce it."""
+
+    seed: int
+    class_start: str
+    class_end: str
+    pred_start: float
+    pred_end: float
+    thresholds: tuple[float, float, float]
+    concordance: str
+    margin_start: float | None = None
+    margin_end: float | None = None
+    reversed: bool = False
+
+    @property
+    def delta(self) -> float:
+        return self.pred_end - self.pred_start
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "class_start": self.class_start,
+            "class_end": self.class_end,
+            "pred_start": self.pred_start,
+            "pred_end": self.pred_end,
+            "thresholds": list(self.thresholds),
+            "concordance": self.concordance,
+            "delta": self.delta,
+            "margin_start": self.margin_start,
+            "margin_end": self.margin_end,
+            "reversed": self.reversed,
+        }
+
+
+def classify_binary(pred_start: float, pred_end: float, th: SwapThresholds) -> str:
+    """The paper's strong / weak / none rule on one monotonic output."""
+    if pred_start < th.low and pred_end > th.high:
+        return "strong"
+    if pred_start < th.mid and pred_end > th.mid:
+        return "weak"
+    return "none"
+
+
+def one_vs_rest_margin(p: np.ndarray, k: int) -> float:
+    """``p[k] − max_{j≠k} p[j]``: positive when class k is the top class."""
+    p = np.asarray(p, dtype=np.float64)
+    others = np.delete(p, k)
+    return float(p[k] - others.max()) if others.size else float(p[k])
+
+
+def classify_swap(
+    p_start: np.ndarray,
+    p_end: np.ndarray,
+    idx_start: int,
+    idx_end: int,
+    thresholds: SwapThresholds = SwapThresholds(),
+    *,
+    margin: float = 0.1,
+) -> tuple[str, float, float, float | None, float | None, bool]:
+    """Verdict for one seed from the classifier outputs of its start and end images.
+
+    Returns ``(concordance, pred_start, pred_end, margin_start, margin_end, reversed)``; ``idx_*`` are
+    classifier columns. See the module docstring for the multi-class rule.
+    """
+    p_start = np.asarray(p_start, dtype=np.float64).reshape(-1)
+    p_end = np.asarray(p_end, dtype=np.float64).reshape(-1)
+    n = p_start.size
+    if p_end.size != n or n == 0:
+        raise InputError(f"start and end predictions differ in length ({n} vs {p_end.size})")
+    col = 0 if n == 1 else idx_end
+    if not 0 <= col < n or (n > 1 and not 0 <= idx_start < n):
+        raise InputError(f"class columns {idx_start}, {idx_end} out of range for {n} classifier outputs")
+    pred_start, pred_end = float(p_start[col]), float(p_end[col])
+    verdict = classify_binary(pred_start, pred_end, thresholds)
+    reverse = pred_start > thresholds.high and pred_end < thresholds.low
+    m_start = m_end = None
+    if n > 1:
+        m_start, m_end = one_vs_rest_margin(p_start, idx_start), one_vs_rest_margin(p_end, idx_end)
+        if n > 2 and verdict != "none" and (m_start < margin or m_end < margin):
+            verdict = "none"
+    return verdict, pred_start, pred_end, m_start, m_end, reverse
+
+
+def classifier_column(name: str, gen_index: int, classifier_names: Sequence[str]) -> int:
+    """The classifier output matching a generator class: by name (case-insensitive), else by index."""
+    lowered = [n.lower() for n in classifier_names]
+    if name.lower() in lowered:
+        return lowered.index(name.lower())
+    if len(classifier_names) == 1:
+        return 0
+    if 0 <= gen_index < len(classifier_names):
+        return gen_index
+    raise ModelError(
+        f"generator class {name!r} (index {gen_index}) has no matching classifier output "
+        f"{list(classifier_names)}"
+    )
+
+
+@dataclass(frozen=True)
+class SeedSearchResult:
+    """All verdicts plus the raw classifier outputs (rows align with ``rows``)."""
+
+    rows: tuple[SeedSwap, ...]
+    probs_start: np.ndarray
+    probs_end: np.ndarray
+    classifier_classes: tuple[str, ...]
+    thresholds: SwapThresholds
+    margin: float
+    generator: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {c: sum(r.concordance == c for r in self.rows) for c in CATEGORIES}
+
+    def best(self, k: int = 10) -> list[SeedSwap]:
+        """Top ``k`` seeds by ``pred_end − pred_start`` (ties: lower seed first)."""
+        return sorted(self.rows, key=lambda r: (-r.delta, r.seed))[:k]
+
+
+def seed_search(
+    G: Generator,
+    classifier: TileClassifier,
+    seeds: Sequence[int],
+    class_start: int | str = 0,
+    class_end: int | str = 1,
+    *,
+    thresholds: SwapThresholds = SwapThresholds(),
+    margin: float = 0.1,
+    gan_um: float | None = None,
+    truncation_psi: float = 1.0,
+    batch_size: int = 16,
+) -> SeedSearchResult:
+    """Generate every seed under both classes (same z), classify the crop-then-resized images, label."""
+    from histobridge.explain import synthesis as syn
+
+    a, b = syn.resolve_class(G, class_start), syn.resolve_class(G, class_end)
+    if a == b:
+        raise InputError(f"start and end class are the same ({syn.class_names(G)[a]!r})")
+    names = syn.class_names(G)
+    um = syn.gan_tile_um(G, gan_um)
+    clf_names = tuple(classifier.config.class_names)
+    col_a = classifier_column(names[a], a, clf_names)
+    col_b = classifier_column(names[b], b, clf_names)
+    seeds = [int(s) for s in seeds]
+    starts, ends = [], []
+    for i in range(0, len(seeds), max(1, batch_size)):
+        chunk = seeds[i : i + batch_size]
+        for cls, sink in ((a, starts), (b, ends)):
+            tiles = syn.generate(
+                G,
+                chunk,
+                cls,
+                classifier=classifier,
+                gan_um=um,
+                truncation_psi=truncation_psi,
+                batch_size=batch_size,
+            )
+            sink.append(tiles.predictions)
+    n_out = len(clf_names) or 1
+    p_start = np.concatenate(starts) if starts else np.zeros((0, n_out))
+    p_end = np.concatenate(ends) if ends else np.zeros((0, n_out))
+    rows = []
+    for seed, ps, pe in zip(seeds, p_start, p_end, strict=True):
+        verdict, s, e, ms, me, rev = classify_swap(ps, pe, col_a, col_b, thresholds, margin=margin)
+        rows.append(SeedSwap(seed, names[a], names[b], s, e, thresholds.as_tuple(), verdict, ms, me, rev))
+    return SeedSearchResult(
+        tuple(rows), p_start, p_end, clf_names, thresholds, margin, syn.generator_record(G, um)
+    )
+
+
+def table_csv(rows: Sequence[SeedSwap]) -> str:
+    """CSV text of the verdict table (thresholds as ``low;mid;high``)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        row = r.to_row()
+        row["thresholds"] = ";".join(f"{t:g}" for t in r.thresholds)
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def write_seed_search(
+    result: SeedSearchResult,
+    out_dir: str | Path,
+    *,
+    G: Generator | None = None,
+    top: int = 8,
+    gan_um: float | None = None,
+) -> dict[str, Path]:
+    """Write ``seeds.csv``, ``seeds.json`` (rows, counts, best seeds) and, given G, ``best_seeds.png``."""
+    out = Path(out_dir)
+    paths = {"csv": out / "seeds.csv", "json": out / "seeds.json"}
+    with atomic_open(paths["csv"], "w") as fh:
+        fh.write(table_csv(result.rows))
+    n = len(result.rows)
+    best = result.best(top)
+    write_json(
+        paths["json"],
+        {
+            "thresholds": list(result.thresholds.as_tuple()),
+            "margin": result.margin,
+            "classifier_classes": list(result.classifier_classes),
+            "generator": result.generator,
+            "counts": result.counts(),
+            "fractions": {k: (v / n if n else 0.0) for k, v in result.counts().items()},
+            "best": [r.to_row() for r in best],
+            "rows": [r.to_row() for r in result.rows],
+        },
+    )
+    if G is not None and best:
+        paths["png"] = out / "best_seeds.png"
+        from histobridge.explain.pictures import save_png
+
+        save_png(best_seeds_picture(G, best), paths["png"])
+    return paths
+
+
+def best_seeds_picture(G: Generator, best: Sequence[SeedSwap]) -> Any:
+    """Start-class images above end-class images for the best seeds (full GAN tiles)."""
+    from histobridge.explain import synthesis as syn
+    from histobridge.explain.pictures import montage
+
+    seeds = [r.seed for r in best]
+    start = syn.generate(G, seeds, best[0].class_start).raw
+    end = syn.generate(G, seeds, best[0].class_end).raw
+    captions = [
+        [f"seed {r.seed}\np={r.pred_start:.2f}" for r in best],
+        [f"{r.concordance}\np={r.pred_end:.2f}" for r in best],
+    ]
+    return montage(
+        [list(start), list(end)], row_labels=[best[0].class_start, best[0].class_end], captions=captions
+    )
+
+
+__all__ = [
+    "CATEGORIES",
+    "SeedSearchResult",
+    "SeedSwap",
+    "SwapThresholds",
+    "best_seeds_picture",
+    "classifier_column",
+    "classify_binary",
+    "classify_swap",
+    "one_vs_rest_margin",
+    "seed_search",
+    "table_csv",
+    "write_seed_search",
+]

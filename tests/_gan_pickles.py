@@ -194,6 +194,7 @@ def write_snapshot(
         prefix = SLIDEFLOW_PREFIX if layout == "sgsf" else ""
     si = StandIns(prefix)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with si.registered():
         data = {
             "training_set_kwargs": training_set_kwargs,

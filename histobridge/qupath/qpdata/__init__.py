@@ -1,0 +1,15 @@
+"""Read QuPath ``.qpdata`` files (Java serialization) without a JVM; never writes them."""
+
+from histobridge.qupath.qpdata.convert import qpdata_annotations, to_geojson_features
+from histobridge.qupath.qpdata.reader import iter_objects, read_qpdata
+from histobridge.qupath.qpdata.records import OBJECT_TYPES, QPData, QPObject
+
+__all__ = [
+    "OBJECT_TYPES",
+    "QPData",
+    "QPObject",
+    "iter_objects",
+    "qpdata_annotations",
+    "read_qpdata",
+    "to_geojson_features",
+]

@@ -12,7 +12,7 @@ from torch import nn
 SLIDE_W, SLIDE_H, SLIDE_MPP = 1024, 768, 0.5
 RED_POLY = [(96.0, 80.0), (520.0, 80.0), (520.0, 300.0), (300.0, 300.0), (300.0, 560.0), (96.0, 560.0)]
 BLUE_POLY = [(640.0, 360.0), (960.0, 420.0), (900.0, 700.0), (600.0, 680.0)]
-CLASSES = ("Red", "Blue", "Green")
+CLASSES = ("Red", "Green", "Blue")  # logit k = mean of channel k
 
 
 class ColourNet(nn.Module):

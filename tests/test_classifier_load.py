@@ -30,7 +30,7 @@ def test_config_round_trip_keeps_extras_and_tile_um():
     cfg = ClassifierConfig.from_dict(config_dict(histobridge={"name": "colours", "epochs": 3}))
     assert cfg.tile_um == pytest.approx(32.0)
     assert cfg.name == "colours"
-    assert cfg.class_names == ("Red", "Blue", "Green")
+    assert cfg.class_names == ("Red", "Green", "Blue")
     again = ClassifierConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     assert again.to_dict()["histobridge"] == {"name": "colours", "epochs": 3}
@@ -133,7 +133,7 @@ def test_directory_without_weights_or_config(tmp_path):
 
 
 def test_save_classifier_writes_wsinfer_directory(tmp_path):
-    cfg = make_config(["Red", "Blue", "Green"], 16, 2.0, architecture="colournet",
+    cfg = make_config(["Red", "Green", "Blue"], 16, 2.0, architecture="colournet",
                       extras={"histobridge": {"name": "mine"}})
     out = save_classifier(ColourNet(), cfg, tmp_path / "trained")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "torchscript_model.pt"]

@@ -46,22 +46,24 @@ def tiny_generator(
 
 
 class RedMinusBlue(nn.Module):
-    """Logits that are a known function of the pixels: class k gets ``gain·k·(mean R − mean B)``."""
+    """Logits that are a known function of the pixels: class k gets ``gain·k'·(mean R − mean B − offset)``
+    with ``k' = k − (C−1)/2`` (inputs normalised to [−1, 1])."""
 
-    def __init__(self, n_classes: int, gain: float = 8.0) -> None:
+    def __init__(self, n_classes: int, gain: float = 8.0, offset: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("k", torch.arange(n_classes, dtype=torch.float32) - (n_classes - 1) / 2)
         self.gain = gain
+        self.offset = offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = x[:, 0].mean(dim=(1, 2)) - x[:, 2].mean(dim=(1, 2))
+        d = x[:, 0].mean(dim=(1, 2)) - x[:, 2].mean(dim=(1, 2)) - self.offset
         return self.gain * d[:, None] * self.k[None, :]
 
 
-def reference_probs(tiles: np.ndarray, n_classes: int, gain: float = 8.0) -> np.ndarray:
+def reference_probs(tiles: np.ndarray, n_classes: int, gain: float = 8.0, offset: float = 0.0) -> np.ndarray:
     """What :class:`RedMinusBlue` returns for uint8 NHWC tiles (Normalize mean 0.5, std 0.5)."""
     x = tiles.astype(np.float64) / 255.0 * 2 - 1
-    d = x[..., 0].mean(axis=(1, 2)) - x[..., 2].mean(axis=(1, 2))
+    d = x[..., 0].mean(axis=(1, 2)) - x[..., 2].mean(axis=(1, 2)) - offset
     k = np.arange(n_classes) - (n_classes - 1) / 2
     logits = gain * d[:, None] * k[None, :]
     if n_classes == 1:
@@ -70,10 +72,12 @@ def reference_probs(tiles: np.ndarray, n_classes: int, gain: float = 8.0) -> np.
     return e / e.sum(axis=1, keepdims=True)
 
 
-def tiny_classifier(tmp: Path, names: Sequence[str], px: int = 12, um_px: float = 4.0, gain: float = 8.0):
+def tiny_classifier(
+    tmp: Path, names: Sequence[str], px: int = 12, um_px: float = 4.0, gain: float = 8.0, offset: float = 0.0
+):
     """A WSInfer model directory written and loaded back (px at um_px: a px·um_px µm field)."""
-    out = tmp / f"clf_{len(names)}_{px}"
-    save_classifier(RedMinusBlue(len(names), gain), make_config(list(names), px, um_px), out)
+    out = tmp / f"clf_{len(names)}_{px}_{gain:g}_{offset:g}"
+    save_classifier(RedMinusBlue(len(names), gain, offset), make_config(list(names), px, um_px), out)
     return load_classifier(out)
 
 
@@ -114,3 +118,50 @@ def tiny_store(
     writer.write_tiles(0, rng.integers(0, 255, (n, tile_px, tile_px, 3), dtype=np.uint8))
     writer.finish()
     return path
+
+
+class LinearProbe(nn.Module):
+    """Two-class logits ``[0, gain·(⟨x, direction⟩ − bias)]``: a fixed linear function of the pixels."""
+
+    def __init__(self, direction: torch.Tensor, bias: float, gain: float) -> None:
+        super().__init__()
+        self.register_buffer("direction", direction)
+        self.bias = bias
+        self.gain = gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.gain * ((x * self.direction).sum(dim=(1, 2, 3)) - self.bias)
+        return torch.stack([torch.zeros_like(s), s], dim=1)
+
+
+def _normalised(tiles: np.ndarray) -> np.ndarray:
+    return tiles.astype(np.float64).transpose(0, 3, 1, 2) / 255.0 * 2 - 1
+
+
+def probe_classifier(
+    tmp: Path,
+    names: Sequence[str],
+    ready_a: np.ndarray,
+    ready_b: np.ndarray,
+    um_px: float,
+    scale: float = 3.0,
+    quantile: float = 0.5,
+):
+    """A probe pointing from class-A tiles to class-B tiles (so some seeds swap), saved and loaded back."""
+    xa, xb = _normalised(ready_a), _normalised(ready_b)
+    direction = (xb - xa).mean(axis=0)
+    proj = np.concatenate([(xa * direction).sum(axis=(1, 2, 3)), (xb * direction).sum(axis=(1, 2, 3))])
+    bias, gain = float(np.quantile(proj, quantile)), float(scale / (proj.std() + 1e-9))
+    px = ready_a.shape[1]
+    module = LinearProbe(torch.from_numpy(direction).float(), bias, gain)
+    out = tmp / "probe"
+    save_classifier(module, make_config(list(names), px, um_px), out)
+    return load_classifier(out), (direction, bias, gain)
+
+
+def probe_probs(tiles: np.ndarray, params: tuple[np.ndarray, float, float]) -> np.ndarray:
+    """What :class:`LinearProbe` returns (softmax over the two logits)."""
+    direction, bias, gain = params
+    s = gain * ((_normalised(tiles) * direction).sum(axis=(1, 2, 3)) - bias)
+    p1 = 1 / (1 + np.exp(-s))
+    return np.stack([1 - p1, p1], axis=1)

@@ -449,29 +449,40 @@ def _guarded(parse: _Parse) -> Iterator[QPObject]:
         raise parse.s.error(f"corrupt data ({type(err).__name__}: {err})") from err
 
 
+class QPDataStream:
+    """Objects of one file as an iterable; ``header`` is filled as the stream is read.
+
+    The header (versions, server, image type, properties) is complete once iteration has finished.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], types: Collection[str] | None = None) -> None:
+        self.path = Path(path)
+        self.types = _check_types(types)
+        self.header = Header(self.path)
+
+    def __iter__(self) -> Iterator[QPObject]:
+        with _open_buffer(self.path) as buf:
+            parse = _Parse(self.path, buf, self.types)
+            parse.header = self.header
+            yield from _guarded(parse)
+
+
 def iter_objects(path: str | os.PathLike[str], types: Collection[str] | None = None) -> Iterator[QPObject]:
     """Yield the objects of a ``.qpdata`` file as they are read (children before their parent).
 
     ``types`` keeps only those object types; the others are walked without building geometry or
     measurements. A truncated or corrupt file raises :class:`QPDataError` during iteration.
     """
-    path = Path(path)
-    wanted = _check_types(types)
-    with _open_buffer(path) as buf:
-        yield from _guarded(_Parse(path, buf, wanted))
+    return iter(QPDataStream(path, types))
 
 
 def read_qpdata(path: str | os.PathLike[str], types: Collection[str] | None = None) -> QPData:
     """Read a ``.qpdata`` file: header, image type, properties and objects in hierarchy order."""
-    path = Path(path)
-    wanted = _check_types(types)
-    with _open_buffer(path) as buf:
-        parse = _Parse(path, buf, wanted)
-        objects = list(_guarded(parse))
-    h = parse.header
-    objects.sort(key=lambda o: o.index)
+    stream = QPDataStream(path, types)
+    objects = sorted(stream, key=lambda o: o.index)
+    h = stream.header
     return QPData(
-        path=path,
+        path=stream.path,
         data_version=h.data_version,
         qupath_version=h.qupath_version,
         server=h.server,

@@ -1,0 +1,77 @@
+"""``histobridge qpdata``: look into QuPath ``.qpdata`` files and export their objects as GeoJSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="Read QuPath .qpdata files without QuPath: header, object counts, GeoJSON export.",
+    no_args_is_help=True,
+)
+
+
+def _types(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+@app.command("to-geojson")
+def to_geojson(
+    file: Path = typer.Argument(..., help="The .qpdata file (e.g. <project>/data/<id>/data.qpdata)."),
+    out: Path = typer.Argument(..., help="Output .geojson (or .geojson.gz) FeatureCollection."),
+    types: str | None = typer.Option(
+        None, "--types", help="Comma-separated object types: annotation,detection,tile,cell,tmaCore."
+    ),
+) -> None:
+    """Export objects as QuPath 0.4+ GeoJSON, streamed (children are written before their parent)."""
+    import json
+
+    from histobridge._atomic import atomic_open
+    from histobridge.qupath.qpdata.convert import to_geojson_feature
+    from histobridge.qupath.qpdata.reader import iter_objects
+
+    n = 0
+    with atomic_open(out, "w") as fh:
+        fh.write('{"type": "FeatureCollection", "features": [\n')
+        for obj in iter_objects(file, types=_types(types)):
+            feature = to_geojson_feature(obj)
+            if feature is None:
+                continue
+            fh.write((",\n" if n else "") + json.dumps(feature, allow_nan=False))
+            n += 1
+        fh.write("\n]}\n")
+    typer.echo(f"wrote {n} features to {out}")
+
+
+@app.command("info")
+def info(file: Path = typer.Argument(..., help="The .qpdata file.")) -> None:
+    """Print the header and the number of objects per type and class."""
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from histobridge.qupath.qpdata.reader import QPDataStream
+
+    counts: Counter[tuple[str, str]] = Counter()
+    stream = QPDataStream(file)
+    for obj in stream:
+        counts[(obj.object_type, obj.path_class or "Unclassified")] += 1
+    h = stream.header
+    console = Console()
+    console.print(f"[bold]{file}[/bold]")
+    version = h.qupath_version or "unknown (< 0.3)"
+    console.print(f"data file version {h.data_version}; written by QuPath {version}")
+    uri = (h.server or {}).get("uri") or h.image_path
+    console.print(f"image: {uri or 'unknown'}; type: {h.image_type or 'unset'}")
+    if h.tma_grid:
+        console.print(f"TMA grid: {h.tma_grid[0]} x {h.tma_grid[1]}")
+    table = Table("type", "class", "count")
+    for (kind, cls), n in sorted(counts.items()):
+        table.add_row(kind, cls, str(n))
+    console.print(table)
+    for note in h.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")

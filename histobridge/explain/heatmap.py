@@ -24,7 +24,6 @@ from histobridge.errors import InputError, ModelError
 from histobridge.explain.heatmap_outputs import (
     HeatmapGrid,
     class_colours,
-    copy_atomic,
     heatmap_grid,
     measurement_names,
     safe_name,
@@ -216,7 +215,7 @@ def heatmap_entry(
     project: Any, entry: Any, classifier: TileClassifier, out_dir: Path, *, options: Mapping[str, Any],
 ) -> ImageHeatmapResult:
     """Predict one image entry and write its outputs (project layout path, copy in ``out_dir``)."""
-    from histobridge.qupath import layout
+    from histobridge.qupath import geojson, layout
 
     t0 = time.perf_counter()
     eid, name = str(entry.entry_id), entry.name
@@ -233,13 +232,14 @@ def heatmap_entry(
         thumb = slide.thumbnail(options["thumbnail_px"]) if len(pred) else None
     prefix = options["prefix"]
     colours = class_colours(pred.class_names, getattr(project, "classes", ()))
+    features = tile_features(pred, prefix, colours)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
     files = write_image_outputs(pred, folder, prefix=prefix, colours=colours, thumbnail=thumb,
-                                gzip=options["gzip"])
+                                gzip=options["gzip"], features=features)
     mode = options["write_back"]
     if mode in ("geojson", "paquo"):
         target = layout.predictions_path(project.folder, entry.entry_id)
-        copy_atomic(files[0], target)
+        geojson.write_features(target, features)
         files.append(target)
     if mode == "paquo":
         from histobridge.explain.paquo_writeback import write_tiles_paquo

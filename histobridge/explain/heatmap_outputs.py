@@ -10,14 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from shapely.geometry import box
 
 from histobridge._atomic import atomic_open, atomic_path
 
@@ -110,7 +108,10 @@ def class_colours(classes: Sequence[str], project_classes: Sequence[Any] = ()) -
 
 
 def tile_features(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]) -> list[dict]:
-    """QuPath ``tile`` features: float polygons, top class with colour, finite probability measurements."""
+    """QuPath ``tile`` features: float rectangles, top class with colour, finite measurements.
+
+    Every tile is named ``prefix`` so the import script can find and replace earlier results.
+    """
     from histobridge.qupath import geojson
 
     names = measurement_names(prefix, pred.class_names)
@@ -118,13 +119,12 @@ def tile_features(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colo
     feats = []
     top = pred.top
     for i, (x, y, w, h) in enumerate(pred.coords):
-        meas = {n: float(v) for n, v in zip(names, pred.probs[i], strict=True) if np.isfinite(v)}
+        meas = dict(zip(names, pred.probs[i].tolist(), strict=True))
         if pred.std is not None:
-            meas.update({n: float(v) for n, v in zip(unames, pred.std[i], strict=True) if np.isfinite(v)})
+            meas.update(zip(unames, pred.std[i].tolist(), strict=True))
         cls = pred.class_names[int(top[i])]
         feats.append(geojson.tile_feature(
-            box(float(x), float(y), float(x + w), float(y + h)), path_class=cls, color=colours[cls],
-            measurements=meas, name=prefix,
+            float(x), float(y), float(w), float(h), cls, colours[cls], meas, name=prefix,
         ))
     return feats
 
@@ -157,7 +157,7 @@ def safe_name(text: str) -> str:
 
 def write_image_outputs(
     pred: ImagePrediction, folder: Path, *, prefix: str, colours: Mapping[str, tuple[int, int, int]],
-    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True,
+    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, features: list[dict] | None = None,
 ) -> list[Path]:
     """GeoJSON, NPZ, CSV and PNG overlays for one image in ``folder``; returns the paths written."""
     from histobridge.explain.overlay import write_overlays
@@ -166,7 +166,7 @@ def write_image_outputs(
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     gj = folder / ("tiles.geojson.gz" if gzip else "tiles.geojson")
-    geojson.write_features(gj, tile_features(pred, prefix, colours))
+    geojson.write_features(gj, features if features is not None else tile_features(pred, prefix, colours))
     files.append(gj)
     grid = heatmap_grid(pred)
     write_npz(folder / "heatmap.npz", pred, grid, model=prefix)
@@ -178,8 +178,3 @@ def write_image_outputs(
                        pngs, title_prefix=f"{prefix}: ")
         files += pngs
     return files
-
-
-def copy_atomic(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)

@@ -1,5 +1,42 @@
-"""QuPath side: projects, classes, annotations (GeoJSON, .qpdata, paquo) and result write-back."""
+"""QuPath side: projects, classes, annotations (GeoJSON, .qpdata, paquo) and result write-back.
+
+``Project`` and ``ImageEntry`` are imported lazily so that ``import histobridge.qupath`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from histobridge.qupath.annotations import Annotation, AnnotationSet, PathClass
+from histobridge.qupath.classes import argb_to_rgb, read_classes, rgb_to_argb
 
-__all__ = ["Annotation", "AnnotationSet", "PathClass"]
+_LAZY = {
+    "Project": "histobridge.qupath.project",
+    "ImageEntry": "histobridge.qupath.project",
+    "read_features": "histobridge.qupath.geojson",
+    "write_features": "histobridge.qupath.geojson",
+    "FeatureReadResult": "histobridge.qupath.geojson",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'histobridge.qupath' has no attribute {name!r}")
+
+
+__all__ = [
+    "Annotation",
+    "AnnotationSet",
+    "FeatureReadResult",
+    "ImageEntry",
+    "PathClass",
+    "Project",
+    "argb_to_rgb",
+    "read_classes",
+    "read_features",
+    "rgb_to_argb",
+    "write_features",
+]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -57,17 +58,29 @@ class Annotation:
 
 @dataclass(frozen=True)
 class AnnotationSet:
-    """The annotations of one image, where they came from, and what was noticed while reading."""
+    """The annotations of one image, where they came from, and what was noticed while reading.
+
+    ``source`` is ``"qpdata"``, ``"geojson"``, ``"paquo"`` or ``"none"``; ``path`` the file read.
+    """
 
     annotations: tuple[Annotation, ...]
     source: str
     notes: tuple[str, ...] = ()
+    path: Path | None = None
 
     def __len__(self) -> int:
         return len(self.annotations)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Annotation]:
         return iter(self.annotations)
+
+    def classes(self) -> list[str]:
+        """Class names in first-seen order (unclassified left out)."""
+        seen: dict[str, None] = {}
+        for a in self.annotations:
+            if a.path_class is not None:
+                seen.setdefault(a.path_class, None)
+        return list(seen)
 
     def by_class(self) -> dict[str | None, int]:
         """Count of annotations per class name (None = unclassified)."""

@@ -1,0 +1,88 @@
+"""Image augmentations for training, as batched torch ops on NCHW float tensors.
+
+Histology has no preferred orientation, so the eight flips/right-angle rotations are free extra
+data. Light colour jitter imitates stain and scanner variation. The colour ops are differentiable,
+so the GAN loop can apply them to real and generated images alike (ADA-style): applied with a
+probability well below 1 they do not leak into what the generator learns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# ITU-R BT.601 luma weights, used as the grey axis for saturation changes.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class ColorJitter:
+    """Maximum per-image colour changes; amounts are fractions of the value range."""
+
+    brightness: float = 0.05
+    contrast: float = 0.1
+    saturation: float = 0.1
+    probability: float = 1.0
+
+
+def _rand(n: int, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=gen.device if gen is not None else x.device).to(x.device)
+
+
+def random_dihedral(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Apply one of the 8 square symmetries, chosen independently for each image of a batch."""
+    if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"random_dihedral needs square NCHW images, got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    masks = [(_rand(n, x, gen) < 0.5).reshape(n, 1, 1, 1) for _ in range(3)]
+    x = torch.where(masks[0], x.flip(3), x)
+    x = torch.where(masks[1], x.flip(2), x)
+    return torch.where(masks[2], x.transpose(2, 3), x)
+
+
+def color_jitter(
+    x: torch.Tensor,
+    jitter: ColorJitter,
+    *,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    gen: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random brightness, contrast and saturation per image (differentiable in ``x``)."""
+    if jitter.probability <= 0 or x.shape[0] == 0:
+        return x
+    n = x.shape[0]
+    span = value_range[1] - value_range[0]
+    apply = (_rand(n, x, gen) < jitter.probability).to(x.dtype).reshape(n, 1, 1, 1)
+
+    def uniform(amount: float) -> torch.Tensor:
+        return ((_rand(n, x, gen) * 2 - 1) * amount).to(x.dtype).reshape(n, 1, 1, 1) * apply
+
+    out = x + uniform(jitter.brightness) * span
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = (out - mean) * (1 + uniform(jitter.contrast)) + mean
+    if x.shape[1] == 3:
+        luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+        grey = (out * luma).sum(dim=1, keepdim=True)
+        out = (out - grey) * (1 + uniform(jitter.saturation)) + grey
+    return out
+
+
+def augment_batch(
+    x: torch.Tensor,
+    jitter: ColorJitter | None,
+    *,
+    dihedral: bool = True,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    gen: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Symmetries then colour jitter: the classifier's training augmentation."""
+    if dihedral:
+        x = random_dihedral(x, gen)
+    if jitter is not None:
+        x = color_jitter(x, jitter, value_range=value_range, gen=gen)
+        x = x.clamp(*value_range)
+    return x
+
+
+__all__ = ["ColorJitter", "augment_batch", "color_jitter", "random_dihedral"]

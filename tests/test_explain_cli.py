@@ -1,0 +1,129 @@
+"""``gan blend``, ``gan layer-blend``, ``gan seeds`` and ``synth`` through the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+from _explain_helpers import tiny_classifier, tiny_generator, tiny_store
+from typer.testing import CliRunner
+
+from histobridge.cli import app
+from histobridge.cli.explain import parse_class_map, parse_floats, parse_splits
+from histobridge.errors import InputError
+from histobridge.explain import synthesis as syn
+from histobridge.models.gan_format import save_generator
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def gen_path(tmp_path_factory):
+    G = tiny_generator(c_dim=2, res=16, tile_um=64.0, names=("Red", "Blue"))
+    return save_generator(G, tmp_path_factory.mktemp("gan") / "tiny.safetensors")
+
+
+def _ok(args: list[str]) -> str:
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return res.output
+
+
+def test_blend_writes_strip_and_table(gen_path, tmp_path) -> None:
+    clf = tiny_classifier(tmp_path, ["Red", "Blue"], px=12, um_px=4.0)
+    out = tmp_path / "b"
+    text = _ok(["gan", "blend", str(gen_path), "--seed", "3", "--from", "red", "--to", "1", "--steps", "5",
+                "--classifier", str(clf.source), "--out", str(out)])  # fmt: skip
+    assert text.count("t=") == 5
+    rows = json.loads((out / "blend_seed3_Red_to_Blue.json").read_text())["rows"]
+    assert [r["t"] for r in rows] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert {"pred_Red", "pred_Blue"} <= set(rows[0])
+    assert (out / "blend_seed3_Red_to_Blue.png").exists()
+
+
+def test_layer_blend_layers_and_splits(gen_path, tmp_path) -> None:
+    _ok(["gan", "layer-blend", str(gen_path), "--seed", "1,2", "--from", "Red", "--to", "Blue",
+         "--layers", "0-2", "--alpha", "0.5,1", "--out", str(tmp_path / "l")])  # fmt: skip
+    images = json.loads((tmp_path / "l" / "layer_blend_Red_Blue.json").read_text())["images"]
+    assert len(images) == 4 and all(r["layers_a"] == [0, 1, 2] for r in images)
+    assert sorted({r["alpha"] for r in images}) == [0.5, 1.0]
+    _ok(["gan", "layer-blend", str(gen_path), "--seed", "1", "--from", "0", "--to", "1", "--splits", "0,3,6",
+         "--out", str(tmp_path / "s")])  # fmt: skip
+    images = json.loads((tmp_path / "s" / "layer_blend_Red_Blue.json").read_text())["images"]
+    assert [r["split"] for r in images] == [0, 3, 6]
+
+
+def test_layer_blend_rejects_bad_layers(gen_path, tmp_path) -> None:
+    res = runner.invoke(app, ["gan", "layer-blend", str(gen_path), "--seed", "1", "--from", "0", "--to", "1",
+                              "--layers", "0-40", "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code != 0 and isinstance(res.exception, InputError)
+
+
+def test_seeds_command(gen_path, tmp_path) -> None:
+    clf = tiny_classifier(tmp_path, ["Red", "Blue"], px=8, um_px=6.0, gain=4.0)
+    out = str(tmp_path / "s")
+    text = _ok(["gan", "seeds", str(gen_path), "--classifier", str(clf.source), "--seeds", "0-9",
+                "--from", "Red", "--to", "Blue", "--thresholds", "0.2,0.5,0.8", "--out", out])  # fmt: skip
+    assert "strong:" in text and "best:" in text
+    doc = json.loads((tmp_path / "s" / "seeds.json").read_text())
+    assert len(doc["rows"]) == 10 and doc["thresholds"] == [0.2, 0.5, 0.8]
+    assert (tmp_path / "s" / "seeds.csv").read_text().startswith("seed,class_start,class_end,pred_start")
+
+
+def test_synth_with_store(gen_path, tmp_path) -> None:
+    store = tiny_store(tmp_path / "t.zarr", [("red", 2), ("blue", 1)], tile_px=8, tile_um=32.0,
+                       classes=("red", "blue"))  # fmt: skip
+    _ok(["synth", str(tmp_path), "--generator", str(gen_path), "--store", str(store), "--n", "3",
+         "--class-map", "blue=Red", "--out", str(tmp_path / "o")])  # fmt: skip
+    sub = zarr.open_group(str(store), mode="r")["0"]["synthetic"]
+    np.testing.assert_array_equal(sub["classes"][:], [0, 0, 0, 0, 0, 0])  # blue mapped onto Red
+    assert sub["tiles"].shape == (6, 8, 8, 3)
+    doc = json.loads((tmp_path / "o" / "synth.json").read_text())
+    assert doc["groups"][0]["per_region"] == {"0": 3, "1": 3}
+    assert len(doc["groups"][0]["montages"]) == 2
+
+
+def test_synth_tiles_the_project_at_the_gan_geometry(gen_path, tmp_path) -> None:
+    from _heatmap_helpers import BLUE_POLY, RED_POLY, annotation, make_project, write_slide
+
+    slide = write_slide(tmp_path / "colours.tif")
+    project = make_project(
+        tmp_path / "proj", slide, [annotation(RED_POLY, "Red"), annotation(BLUE_POLY, "Blue")]
+    )
+    out = tmp_path / "o"
+    _ok(["synth", str(project), "--generator", str(gen_path), "--out", str(out)])
+    root = zarr.open_group(str(out / "tiles.zarr"), mode="r")
+    grp = root["1"]
+    assert grp.attrs["tile_px"] == 16 and grp.attrs["tile_um"] == pytest.approx(64.0)
+    sub = grp["synthetic"]
+    real_regions = np.asarray(grp["regions"][:])
+    syn_regions = np.asarray(sub["regions"][:])
+    for r in np.unique(real_regions):
+        assert (syn_regions == r).sum() == (real_regions == r).sum()
+    names = [grp.attrs["regions"][r]["class"] for r in syn_regions]
+    assert set(names) == {"Red", "Blue"} and len(names) == len(real_regions) > 4
+    assert [["Red", "Blue"][c] for c in sub["classes"][:]] == names
+    G = tiny_generator(c_dim=2, res=16, tile_um=64.0, names=("Red", "Blue"))
+    first = syn.generate(G, [int(sub["seeds"][0])], int(sub["swap_classes"][0])).raw[0]
+    np.testing.assert_array_equal(sub["swapped"][0], first)
+
+
+def test_parsers() -> None:
+    assert parse_class_map("tumor=1, stroma = Blue") == {"tumor": "1", "stroma": "Blue"}
+    with pytest.raises(InputError):
+        parse_class_map("tumor")
+    assert parse_floats("0.5,1", "--alpha") == [0.5, 1.0]
+    with pytest.raises(InputError):
+        parse_floats("x", "--alpha")
+    assert parse_splits("auto", 4) == (0, 1, 2, 3, 4)
+    assert parse_splits("0,2-3", 4) == (0, 2, 3)
+
+
+def test_cli_module_imports_no_torch() -> None:
+    code = "import sys, histobridge.cli.explain; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,101 @@
+"""Classifier training: region-held-out split, export through save_classifier, metrics, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from histobridge.errors import StoreError
+from histobridge.models.classifier import load_classifier
+from histobridge.models.train_classifier import (
+    ClassifierTrainConfig,
+    SmallCNN,
+    confusion,
+    split_by_region,
+    train_classifier,
+)
+from histobridge.models.training_data import load_tiles
+from tests._train_helpers import make_store
+
+
+def test_split_holds_out_whole_regions_per_class() -> None:
+    labels = np.repeat([0, 0, 0, 0, 1, 1, 1], [10, 30, 5, 12, 8, 20, 9])
+    regions = np.repeat(np.arange(7), [10, 30, 5, 12, 8, 20, 9])
+    held = split_by_region(labels, regions, holdout=0.25, seed=3)
+    for r in np.unique(regions):
+        assert held[regions == r].all() or not held[regions == r].any(), f"region {r} is split"
+    for k in (0, 1):
+        assert held[labels == k].any() and not held[labels == k].all()
+    assert np.array_equal(held, split_by_region(labels, regions, holdout=0.25, seed=3))
+
+
+def test_split_keeps_single_region_class_in_training() -> None:
+    labels = np.array([0, 0, 1, 1, 1, 1])
+    regions = np.array([0, 0, 1, 1, 2, 2])
+    held = split_by_region(labels, regions, holdout=0.5, seed=0)
+    assert not held[labels == 0].any()
+    assert held[labels == 1].sum() == 2
+
+
+def test_confusion_rows_are_true_classes() -> None:
+    cm = confusion(np.array([0, 0, 1]), np.array([0, 1, 1]), 2)
+    assert cm.tolist() == [[1, 1], [0, 1]]
+
+
+def test_smallcnn_output_shape() -> None:
+    out = SmallCNN(3, width=4)(torch.zeros(2, 3, 32, 32))
+    assert out.shape == (2, 3)
+
+
+def test_train_exports_loadable_model_with_metrics(tmp_path) -> None:
+    store = make_store(tmp_path / "store.zarr")
+    data = load_tiles(store)
+    assert data.class_names == ("Purple", "Pink")
+    assert len(data.tiles) == 36  # the three unlabelled tiles are ignored
+    cfg = ClassifierTrainConfig(epochs=8, batch=8, width=4, lr=5e-3)
+    result = train_classifier(data, tmp_path / "model", cfg)
+    clf = load_classifier(tmp_path / "model")
+    assert clf.class_names == ("Purple", "Pink")
+    assert clf.config.patch_size_pixels == 16 and clf.config.tile_um == pytest.approx(32.0)
+    probs = clf.predict(data.tiles[:4])
+    assert probs.shape == (4, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert not set(metrics["regions"]["train"]) & set(metrics["regions"]["heldout"])
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.sum() == sum(metrics["counts"]["heldout"].values())
+    # Two colours this far apart are easy: the held-out regions must be classified well.
+    assert metrics["heldout_accuracy"] >= 0.9
+
+
+def test_classes_option_selects_and_orders(tmp_path) -> None:
+    store = make_store(tmp_path / "store.zarr")
+    data = load_tiles(store, ["Pink", "Purple"])
+    assert data.class_names == ("Pink", "Purple")
+    assert (data.labels == 0).sum() == 18
+    only = load_tiles(store, ["Pink"])
+    assert set(only.labels.tolist()) == {0} and len(only.tiles) == 18
+
+
+def test_empty_selection_is_a_store_error(tmp_path) -> None:
+    store = make_store(tmp_path / "store.zarr")
+    with pytest.raises(StoreError, match="no labelled tiles"):
+        load_tiles(store, ["Tumor"])
+    with pytest.raises(StoreError, match="not found"):
+        load_tiles(tmp_path / "missing.zarr")
+
+
+def test_cli_train_classifier(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from histobridge.cli.train import app
+
+    store = make_store(tmp_path / "store.zarr")
+    res = CliRunner().invoke(app, ["classifier", str(store), "--out", str(tmp_path / "m"), "--epochs", "2",
+                                   "--width", "4", "--batch", "8", "--classes", "Purple,Pink"])
+    assert res.exit_code == 0, res.output
+    assert "held-out accuracy" in res.output
+    assert (tmp_path / "m" / "config.json").exists() and (tmp_path / "m" / "metrics.json").exists()

@@ -1,0 +1,112 @@
+"""GAN training: discriminator, augmentations, a few loop steps, resume, export."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from histobridge.errors import CheckpointError
+from histobridge.models.augment import ColorJitter, color_jitter, random_dihedral
+from histobridge.models.checkpoints import load_generator
+from histobridge.models.discriminator import Discriminator, DiscriminatorConfig, minibatch_stddev
+from histobridge.models.train_gan import CHECKPOINT, GanTrainConfig, train_gan
+from histobridge.models.training_data import load_tiles
+from tests._train_helpers import make_store
+
+TINY = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=64, channel_max=16, batch=4,
+            snapshot_kimg=0.008, device="cpu")
+
+
+def test_discriminator_is_conditional() -> None:
+    torch.manual_seed(0)
+    D = Discriminator(DiscriminatorConfig(c_dim=2, img_resolution=16, channel_base=64, channel_max=16))
+    x = torch.randn(4, 3, 16, 16)
+    a = D(x, torch.eye(2)[[0, 0, 0, 0]])
+    b = D(x, torch.eye(2)[[1, 1, 1, 1]])
+    assert a.shape == (4, 1)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="conditional"):
+        D(x)
+
+
+def test_minibatch_stddev_adds_one_constant_map_per_group() -> None:
+    x = torch.randn(8, 6, 4, 4)
+    y = minibatch_stddev(x, group=4, channels=1)
+    assert y.shape == (8, 7, 4, 4)
+    assert torch.equal(y[:, :6], x)
+    assert torch.allclose(y[:, 6], y[:, 6, :1, :1].expand(8, 4, 4))
+    same = minibatch_stddev(torch.ones(4, 6, 4, 4), group=4, channels=1)
+    assert torch.allclose(same[:, 6], torch.full((4, 4, 4), 1e-4), atol=1e-6)
+
+
+def test_dihedral_keeps_pixels_and_jitter_is_differentiable() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 3, 8, 8)
+    y = random_dihedral(x, gen)
+    for i in range(16):
+        assert torch.equal(torch.sort(x[i].flatten()).values, torch.sort(y[i].flatten()).values)
+    assert not torch.equal(x, y)
+    x.requires_grad_(True)
+    color_jitter(x, ColorJitter(probability=1.0), gen=gen).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert torch.equal(color_jitter(x, ColorJitter(probability=0.0)), x)
+
+
+def test_few_steps_finite_resume_and_export(tmp_path) -> None:
+    store = make_store(tmp_path / "store.zarr")
+    data = load_tiles(store)
+    out = tmp_path / "gan"
+    seen: list[dict[str, float]] = []
+    first = train_gan(data, out, GanTrainConfig(kimg=0.012, **TINY), progress=seen.append)
+    assert first.steps == 3 and first.finished
+    assert all(math.isfinite(v) for s in seen for v in s.values())
+    assert any("r1" in s for s in seen)  # the lazy R1 step ran (step 0)
+    assert (out / CHECKPOINT).exists() and list((out / "samples").glob("*.png"))
+    # Running again with a larger budget continues from the checkpoint instead of starting over.
+    seen.clear()
+    second = train_gan(data, out, GanTrainConfig(kimg=0.02, **TINY), progress=seen.append)
+    assert second.steps == 5 and [s["step"] for s in seen] == [4, 5]
+    G = load_generator(second.generator_path.with_suffix(".safetensors"))
+    assert G.meta.class_names == ("Purple", "Pink")
+    assert G.meta.tile_um == pytest.approx(32.0) and G.img_resolution == 16
+    img = G(torch.randn(2, 16), torch.eye(2))
+    assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
+    stats = json.loads((out / "training.json").read_text())
+    assert stats["step"] == 5 and stats["tiles"] == {"Purple": 18, "Pink": 18}
+
+
+def test_resume_refuses_a_different_architecture(tmp_path) -> None:
+    data = load_tiles(make_store(tmp_path / "store.zarr"))
+    out = tmp_path / "gan"
+    train_gan(data, out, GanTrainConfig(kimg=0.004, **TINY))
+    bigger = {**TINY, "channel_max": 32}
+    with pytest.raises(CheckpointError, match="channel_max"):
+        train_gan(data, out, GanTrainConfig(kimg=0.008, **bigger))
+
+
+def test_minutes_budget_stops_and_checkpoints(tmp_path) -> None:
+    data = load_tiles(make_store(tmp_path / "store.zarr"))
+    res = train_gan(data, tmp_path / "gan", GanTrainConfig(kimg=100, minutes=1e-6, **TINY))
+    assert not res.finished and res.steps == 1
+    ck = torch.load(tmp_path / "gan" / CHECKPOINT, weights_only=True)
+    assert ck["step"] == 1 and ck["nimg"] == 4
+
+
+def test_cli_train_gan(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from histobridge.cli.train import app
+
+    store = make_store(tmp_path / "store.zarr")
+    args = ["gan", str(store), "--out", str(tmp_path / "g"), "--kimg", "0.008", "--resolution", "16",
+            "--batch", "4", "--z-dim", "16", "--w-dim", "16", "--channel-base", "64", "--channel-max", "16",
+            "--device", "cpu"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "finished" in res.output
+    assert np.asarray(load_generator(tmp_path / "g" / "generator.json").meta.class_names).tolist() == [
+        "Purple", "Pink"]

@@ -18,8 +18,14 @@ from histobridge.qupath.qpdata import (
     to_geojson_features,
 )
 
-SUMMARY_TYPES = {"Root objects": "root", "Annotations": "annotation", "Detections": "detection",
-                 "Cells": "cell", "Tiles": "tile", "TMA cores": "tmaCore"}
+SUMMARY_TYPES = {
+    "Root objects": "root",
+    "Annotations": "annotation",
+    "Detections": "detection",
+    "Cells": "cell",
+    "Tiles": "tile",
+    "TMA cores": "tmaCore",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,9 @@ def test_counts_equal_quPath_summary(foci: Path, entry: str) -> None:
     assert data.counts() == expected_types
     ann = Counter(o.path_class or "Unclassified" for o in data.objects if o.object_type == "annotation")
     assert dict(ann) == hier["annotationClassificationCounts"]
-    det = Counter(o.path_class or "Unclassified" for o in data.objects
-                  if o.object_type in ("detection", "cell", "tile"))
+    det = Counter(
+        o.path_class or "Unclassified" for o in data.objects if o.object_type in ("detection", "cell", "tile")
+    )
     assert dict(det) == hier["detectionClassificationCounts"]
     assert data.image_type == summary["imageType"]
     assert data.qupath_version == "0.4.0" and data.data_version == 3

@@ -1,0 +1,79 @@
+"""``histobridge qpdata`` commands on a generated file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import _qpdata_writer as W
+import pytest
+from typer.testing import CliRunner
+
+from histobridge.cli.qpdata import app
+from histobridge.errors import QPDataError
+
+
+@pytest.fixture()
+def qpdata_file(tmp_path: Path) -> Path:
+    names = W.unmodifiable_list(["Area"])
+    cls = W.path_class("Tumor", -65536)
+    cells = [
+        W.PO(
+            "cell",
+            roi=W.roi("polygon", x=[0, 4, 4], y=[0, 0, 4]),
+            nucleus=W.roi("ellipse", x=0, y=0, x2=1, y2=1),
+            measurements=W.float_list(names, [float(i)]),
+            path_class=cls,
+        )
+        for i in range(3)
+    ]
+    ann = W.PO("annotation", roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10), name="region", children=cells)
+    p = tmp_path / "data.qpdata"
+    p.write_bytes(W.qpdata_bytes(W.PO("root", children=[ann]), "0.5.2"))
+    return p
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".geojson.gz"])
+def test_to_geojson(qpdata_file: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"out{suffix}"
+    res = CliRunner().invoke(app, ["to-geojson", str(qpdata_file), str(out)])
+    assert res.exit_code == 0, res.output
+    if suffix.endswith(".gz"):
+        with gzip.open(out, "rt") as fh:
+            text = fh.read()
+    else:
+        text = out.read_text()
+    doc = json.loads(text)
+    assert doc["type"] == "FeatureCollection"
+    kinds = sorted(f["properties"]["objectType"] for f in doc["features"])
+    assert kinds == ["annotation", "cell", "cell", "cell"]
+    assert "wrote 4 features" in res.output
+
+
+def test_to_geojson_types_filter(qpdata_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ann.geojson"
+    res = CliRunner().invoke(app, ["to-geojson", str(qpdata_file), str(out), "--types", "annotation"])
+    assert res.exit_code == 0, res.output
+    feats = json.loads(out.read_text())["features"]
+    assert [f["properties"]["name"] for f in feats] == ["region"]
+
+
+def test_to_geojson_leaves_no_partial_output(tmp_path: Path, qpdata_file: Path) -> None:
+    broken = tmp_path / "broken.qpdata"
+    broken.write_bytes(qpdata_file.read_bytes()[:-40])
+    out = tmp_path / "x.geojson"
+    res = CliRunner().invoke(app, ["to-geojson", str(broken), str(out)])
+    assert isinstance(res.exception, QPDataError)
+    assert (
+        not out.exists() and list(tmp_path.glob("*.tmp")) == [] and list(tmp_path.glob(".x.geojson*")) == []
+    )
+
+
+def test_info(qpdata_file: Path) -> None:
+    res = CliRunner().invoke(app, ["info", str(qpdata_file)])
+    assert res.exit_code == 0, res.output
+    assert "QuPath 0.5.2" in res.output and "BRIGHTFIELD_H_E" in res.output
+    assert "Tumor" in res.output and "annotation" in res.output
+    row = next(line for line in res.output.splitlines() if "cell" in line and "Tumor" in line)
+    assert "3" in row

@@ -51,8 +51,16 @@ def bias_act(
     act: str = "linear",
     gain: float = 1.0,
     clamp: float | None = None,
+    *,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """Bias over dim 1, activation, gain, clamp, in that order."""
+    """Bias over dim 1, activation, gain, clamp, in that order.
+
+    ``inplace`` lets a caller that owns a fresh ``x`` skip four full-size allocations when no
+    gradient is being recorded (inference); with autograd active it is ignored.
+    """
+    if inplace and not (x.requires_grad or (b is not None and b.requires_grad)):
+        return _bias_act_(x, b, act, gain, clamp)
     if b is not None:
         x = x + b.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
     if act == "lrelu":
@@ -63,6 +71,22 @@ def bias_act(
         x = x * gain
     if clamp is not None and clamp >= 0:
         x = x.clamp(-clamp, clamp)
+    return x
+
+
+def _bias_act_(
+    x: torch.Tensor, b: torch.Tensor | None, act: str, gain: float, clamp: float | None
+) -> torch.Tensor:
+    if b is not None:
+        x.add_(b.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2)))
+    if act == "lrelu":
+        F.leaky_relu_(x, 0.2)
+    elif act != "linear":
+        raise ModelError(f"unsupported activation {act!r}")
+    if gain != 1:
+        x.mul_(gain)
+    if clamp is not None and clamp >= 0:
+        x.clamp_(-clamp, clamp)
     return x
 
 
@@ -90,13 +114,20 @@ def modulated_conv2d(
         x = x.reshape(1, n * i, *x.shape[2:])
         x = _conv(x, w.reshape(n * o, i, kh, kw), up, padding, resample_filter, groups=n)
         x = x.reshape(n, o, *x.shape[2:])
-        return x if noise is None else x + noise
+        return x if noise is None else _add_noise(x, noise)
     # Scale activations instead of weights: one shared conv, better for large training batches.
     x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
     x = _conv(x, weight, up, padding, resample_filter, groups=1)
     if dcoefs is not None:
         x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
-    return x if noise is None else x + noise
+    return x if noise is None else _add_noise(x, noise)
+
+
+def _add_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``x + noise``; in place on the fresh conv output when autograd is not recording."""
+    if x.requires_grad or noise.requires_grad:
+        return x + noise
+    return x.add_(noise)
 
 
 def _conv(

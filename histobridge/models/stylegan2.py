@@ -271,7 +271,7 @@ class SynthesisLayer(nn.Module):
             resample_filter=self.resample_filter, noise=noise, fused=not self.training or x.shape[0] == 1,
         )
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp, inplace=True)
 
 
 class ToRGBLayer(nn.Module):
@@ -289,7 +289,7 @@ class ToRGBLayer(nn.Module):
         styles = self.affine(w) * self.weight_gain
         fused = not self.training or x.shape[0] == 1
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return bias_act(x, self.bias, clamp=self.conv_clamp)
+        return bias_act(x, self.bias, clamp=self.conv_clamp, inplace=True)
 
 
 class Conv2dLayer(nn.Module):

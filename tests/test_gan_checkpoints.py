@@ -227,3 +227,26 @@ def test_safetensors_errors(tmp_path):
     (tmp_path / "g.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(CheckpointError, match="not a histobridge generator"):
         load_generator(out)
+
+
+@pytest.mark.parametrize("opcode", ["global", "inst"])
+def test_handwritten_protocol0_payloads_refused(tmp_path, opcode):
+    marker = tmp_path / "pwned"
+    cmd = f"touch {marker}".encode()
+    if opcode == "global":
+        data = b"cos\nsystem\n(S'" + cmd + b"'\ntR."
+    else:
+        data = b"(S'" + cmd + b"'\nios\nsystem\n."
+    path = tmp_path / "evil0.pkl"
+    path.write_bytes(data)
+    with pytest.raises(UnsafePickleError, match=r"os\.system"):
+        load_generator(path)
+    assert not marker.exists()
+
+
+def test_codecs_encode_only_for_latin1_bytes(tmp_path):
+    path = tmp_path / "codec.pkl"
+    path.write_bytes(b"c_codecs\nencode\n(S'abc'\nS'rot13'\ntR.")
+    with pytest.raises(UnsafePickleError, match="rot13") as err:
+        load_generator(path)
+    assert str(path) in str(err.value)

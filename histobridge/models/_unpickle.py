@@ -166,8 +166,10 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(f"{path}: cannot open the checkpoint: {err}") from err
     try:
         return RestrictedUnpickler(fh, source=str(path)).load()
-    except (CheckpointError, UnsafePickleError):
-        raise
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise type(err)(f"{path}: {err}") from err
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError) as err:
         raise CheckpointError(f"{path}: not a readable network snapshot pickle: {err}") from err
     finally:

@@ -36,7 +36,16 @@ class Backend(Protocol):
 
     def raw_mpp(self) -> tuple[float | None, float | None]: ...
 
-    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray: ...
+    def read_level(
+        self,
+        level: int,
+        x: int,
+        y: int,
+        w: int,
+        h: int,
+        out: np.ndarray | None = None,
+        cache: dict | None = None,
+    ) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
@@ -78,6 +87,13 @@ def _to_rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _into(arr: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return arr
+    out[...] = arr
+    return out
+
+
 class TiffslideBackend:
     """tiffslide with one handle per thread, plus direct tile decoding for plain tiled levels."""
 
@@ -112,15 +128,24 @@ class TiffslideBackend:
             self.properties.get("tiffslide.mpp-y")
         )
 
-    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def read_level(
+        self,
+        level: int,
+        x: int,
+        y: int,
+        w: int,
+        h: int,
+        out: np.ndarray | None = None,
+        cache: dict | None = None,
+    ) -> np.ndarray:
         direct = self._direct[level]
         if direct is not None:
-            return direct.read(x, y, w, h)
+            return direct.read(x, y, w, h, out=out, cache=cache)
         ds = self.level_downsamples[level]
         # tiffslide maps a level-0 location to int(loc / ds); find the location that lands on x, y.
         loc = (_location_for(x, ds), _location_for(y, ds))
         arr = self._handle().read_region(loc, level, (w, h), as_array=True, padding=True)
-        return _to_rgb(np.asarray(arr))
+        return _into(_to_rgb(np.asarray(arr)), out)
 
     def close(self) -> None:
         with self._lock:
@@ -162,10 +187,19 @@ class OpenslideBackend:
             self.properties.get("openslide.mpp-y")
         )
 
-    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def read_level(
+        self,
+        level: int,
+        x: int,
+        y: int,
+        w: int,
+        h: int,
+        out: np.ndarray | None = None,
+        cache: dict | None = None,
+    ) -> np.ndarray:
         ds = self.level_downsamples[level]
         image = self._slide.read_region((round(x * ds), round(y * ds)), level, (w, h))
-        return rgba_to_rgb_on_white(np.asarray(image))
+        return _into(rgba_to_rgb_on_white(np.asarray(image)), out)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -33,6 +33,7 @@ class TiledLevelReader:
         self.counts = tuple(int(v) for v in page.databytecounts)
         self.jpegtables = page.jpegtables
         self._decode = page.decode
+        self._jpeg = _jpeg_args(page)
         self._fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self._lock = None if hasattr(os, "pread") else threading.Lock()
 
@@ -46,35 +47,86 @@ class TiledLevelReader:
             os.lseek(self._fd, self.offsets[index], os.SEEK_SET)
             return os.read(self._fd, count)
 
-    def tile(self, tx: int, ty: int) -> np.ndarray | None:
-        """Decode one source tile as (tile_h, tile_w, 3) uint8, or None when the tile is empty."""
+    def tile(self, tx: int, ty: int, out: np.ndarray | None = None) -> np.ndarray | None:
+        """Decode one source tile as (tile_h, tile_w, 3) uint8 (into ``out`` when given); None if empty."""
         index = ty * self.tiles_across + tx
         data = self._read_bytes(index)
         if data is None:
             return None
-        arr, _, _ = self._decode(data, index, jpegtables=self.jpegtables)
-        return arr.reshape(arr.shape[-3], arr.shape[-2], arr.shape[-1])
+        if self._jpeg is not None:
+            import imagecodecs
 
-    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """Rectangle in level pixels (must lie inside the level) as (h, w, 3) uint8."""
-        out = np.full((h, w, 3), 255, np.uint8)
+            return imagecodecs.jpeg_decode(data, tables=self.jpegtables, out=out, **self._jpeg)
+        arr, _, _ = self._decode(data, index, jpegtables=self.jpegtables)
+        arr = arr.reshape(arr.shape[-3], arr.shape[-2], arr.shape[-1])
+        if out is not None:
+            out[...] = arr
+            return out
+        return arr
+
+    def read(
+        self, x: int, y: int, w: int, h: int, out: np.ndarray | None = None, cache: dict | None = None
+    ) -> np.ndarray:
+        """Rectangle in level pixels (inside the level) as (h, w, 3) uint8, written into ``out`` if given.
+
+        ``cache`` (a dict shared by the calls of one batch) keeps decoded tiles that several
+        requested rectangles share; a rectangle that is exactly one tile is decoded in place.
+        """
+        if out is None:
+            out = np.empty((h, w, 3), np.uint8)
         if w <= 0 or h <= 0:
             return out
-        for ty in range(y // self.tile_h, (y + h - 1) // self.tile_h + 1):
-            for tx in range(x // self.tile_w, (x + w - 1) // self.tile_w + 1):
-                tile = self.tile(tx, ty)
-                if tile is None:
-                    continue
-                x0, y0 = tx * self.tile_w, ty * self.tile_h
+        tw, th = self.tile_w, self.tile_h
+        if (
+            x % tw == 0 and y % th == 0 and w == tw and h == th
+            and x + w <= self.width and y + h <= self.height and out.flags.c_contiguous
+        ):  # fmt: skip
+            key = (x // tw, y // th)
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None:
+                out[...] = hit
+            elif self.tile(*key, out=out) is None:
+                out.fill(255)
+            return out
+        for ty in range(y // th, (y + h - 1) // th + 1):
+            for tx in range(x // tw, (x + w - 1) // tw + 1):
+                tile = self._cached_tile(tx, ty, cache)
+                x0, y0 = tx * tw, ty * th
                 sx0, sy0 = max(x, x0), max(y, y0)
-                sx1 = min(x + w, x0 + self.tile_w, self.width)
-                sy1 = min(y + h, y0 + self.tile_h, self.height)
-                out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0, :3]
+                sx1, sy1 = min(x + w, x0 + tw, self.width), min(y + h, y0 + th, self.height)
+                dst = out[sy0 - y : sy1 - y, sx0 - x : sx1 - x]
+                if tile is None:
+                    dst.fill(255)
+                else:
+                    dst[...] = tile[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0, :3]
         return out
+
+    def _cached_tile(self, tx: int, ty: int, cache: dict | None) -> np.ndarray | None:
+        if cache is None:
+            return self.tile(tx, ty)
+        key = (tx, ty)
+        if key not in cache:
+            cache[key] = self.tile(tx, ty)
+        return cache[key]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._fd)
+
+
+def _jpeg_args(page: Any) -> dict[str, Any] | None:
+    """imagecodecs.jpeg_decode arguments for plain 8-bit JPEG tiles (None: use tifffile's decoder)."""
+    try:
+        if int(page.compression) != 7 or getattr(page, "jpegheader", None) is not None:
+            return None
+        from tifffile.tifffile import jpeg_decode_colorspace
+
+        colorspace, outcolorspace = jpeg_decode_colorspace(
+            page.photometric, page.planarconfig, page.extrasamples, page.is_jfif
+        )
+        return {"colorspace": colorspace, "outcolorspace": outcolorspace, "bitspersample": 8}
+    except Exception:  # private helper moved or odd tags: the generic decoder still works
+        return None
 
 
 def _qualifies(page: Any, dims: tuple[int, int]) -> bool:

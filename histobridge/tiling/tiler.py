@@ -83,15 +83,35 @@ def spatial_order(coords: np.ndarray, region_idx: np.ndarray, stride: float) -> 
     return np.lexsort((coords[:, 0], coords[:, 1], cx, cy, region_idx))
 
 
-def read_batch(slide: Any, coords: np.ndarray, tile_px: int, stride: float) -> np.ndarray:
+def read_batch(
+    slide: Any, coords: np.ndarray, tile_px: int, stride: float, out: np.ndarray | None = None
+) -> np.ndarray:
     """Read tiles of one batch, one decoded block per spatial cell the batch touches."""
-    out = np.empty((len(coords), tile_px, tile_px, 3), np.uint8)
+    if out is None:
+        out = np.empty((len(coords), tile_px, tile_px, 3), np.uint8)
     cell = stride * CELL_TILES
     keys = np.floor(coords[:, 0] / cell) + 1e6 * np.floor(coords[:, 1] / cell)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    if len(np.unique(keys)) == len(starts):  # each cell's tiles are contiguous (spatial order)
+        for a, b in zip(starts, np.r_[starts[1:], len(keys)], strict=True):
+            slide.read_scaled_batch(coords[a:b], tile_px, out=out[a:b])
+        return out
     for key in np.unique(keys):
         sel = np.nonzero(keys == key)[0]
         out[sel] = slide.read_scaled_batch(coords[sel], tile_px)
     return out
+
+
+_buffers = threading.local()
+
+
+def _buffer(n: int, tile_px: int) -> np.ndarray:
+    """A per-thread batch buffer, reused so fresh pages are not faulted in for every batch."""
+    buf = getattr(_buffers, "array", None)
+    if buf is None or buf.shape[1] != tile_px or buf.shape[0] < n:
+        buf = np.empty((max(n, SHARD_TILES), tile_px, tile_px, 3), np.uint8)
+        _buffers.array = buf
+    return buf[:n]
 
 
 @dataclass
@@ -183,7 +203,8 @@ def _write_tiles(job: _Job, slide: Any, writer: GroupWriter, coords: np.ndarray,
 
     def unit(start: int) -> int:
         stop = min(start + SHARD_TILES, len(coords))
-        writer.write_tiles(start, read_batch(slide, coords[start:stop], tile_px, stride))
+        batch = read_batch(slide, coords[start:stop], tile_px, stride, out=_buffer(stop - start, tile_px))
+        writer.write_tiles(start, batch)
         return stop - start
 
     pending: set[Future[int]] = set()

@@ -176,7 +176,7 @@ def test_direct_tiff_decoding_matches_tiffslide(cmu_slide: Path, monkeypatch: py
 
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(SlideNotFoundError, match="nothere.svs"):
+    with pytest.raises(SlideNotFoundError, match=r"nothere\.svs"):
         open_slide(tmp_path / "nothere.svs")
 
 
@@ -184,7 +184,7 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
 def test_garbage_file_is_a_clean_slide_error(tmp_path: Path, backend: str) -> None:
     bad = tmp_path / "garbage.svs"
     bad.write_bytes(b"this is not a slide\n" * 50)
-    with pytest.raises(SlideError, match="garbage.svs") as info:
+    with pytest.raises(SlideError, match=r"garbage\.svs") as info:
         open_slide(bad, backend=backend)
     assert not isinstance(info.value, SlideNotFoundError)
 

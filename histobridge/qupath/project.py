@@ -162,7 +162,8 @@ class Project:
         for e in self.images:
             if e.entry_id == key or str(e.entry_id) == str(key) or e.name == key:
                 return e
-        known = ", ".join(f"{e.entry_id}:{e.name}" for e in self.images[:20])
+        known = ", ".join(str(e.entry_id) for e in self.images[:30])
+        known += ", …" if len(self.images) > 30 else ""
         raise ProjectError(f"{self.path}: no image {key!r} (known: {known})")
 
     def annotations(

@@ -1,0 +1,257 @@
+"""QuPath GeoJSON: every dialect QuPath wrote or accepts, repair of bad geometry, and the writer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import pytest
+from _qupath_helpers import feature, square
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from histobridge.errors import AnnotationError
+from histobridge.qupath.annotations import Annotation
+from histobridge.qupath.geojson import (
+    annotation_to_feature,
+    read_features,
+    tile_feature,
+    write_features,
+)
+
+UUID = "0b7f3c52-9a1e-4e0c-8d64-2f5e1c7a9b30"
+
+# A QuPath 0.5-style export (FEATURE_COLLECTION), written out as QuPath does it.
+DOC_05 = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature", "id": UUID,
+            "geometry": {"type": "Polygon", "coordinates": square(10, 20, 100)},
+            "properties": {
+                "objectType": "annotation", "name": "region A", "isLocked": True,
+                "classification": {"name": "Tumor", "color": [200, 0, 0]},
+                "measurements": {"Area px": 10000, "score": "NaN", "ratio": "Infinity"},
+                "metadata": {"k": "v"},
+            },
+        },
+        {
+            "type": "Feature", "id": "5c1d2a1e-0000-4000-8000-000000000001",
+            "geometry": {"type": "Polygon", "coordinates": square(300, 300, 50)},
+            "properties": {"objectType": "detection",
+                           "classification": {"names": ["Tumor", "Positive"], "color": [10, 20, 30]}},
+        },
+    ],
+}
+
+
+def test_feature_collection_04_plus() -> None:
+    res = read_features(DOC_05)
+    assert res.notes == []
+    a, d = res.annotations
+    assert a.object_type == "annotation" and d.object_type == "detection"
+    assert a.path_class == "Tumor" and a.color == (200, 0, 0)
+    assert a.name == "region A" and a.locked is True and a.object_id == UUID
+    assert a.geometry.equals(box(10, 20, 110, 120))
+    assert a.measurements["Area px"] == 10000.0
+    assert math.isnan(a.measurements["score"]) and a.measurements["ratio"] == math.inf
+    assert d.path_class == "Tumor: Positive" and d.color == (10, 20, 30)
+
+
+def test_object_type_filter() -> None:
+    res = read_features(DOC_05, object_types=("annotation",))
+    assert [a.object_type for a in res.annotations] == ["annotation"]
+    assert any("detection" in n for n in res.notes)
+
+
+def test_bare_list_single_feature_and_bare_geometry() -> None:
+    feats = DOC_05["features"]
+    assert len(read_features(list(feats)).annotations) == 2  # export without FEATURE_COLLECTION
+    single = read_features(dict(feats[0])).annotations
+    assert len(single) == 1 and single[0].path_class == "Tumor"
+    bare = read_features({"type": "Polygon", "coordinates": square(0, 0, 5)}).annotations
+    assert len(bare) == 1 and bare[0].object_type == "annotation" and bare[0].path_class is None
+    assert bare[0].geometry.area == 25
+
+
+def test_qupath_03_object_type_color_rgb_and_measurement_list() -> None:
+    doc = [
+        feature(square(0, 0, 10), object_type="annotation", isLocked=False,
+                classification={"name": "Stroma", "colorRGB": -6895466},
+                measurements=[{"name": "Area", "value": 100.0}, {"name": "Bad", "value": "n/a"}]),
+        feature(square(50, 50, 10), object_type="tma_core", name="A-1", isMissing=False),
+    ]
+    res = read_features(doc)
+    a, core = res.annotations
+    assert a.object_type == "annotation" and a.path_class == "Stroma"
+    assert a.color == (150, 200, 150)  # -6895466 = 0xFF96C896
+    assert a.measurements == {"Area": 100.0}
+    assert core.object_type == "tmaCore" and core.name == "A-1"
+    assert any("not a number" in n for n in res.notes)
+
+
+def test_qupath_02_class_name_ids() -> None:
+    doc = [
+        {"type": "Feature", "id": "PathAnnotationObject",
+         "geometry": {"type": "Polygon", "coordinates": square(0, 0, 8)},
+         "properties": {"classification": {"name": "Necrosis", "colorRGB": -13487566},
+                        "measurements": [{"name": "m", "value": 2}]}},
+        {"type": "Feature", "id": "PathDetectionObject",
+         "geometry": {"type": "Polygon", "coordinates": square(20, 0, 8)}, "properties": {}},
+    ]
+    a, d = read_features(doc).annotations
+    assert a.object_type == "annotation" and a.object_id is None  # the class name is no UUID
+    assert a.path_class == "Necrosis" and a.color == (50, 50, 50) and a.measurements == {"m": 2.0}
+    assert d.object_type == "detection"
+
+
+def test_unknown_object_type_reads_as_annotation_with_note() -> None:
+    res = read_features([feature(square(0, 0, 4), objectType="TILE")])  # QuBaLab's upper case
+    assert res.annotations[0].object_type == "annotation"
+    assert any("'TILE'" in n for n in res.notes)
+
+
+def test_classification_without_color_is_kept_and_noted() -> None:
+    res = read_features([feature(square(0, 0, 4), objectType="annotation", classification={"name": "X"})])
+    assert res.annotations[0].path_class == "X" and res.annotations[0].color is None
+    assert any("without 'color'" in n for n in res.notes)
+
+
+def test_bare_string_classification() -> None:
+    res = read_features([feature(square(0, 0, 4), classification="Tumor")])
+    assert res.annotations[0].path_class == "Tumor"
+
+
+def test_points_lines_and_empty_geometry_are_skipped_with_notes() -> None:
+    doc = [
+        feature([5, 5], geom_type="Point", objectType="annotation"),
+        feature([[0, 0], [9, 9]], geom_type="LineString", objectType="annotation"),
+        feature([], objectType="annotation"),
+        {"type": "Feature", "geometry": None, "properties": {"objectType": "annotation"}},
+        feature(square(0, 0, 3), objectType="annotation"),
+    ]
+    res = read_features(doc)
+    assert len(res.annotations) == 1
+    text = " ".join(res.notes)
+    assert "Point ignored" in text and "LineString ignored" in text
+    assert "empty geometry" in text and "without geometry" in text
+
+
+def test_self_intersecting_polygon_is_repaired_and_noted() -> None:
+    bowtie = [[[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]
+    cls = {"name": "T", "color": [1, 2, 3]}
+    res = read_features([feature(bowtie, objectType="annotation", classification=cls)])
+    (a,) = res.annotations
+    assert a.geometry.is_valid and a.geometry.area == pytest.approx(50.0)
+    assert a.path_class == "T"
+    assert any("repaired" in n and "Self-intersection" in n for n in res.notes)
+
+
+def test_holes_and_multipolygons_are_kept() -> None:
+    outer = [[0, 0], [100, 0], [100, 100], [0, 100], [0, 0]]
+    hole = [[40, 40], [60, 40], [60, 60], [40, 60], [40, 40]]
+    multi = [square(0, 0, 10), square(20, 0, 10)]
+    res = read_features([
+        feature([outer, hole], objectType="annotation"),
+        feature(multi, geom_type="MultiPolygon", objectType="annotation"),
+    ])
+    ring, mp = res.annotations
+    assert isinstance(ring.geometry, Polygon) and len(ring.geometry.interiors) == 1
+    assert ring.geometry.area == pytest.approx(10000 - 400)
+    assert isinstance(mp.geometry, MultiPolygon) and len(mp.geometry.geoms) == 2
+
+
+def test_annotation_partly_outside_the_slide_is_kept_unclipped() -> None:
+    # Reading never clips: tiling intersects regions with the slide rectangle (documented there).
+    a = read_features([feature(square(2100, -50, 300), objectType="annotation")]).annotations[0]
+    assert a.geometry.bounds == (2100.0, -50.0, 2400.0, 250.0)
+
+
+def test_child_objects_are_flattened() -> None:
+    parent = feature(square(0, 0, 100), objectType="annotation",
+                     childObjects=[feature(square(10, 10, 5), objectType="detection")])
+    types = [a.object_type for a in read_features([parent]).annotations]
+    assert types == ["annotation", "detection"]
+
+
+@pytest.mark.parametrize("name", ["a.geojson", "a.json", "a.geojson.gz", "a.zip"])
+def test_file_forms(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    text = json.dumps(DOC_05)
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    elif name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("objects.geojson", text)
+    else:
+        path.write_text(text)
+    res = read_features(path)
+    assert [a.path_class for a in res.annotations] == ["Tumor", "Tumor: Positive"]
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.geojson"
+    bad.write_text("{not json")
+    with pytest.raises(AnnotationError, match=r"broken\.geojson"):
+        read_features(bad)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"type": "Topology"}))
+    with pytest.raises(AnnotationError, match="not GeoJSON"):
+        read_features(other)
+    with pytest.raises(AnnotationError, match="not found"):
+        read_features(tmp_path / "missing.geojson")
+
+
+# ------------------------------------------------------------------------------------------ writer
+
+
+def test_annotation_round_trip(tmp_path: Path) -> None:
+    outer = [(0, 0), (100, 0), (100, 100), (0, 100)]
+    ann = Annotation(
+        geometry=Polygon(outer, [[(10, 10), (20, 10), (20, 20), (10, 20)]]), path_class="Tumor: Positive",
+        color=(200, 0, 0), name="n", measurements={"a": 1, "b": float("nan"), "c": float("inf")}, locked=True,
+    )
+    feat = annotation_to_feature(ann)
+    props = feat["properties"]
+    assert props["objectType"] == "annotation" and props["isLocked"] is True
+    assert props["classification"] == {"names": ["Tumor", "Positive"], "color": [200, 0, 0]}
+    assert props["measurements"] == {"a": 1.0}
+    assert all(isinstance(c, float) for ring in feat["geometry"]["coordinates"] for xy in ring for c in xy)
+    path = tmp_path / "out.geojson"
+    assert write_features(path, [ann, feat]) == 2
+    back = read_features(path)
+    assert back.notes == []
+    assert back.annotations[0].geometry.equals(ann.geometry)
+    assert back.annotations[0].path_class == "Tumor: Positive" and back.annotations[0].locked
+
+
+def test_tile_feature_is_qupath_valid() -> None:
+    t = tile_feature(4096, 8192, 512.5, 512.5, "Squamous", None, {"prob_A": 0.2, "prob_B": float("nan")})
+    props = t["properties"]
+    assert props["objectType"] == "tile" and props["isLocked"] is True
+    assert set(props["classification"]) == {"name", "color"} and len(props["classification"]["color"]) == 3
+    assert props["measurements"] == {"prob_A": 0.2}
+    ring = t["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1] == [4096.0, 8192.0] and ring[2] == [4608.5, 8704.5]
+    import uuid
+
+    uuid.UUID(t["id"])
+    unclassified = tile_feature(0, 0, 1, 1)
+    assert "classification" not in unclassified["properties"]
+    with pytest.raises(AnnotationError):
+        tile_feature(0, 0, 0, 5)
+
+
+def test_write_features_gzip_and_bad_values(tmp_path: Path) -> None:
+    path = tmp_path / "tiles.geojson.gz"
+    n = write_features(path, (tile_feature(i * 10, 0, 10, 10, "A", (1, 2, 3)) for i in range(5)))
+    assert n == 5
+    doc = json.loads(gzip.decompress(path.read_bytes()))
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 5
+    nan_point = {"type": "Point", "coordinates": [float("nan"), 0]}
+    bad = {"type": "Feature", "geometry": nan_point, "properties": {}}
+    with pytest.raises(AnnotationError, match=r"bad\.geojson"):
+        write_features(tmp_path / "bad.geojson", [bad])
+    assert not (tmp_path / "bad.geojson").exists()  # atomic: nothing half-written

@@ -1,0 +1,327 @@
+"""Opening QuPath projects: relocation, missing images, server builders, calibration, sources."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _qupath_helpers import (
+    BIOFORMATS,
+    OPENSLIDE,
+    calibration,
+    entry,
+    feature,
+    square,
+    uri_builder,
+    write_project,
+    write_tiff,
+)
+
+from histobridge.errors import AnnotationError, CalibrationError, ProjectError, SlideNotFoundError
+from histobridge.qupath.geojson import write_features
+from histobridge.qupath.project import ImageEntry, Project
+from histobridge.qupath.servers import path_to_uri
+
+# --------------------------------------------------------------------------------- real project
+
+
+def test_real_foci_project(shared_dir: Path) -> None:
+    proj = Project.open(shared_dir / "fixtures" / "qupath" / "foci-0.4")
+    assert proj.version == "0.4.0" and len(proj.images) == 44
+    assert not any(e.found for e in proj.images)
+    assert all("not found" in (e.problem or "") for e in proj.images)
+    assert "Training" in proj.class_names() and len(proj.classes) == 10
+    e = proj.image(242)
+    assert e.provider == BIOFORMATS and e.args == ("--series", "0")
+    assert e.mpp_override is None  # calibration stored in "px": uncalibrated, ignored
+    with pytest.raises(SlideNotFoundError, match="242"):
+        e.open_slide()
+
+
+def test_real_qpdata_annotations_match_qupath_summary(shared_dir: Path) -> None:
+    folder = shared_dir / "fixtures" / "qupath" / "foci-0.4"
+    proj = Project.open(folder)
+    found = proj.annotations(242)
+    summary = json.loads((folder / "data" / "242" / "summary.json").read_text())["hierarchy"]
+    expected = summary["annotationClassificationCounts"]
+    assert found.source == "qpdata"
+    assert found.by_class() == {"Training": expected["Training"], None: expected["Unclassified"]}
+    none = proj.annotations(243)  # no data folder, no export
+    assert none.source == "none" and len(none) == 0 and "export_annotations.groovy" in none.notes[0]
+
+
+# ---------------------------------------------------------------------------------- relocation
+
+
+def test_moved_project_is_relocated_relative_to_its_old_place(tmp_path: Path) -> None:
+    old = tmp_path / "old" / "study"
+    slide = write_tiff(old / "slides" / "case 1.tif", mpp=0.5)
+    write_project(old / "qp", [entry(1, uri_builder(path_to_uri(slide)))])
+    shutil.move(str(tmp_path / "old"), str(tmp_path / "new"))
+    proj = Project.open(tmp_path / "new" / "study" / "qp")
+    (e,) = proj.images
+    assert e.found and e.problem is None
+    assert e.path == tmp_path / "new" / "study" / "slides" / "case 1.tif"
+    assert e.relocated_from == str(slide)
+    with e.open_slide() as s:
+        assert s.dimensions == (96, 64) and s.mpp == pytest.approx(0.5)
+
+
+def test_python_style_uri_and_windows_project_are_relocated(tmp_path: Path) -> None:
+    # Saved on Windows as C:\Users\ana\work\proj, slides in C:\Users\ana\work\img; copied here.
+    write_tiff(tmp_path / "work" / "img" / "a.tif")
+    images = [entry(1, uri_builder("file:/C:/Users/ana/work/img/a.tif")),
+              entry(2, uri_builder((tmp_path / "work" / "img" / "a.tif").as_uri()))]
+    write_project(tmp_path / "work" / "proj", images, uri="file:/C:/Users/ana/work/proj/project.qpproj")
+    proj = Project.open(tmp_path / "work" / "proj" / "project.qpproj")
+    assert [e.found for e in proj.images] == [True, True]
+    assert proj.images[0].path == tmp_path / "work" / "img" / "a.tif"
+    assert proj.images[1].relocated_from is None  # file:/// form, found where it says
+
+
+def test_image_found_by_name_near_the_project(tmp_path: Path) -> None:
+    write_tiff(tmp_path / "proj" / "images" / "b.tif")
+    write_project(tmp_path / "proj", [entry(3, uri_builder("file:/somewhere/else/b.tif"))],
+                  uri="file:/unrelated/place/project.qpproj")
+    (e,) = Project.open(tmp_path / "proj").images
+    assert e.found and e.path == tmp_path / "proj" / "images" / "b.tif"
+    (e2,) = Project.open(tmp_path / "proj", search=False).images
+    assert not e2.found
+
+
+def test_missing_images_are_reported_not_fatal(tmp_path: Path) -> None:
+    good = write_tiff(tmp_path / "ok.tif")
+    images = [entry(1, uri_builder(path_to_uri(good))),
+              entry(2, uri_builder("file:/gone/missing.svs")),
+              entry(3, uri_builder("https://example.org/remote.svs"))]
+    proj = Project.open(write_project(tmp_path / "p", images))
+    ok, missing, remote = proj.images
+    assert ok.found and not missing.found and not remote.found
+    assert "/gone/missing.svs" in (missing.problem or "")
+    assert "not a local file" in (remote.problem or "")
+
+
+def test_project_metadata_and_tags(tmp_path: Path) -> None:
+    e = entry(7, uri_builder("file:/x.tif"), name="slide 7", description="d",
+              tags=["train", "batch2"], metadata={"stain": "HE", "n": 3})
+    (img,) = Project.open(write_project(tmp_path, [e])).images
+    assert (img.entry_id, img.name, img.description) == (7, "slide 7", "d")
+    assert img.tags == ("train", "batch2") and dict(img.metadata) == {"stain": "HE", "n": "3"}
+
+
+def test_bad_project_files_raise_named_errors(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="not a QuPath project"):
+        Project.open(tmp_path)
+    (tmp_path / "project.qpproj").write_text("{oops")
+    with pytest.raises(ProjectError, match=r"project\.qpproj"):
+        Project.open(tmp_path)
+    write_project(tmp_path, [{"serverBuilder": uri_builder("file:/x"), "imageName": "x"}])
+    with pytest.raises(ProjectError, match="entryID"):
+        Project.open(tmp_path)
+    (tmp_path / "project.qpproj").unlink()
+    write_project(tmp_path / "two", [])
+    (tmp_path / "two" / "project.qpproj").rename(tmp_path / "two" / "a.qpproj")
+    shutil.copy(tmp_path / "two" / "a.qpproj", tmp_path / "two" / "b.qpproj")
+    with pytest.raises(ProjectError, match="several project files"):
+        Project.open(tmp_path / "two")
+    assert Project.open(tmp_path / "two" / "b.qpproj").images == []
+
+
+# ------------------------------------------------------------------------------ server builders
+
+
+def _open_one(tmp_path: Path, builder: dict[str, Any]) -> ImageEntry:
+    return Project.open(write_project(tmp_path / "p", [entry(1, builder)])).images[0]
+
+
+def test_pyramidize_and_cropped_builders_are_resolved(tmp_path: Path) -> None:
+    slide = write_tiff(tmp_path / "s.tif", size=(96, 64), mpp=0.5)
+    inner = uri_builder(path_to_uri(slide))
+    e = _open_one(tmp_path, {"builderType": "pyramidize", "builder": inner, "metadata": calibration(0.25)})
+    assert e.found and e.problem is None and e.builder_chain == ("pyramidize", "uri")
+    assert e.mpp_override == pytest.approx(0.25)
+    crop = {"builderType": "cropped", "builder": inner,
+            "region": {"x": 10, "y": 5, "width": 40, "height": 30, "z": 0, "t": 0}}
+    e = _open_one(tmp_path / "c", crop)
+    assert e.crop_region == (10.0, 5.0, 40.0, 30.0)
+    with e.open_slide() as s:
+        assert s.dimensions == (40, 30) and s.offset == (10.0, 5.0)
+        px = s.read_region(0, 0, 40, 30)
+    assert px.shape == (30, 40, 3)
+    # the written image is purple left of x=48 and above y=32: in crop space x=38, y=27
+    assert tuple(px[26, 37]) == (150, 60, 170) and tuple(px[28, 39]) == (220, 220, 220)
+
+
+@pytest.mark.parametrize(
+    ("builder_type", "extra", "words"),
+    [
+        ("rotated", {"rotation": "ROTATE_90"}, "rotated"),
+        ("affine", {"transform": {}}, "affine"),
+        ("swapRedBlue", {}, "RGB"),
+        ("color", {"transforms": []}, "colour"),
+        ("somethingNew", {}, "unknown server type"),
+    ],
+)
+def test_unsupported_wrappers_are_rejected(tmp_path: Path, builder_type: str, extra: dict[str, Any],
+                                           words: str) -> None:
+    slide = write_tiff(tmp_path / "s.tif")
+    wrapper = {"builderType": builder_type, "builder": uri_builder(path_to_uri(slide)), **extra}
+    e = _open_one(tmp_path, wrapper)
+    assert e.found and e.path == slide  # the file is still located for reporting
+    assert words in (e.problem or "")
+    with pytest.raises(ProjectError, match="skipped"):
+        e.open_slide()
+
+
+def test_multi_file_builders_and_series_are_rejected(tmp_path: Path) -> None:
+    a, b = write_tiff(tmp_path / "a.tif"), write_tiff(tmp_path / "b.tif")
+    channels = {"builderType": "channels", "builder": uri_builder(path_to_uri(a)),
+                "channels": [uri_builder(path_to_uri(a)), uri_builder(path_to_uri(b))]}
+    assert "concatenated channels" in (_open_one(tmp_path / "1", channels).problem or "")
+    sparse = {"builderType": "sparse", "path": "x", "regions": [
+        {"region": {"x": 0, "y": 0, "width": 9, "height": 9},
+         "resolutions": [{"builder": uri_builder(path_to_uri(a)), "downsample": 1.0}]}]}
+    assert "sparse" in (_open_one(tmp_path / "2", sparse).problem or "")
+    series = uri_builder(path_to_uri(a), args=["--series", "2"])
+    assert "series 2" in (_open_one(tmp_path / "3", series).problem or "")
+
+
+def test_openslide_bounds_offset_is_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MRXS-like slide: QuPath coordinates start at (bounds-x, bounds-y) (formats doc §10)."""
+    import histobridge.slides as slides
+
+    calls: list[dict[str, Any]] = []
+
+    class FakeSlide:
+        def __init__(self, **kw: Any) -> None:
+            calls.append(kw)
+            self.dimensions = kw.get("size") or (10000, 8000)
+            self.reader_bounds = (1200, 700, 6000, 5000)
+            self.mpp_or_none, self.mpp_problem = 0.25, None
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(slides, "open_slide", lambda path, **kw: FakeSlide(**kw))
+    fake = write_tiff(tmp_path / "fake.mrxs")
+    cropped = _open_one(tmp_path / "a", uri_builder(path_to_uri(fake), OPENSLIDE))
+    assert cropped.crop_to_bounds
+    cropped.open_slide()
+    assert calls[-1]["offset"] == (1200.0, 700.0) and calls[-1]["size"] == (6000, 5000)
+    no_crop = _open_one(tmp_path / "b", uri_builder(path_to_uri(fake), OPENSLIDE, args=["--no-crop"]))
+    assert not no_crop.crop_to_bounds
+    bio = _open_one(tmp_path / "c", uri_builder(path_to_uri(fake), BIOFORMATS))
+    assert not bio.crop_to_bounds
+    n = len(calls)
+    no_crop.open_slide()
+    assert len(calls) == n + 1 and "offset" not in calls[-1]  # opened once, no offset
+
+
+def test_bounds_equal_in_one_dimension_do_not_crop() -> None:
+    class S:
+        dimensions = (10000, 8000)
+        reader_bounds = (0, 700, 10000, 5000)  # full width: QuPath does not crop
+
+    e = ImageEntry(1, "x", "file:/x", Path("/x"), True, crop_to_bounds=True)
+    assert e.qupath_frame(S()) == ((0.0, 0.0), None)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------- calibration
+
+
+def test_pixel_size_override_order(tmp_path: Path) -> None:
+    slide = write_tiff(tmp_path / "cal.tif", mpp=0.5)
+    bare = write_tiff(tmp_path / "bare.tif")
+    images = [entry(1, uri_builder(path_to_uri(slide), metadata=calibration(0.252))),
+              entry(2, uri_builder(path_to_uri(bare))),
+              entry(3, uri_builder(path_to_uri(bare), metadata=calibration(1.0, "px"))),
+              entry(4, uri_builder(path_to_uri(bare), metadata=calibration(0.0005, "mm")))]
+    proj = Project.open(write_project(tmp_path / "p", images))
+    project_cal, bare_e, px, mm = proj.images
+    with project_cal.open_slide() as s:
+        assert s.mpp == pytest.approx(0.252)  # the project's calibration beats the file's 0.5
+    assert project_cal.mpp_source() == "project"
+    with project_cal.open_slide(mpp=0.3) as s:
+        assert s.mpp == pytest.approx(0.3)  # an explicit value beats both
+    assert project_cal.mpp_source(0.3) == "argument"
+    with pytest.raises(CalibrationError, match="--mpp"):
+        bare_e.open_slide()
+    assert px.mpp_override is None
+    with pytest.raises(CalibrationError, match="--mpp"):
+        px.open_slide()
+    assert mm.mpp_override == pytest.approx(0.5)
+    with bare_e.open_slide(require_mpp=False) as s:
+        assert s.mpp_or_none is None and s.dimensions == (96, 64)
+
+
+# ---------------------------------------------------------------------------- annotation sources
+
+
+def _project_with_image(tmp_path: Path) -> Project:
+    slide = write_tiff(tmp_path / "s.tif", mpp=0.5)
+    return Project.open(write_project(tmp_path / "p", [entry(5, uri_builder(path_to_uri(slide)))]))
+
+
+def test_geojson_sidecar_source(tmp_path: Path) -> None:
+    proj = _project_with_image(tmp_path)
+    e = proj.images[0]
+    empty = proj.annotations(e)
+    assert empty.source == "none" and len(empty) == 0 and "5.geojson" in empty.notes[0]
+    with pytest.raises(AnnotationError, match=r"5\.geojson"):
+        proj.annotations(e, source="geojson")
+    target = proj.folder / "histobridge" / "annotations" / "5.geojson.gz"
+    cls = {"name": "A", "color": [1, 2, 3]}
+    feats = [feature(square(0, 0, 10), objectType="annotation", classification=cls),
+             feature(square(20, 0, 10), objectType="detection"),
+             feature([3, 3], geom_type="Point", objectType="annotation")]
+    write_features(target, feats)
+    found = proj.annotations(e)
+    assert found.source == "geojson" and found.path == target
+    assert found.by_class() == {"A": 1}  # annotations only by default
+    assert any("Point" in n for n in found.notes)
+    assert len(proj.annotations(e, object_types=None)) == 2
+    with pytest.raises(ProjectError, match="source"):
+        proj.annotations(e, source="bogus")
+
+
+def test_qpdata_preferred_then_fallback_to_geojson(tmp_path: Path, shared_dir: Path) -> None:
+    src = shared_dir / "fixtures" / "qupath" / "foci-0.4"
+    dst = tmp_path / "foci"
+    shutil.copytree(src, dst)
+    sidecar = dst / "histobridge" / "annotations" / "242.geojson"
+    write_features(sidecar, [feature(square(0, 0, 5), objectType="annotation")])
+    proj = Project.open(dst)
+    assert proj.annotations(242).source == "qpdata"
+    assert proj.annotations(242, source="geojson").source == "geojson"
+    (dst / "data" / "242" / "data.qpdata").write_bytes(b"\xac\xed\x00\x05garbage")
+    fallback = proj.annotations(242)
+    assert fallback.source == "geojson" and len(fallback) == 1
+    assert any("data.qpdata" in n for n in fallback.notes)
+
+
+def test_paquo_source_without_qupath(tmp_path: Path) -> None:
+    from histobridge.qupath.paquo_backend import paquo_status
+
+    ok, _ = paquo_status()
+    if ok:
+        pytest.skip("paquo and QuPath are installed; the unavailable path cannot be checked")
+    proj = _project_with_image(tmp_path)
+    with pytest.raises(ProjectError, match="paquo"):
+        proj.annotations(proj.images[0], source="paquo")
+
+
+@pytest.mark.qupath
+def test_paquo_reads_the_same_annotations_as_geojson(tmp_path: Path) -> None:
+    from histobridge.qupath.paquo_backend import paquo_status
+
+    ok, why = paquo_status()
+    if not ok:
+        pytest.skip(f"needs paquo with a local QuPath installation: {why}")
+    from histobridge.qupath.sample import init_sample_project
+
+    proj = Project.open(init_sample_project(tmp_path / "skin"))
+    e = proj.images[0]
+    assert proj.annotations(e, source="paquo").by_class() == proj.annotations(e, source="geojson").by_class()

@@ -6,6 +6,7 @@ lines and WKB geometries store float64.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -62,20 +63,32 @@ def roi_stats(roi: Any) -> dict[str, Any] | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    ang = np.arange(n + 1) * (2 * math.pi / n)
+    cos, sin = np.cos(ang), np.sin(ang)
+    cos[n], sin[n] = cos[0], sin[0]  # the ring closes on its first point exactly
+    return cos, sin
+
+
 def ellipse_polygon(x: float, y: float, x2: float, y2: float, n: int = ELLIPSE_POINTS) -> Polygon:
     """The ellipse inscribed in a box as the n-gon JTS GeometricShapeFactory makes (first point at 0 rad)."""
     rx, ry = (x2 - x) / 2.0, (y2 - y) / 2.0
-    cx, cy = x + rx, y + ry
-    ang = np.arange(n) * (2 * math.pi / n)
-    pts = np.column_stack([rx * np.cos(ang) + cx, ry * np.sin(ang) + cy])
-    return Polygon(np.vstack([pts, pts[:1]]))
+    cos, sin = _unit_circle(n)
+    pts = np.empty((n + 1, 2))
+    pts[:, 0] = rx * cos + (x + rx)
+    pts[:, 1] = ry * sin + (y + ry)
+    return Polygon(pts)
 
 
 def _xy(f: dict[str, Any]) -> np.ndarray:
     xs, ys = f.get("x"), f.get("y")
     if xs is None or ys is None or len(xs) != len(ys):
         raise CorruptROI("vertex arrays missing or of different lengths")
-    return np.column_stack([np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)])
+    out = np.empty((len(xs), 2))
+    out[:, 0] = xs
+    out[:, 1] = ys
+    return out
 
 
 def _ring_polygon(xy: np.ndarray) -> BaseGeometry:

@@ -76,6 +76,8 @@ class ClassDesc:
     reader: Callable[..., Any] | None = None  # handler chosen for this class
     prim_struct: struct.Struct | None = None  # leading primitive fields in one read
     n_prims: int = 0
+    prim_names: tuple[str, ...] = ()
+    obj_names: tuple[str, ...] | None = None  # set when every later field is an object
 
     def chain_names(self) -> list[str]:
         return [d.name for d in self.chain]
@@ -202,12 +204,16 @@ class JavaStream:
         return bytes(out)
 
     def block_int(self) -> int:
+        if not self.block_left:
+            self._next_block()
         if self.block_left >= 4:
             self.block_left -= 4
             return _I4.unpack_from(self.buf, self._need(4, "an int"))[0]
         return _I4.unpack(self.block_bytes(4))[0]
 
     def block_double(self) -> float:
+        if not self.block_left:
+            self._next_block()
         if self.block_left >= 8:
             self.block_left -= 8
             return _F8.unpack_from(self.buf, self._need(8, "a double"))[0]
@@ -291,26 +297,39 @@ class JavaStream:
         """Read one object (the ``object`` production of the grammar) and return its value."""
         if self.block_left:
             raise self.error(f"{self.block_left} bytes of unread primitive data before an object")
-        tc = self.peek()
-        self.pos += 1
+        pos = self.pos
+        if pos >= self.end:
+            raise self.error("file ends where an object was expected (truncated)")
+        tc = self.buf[pos]
+        if tc == TC_REFERENCE and pos + 5 <= self.end:  # the most frequent case, kept short
+            self.pos = pos + 5
+            h = _I4.unpack_from(self.buf, pos + 1)[0] - BASE_HANDLE
+            values = self.values
+            if 0 <= h < len(values):
+                v = values[h]
+                if type(v) is not _Token:
+                    return v
+            return self.resolve(h)
+        self.pos = pos + 1
         if tc == TC_NULL:
             return None
-        if tc == TC_REFERENCE:
-            return self.resolve(self.raw_int("a handle") - BASE_HANDLE)
+        if tc == TC_OBJECT:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self.error("objects nested too deeply")
+            value = self.new_object(self.read_class_desc(required=True))  # type: ignore[arg-type]
+            self.depth -= 1  # not restored on errors: a failed parse is abandoned
+            return value
         if tc in (TC_STRING, TC_LONGSTRING):
             return self._new_string(tc == TC_LONGSTRING)
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.error("objects nested too deeply")
-        try:
-            return self._read_composite(tc)
-        finally:
-            self.depth -= 1
+        value = self._read_composite(tc)
+        self.depth -= 1
+        return value
 
     def _read_composite(self, tc: int) -> Any:
-        if tc == TC_OBJECT:
-            desc = self.read_class_desc(required=True)
-            return self.new_object(desc)
         if tc == TC_ARRAY:
             desc = self.read_class_desc(required=True)
             h = self.assign(_IN_PROGRESS)
@@ -349,17 +368,16 @@ class JavaStream:
     def new_object(self, desc: ClassDesc) -> Any:
         """Read a new object's handle and data (after its class descriptor)."""
         h = self.assign(_IN_PROGRESS)
-        value = self._object_body(desc, h)
-        if self.values[h] is _IN_PROGRESS:
-            self.values[h] = value if desc.keep else desc.lazy
+        reader = desc.reader
+        value = reader(self, desc, h) if reader is not None else self.generic_object(desc, h)
+        values = self.values
+        if values[h] is _IN_PROGRESS:
+            values[h] = value if desc.keep else desc.lazy
         return value
 
     def _object_body(self, desc: ClassDesc, h: int) -> Any:
-        if desc.flags & SC_ENUM:
-            raise self.error(f"enum class {desc.name} written as an object")
-        if desc.reader is not None:
-            return desc.reader(self, desc, h)
-        return self.generic_object(desc, h)
+        reader = desc.reader
+        return reader(self, desc, h) if reader is not None else self.generic_object(desc, h)
 
     def generic_object(self, desc: ClassDesc, h: int) -> JavaObject:
         """Walk an object of a class we do not interpret; custom data is kept, with a warning."""
@@ -383,13 +401,20 @@ class JavaStream:
 
     def read_fields(self, cd: ClassDesc) -> dict[str, Any]:
         """Read one class's default-serialized field values (non block-data mode)."""
-        out: dict[str, Any] = {}
-        fields = cd.fields
-        if cd.prim_struct is not None:
-            p = self._need(cd.prim_struct.size, f"fields of {cd.name}")
-            for (_, name, _), v in zip(fields, cd.prim_struct.unpack_from(self.buf, p), strict=False):
-                out[name] = v
-        for code, name, _ in fields[cd.n_prims :]:
+        ps = cd.prim_struct
+        if ps is not None:
+            p = self.pos
+            if p + ps.size > self.end:
+                raise self.error(f"file ends inside the fields of {cd.name} (truncated)")
+            self.pos = p + ps.size
+            out = dict(zip(cd.prim_names, ps.unpack_from(self.buf, p), strict=True))
+        else:
+            out = {}
+        if cd.obj_names is not None:
+            for name in cd.obj_names:
+                out[name] = self.read_object()
+            return out
+        for code, name, _ in cd.fields[cd.n_prims :]:
             if code in "L[":
                 out[name] = self.read_object()
             else:
@@ -421,6 +446,14 @@ class JavaStream:
 
     # -- class descriptors ----------------------------------------------------------------------
     def read_class_desc(self, required: bool = False) -> ClassDesc | None:
+        pos = self.pos
+        if pos + 5 <= self.end and self.buf[pos] == TC_REFERENCE:
+            h = _I4.unpack_from(self.buf, pos + 1)[0] - BASE_HANDLE
+            if 0 <= h < len(self.values):
+                v = self.values[h]
+                if type(v) is ClassDesc:
+                    self.pos = pos + 5
+                    return v
         tc = self.raw_u1("a class descriptor")
         if tc == TC_NULL:
             if required:
@@ -478,6 +511,10 @@ class JavaStream:
         desc.n_prims = n
         if n:
             desc.prim_struct = struct.Struct(">" + "".join(_PRIM[c][0] for c, _, _ in desc.fields[:n]))
+            desc.prim_names = tuple(f[1] for f in desc.fields[:n])
+        rest = desc.fields[n:]
+        if all(code in "L[" for code, _, _ in rest):
+            desc.obj_names = tuple(f[1] for f in rest)
         desc.lazy = _Token("object", desc)
         for d in reversed(desc.chain):
             if d.name in self.handlers:
@@ -485,10 +522,16 @@ class JavaStream:
                 break
         if desc.reader is None and self.fallback is not None:
             desc.reader = self.fallback(desc)
+        if desc.flags & SC_ENUM:
+            desc.reader = _enum_as_object
         if desc.name.startswith("["):
             desc.keep = False
         elif self.keep_policy is not None:
             desc.keep = self.keep_policy(desc)
+
+
+def _enum_as_object(s: JavaStream, desc: ClassDesc, h: int) -> Any:
+    raise s.error(f"enum class {desc.name} written as an ordinary object")
 
 
 def decode_modified_utf8(data: bytes, stream: JavaStream | None = None) -> str:

@@ -52,7 +52,7 @@ def write_pyramid(
     def res(i: int) -> dict[str, Any]:
         if dpi72:
             return {"resolution": (72, 72), "resolutionunit": "INCH"}
-        if mpp is None or ome_subifds:
+        if mpp is None:
             return {}
         return {"resolution": (1e4 / mpp / 2**i, 1e4 / mpp / 2**i), "resolutionunit": "CENTIMETER"}
 
@@ -65,9 +65,9 @@ def write_pyramid(
             "PhysicalSizeYUnit": "µm",
         }
         with tifffile.TiffWriter(path, ome=True) as tw:
-            tw.write(pyramid[0], subifds=levels - 1, metadata={"axes": "YXS", **meta}, **opts)
-            for lvl in pyramid[1:]:
-                tw.write(lvl, subfiletype=1, metadata=None, **opts)
+            tw.write(pyramid[0], subifds=levels - 1, metadata={"axes": "YXS", **meta}, **opts, **res(0))
+            for i, lvl in enumerate(pyramid[1:], start=1):
+                tw.write(lvl, subfiletype=1, metadata=None, **opts, **res(i))
         return path
     with tifffile.TiffWriter(path, bigtiff=False) as tw:
         for i, lvl in enumerate(pyramid):

@@ -218,3 +218,19 @@ def test_rgba_composited_on_white() -> None:
     assert tuple(out[0, 0]) == (10, 20, 30)
     assert tuple(out[0, 1]) == (255, 255, 255)
     assert tuple(out[0, 2]) == (127, 127, 127)
+
+
+@pytest.mark.parametrize("side", [256.0, 300.7, 513.03, 700.2, 1100.3])
+def test_resampled_block_edges_land_where_the_geometry_says(pattern_slide: Path, side: float) -> None:
+    """Across levels 0-2, each output pixel is the area average of the field it claims (±half a step)."""
+    x0, y0 = 611.3, 377.9
+    with open_slide(pattern_slide) as s:
+        row = s.read_scaled(x0, y0, side, side, 256)[128, :, 0].astype(float)
+    scale = side / 256
+    expected = np.empty(256)
+    for j in range(256):  # fine numerical integral of the block colour over the pixel's footprint
+        xs = x0 + (j + (np.arange(400) + 0.5) / 400) * scale
+        expected[j] = ((xs // BLOCK) * 8).mean()
+    err = np.abs(row - expected)
+    assert err.max() <= 4.0  # a colour step is 8: never off by a whole pixel
+    assert err.mean() < 0.25

@@ -47,7 +47,7 @@ def test_real_qpdata_annotations_match_qupath_summary(shared_dir: Path) -> None:
     found = proj.annotations(242)
     summary = json.loads((folder / "data" / "242" / "summary.json").read_text())["hierarchy"]
     expected = summary["annotationClassificationCounts"]
-    assert found.source == "qpdata"
+    assert found.source == "qpdata" and found.notes == ()  # same count as QuPath's summary
     assert found.by_class() == {"Training": expected["Training"], None: expected["Unclassified"]}
     none = proj.annotations(243)  # no data folder, no export
     assert none.source == "none" and len(none) == 0 and "export_annotations.groovy" in none.notes[0]
@@ -293,8 +293,13 @@ def test_qpdata_preferred_then_fallback_to_geojson(tmp_path: Path, shared_dir: P
     shutil.copytree(src, dst)
     sidecar = dst / "histobridge" / "annotations" / "242.geojson"
     write_features(sidecar, [feature(square(0, 0, 5), objectType="annotation")])
+    summary_path = dst / "data" / "242" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["hierarchy"]["objectTypeCounts"]["Annotations"] += 2
+    summary_path.write_text(json.dumps(summary))
     proj = Project.open(dst)
-    assert proj.annotations(242).source == "qpdata"
+    from_qpdata = proj.annotations(242)
+    assert from_qpdata.source == "qpdata" and "QuPath counted 1065" in from_qpdata.notes[0]
     assert proj.annotations(242, source="geojson").source == "geojson"
     (dst / "data" / "242" / "data.qpdata").write_bytes(b"\xac\xed\x00\x05garbage")
     fallback = proj.annotations(242)

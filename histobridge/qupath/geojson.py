@@ -119,6 +119,8 @@ def read_features(
     """Read polygonal QuPath objects from a GeoJSON file or an already parsed document.
 
     ``object_types`` keeps only those types (e.g. ``("annotation",)``); None keeps all.
+    Coordinates are kept as stored, even where an object reaches outside the image: tiling
+    intersects every region with the slide rectangle, so nothing outside the pixels is tiled.
     Raises :class:`AnnotationError` when the document is not GeoJSON at all.
     """
     where = str(source) if isinstance(source, (str, os.PathLike)) else "GeoJSON document"

@@ -7,6 +7,7 @@ starts a JVM, so it is used only when asked for.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING
@@ -36,8 +37,23 @@ def from_qpdata(project: Project, entry: ImageEntry, object_types: Collection[st
         raise ProjectError(f"{path}: the .qpdata reader is not available: {err}") from err
     types = tuple(object_types) if object_types is not None else (
         "annotation", "detection", "tile", "cell", "tmaCore")
-    found = qpdata_annotations(path, types=types)
-    return AnnotationSet(_keep(found, object_types), "qpdata", (), path)
+    found = _keep(qpdata_annotations(path, types=types), object_types)
+    notes = _summary_check(project, entry, found) if object_types == ("annotation",) else ()
+    return AnnotationSet(found, "qpdata", notes, path)
+
+
+def _summary_check(project: Project, entry: ImageEntry, found: tuple[Annotation, ...]) -> tuple[str, ...]:
+    """Compare with QuPath's own count in ``summary.json`` (points and lines explain a surplus)."""
+    path = layout.summary_path(project.folder, entry.entry_id)
+    try:
+        counts = json.loads(path.read_text(encoding="utf-8"))["hierarchy"]["objectTypeCounts"]
+        expected = int(counts.get("Annotations", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    if expected == len(found):
+        return ()
+    return (f"{path}: QuPath counted {expected} annotation(s), {len(found)} have an area and were read "
+            "(points and lines are left out)",)
 
 
 def from_geojson(project: Project, entry: ImageEntry, object_types: Collection[str] | None) -> AnnotationSet:

@@ -139,11 +139,11 @@ class _Parse:
         self.s = JavaStream(buf, str(path), _handlers(), keep=_keep, fallback=_fallback)
         self._seen_server = False
         self.count = 0
-        self._kind_cache: dict[int, str | None] = {}
+        self._kind_cache: dict[ClassDesc, str | None] = {}
 
     def kind(self, desc: ClassDesc) -> str | None:
         """Object type of a PathObject class (nearest known class in its chain), None if not one."""
-        key = id(desc)
+        key = desc  # by identity (ClassDesc compares by identity), which keeps it alive
         if key not in self._kind_cache:
             names = desc.chain_names()
             kind = None

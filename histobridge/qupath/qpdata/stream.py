@@ -123,7 +123,7 @@ class JavaStream:
         self.end = len(buf)
         self.block_left = 0
         self.values: list[Any] = []
-        self.offsets = array("q")
+        self.offsets = array("I" if self.end < 2**32 else "q")  # 4 bytes a handle when the file allows
         self.next_handle = 0
         self.handlers = handlers or {}
         self.keep_policy = keep
@@ -352,7 +352,7 @@ class JavaStream:
             return self.read_class_desc()
         if tc == TC_RESET:
             self.values.clear()
-            del self.offsets[:]
+            del self.offsets[:]  # TC_RESET: handles start again from the base
             self.next_handle = 0
             return self.read_object()
         if tc == TC_EXCEPTION:

@@ -255,3 +255,10 @@ def test_write_features_gzip_and_bad_values(tmp_path: Path) -> None:
     with pytest.raises(AnnotationError, match=r"bad\.geojson"):
         write_features(tmp_path / "bad.geojson", [bad])
     assert not (tmp_path / "bad.geojson").exists()  # atomic: nothing half-written
+
+
+def test_other_plane_is_noted() -> None:
+    f = feature(square(0, 0, 4), objectType="annotation")
+    f["geometry"]["plane"] = {"c": -1, "z": 3, "t": 0}
+    res = read_features([f])
+    assert len(res.annotations) == 1 and any("z/t plane" in n for n in res.notes)

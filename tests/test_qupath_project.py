@@ -104,6 +104,15 @@ def test_missing_images_are_reported_not_fatal(tmp_path: Path) -> None:
     assert "not a local file" in (remote.problem or "")
 
 
+def test_builder_without_builder_type(tmp_path: Path) -> None:
+    """QuPath 0.2/0.3 and ``server.json`` before 0.5 omit ``builderType`` for plain readers."""
+    slide = write_tiff(tmp_path / "old.tif", mpp=0.5)
+    builder = uri_builder(path_to_uri(slide))
+    del builder["builderType"]
+    e = _open_one(tmp_path, builder)
+    assert e.found and e.problem is None and e.builder_chain == ("uri",)
+
+
 def test_project_metadata_and_tags(tmp_path: Path) -> None:
     e = entry(7, uri_builder("file:/x.tif"), name="slide 7", description="d",
               tags=["train", "batch2"], metadata={"stain": "HE", "n": 3})

@@ -178,6 +178,7 @@ def _read_feature(feature: Mapping[str, Any], label: str, notes: _Notes) -> list
     out: list[Annotation] = []
     object_type = _object_type(feature, props, label, notes)
     if object_type != "root":
+        _check_plane(feature.get("geometry"), label, notes)
         geometry = _geometry(feature.get("geometry"), label, notes)
         if geometry is not None:
             out.append(_annotation(feature, props, geometry, object_type, name, label, notes))
@@ -204,6 +205,13 @@ def _annotation(feature: Mapping[str, Any], props: Mapping[str, Any], geometry: 
         measurements=MappingProxyType(_measurements(props.get("measurements"), label, notes)),
         locked=bool(props.get("isLocked", props.get("locked", False))),
     )
+
+
+def _check_plane(geometry: Any, label: str, notes: _Notes) -> None:
+    """Objects drawn on another z-slice or time point are read, but the tiler sees plane 0 only."""
+    plane = geometry.get("plane") if isinstance(geometry, Mapping) else None
+    if isinstance(plane, Mapping) and (plane.get("z", 0) or plane.get("t", 0)):
+        notes.add("object on a z/t plane other than the first (pixels are read from plane 0)", label)
 
 
 def _object_type(feature: Mapping[str, Any], props: Mapping[str, Any], label: str, notes: _Notes) -> str:

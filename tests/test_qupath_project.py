@@ -339,3 +339,18 @@ def test_paquo_reads_the_same_annotations_as_geojson(tmp_path: Path) -> None:
     proj = Project.open(init_sample_project(tmp_path / "skin"))
     e = proj.images[0]
     assert proj.annotations(e, source="paquo").by_class() == proj.annotations(e, source="geojson").by_class()
+
+
+def test_cli_info_on_the_real_project(shared_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from histobridge.cli import app
+
+    folder = shared_dir / "fixtures" / "qupath" / "foci-0.4"
+    result = CliRunner().invoke(app, ["project", "info", str(folder)], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    assert "44 image(s)" in result.output and "qpdata (1063)" in result.output
+    assert "Training: 16, unclassified: 1047" in result.output
+    assert "image file not found" in result.output
+    missing = CliRunner().invoke(app, ["project", "info", str(shared_dir / "nowhere")])
+    assert missing.exit_code != 0

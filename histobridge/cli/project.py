@@ -35,6 +35,11 @@ def _class_counts(annotations: Any) -> str:
     return ", ".join(parts) or "-"
 
 
+def _short(problem: str) -> str:
+    """The first clause of a problem: the table shows the stored path, not every place tried."""
+    return problem.split(" or ")[0].split("; ")[0]
+
+
 @app.command("info")
 def info(
     project: Path = typer.Argument(..., help="QuPath project folder or .qpproj file."),
@@ -58,7 +63,7 @@ def info(
         console.print(f"[yellow]note:[/yellow] {note}")
     table = Table("id", "name", "found", "size (px)", "µm/px", "annotations", "per class", "problems")
     for e in proj.images:
-        problems = [e.problem] if e.problem else []
+        problems = [_short(e.problem)] if e.problem else []
         size = um = "-"
         if e.found and not e.problem and slides:
             size, um, extra = _slide_facts(e, mpp)

@@ -71,6 +71,8 @@ def test_sample_init_refuses_a_non_empty_folder(tmp_path: Path, cmu_slide: Path)
         init_sample_project(tmp_path, offline=True)
     qpproj = init_sample_project(tmp_path, force=True, offline=True)
     assert qpproj.is_file() and (tmp_path / "keep.txt").read_text() == "mine"
+    again = init_sample_project(tmp_path, force=True, offline=True)
+    assert again == qpproj and len(list((tmp_path / "histobridge" / "backups").iterdir())) == 1
     with pytest.raises(InputError, match="no sample project"):
         init_sample_project(tmp_path / "x", name="nope")
 

@@ -277,7 +277,7 @@ class _Locator:
             return Path(stored), None, None
         tried = [str(stored)]
         moved = self._relative_to_moved_project(stored)
-        if moved is not None:
+        if moved is not None and str(moved) != str(stored):
             if moved.is_file():
                 return moved, str(stored), None
             tried.append(str(moved))

@@ -130,6 +130,10 @@ def init_sample_project(
         raise InputError(f"{out}: folder is not empty; choose another folder or pass --force")
     out.mkdir(parents=True, exist_ok=True)
     qpproj = out / layout.PROJECT_FILE
+    if qpproj.is_file():  # --force over an earlier project: keep its image list recoverable
+        backup = layout.backups_dir(out) / f"{layout.PROJECT_FILE}.{int(time.time())}"
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(qpproj, backup)
     doc = json.loads((template / layout.PROJECT_FILE).read_text(encoding="utf-8"))
     _materialise_images(doc, out, offline)  # fetch first: a failed fetch leaves no half project
     _copy_tree(template, out)

@@ -45,7 +45,9 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs: Any) 
     with atomic_path(target) as tmp:
         if str(target).endswith(".gz"):
             text = "b" not in mode
-            fh: IO[Any] = gzip.open(tmp, "wt" if text else "wb", **({"encoding": "utf-8"} if text else {}))
+            fh: IO[Any] = gzip.open(  # noqa: SIM115 - closed below before the rename
+                tmp, "wt" if text else "wb", **({"encoding": "utf-8"} if text else {})
+            )
         else:
             if "b" not in mode:
                 kwargs.setdefault("encoding", "utf-8")

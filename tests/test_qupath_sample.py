@@ -90,3 +90,23 @@ def test_cli_sample_init_and_project_info(tmp_path: Path, cmu_slide: Path) -> No
     assert "CMU-1-Small-Region.svs" in result.output and "2220×2967" in result.output
     assert "0.499 (slide)" in result.output and "Epidermis: 6" in result.output
     assert "geojson (15)" in result.output
+
+
+def test_sample_annotations_sit_on_the_right_tissue(skin: Project) -> None:
+    """Pixel check of the drawn classes: epidermis dark purple, dermis pink and lighter, glass white."""
+    import numpy as np
+    from shapely import contains_xy
+
+    e = skin.images[0]
+    with e.open_slide() as slide:
+        img = slide.read_region(0, 0, 2220, 2967).astype(float)
+    yy, xx = np.mgrid[0:2967:4, 0:2220:4]
+    stats: dict[str | None, list[tuple[float, float]]] = {}
+    for a in skin.annotations(e):
+        inside = contains_xy(a.geometry, xx + 0.5, yy + 0.5)
+        px = img[yy[inside], xx[inside]]
+        stats.setdefault(a.path_class, []).append((px.mean(), (px[:, 0] - px[:, 2]).mean()))
+    epi, der, bg = stats["Epidermis"], stats["Dermis"], stats["Background"]
+    assert max(b for b, _ in epi) < min(b for b, _ in der)  # every epidermis region darker than any dermis
+    assert np.mean([rb for _, rb in der]) > np.mean([rb for _, rb in epi]) + 10  # dermis redder (eosin)
+    assert min(b for b, _ in bg) > 235

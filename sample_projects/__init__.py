@@ -1,0 +1,1 @@
+"""Sample QuPath projects shipped with histobridge (package data; see histobridge.qupath.sample)."""

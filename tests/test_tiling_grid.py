@@ -94,3 +94,11 @@ def test_tile_spec() -> None:
     ):
         with pytest.raises(ValueError):
             TileSpec(**bad)  # type: ignore[arg-type]
+
+
+def test_tiles_never_reach_past_the_slide_edge() -> None:
+    """A tile half inside the annotation but partly beyond the image is dropped, not padded."""
+    tiles = grid_for_geometry(box(0, 0, 1050, 100), 100, None, 0.5, (0, 0, 1050, 1000))
+    assert len(tiles) == 10 and tiles[:, 0].max() == 900
+    unbounded = grid_for_geometry(box(0, 0, 1050, 100), 100, None, 0.5, None)
+    assert len(unbounded) == 11

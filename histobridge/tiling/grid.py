@@ -68,7 +68,8 @@ def grid_for_geometry(
     """Tiles (N, 4) float64 x, y, w, h whose area inside ``geometry`` is at least ``min_coverage``.
 
     Holes count as outside. ``bounds`` (x0, y0, x1, y1), normally the slide, clips the geometry
-    first, so the part of an annotation drawn beyond the image never counts as coverage.
+    first, so the part of an annotation drawn beyond the image never counts as coverage, and only
+    tiles lying wholly inside the bounds are kept (no tile is padded with made-up glass).
     ``min_coverage`` 0 keeps every tile that touches the geometry with a positive area.
     """
     if not tile_l0 > 0:
@@ -92,6 +93,9 @@ def grid_for_geometry(
     ys = ky * stride
     xs = xs[(xs + tile_l0 > minx) & (xs < maxx)]
     ys = ys[(ys + tile_l0 > miny) & (ys < maxy)]
+    if bounds is not None:  # whole tiles only: a tile never reaches past the image edge
+        xs = xs[(xs >= bounds[0] - 1e-6) & (xs + tile_l0 <= bounds[2] + 1e-6)]
+        ys = ys[(ys >= bounds[1] - 1e-6) & (ys + tile_l0 <= bounds[3] + 1e-6)]
     gx, gy = np.meshgrid(xs, ys)  # row-major: y outer, x inner
     gx, gy = gx.ravel(), gy.ravel()
     cover = tile_coverage(geom, gx, gy, tile_l0)

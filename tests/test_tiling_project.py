@@ -1,0 +1,214 @@
+"""tile_project on small stand-in projects: pixels, labels, resumability, failures, parallelism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _tiling_helpers import FakeClass, FakeEntry, FakeProject, pattern_image, write_pyramid
+from shapely.geometry import box
+
+from histobridge.errors import InputError
+from histobridge.qupath.annotations import Annotation
+from histobridge.slides import open_slide
+from histobridge.tiling import TileSpec, open_store, tile_project
+from histobridge.tiling import store as store_mod
+
+W, H = 2048, 1536
+
+
+@pytest.fixture(scope="module")
+def pattern_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiler")
+    return write_pyramid(folder / "pattern.tif", pattern_image(W, H), levels=3, mpp=0.5)
+
+
+@pytest.fixture(scope="module")
+def no_mpp_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiler-nompp")
+    return write_pyramid(folder / "nompp.tif", pattern_image(512, 512), levels=1, mpp=None)
+
+
+def two_class_project(slide: Path) -> FakeProject:
+    tumour = Annotation(box(100, 100, 900, 700).difference(box(400, 300, 600, 500)), "Tumor", object_id="t1")
+    stroma = Annotation(box(1200, 800, 2300, 1300), "Stroma", name="edge")  # runs off the right edge
+    return FakeProject(
+        [FakeEntry(7, "pattern", slide)],
+        {7: [tumour, stroma]},
+        [FakeClass("Stroma"), FakeClass("Tumor")],
+    )
+
+
+def test_tiles_labels_regions_and_attrs(pattern_slide: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiles.zarr"
+    report = tile_project(two_class_project(pattern_slide), out, TileSpec(128, 64), progress=False)
+    (img,) = report.images
+    assert img.status == "written" and img.tiles > 0 and report.tiles == img.tiles
+    (group,) = open_store(out).groups()
+    assert group.entry_id == "7" and group.classes == ["Stroma", "Tumor"]
+    attrs = group.attrs
+    assert (
+        attrs["complete"] is True
+        and attrs["mpp"] == 0.5
+        and attrs["tile_px"] == 128
+        and attrs["tile_um"] == 64
+    )
+    assert attrs["slide_path"] == str(pattern_slide) and attrs["entry_name"] == "pattern"
+    assert attrs["backend"] in ("tiffslide", "openslide") and attrs["params"]["min_coverage"] == 0.5
+    assert [r["class"] for r in attrs["regions"]] == ["Tumor", "Stroma"]
+    assert attrs["regions"][0]["id"] == "t1" and attrs["regions"][1]["name"] == "edge"
+    coords, labels, regions = group.coords[:], group.labels[:], group.regions[:]
+    tiles = group.tiles[:]
+    assert tiles.shape == (img.tiles, 128, 128, 3) and tiles.dtype == np.uint8
+    assert (
+        group.coords.dtype == np.float64
+        and group.labels.dtype == np.int16
+        and group.regions.dtype == np.int32
+    )
+    # labels index attrs["classes"]; regions index attrs["regions"]
+    assert set(labels[regions == 0]) == {1} and set(labels[regions == 1]) == {0}
+    # every tumour tile is at least half inside the annotation with its hole; none beyond the slide
+    geom = box(100, 100, 900, 700).difference(box(400, 300, 600, 500))
+    for x, y, w, h in coords[regions == 0]:
+        assert geom.intersection(box(x, y, x + w, y + h)).area / (w * h) >= 0.5
+    assert len(coords[regions == 0]) == 6 * 4 - 3  # 6 x 4 grid cells inside the box, 3 mostly hole
+    assert (coords[:, 0] + coords[:, 2] <= W).all() and (coords[:, 1] + coords[:, 3] <= H).all()
+    # each tile is exactly the pattern at its coordinates (64 µm at 0.5 µm/px = 128 level-0 px)
+    full = pattern_image(W, H)
+    for i in range(0, len(tiles), 5):
+        x, y = int(coords[i, 0]), int(coords[i, 1])
+        np.testing.assert_array_equal(tiles[i], full[y : y + 128, x : x + 128])
+
+
+def test_resampled_tiles_match_the_reader(pattern_slide: Path, tmp_path: Path) -> None:
+    """At 1.37 µm/px the tiles come from level 1, resampled once, as read_scaled says."""
+    spec = TileSpec(100, 137.0, stride_px=70, min_coverage=0.9)
+    report = tile_project(two_class_project(pattern_slide), tmp_path / "s.zarr", spec, progress=False)
+    group = open_store(tmp_path / "s.zarr").group(7)
+    assert group.attrs["level"] == 1 and len(group) == report.images[0].tiles
+    coords, tiles = group.coords[:], group.tiles[:]
+    np.testing.assert_allclose(coords[:, 2], 137.0 / 0.5)
+    with open_slide(pattern_slide) as s:
+        for i in range(0, len(coords), 3):
+            ref = s.read_scaled(*coords[i], 100)
+            assert np.abs(tiles[i].astype(int) - ref).max() <= 1
+
+
+def test_rerun_skips_complete_groups_and_redoes_changed_ones(pattern_slide: Path, tmp_path: Path) -> None:
+    project = two_class_project(pattern_slide)
+    out = tmp_path / "r.zarr"
+    first = tile_project(project, out, TileSpec(128, 64), progress=False)
+    again = tile_project(project, out, TileSpec(128, 64), progress=False)
+    assert again.images[0].status == "up-to-date" and again.images[0].tiles == first.images[0].tiles
+    changed = tile_project(project, out, TileSpec(128, 64, min_coverage=1.0), progress=False)
+    assert changed.images[0].status == "written" and changed.images[0].tiles < first.images[0].tiles
+    project.by_entry[7] = project.by_entry[7][:1]  # an annotation was deleted in QuPath
+    fewer = tile_project(project, out, TileSpec(128, 64, min_coverage=1.0), progress=False)
+    assert fewer.images[0].status == "written"
+    assert len(open_store(out).group(7).attrs["regions"]) == 1
+
+
+def test_interrupted_image_is_not_complete_and_a_rerun_finishes_it(
+    pattern_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = two_class_project(pattern_slide)
+    out = tmp_path / "k.zarr"
+    expected = tile_project(project, tmp_path / "ref.zarr", TileSpec(64, 32), progress=False).images[0].tiles
+    assert expected > store_mod.SHARD_TILES  # several batches, so the failure is mid-image
+    original = store_mod.GroupWriter.write_tiles
+    calls = {"n": 0}
+
+    def dying(self: store_mod.GroupWriter, start: int, tiles: np.ndarray) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+        original(self, start, tiles)
+
+    monkeypatch.setattr(store_mod.GroupWriter, "write_tiles", dying)
+    with pytest.raises(RuntimeError, match="killed"):
+        tile_project(project, out, TileSpec(64, 32), workers=1, progress=False)
+    store = open_store(out)
+    assert "7" not in store and store.names(include_incomplete=True) == []
+    assert (out / "7.partial").is_dir()  # the half-written group exists only under its temporary name
+    monkeypatch.setattr(store_mod.GroupWriter, "write_tiles", original)
+    report = tile_project(project, out, TileSpec(64, 32), workers=2, progress=False)
+    assert report.images[0].status == "written" and report.images[0].tiles == expected
+    group = open_store(out).group(7)
+    assert group.complete and len(group) == expected and not (out / "7.partial").exists()
+    np.testing.assert_array_equal(group.tiles[:], open_store(tmp_path / "ref.zarr").group(7).tiles[:])
+
+
+def test_one_and_two_workers_write_the_same_store(pattern_slide: Path, tmp_path: Path) -> None:
+    spec = TileSpec(96, 60, stride_px=64)
+    project = two_class_project(pattern_slide)
+    tile_project(project, tmp_path / "w1.zarr", spec, workers=1, progress=False)
+    tile_project(project, tmp_path / "w2.zarr", spec, workers=2, progress=True)
+    a, b = open_store(tmp_path / "w1.zarr").group(7), open_store(tmp_path / "w2.zarr").group(7)
+    np.testing.assert_array_equal(a.coords[:], b.coords[:])
+    np.testing.assert_array_equal(a.tiles[:], b.tiles[:])
+
+
+def test_skips_and_failures_are_reported_per_image(
+    pattern_slide: Path, no_mpp_slide: Path, tmp_path: Path
+) -> None:
+    entries = [
+        FakeEntry(1, "gone", None, found=False, problem="image file not found: /old/place/a.svs"),
+        FakeEntry(2, "empty", pattern_slide),
+        FakeEntry(3, "uncalibrated", no_mpp_slide),
+        FakeEntry(4, "good", pattern_slide),
+    ]
+    ann = [Annotation(box(0, 0, 400, 400), "Tumor")]
+    project = FakeProject(entries, {2: [], 3: ann, 4: ann})
+    report = tile_project(project, tmp_path / "f.zarr", TileSpec(128, 64), progress=False)
+    status = {i.name: (i.status, i.reason) for i in report.images}
+    assert status["gone"] == ("skipped", "image file not found: /old/place/a.svs")
+    assert status["empty"][0] == "skipped" and "no annotations" in status["empty"][1]
+    assert status["uncalibrated"][0] == "failed" and "--mpp" in status["uncalibrated"][1]
+    assert status["good"][0] == "written" and report.images[3].tiles == 9
+    assert [i.name for i in report.failed] == ["uncalibrated"]
+    assert open_store(tmp_path / "f.zarr").names() == ["4"]
+    # an explicit pixel size rescues the uncalibrated image
+    fixed = tile_project(project, tmp_path / "f.zarr", TileSpec(128, 64), images=["uncalibrated"], mpp=0.5,
+                         progress=False)  # fmt: skip
+    assert (
+        fixed.images[0].status == "written" and open_store(tmp_path / "f.zarr").group(3).attrs["mpp"] == 0.5
+    )
+
+
+def test_image_and_class_selection(pattern_slide: Path, tmp_path: Path) -> None:
+    project = two_class_project(pattern_slide)
+    report = tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), images=[7], classes=["Stroma"],
+                          progress=False)  # fmt: skip
+    group = open_store(tmp_path / "c.zarr").group(7)
+    assert (
+        group.classes == ["Stroma"] and set(group.labels[:]) == {0} and report.images[0].tiles == len(group)
+    )
+    with pytest.raises(InputError, match="nonexistent"):
+        tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), images=["nonexistent"], progress=False)
+
+
+def test_whole_tissue_mode_on_the_real_slide(cmu_slide: Path, tmp_path: Path) -> None:
+    project = FakeProject([FakeEntry(1, "cmu", cmu_slide)], {})
+    no_ann = tile_project(project, tmp_path / "t.zarr", TileSpec(128, 128), progress=False)
+    assert no_ann.images[0].status == "skipped"
+    report = tile_project(project, tmp_path / "t.zarr", TileSpec(128, 128), whole_tissue=True, progress=False)
+    group = open_store(tmp_path / "t.zarr").group(1)
+    n = report.images[0].tiles
+    # 256.5-px tiles over ~30 % of a 2220 x 2967 slide: about 30 tiles of ~100
+    assert 15 <= n <= 60 and len(group) == n
+    assert set(group.labels[:]) == {-1} and group.attrs["regions"][0]["id"] == "tissue"
+    tiles = group.tiles[:]
+    assert (tiles.reshape(n, -1, 3).std(axis=1).mean(axis=1) > 5).mean() > 0.9  # tissue, not glass
+
+
+def test_tissue_filter_drops_glass_inside_annotations(cmu_slide: Path, tmp_path: Path) -> None:
+    whole = Annotation(box(0, 0, 2220, 2967), "Skin")
+    project = FakeProject([FakeEntry(1, "cmu", cmu_slide)], {1: [whole]})
+    plain = tile_project(project, tmp_path / "p.zarr", TileSpec(128, 128), progress=False).images[0].tiles
+    kept = (
+        tile_project(project, tmp_path / "q.zarr", TileSpec(128, 128), tissue=True, progress=False)
+        .images[0]
+        .tiles
+    )
+    assert plain == 8 * 11 and 15 <= kept < plain

@@ -196,3 +196,33 @@ def test_real_slide_sample_project(cmu_slide, tmp_path, shared_dir):
         cls = f["properties"]["classification"]
         if cls["name"] in classes:
             assert tuple(cls["color"]) == argb_to_rgb(classes[cls["name"]])
+
+
+def test_paquo_write_back(project, model, tmp_path):
+    """With QuPath + paquo, tiles land in the project itself; without, a clear error before any work."""
+    from histobridge.errors import ProjectError
+    from histobridge.explain.paquo_writeback import paquo_ready
+
+    ok, why = paquo_ready()
+    if not ok:
+        with pytest.raises(ProjectError, match="--write-back paquo needs QuPath through paquo"):
+            run_heatmap(project, model, tmp_path / "p", write_back="paquo", progress=False)
+        assert not (tmp_path / "p").exists()
+        pytest.skip(f"QuPath/paquo not available: {why}")
+    import subprocess
+    import sys
+
+    for _ in range(2):  # the second run replaces the first
+        report = run_heatmap(project, model, tmp_path / "p", write_back="paquo", progress=False,
+                             classes=["Stroma"])
+    assert (project / "project.qpproj.backup").exists()
+    assert report.images[0].tiles == 25
+    count = (  # paquo starts a JVM, so count the tiles QuPath sees in a child process
+        "import sys; from paquo.projects import QuPathProject\n"
+        "with QuPathProject(sys.argv[1], mode='r') as qp:\n"
+        "    h = qp.images[0].hierarchy\n"
+        "    print(sum(1 for t in h.tiles if t.name == 'colours'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", count, str(project / "project.qpproj")],
+                         capture_output=True, text=True, check=True).stdout
+    assert int(out.split()[-1]) == 25

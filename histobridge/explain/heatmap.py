@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from histobridge.errors import InputError, ModelError
+from histobridge.errors import InputError, ModelError, ProjectError
 from histobridge.explain.heatmap_outputs import (
     HeatmapGrid,
     class_colours,
@@ -269,6 +269,13 @@ def run_heatmap(
     if uncertainty < 0 or batch_size < 1 or workers < 1:
         raise InputError(f"uncertainty ≥ 0, batch_size ≥ 1 and workers ≥ 1 are required "
                          f"(got {uncertainty}, {batch_size}, {workers})")
+    if write_back == "paquo":
+        from histobridge.explain.paquo_writeback import paquo_ready
+
+        ok, why = paquo_ready()
+        if not ok:
+            raise ProjectError(f"--write-back paquo needs QuPath through paquo: {why}; use "
+                               "--write-back geojson and qupath_scripts/import_results.groovy instead")
     proj = project if hasattr(project, "images") else Project.open(project)
     clf = check_classifier(classifier, device)
     out = Path(out_dir)

@@ -1,0 +1,124 @@
+"""Write heatmap tiles straight into a QuPath project through paquo (QuPath's own Java code).
+
+paquo starts a JVM on import and a JVM cannot be restarted in one process (qupath-formats.md §13),
+so the writing runs in ``python -m histobridge.explain.paquo_writeback write …``. The parent backs up
+the ``.qpproj`` first, hands over the GeoJSON file written for the Groovy route, and reports errors.
+Tiles of earlier runs of the same model (same name / measurement prefix) are removed first, so a rerun
+replaces rather than duplicates, as ``import_results.groovy`` does. Measurements are passed to paquo
+as Python floats (it rejects ints and numpy scalars). QuPath must not have the project open.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from histobridge._atomic import backup_file
+from histobridge.errors import ProjectError
+
+CHILD = "histobridge.explain.paquo_writeback"
+WRITE_TIMEOUT_S = 1800
+
+
+def paquo_ready() -> tuple[bool, str]:
+    """(usable, explanation), from the QuPath layer's check (which starts QuPath in a child)."""
+    from histobridge.qupath.paquo_backend import paquo_status
+
+    return paquo_status()
+
+
+def write_tiles_paquo(
+    project_file: str | os.PathLike[str], entry_id: int, features_path: str | os.PathLike[str], *,
+    prefix: str, timeout: float = WRITE_TIMEOUT_S,
+) -> int:
+    """Replace ``prefix`` tiles of image ``entry_id`` with those in ``features_path``; returns the count."""
+    project_file = Path(project_file)
+    ok, why = paquo_ready()
+    if not ok:
+        raise ProjectError(f"{project_file}: cannot write tiles through paquo: {why}; "
+                           "use --write-back geojson and qupath_scripts/import_results.groovy instead")
+    backup_file(project_file)
+    cmd = [sys.executable, "-m", CHILD, "write", str(project_file), str(int(entry_id)),
+           str(features_path), prefix]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as err:
+        raise ProjectError(f"{project_file}: paquo did not finish writing within {timeout:.0f} s") from err
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-4:]) or "no output"
+        raise ProjectError(f"{project_file}: paquo could not write tiles for image {entry_id}: {tail}")
+    try:
+        return int(proc.stdout.strip().split()[-1])
+    except (IndexError, ValueError):
+        return 0
+
+
+# ------------------------------------------------------------------------- child process (JVM side)
+
+
+def _load_features(path: str) -> list[dict[str, Any]]:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        doc = json.load(fh)
+    return doc["features"] if isinstance(doc, dict) else list(doc)
+
+
+def _is_ours(obj: Any, prefix: str) -> bool:
+    if getattr(obj, "name", None) == prefix:
+        return True
+    return any(str(k).startswith(prefix + ": ") for k in dict(obj.measurements))
+
+
+def _path_class(qp: Any, feature: dict[str, Any]) -> Any:
+    from paquo.classes import QuPathPathClass
+
+    cls = feature["properties"].get("classification") or {}
+    name = cls.get("name")
+    if not name or ":" in name:  # paquo refuses derived-class names
+        return None
+    for pc in qp.path_classes:
+        if pc.name == name:
+            return pc
+    return QuPathPathClass(name, color=tuple(cls.get("color") or (128, 128, 128)))
+
+
+def _write(project: str, entry_id: int, features_path: str, prefix: str) -> int:
+    from paquo.projects import QuPathProject
+    from shapely.geometry import shape
+
+    features = _load_features(features_path)
+    with QuPathProject(project, mode="r+") as qp:
+        image = next((im for im in qp.images if int(im.entry_id) == entry_id), None)
+        if image is None:
+            sys.stderr.write(f"{project}: no image with entryID {entry_id}\n")
+            return 2
+        hierarchy = image.hierarchy
+        with hierarchy.no_autoflush():
+            for old in [d for d in hierarchy.detections if _is_ours(d, prefix)]:
+                hierarchy.detections.discard(old)
+            for f in features:
+                meas = {str(k): float(v) for k, v in (f["properties"].get("measurements") or {}).items()}
+                tile = hierarchy.add_tile(roi=shape(f["geometry"]), path_class=_path_class(qp, f),
+                                          measurements=meas)
+                tile.name = prefix
+        resolve = getattr(getattr(hierarchy, "java_object", None), "resolveHierarchy", None)
+        if resolve is not None:
+            resolve()
+    sys.stdout.write(f"written {len(features)}\n")
+    return 0
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) == 5 and argv[0] == "write":
+        return _write(argv[1], int(argv[2]), argv[3], argv[4])
+    sys.stderr.write(f"usage: python -m {CHILD} write PROJECT ENTRY_ID GEOJSON PREFIX\n")
+    return 64
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from histobridge.errors import CheckpointError
-from histobridge.models.augment import ColorJitter, color_jitter, random_dihedral
+from histobridge.models.augment import ColorJitter, color_jitter, random_dihedral, random_translate
 from histobridge.models.checkpoints import load_generator
 from histobridge.models.discriminator import Discriminator, DiscriminatorConfig, minibatch_stddev
-from histobridge.models.train_gan import CHECKPOINT, GanTrainConfig, train_gan
+from histobridge.models.train_gan import CHECKPOINT, GanTrainConfig, _adapt, _build_state, train_gan
 from histobridge.models.training_data import load_tiles
 from tests._train_helpers import make_store
 
@@ -54,6 +54,29 @@ def test_dihedral_keeps_pixels_and_jitter_is_differentiable() -> None:
     color_jitter(x, ColorJitter(probability=1.0), gen=gen).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert torch.equal(color_jitter(x, ColorJitter(probability=0.0)), x)
+
+
+def test_translate_shifts_whole_pixels() -> None:
+    x = torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8).repeat(6, 1, 1, 1)
+    y = random_translate(x, max_frac=0.25, probability=1.0, gen=torch.Generator().manual_seed(2))
+    assert y.shape == x.shape
+    # Away from the reflected border, a shift keeps horizontal steps of 1 and vertical steps of 8.
+    assert torch.all(torch.diff(y[:, 0, 2:6, 2:6], dim=-1) == 1)
+    assert torch.all(torch.diff(y[:, 0, 2:6, 2:6], dim=-2) == 8)
+    assert torch.equal(random_translate(x, 0.25, probability=0.0), x)
+
+
+def test_ada_raises_p_when_d_is_sure_of_reals_and_lowers_it_otherwise() -> None:
+    cfg = GanTrainConfig(ada_kimg=0.1, **TINY)
+    st = _build_state(cfg, 2, torch.device("cpu"))
+    for step in range(8):
+        st.step = step
+        _adapt(st, cfg, torch.ones(4, 1))
+    assert st.ada_p == pytest.approx(2 * 16 / 100)
+    for step in range(8, 12):
+        st.step = step
+        _adapt(st, cfg, -torch.ones(4, 1))
+    assert st.ada_p == pytest.approx(16 / 100)
 
 
 def test_few_steps_finite_resume_and_export(tmp_path) -> None:

@@ -83,7 +83,9 @@ def gan(
     channel_max: int = typer.Option(128, "--channel-max"),
     ema_kimg: float = typer.Option(1.0, "--ema-kimg", help="Half-life of the generator average (kimg)."),
     style_mixing: float = typer.Option(0.5, "--style-mixing", help="Probability of style mixing."),
-    color_p: float = typer.Option(0.2, "--color-p", help="Probability of colour jitter on D's inputs."),
+    color_p: float = typer.Option(0.2, "--color-p", help="Least probability of colour jitter on D's inputs."),
+    ada_target: float = typer.Option(0.6, "--ada-target", help="Adaptive augmentation target (0: off)."),
+    ada_kimg: float = typer.Option(10.0, "--ada-kimg", help="kimg for the augmentation p to go 0 → 1."),
     snapshot_kimg: float = typer.Option(2.0, "--snapshot-kimg", help="Checkpoint + sample grid interval."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1…"),
@@ -103,6 +105,7 @@ def gan(
         resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
         channel_base=channel_base, channel_max=channel_max, batch=batch, lr_g=lr_g, lr_d=lr_d,
         r1_gamma=gamma, ema_kimg=ema_kimg, style_mixing=style_mixing, color_p=color_p, kimg=kimg,
+        ada_target=ada_target or None, ada_kimg=ada_kimg,
         minutes=minutes, snapshot_kimg=snapshot_kimg, seed=seed, device=device, amp=amp,
     )
     every = max(1, round(200 / batch))
@@ -110,7 +113,7 @@ def gan(
     def show(stats: dict[str, Any]) -> None:
         if int(stats["step"]) % every == 0:
             typer.echo(f"kimg {stats['kimg']:.1f}  loss G {stats['loss_g']:.3f}  D {stats['loss_d']:.3f}  "
-                       f"{stats['seconds']:.0f} s")
+                       f"aug p {stats['ada_p']:.2f}  {stats['seconds']:.0f} s")
 
     result = train_gan(data, out, cfg, progress=show)
     state = "finished" if result.finished else "stopped (time budget); run again to continue"

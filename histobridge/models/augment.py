@@ -68,6 +68,28 @@ def color_jitter(
     return out
 
 
+def random_translate(
+    x: torch.Tensor, max_frac: float = 0.125, probability: float = 1.0, gen: torch.Generator | None = None
+) -> torch.Tensor:
+    """Shift each image by whole pixels (up to ``max_frac`` of its size), filling by reflection.
+
+    Differentiable in ``x`` (it is a gather), so it can sit between the generator and D.
+    """
+    n, _, h, w = x.shape
+    m = round(max_frac * min(h, w))
+    if m == 0 or probability <= 0 or n == 0:
+        return x
+    apply = _rand(n, x, gen) < probability
+    dy = torch.where(apply, (_rand(n, x, gen) * (2 * m + 1)).floor().long() - m, 0).to(x.device)
+    dx = torch.where(apply, (_rand(n, x, gen) * (2 * m + 1)).floor().long() - m, 0).to(x.device)
+    padded = torch.nn.functional.pad(x, (m, m, m, m), mode="reflect")
+    rows = (torch.arange(h, device=x.device).reshape(1, h) + m - dy.reshape(n, 1)).reshape(n, 1, h, 1)
+    cols = (torch.arange(w, device=x.device).reshape(1, w) + m - dx.reshape(n, 1)).reshape(n, 1, 1, w)
+    c = x.shape[1]
+    out = padded.gather(2, rows.expand(n, c, h, w + 2 * m))
+    return out.gather(3, cols.expand(n, c, h, w))
+
+
 def augment_batch(
     x: torch.Tensor,
     jitter: ColorJitter | None,

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from histobridge._atomic import atomic_open, atomic_path, write_json
 from histobridge.errors import CheckpointError, InputError
-from histobridge.models.augment import ColorJitter, color_jitter, random_dihedral
+from histobridge.models.augment import ColorJitter, color_jitter, random_dihedral, random_translate
 from histobridge.models.discriminator import Discriminator, DiscriminatorConfig
 from histobridge.models.stylegan2 import GanMeta, Generator, GeneratorConfig
 from histobridge.models.training_data import TileArrays
@@ -57,6 +57,9 @@ class GanTrainConfig:
     ema_rampup: float | None = 0.05
     style_mixing: float = 0.5
     color_p: float = 0.2
+    translate: float = 0.125  # largest shift (fraction of the size) of D's augmentation
+    ada_target: float | None = 0.6  # None: fixed augmentation; else adapt p to E[sign D(real)]
+    ada_kimg: float = 10.0  # images (in kimg) for p to move from 0 to 1
     kimg: float = 60.0
     minutes: float | None = None
     snapshot_kimg: float = 2.0
@@ -108,6 +111,9 @@ class _State:
     step: int = 0
     nimg: int = 0
     seconds: float = 0.0
+    ada_p: float = 0.0
+    sign_sum: float = 0.0
+    sign_n: int = 0
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -159,8 +165,24 @@ def _mapping(G: Generator, z: torch.Tensor, c: torch.Tensor, mixing: float) -> t
     return ws
 
 
-def _d_input(x: torch.Tensor, jitter: ColorJitter) -> torch.Tensor:
-    return color_jitter(x, jitter)
+def _d_input(x: torch.Tensor, cfg: GanTrainConfig, p: float) -> torch.Tensor:
+    """What D sees: differentiable translation (probability p) and colour jitter, for reals and fakes."""
+    x = random_translate(x, cfg.translate, p)
+    return color_jitter(x, ColorJitter(probability=max(p, cfg.color_p)))
+
+
+@torch.no_grad()
+def _adapt(st: _State, cfg: GanTrainConfig, real_logits: torch.Tensor) -> None:
+    """ADA heuristic: raise p when D is over-confident on reals (E[sign D(real)] > target), else lower."""
+    if cfg.ada_target is None:
+        return
+    st.sign_sum += float(real_logits.sign().sum())
+    st.sign_n += real_logits.numel()
+    if (st.step + 1) % 4 == 0 and st.sign_n:
+        rt = st.sign_sum / st.sign_n
+        delta = st.sign_n / (cfg.ada_kimg * 1000)
+        st.ada_p = min(max(st.ada_p + (delta if rt > cfg.ada_target else -delta), 0.0), 1.0)
+        st.sign_sum, st.sign_n = 0.0, 0
 
 
 def _train_step(
@@ -169,7 +191,7 @@ def _train_step(
 ) -> dict[str, float]:
     """One G step, then one D step (with the lazy R1 term every ``r1_interval`` steps)."""
     dev = real.device
-    jitter = ColorJitter(probability=cfg.color_p)
+    p = st.ada_p
     n = real.shape[0]
     autocast = torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None)
     # Generator: non-saturating loss softplus(-D(G(z))).
@@ -179,7 +201,7 @@ def _train_step(
     with autocast:
         fake = st.G.synthesis(_mapping(st.G, torch.randn(n, st.G.z_dim, device=dev), c, cfg.style_mixing),
                               noise_mode="random")
-        loss_g = F.softplus(-st.D(_d_input(fake, jitter), c)).float().mean()
+        loss_g = F.softplus(-st.D(_d_input(fake, cfg, p), c)).float().mean()
     _backward_step(loss_g, st.opt_g, scaler)
     # Discriminator: softplus(D(fake)) + softplus(-D(real)) (+ R1 on reals).
     st.G.requires_grad_(False)
@@ -190,8 +212,8 @@ def _train_step(
         fake = st.G(torch.randn(n, st.G.z_dim, device=dev), c, noise_mode="random")
     real = real.detach().requires_grad_(do_r1)
     with autocast:
-        logits_fake = st.D(_d_input(fake.float(), jitter), c)
-        logits_real = st.D(_d_input(real, jitter), c_real)
+        logits_fake = st.D(_d_input(fake.float(), cfg, p), c)
+        logits_real = st.D(_d_input(real, cfg, p), c_real)
         loss_d = F.softplus(logits_fake).float().mean() + F.softplus(-logits_real).float().mean()
     stats = {"loss_g": loss_g.item(), "loss_d": loss_d.item()}
     if do_r1:
@@ -202,6 +224,8 @@ def _train_step(
     _backward_step(loss_d, st.opt_d, scaler)
     stats["real_score"] = logits_real.detach().float().mean().item()
     stats["fake_score"] = logits_fake.detach().float().mean().item()
+    _adapt(st, cfg, logits_real.detach().float())
+    stats["ada_p"] = st.ada_p
     return stats
 
 
@@ -240,7 +264,7 @@ def save_checkpoint(st: _State, cfg: GanTrainConfig, data: TileArrays, path: Pat
         "tile_um": data.tile_um,
         "G": st.G.state_dict(), "D": st.D.state_dict(), "G_ema": st.G_ema.state_dict(),
         "opt_g": st.opt_g.state_dict(), "opt_d": st.opt_d.state_dict(),
-        "step": st.step, "nimg": st.nimg, "seconds": st.seconds,
+        "step": st.step, "nimg": st.nimg, "seconds": st.seconds, "ada_p": st.ada_p,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -271,6 +295,7 @@ def load_checkpoint(st: _State, cfg: GanTrainConfig, data: TileArrays, path: Pat
     except (KeyError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"{path}: checkpoint does not match the networks: {err}") from err
     st.step, st.nimg, st.seconds = int(ck["step"]), int(ck["nimg"]), float(ck["seconds"])
+    st.ada_p = float(ck.get("ada_p", 0.0))
     torch.set_rng_state(ck["rng_cpu"])
     if ck["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ck["rng_cuda"])
@@ -392,6 +417,7 @@ def _snapshot(
     write_json(out_dir / "training.json", {
         "config": cfg.to_dict(), "class_names": list(data.class_names), "tile_um": data.tile_um,
         "tiles": data.counts(), "step": st.step, "kimg": st.nimg / 1000, "seconds": round(st.seconds, 1),
+        "ada_p": st.ada_p,
     })
     log.info("snapshot at %.1f kimg (step %d): %s", st.nimg / 1000, st.step, stats)
 

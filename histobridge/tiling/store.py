@@ -7,7 +7,8 @@ into place only after ``complete`` is set, so a crash never leaves a half-writte
 finished, and a rerun simply starts that image again.
 
 Tiles are stored one per chunk (random access for training), grouped into shards of
-``SHARD_TILES`` tiles so a store of a million tiles is not a million files, compressed with zstd.
+``SHARD_TILES`` tiles so a store of a million tiles is not a million files, compressed with
+Blosc-LZ4 (cheap to write and read; decoded JPEG tiles do not compress much with anything).
 """
 
 from __future__ import annotations
@@ -35,25 +36,33 @@ ARRAYS = ("tiles", "coords", "labels", "regions")
 REQUIRED_ATTRS = ("slide_path", "entry_id", "entry_name", "mpp", "tile_px", "tile_um", "classes", "complete")
 
 
-ZSTD_LEVEL = 1
+BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "noshuffle", "typesize": 1}
 NO_CHUNK = 2**64 - 1
 
 
 def _compressors() -> tuple[Any, ...]:
-    return (zarr.codecs.ZstdCodec(level=ZSTD_LEVEL, checksum=False),)
+    # LZ4 inside Blosc: ~0.1 ms per 256-px tile against ~0.35 ms for zstd-1, and decoded H&E
+    # tiles shrink about as much (to ~80-90 %) either way, so the cheaper codec wins.
+    return (zarr.codecs.BloscCodec(**BLOSC),)
 
 
 def encode_shard(tiles: np.ndarray, shard_tiles: int) -> bytes:
-    """Bytes of one Zarr v3 shard of ``tiles`` (one tile per inner chunk, zstd, index + crc32c at the end).
+    """Bytes of one Zarr v3 shard of ``tiles``: one tile per inner chunk, Blosc-LZ4, index + crc32c last.
 
-    This is the layout the array's metadata declares (sharding_indexed: bytes + zstd inner codecs,
-    bytes + crc32c index codecs, index at the end), produced in the calling thread: zstd releases the
-    GIL, so worker threads compress in parallel instead of queueing behind one event loop.
+    This is the layout the array's metadata declares (sharding_indexed: bytes + blosc inner codecs,
+    bytes + crc32c index codecs, index at the end), produced in the calling thread: Blosc releases
+    the GIL, so worker threads compress in parallel instead of queueing behind zarr's event loop.
     """
-    import google_crc32c
-    import imagecodecs
+    return b"".join(shard_parts(tiles, shard_tiles))
 
-    parts = [imagecodecs.zstd_encode(np.ascontiguousarray(t), level=ZSTD_LEVEL) for t in tiles]
+
+def shard_parts(tiles: np.ndarray, shard_tiles: int) -> list[bytes]:
+    """:func:`encode_shard` as a list of byte strings (written without joining 10+ MB)."""
+    import google_crc32c
+    from numcodecs import Blosc
+
+    codec = Blosc(cname=BLOSC["cname"], clevel=BLOSC["clevel"], shuffle=Blosc.NOSHUFFLE)
+    parts = [codec.encode(np.ascontiguousarray(t)) for t in tiles]
     index = np.full((shard_tiles, 2), NO_CHUNK, dtype="<u8")
     offset = 0
     for i, part in enumerate(parts):
@@ -61,7 +70,7 @@ def encode_shard(tiles: np.ndarray, shard_tiles: int) -> bytes:
         offset += len(part)
     index_bytes = index.tobytes()
     crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
-    return b"".join([*parts, index_bytes, crc])
+    return [*parts, index_bytes, crc]
 
 
 @dataclass(frozen=True)
@@ -259,7 +268,8 @@ class GroupWriter:
                     self.store_path / self.tmp_name / "tiles" / "c" / str(pos // self.shard) / "0" / "0" / "0"
                 )
                 key.parent.mkdir(parents=True, exist_ok=True)
-                key.write_bytes(encode_shard(np.asarray(piece, np.uint8), self.shard))
+                with open(key, "wb") as fh:
+                    fh.writelines(shard_parts(np.asarray(piece, np.uint8), self.shard))
             else:
                 self.tiles[pos:end] = piece
             pos = end
@@ -293,7 +303,8 @@ def _uses_default_layout(arr: zarr.Array) -> bool:
         ok = (
             len(codecs) == 1
             and codecs[0]["name"] == "sharding_indexed"
-            and [c["name"] for c in codecs[0]["configuration"]["codecs"]] == ["bytes", "zstd"]
+            and [c["name"] for c in codecs[0]["configuration"]["codecs"]] == ["bytes", "blosc"]
+            and {k: codecs[0]["configuration"]["codecs"][1]["configuration"].get(k) for k in BLOSC} == BLOSC
             and [c["name"] for c in codecs[0]["configuration"]["index_codecs"]] == ["bytes", "crc32c"]
             and codecs[0]["configuration"]["index_location"] == "end"
             and meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}

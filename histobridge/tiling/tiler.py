@@ -3,7 +3,7 @@
 Resumable: an image whose group is complete with the same parameters (and the same slide and
 annotations) is skipped; an interrupted image only ever exists as ``<id>.partial`` and is redone.
 Parallel: images run side by side and, within an image, batches of tiles are read, resampled and
-written by a shared thread pool (JPEG decoding, Pillow and zstd release the GIL). Memory is bounded
+written by a shared thread pool (JPEG decoding, Pillow and Blosc release the GIL). Memory is bounded
 by the number of batches in flight, never by the slide size.
 """
 

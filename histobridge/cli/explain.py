@@ -83,7 +83,7 @@ def blend(
     from histobridge.explain import blending
 
     G = _load_generator(generator, gan_um, device)
-    clf = _load_classifier(classifier, None if device == "cpu" else device)
+    clf = _load_classifier(classifier, device)
     res = blending.class_blend(
         G, seed, class_from, class_to, steps, classifier=clf, gan_um=gan_um, truncation_psi=truncation_psi
     )
@@ -152,12 +152,12 @@ def seeds(
     from histobridge.models.stylegan2 import parse_seeds
 
     G = _load_generator(generator, gan_um, device)
-    clf = _load_classifier(classifier, None if device == "cpu" else device)
+    clf = _load_classifier(classifier, device)
     res = sd.seed_search(
         G, clf, parse_seeds(seed_spec), class_from, class_to, thresholds=sd.SwapThresholds.parse(thresholds),
         margin=margin, gan_um=gan_um, batch_size=batch_size,
     )  # fmt: skip
-    paths = sd.write_seed_search(res, out, G=G, top=top, gan_um=gan_um)
+    paths = sd.write_seed_search(res, out, G=G, top=top)
     n = len(res.rows)
     typer.echo("  ".join(f"{k}: {v} ({v / n:.1%})" for k, v in res.counts().items()))
     typer.echo("best: " + ", ".join(f"{r.seed} ({r.concordance}, {r.delta:+.2f})" for r in res.best(top)))
@@ -191,7 +191,7 @@ def synth(
 
     G = _load_generator(generator, gan_um, device)
     um = syn.gan_tile_um(G, gan_um)
-    clf = _load_classifier(classifier, None if device == "cpu" else device)
+    clf = _load_classifier(classifier, device)
     if store is None:
         store = out / "tiles.zarr"
         _tile_for_generator(project, store, int(G.img_resolution), um, workers)

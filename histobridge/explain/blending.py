@@ -4,6 +4,8 @@
 an affine map of the label and the weights sum to one, so blending at ``t`` is exactly generating
 with the soft label ``c = (1−t)·onehot_A + t·onehot_B``; histobridge does that, with no wrapper
 around the mapping network. (Interpolating the two w vectors instead gives different images.)
+For a scalar-label generator (Slideflow's interpolated embedding) the label is ``t`` itself and the
+generator's own slerp between its two end embeddings applies.
 
 **Layer blending** computes ``w_A`` and ``w_B`` for the same z and keeps class A's w at the chosen
 layer indices (``layers_a``); every other index ``L`` takes ``α·w_B[L] + (1−α)·w_A[L]`` (α = 1 is a

@@ -268,7 +268,6 @@ def write_seed_search(
     *,
     G: Generator | None = None,
     top: int = 8,
-    gan_um: float | None = None,
 ) -> dict[str, Path]:
     """Write ``seeds.csv``, ``seeds.json`` (rows, counts, best seeds) and, given G, ``best_seeds.png``."""
     out = Path(out_dir)

@@ -141,8 +141,15 @@ def test_offset_and_crop_map_to_qupath_space(pattern_slide: Path) -> None:
     assert thumb.shape == (128, 256, 3) and ds == pytest.approx(4.0)
 
 
-def test_concurrent_reads_match_sequential(pattern_slide: Path) -> None:
+@pytest.mark.parametrize("direct", [True, False])
+def test_concurrent_reads_match_sequential(
+    pattern_slide: Path, direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several threads on one Slide (direct decoding, or tiffslide's own per-thread handles)."""
+    if not direct:
+        monkeypatch.setenv("HISTOBRIDGE_NO_DIRECT_TIFF", "1")
     s = open_slide(pattern_slide)
+    assert (s._backend._direct[0] is not None) == direct
     rng = np.random.default_rng(1)
     boxes = [(int(x), int(y)) for x, y in rng.integers(0, 1700, size=(40, 2))]
     expected = [s.read_scaled(x, y, 333, 333, 100) for x, y in boxes]

@@ -212,3 +212,26 @@ def test_tissue_filter_drops_glass_inside_annotations(cmu_slide: Path, tmp_path:
         .tiles
     )
     assert plain == 8 * 11 and 15 <= kept < plain
+
+
+def test_unreadable_tiles_fail_the_image_cleanly(pattern_slide: Path, tmp_path: Path) -> None:
+    """Damaged tile data: that image is reported failed (file and region named), nothing half-written."""
+    import tifffile
+
+    data = bytearray(pattern_slide.read_bytes())
+    with tifffile.TiffFile(pattern_slide) as tf:
+        page = tf.pages[0]
+        off, count = page.dataoffsets[5], page.databytecounts[5]  # level-0 tile at x=1280, y=0
+    data[off : off + count] = b"\xff" * count
+    bad = tmp_path / "damaged.tif"
+    bad.write_bytes(bytes(data))
+    ann = [Annotation(box(0, 0, 2048, 1536), "Tumor")]
+    project = FakeProject(
+        [FakeEntry(1, "damaged", bad), FakeEntry(2, "fine", pattern_slide)], {1: ann, 2: ann}
+    )
+    report = tile_project(project, tmp_path / "d.zarr", TileSpec(128, 64), progress=False)
+    damaged, fine = report.images
+    assert damaged.status == "failed" and "damaged.tif" in damaged.reason and "level 0" in damaged.reason
+    assert fine.status == "written" and fine.tiles == 16 * 12
+    assert open_store(tmp_path / "d.zarr").names() == ["2"]
+    assert not (tmp_path / "d.zarr" / "1.partial").exists()

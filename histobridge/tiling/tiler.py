@@ -147,58 +147,66 @@ def _regions_sha(regions: Sequence[Region]) -> str:
 
 
 def _tile_image(job: _Job) -> ImageTiling:
-    entry, spec, opts = job.entry, job.spec, job.options
+    entry, opts = job.entry, job.options
     name, entry_id = str(getattr(entry, "name", entry.entry_id)), str(entry.entry_id)
     t0 = time.perf_counter()
     if not getattr(entry, "found", True) or getattr(entry, "path", None) is None:
         reason = getattr(entry, "problem", None) or "slide file not found"
         return ImageTiling(entry_id, name, "skipped", reason=reason)
     with entry.open_slide(mpp=opts["mpp"]) as slide:
-        mpp = slide.mpp
         regions, class_names = collect_regions(
             opts["project"], entry, slide, classes=opts["classes"],
             tissue=opts["tissue"], whole_tissue=opts["whole_tissue"],
         )  # fmt: skip
         if not regions:
-            reason = "no annotations" + (
-                "" if opts["whole_tissue"] else " (use whole-tissue mode to tile tissue)"
-            )
-            return ImageTiling(entry_id, name, "skipped", reason=reason, seconds=time.perf_counter() - t0)
-        tile_l0, stride_l0 = spec.level0(mpp)
-        params = {
-            "tile_px": spec.tile_px, "tile_um": spec.tile_um, "stride_px": spec.stride_px,
-            "min_coverage": spec.min_coverage, "tissue": opts["tissue"], "whole_tissue": opts["whole_tissue"],
-            "classes": class_names, "mpp": mpp, "offset": list(slide.offset),
-            "dimensions": list(slide.dimensions), "regions_sha": _regions_sha(regions),
-        }  # fmt: skip
+            hint = "" if opts["whole_tissue"] else " (use whole-tissue mode to tile tissue)"
+            return ImageTiling(entry_id, name, "skipped", reason="no annotations" + hint,
+                               seconds=time.perf_counter() - t0)  # fmt: skip
+        params = _params(job, slide, regions, class_names)
         slide_sha, slide_size = slide_fingerprint(Path(slide.path))
         if _matches(job.store_path, entry_id, params, slide_sha):
             return ImageTiling(entry_id, name, "up-to-date", tiles=_count(job.store_path, entry_id))
+        tile_l0, stride_l0 = job.spec.level0(slide.mpp)
         coords, labels, region_idx = grid_regions(
-            regions, class_names, tile_l0, stride_l0, spec.min_coverage, slide
+            regions, class_names, tile_l0, stride_l0, job.spec.min_coverage, slide
         )
         order = spatial_order(coords, region_idx, stride_l0)
         coords, labels, region_idx = coords[order], labels[order], region_idx[order]
         attrs = {
-            "slide_path": str(slide.path), "entry_id": entry_id, "entry_name": name, "mpp": mpp,
-            "tile_px": spec.tile_px, "tile_um": spec.tile_um, "classes": class_names,
+            "slide_path": str(slide.path), "entry_id": entry_id, "entry_name": name, "mpp": slide.mpp,
+            "tile_px": job.spec.tile_px, "tile_um": job.spec.tile_um, "classes": class_names,
             "histobridge_version": _version(), "params": params, "backend": slide.backend,
             "regions": [r.record() for r in regions], "slide_sha": slide_sha, "slide_size": slide_size,
             "tile_l0_px": tile_l0, "stride_l0_px": stride_l0,
-            "level": slide.best_level(tile_l0 / spec.tile_px),
+            "level": slide.best_level(tile_l0 / job.spec.tile_px),
         }  # fmt: skip
-        writer = GroupWriter(job.store_path, entry_id, len(coords), spec.tile_px, attrs)
+        writer = GroupWriter(job.store_path, entry_id, len(coords), job.spec.tile_px, attrs)
         try:
             writer.write_meta(coords, labels, region_idx)
             _write_tiles(job, slide, writer, coords, stride_l0)
             writer.finish()
+        except HistobridgeError:
+            writer.abort()  # a clean failure (unreadable tiles...): leave nothing behind
+            raise
         except BaseException:
             log.warning("tiling of %s (%s) interrupted; its partial group will be redone", name, slide.path)
             raise
     return ImageTiling(entry_id, name, "written", tiles=len(coords), seconds=time.perf_counter() - t0)
 
 
+def _params(job: _Job, slide: Any, regions: Sequence[Region], class_names: list[str]) -> dict[str, Any]:
+    """Everything that decides a group's content: a rerun with equal params can skip the image."""
+    spec, opts = job.spec, job.options
+    return {
+        "tile_px": spec.tile_px, "tile_um": spec.tile_um, "stride_px": spec.stride_px,
+        "min_coverage": spec.min_coverage, "tissue": opts["tissue"], "whole_tissue": opts["whole_tissue"],
+        "classes": class_names, "mpp": slide.mpp, "offset": list(slide.offset),
+        "dimensions": list(slide.dimensions), "regions_sha": _regions_sha(regions),
+    }  # fmt: skip
+
+
 def _write_tiles(job: _Job, slide: Any, writer: GroupWriter, coords: np.ndarray, stride: float) -> None:
+    """Read and write shard-sized batches on the shared pool, at most two per worker in flight."""
     tile_px = job.spec.tile_px
 
     def unit(start: int) -> int:
@@ -208,19 +216,21 @@ def _write_tiles(job: _Job, slide: Any, writer: GroupWriter, coords: np.ndarray,
         return stop - start
 
     pending: set[Future[int]] = set()
-    limit = 2 * job.workers
     try:
         for start in range(0, len(coords), SHARD_TILES):
-            if len(pending) >= limit:
+            if len(pending) >= 2 * job.workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     job.on_tiles(f.result())
             pending.add(job.pool.submit(unit, start))
-        for f in pending:
-            job.on_tiles(f.result())
-    finally:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                job.on_tiles(f.result())
+    finally:  # on failure: stop queued batches and let running ones end before the caller cleans up
         for f in pending:
             f.cancel()
+        wait(pending)
 
 
 def _count(store_path: Path, name: str) -> int:

@@ -104,6 +104,11 @@ def test_matched_synthetic_counts_twins_and_predictions(tmp_path) -> None:
     np.testing.assert_array_equal(sub["seeds"][:], [10, 11, 12, 13, 14])
     np.testing.assert_array_equal(sub["classes"][:], [0, 0, 0, 1, 1])
     np.testing.assert_array_equal(sub["swap_classes"][:], [1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(sub["labels"][:], [-1, -1, -1, 1, 1])  # "tumor" is not a store class
+    from histobridge.tiling.store import open_store
+
+    seen = open_store(store).group("0").synthetic()  # the store's own reader finds the sub-group
+    assert seen is not None and len(seen) == 5 and seen.complete
     assert sub["tiles"].shape == (5, 16, 16, 3) and sub["predictions"].shape == (5, 2)
     # the swapped twin is the same seed under the other class
     twin = syn.generate(G, [12], "Stroma").raw

@@ -5,6 +5,13 @@ They are stored next to the real tiles, in the image group's ``synthetic`` sub-g
 tile geometry, so real and synthetic tiles can be shown and classified side by side. The sub-group is
 written as ``synthetic.partial`` (progress in ``attrs["filled"]``, so an interrupted run resumes where
 it stopped) and renamed to ``synthetic`` once ``complete`` is set.
+
+Arrays of the sub-group (one row per synthetic tile): ``tiles`` and ``swapped`` uint8 (N, px, px, 3);
+``seeds`` int64; ``classes`` / ``swap_classes`` int16 (generator class indices); ``regions`` int32
+(index into the image group's ``regions``); ``labels`` int16 (the region class in the group's
+``classes``, -1 if absent); with a classifier, ``predictions`` / ``swap_predictions`` float32 (N, C).
+Attributes: ``params`` (generator record, class map, classifier, per-region plan), ``class_map``,
+``generator``, ``filled``, ``n_tiles``, ``tile_px``, ``complete``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class RegionPlan:
     swap_class: int
     seeds: tuple[int, ...]
     n_real: int
+    label: int = -1  # the region class's index in the image group's ``classes`` (-1: not listed)
 
 
 @dataclass(frozen=True)
@@ -116,9 +124,10 @@ def plan_group(
         else np.zeros(len(regions_meta), dtype=np.int64)
     )
     n_cls = syn.num_classes(G)
+    classes = [str(c) for c in attrs.get("classes") or []]
     plans, skipped = [], {}
     for idx, meta in enumerate(regions_meta):
-        rc = _region_class(meta, idx, labels, regions, list(attrs.get("classes") or []))
+        rc = _region_class(meta, idx, labels, regions, classes)
         if rc is None or rc not in mapping:
             skipped[idx] = f"class {rc!r} has no generator class"
             continue
@@ -127,9 +136,9 @@ def plan_group(
             skipped[idx] = "no real tiles"
             continue
         gen = mapping[rc]
-        plans.append(
-            RegionPlan(idx, rc, gen, (gen + 1) % n_cls, tuple(range(seed, seed + k)), int(counts[idx]))
-        )
+        label = classes.index(rc) if rc in classes else -1
+        seeds = tuple(range(seed, seed + k))
+        plans.append(RegionPlan(idx, rc, gen, (gen + 1) % n_cls, seeds, int(counts[idx]), label))
         seed += k
     return plans, skipped, seed
 
@@ -176,12 +185,13 @@ def _params(
     }
 
 
-def _flatten(plans: list[RegionPlan]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    seeds = np.asarray([s for p in plans for s in p.seeds], dtype=np.int64)
-    classes = np.asarray([p.gen_class for p in plans for _ in p.seeds], dtype=np.int16)
-    swaps = np.asarray([p.swap_class for p in plans for _ in p.seeds], dtype=np.int16)
-    regions = np.asarray([p.region for p in plans for _ in p.seeds], dtype=np.int32)
-    return seeds, classes, swaps, regions
+def _flatten(plans: list[RegionPlan]) -> dict[str, np.ndarray]:
+    """Per-tile records: seed, generator class, swap class, region index, store label."""
+    per_tile = [(s, p.gen_class, p.swap_class, p.region, p.label) for p in plans for s in p.seeds]
+    cols = list(zip(*per_tile, strict=True)) if per_tile else [(), (), (), (), ()]
+    dtypes = (np.int64, np.int16, np.int16, np.int32, np.int16)
+    names = ("seeds", "classes", "swap_classes", "regions", "labels")
+    return {n: np.asarray(c, dtype=d) for n, c, d in zip(names, cols, dtypes, strict=True)}
 
 
 def _open_partial(
@@ -200,8 +210,8 @@ def _open_partial(
         if isinstance(sub, zarr.Group) and sub.attrs.get("params") == params:
             return sub
         shutil.rmtree(group_dir / PARTIAL)
-    seeds, classes, swaps, regions = _flatten(plans)
-    n = len(seeds)
+    records = _flatten(plans)
+    n = len(records["seeds"])
     sub = img_group.create_group(PARTIAL)
     sub.attrs.update({"params": params, "filled": 0, "complete": False, "tile_px": px, "n_tiles": n})
     zstd = (zarr.codecs.ZstdCodec(level=1),)
@@ -215,7 +225,7 @@ def _open_partial(
             compressors=zstd,
             fill_value=0,
         )
-    for name, arr in (("seeds", seeds), ("classes", classes), ("swap_classes", swaps), ("regions", regions)):
+    for name, arr in records.items():
         sub.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(max(1, n),))
         if n:
             sub[name][:] = arr

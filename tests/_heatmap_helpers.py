@@ -154,3 +154,20 @@ def annotation(coords: list[tuple[float, float]], path_class: str | None, name: 
         props["name"] = name
     ring = [list(map(float, p)) for p in coords] + [list(map(float, coords[0]))]
     return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props}
+
+
+def box_mean(pixels: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Exact area-weighted mean colour of a float rectangle over level-0 pixels (outside = white)."""
+    h, w = pixels.shape[:2]
+    ix0, iy0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+    ix1, iy1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+
+    def weights(a: float, b: float, lo: int, hi: int) -> np.ndarray:
+        edges = np.arange(lo, hi + 1, dtype=np.float64)
+        return np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0, None)
+
+    wx, wy = weights(x0, x1, ix0, ix1), weights(y0, y1, iy0, iy1)
+    block = pixels[iy0:iy1, ix0:ix1].astype(np.float64)
+    total = np.einsum("y,x,yxc->c", wy, wx, block)
+    area = (x1 - x0) * (y1 - y0)
+    return (total + 255.0 * (area - wy.sum() * wx.sum())) / area

@@ -24,6 +24,7 @@ from tests._heatmap_helpers import (
     SLIDE_MPP,
     SLIDE_W,
     ColourNet,
+    box_mean,
     config_dict,
     expected_probs,
     save_model,
@@ -47,23 +48,6 @@ def generated(tmp_path_factory):
 def region_model(tmp_path_factory):
     """Red against blue only (green gain 0), so a tile's class follows the colour that covers it."""
     return load_classifier(save_model(tmp_path_factory.mktemp("rm"), ColourNet(REGION_GAIN), config_dict()))
-
-
-def box_mean(pixels: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    """Exact area-weighted mean colour of a float rectangle over level-0 pixels (outside = white)."""
-    h, w = pixels.shape[:2]
-    ix0, iy0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
-    ix1, iy1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
-
-    def weights(a: float, b: float, lo: int, hi: int) -> np.ndarray:
-        edges = np.arange(lo, hi + 1, dtype=np.float64)
-        return np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0, None)
-
-    wx, wy = weights(x0, x1, ix0, ix1), weights(y0, y1, iy0, iy1)
-    block = pixels[iy0:iy1, ix0:ix1].astype(np.float64)
-    total = np.einsum("y,x,yxc->c", wy, wx, block)
-    area = (x1 - x0) * (y1 - y0)
-    return (total + 255.0 * (area - wy.sum() * wx.sum())) / area
 
 
 def _mask(poly, shape, step, origin):
@@ -91,8 +75,8 @@ def test_every_tile_matches_its_pixels(generated, stride_div):
         pred = predict_regions(slide, [region], clf, stride_div=stride_div, batch_size=16, workers=2)
     tile_l0, stride_l0 = tile_geometry(clf, SLIDE_MPP, stride_div)
     assert tile_l0 == pytest.approx(64.0) and stride_l0 == pytest.approx(64.0 / stride_div)
-    # Stride 32: edge tiles half off the slide still cover 50 % (kept); the corner one covers 25 %.
-    assert len(pred) == {1: 16 * 12, 2: 32 * 24 - 1}[stride_div]
+    # Only whole tiles inside the slide: (1024 - 64) / 32 + 1 = 31 columns, 23 rows at stride 32.
+    assert len(pred) == {1: 16 * 12, 2: 31 * 23}[stride_div]
     means = np.array([box_mean(pixels, x, y, x + w, y + h) for x, y, w, h in pred.coords])
     expected = expected_probs(means[:, None, None, :], GAIN)
     err = np.abs(pred.probs - expected).max()
@@ -137,8 +121,8 @@ def test_thresholded_heatmap_matches_regions(generated, region_model, stride_div
     # Cells are stride-sized squares centred in their tiles.
     assert grid.origin == pytest.approx(((64.0 - grid.step) / 2,) * 2)
     rows, cols, _ = grid.values.shape
-    # One tile per cell: every tile landed in its own cell, the rest (the cut corner) is NaN.
-    assert np.isnan(grid.values[..., 0]).sum() == rows * cols - len(pred)
+    # One tile per cell: every tile landed in its own cell, and the grid is full.
+    assert rows * cols == len(pred) and not np.isnan(grid.values).any()
     for t, (k, poly) in enumerate(((0, RED_POLY), (2, BLUE_POLY))):
         hot = grid.values[..., k] > thresholds[t]
         truth = _mask(poly, hot.shape, grid.step, grid.origin)

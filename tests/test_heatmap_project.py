@@ -22,9 +22,12 @@ from tests._heatmap_helpers import (
     ColourNet,
     DropoutNet,
     annotation,
+    box_mean,
     config_dict,
+    expected_probs,
     make_project,
     save_model,
+    slide_pixels,
     write_slide,
 )
 
@@ -86,6 +89,14 @@ def test_outputs_and_qupath_geojson(project, model, tmp_path):
     back = geojson.read_features(target)
     assert len(back.annotations) == res.tiles
     assert all(a.object_type == "tile" and a.path_class in CLASSES for a in back.annotations)
+    # Each tile's measurements are the model's known function of the slide pixels under its polygon.
+    pixels = slide_pixels()
+    names = measurement_names("colours", CLASSES)
+    for a in back.annotations:
+        mean = box_mean(pixels, *a.geometry.bounds)
+        want = expected_probs(mean[None, None, None, :], (4.0, 0.0, 4.0))[0]
+        got = [a.measurements[n] for n in names]
+        assert np.abs(np.array(got) - want).max() < 5e-3, (a.geometry.bounds, got, want)
 
     # CSV agrees with the GeoJSON, tile by tile.
     with open(next(p for p in res.files if p.name == "tiles.csv"), newline="") as fh:

@@ -237,3 +237,29 @@ def test_paquo_write_back(project, model, tmp_path):
     out = subprocess.run([sys.executable, "-c", count, str(project / "project.qpproj")],
                          capture_output=True, text=True, check=True).stdout
     assert int(out.split()[-1]) == 25
+
+
+def test_unusable_image_is_skipped_not_fatal(tmp_path, slide_path, model):
+    """An image without pixel size is reported and skipped; alone, its error is raised."""
+    import tifffile
+
+    from histobridge.errors import CalibrationError
+
+    bare = tmp_path / "bare.tif"
+    tifffile.imwrite(bare, np.zeros((256, 256, 3), np.uint8), photometric="rgb")
+    ann = [annotation([(0, 0), (256, 0), (256, 256), (0, 256)], "Tumor")]
+    proj = make_project(tmp_path / "p1", bare, ann, name="bare.tif")
+    with pytest.raises(CalibrationError, match="pixel size"):
+        run_heatmap(proj, model, tmp_path / "o1", progress=False)
+    # With a second, usable image, the batch goes on and reports the first one.
+    qp = json.loads((proj / "project.qpproj").read_text())
+    good = json.loads(json.dumps(qp["images"][0]))
+    good["entryID"], good["imageName"] = 2, "colours.tif"
+    good["serverBuilder"]["uri"] = "file:" + slide_path.resolve().as_posix()
+    qp["images"].append(good)
+    qp["lastID"] = 2
+    (proj / "project.qpproj").write_text(json.dumps(qp))
+    shutil.copy(layout.annotation_path(proj, 1), layout.annotation_path(proj, 2))
+    report = run_heatmap(proj, model, tmp_path / "o2", progress=False)
+    assert [r.name for r in report.images] == ["colours.tif"] and report.images[0].tiles == 16
+    assert len(report.skipped) == 1 and report.skipped[0].startswith("bare.tif: ")

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from histobridge.errors import InputError, ModelError, ProjectError
+from histobridge.errors import (
+    AnnotationError,
+    CalibrationError,
+    HistobridgeError,
+    InputError,
+    ModelError,
+    ProjectError,
+    SlideError,
+)
 from histobridge.explain.heatmap_outputs import (
     HeatmapGrid,
     class_colours,
@@ -286,12 +294,20 @@ def run_heatmap(
         "min_coverage": min_coverage, "thumbnail_px": thumbnail_px,
     }
     results, skipped = [], []
+    first_error: HistobridgeError | None = None
     for entry in select_entries(proj, images):
         if not entry.found:
             skipped.append(f"{entry.name}: {entry.problem or 'image file not found'}")
             log.warning("skipping %s", skipped[-1])
             continue
-        results.append(heatmap_entry(proj, entry, clf, out, options=options))
+        try:
+            results.append(heatmap_entry(proj, entry, clf, out, options=options))
+        except (SlideError, CalibrationError, AnnotationError) as err:  # one bad image must not stop a batch
+            first_error = first_error or err
+            skipped.append(f"{entry.name}: {err}")
+            log.error("skipping %s", skipped[-1])
+    if first_error is not None and not results:
+        raise first_error
     return HeatmapReport(model=options["prefix"], out_dir=out, images=tuple(results), skipped=tuple(skipped))
 
 

@@ -145,6 +145,7 @@ def _stage_sample(ctx: dict[str, Any]) -> None:
 
 def _stage_tile(ctx: dict[str, Any]) -> None:
     from histobridge.tiling import TileSpec, tile_project
+    from histobridge.tiling.store import open_store
 
     cfg = ctx["classifier"].config
     spec = TileSpec(tile_px=cfg.patch_size_pixels, tile_um=cfg.tile_um, stride_px=None, min_coverage=0.5)
@@ -158,9 +159,10 @@ def _stage_tile(ctx: dict[str, Any]) -> None:
         progress=ctx["progress"],
     )
     if report.failed:
-        problems = "; ".join(f"{r.name}: {r.error}" for r in report.failed)
+        problems = "; ".join(f"{r.name}: {r.reason}" for r in report.failed)
         raise InputError(f"tiling the sample project failed: {problems}")
-    ctx["store"], ctx["tiles"] = store, report.tiles
+    ctx["store"] = store
+    ctx["tiles"] = sum(len(g) for g in open_store(store).groups())  # this run's and earlier runs' tiles
 
 
 def _stage_heatmap(ctx: dict[str, Any]) -> None:

@@ -1,0 +1,97 @@
+"""The demo end to end on the real sample slide and the sample models, at a reduced size."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import zarr
+
+from histobridge.demo import DemoOptions, run_demo, sample_model_paths
+from histobridge.qupath import layout
+from histobridge.qupath.geojson import read_features
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, cmu_slide):
+    out = tmp_path_factory.mktemp("demo")
+    opts = DemoOptions(out_dir=out, seeds=6, blend_seeds=1, blend_steps=3, synthetic_per_region=2, workers=2)
+    stages: list[tuple[str, str]] = []
+    first = run_demo(opts, hook=lambda s, e: stages.append((s, e)), progress=False)
+    return opts, first, stages
+
+
+def test_every_stage_runs_in_order(demo_run) -> None:
+    _, _, stages = demo_run
+    started = [s for s, e in stages if e == "start"]
+    assert started == ["sample", "tile", "heatmap", "synthetic", "seeds", "blend", "report"]
+
+
+def test_metrics_have_the_promised_figures(demo_run) -> None:
+    opts, result, _ = demo_run
+    m = json.loads((opts.out_dir / "metrics.json").read_text())
+    assert m == result.metrics
+    for key in ("tiles", "classifier_heldout_accuracy", "synthetic_agreement", "strong_swap_rate"):
+        assert key in m
+    assert m["tiles"] > 20
+    assert 0.0 <= m["synthetic_agreement"] <= 1.0 and 0.0 <= m["strong_swap_rate"] <= 1.0
+    assert m["classifier_heldout_accuracy"] >= 0.9
+    assert set(m["seconds"]) >= {
+        "sample",
+        "tile",
+        "heatmap",
+        "synthetic",
+        "seeds",
+        "blend",
+        "report",
+        "total",
+    }
+
+
+def test_report_is_self_contained(demo_run) -> None:
+    _, result, _ = demo_run
+    html = result.report.read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 5
+    assert not re.search(r'<img src="(?!data:)', html)
+    for section in ("Classifier heatmap", "Matched synthetic", "Seeds that swap class", "Class blending",
+                    "Open the result in QuPath"):  # fmt: skip
+        assert section in html
+
+
+def test_heatmap_written_back_as_qupath_tiles(demo_run) -> None:
+    opts, _, _ = demo_run
+    path = layout.predictions_path(opts.out_dir / "project", 1)
+    doc = json.loads(__import__("gzip").decompress(path.read_bytes()))
+    props = [f["properties"] for f in doc["features"]]
+    assert props and all(p["objectType"] == "tile" and p["classification"]["color"] for p in props)
+    names = {k for p in props for k in p["measurements"]}
+    assert any(k.endswith("Epidermis probability") for k in names)
+    tiles = read_features(path).annotations
+    assert len(tiles) == len(props)
+
+
+def test_synthetic_tiles_sit_next_to_real_ones(demo_run) -> None:
+    opts, _, _ = demo_run
+    group = zarr.open_group(str(opts.out_dir / "tiles.zarr"), mode="r")["1"]
+    syn = group["synthetic"]
+    assert syn["tiles"].shape[1:] == group["tiles"].shape[1:]
+    assert syn["swapped"].shape == syn["tiles"].shape
+    classes, swaps = np.asarray(syn["classes"][:]), np.asarray(syn["swap_classes"][:])
+    assert len(classes) > 0 and (classes != swaps).all()
+    assert np.array_equal(np.asarray(syn["seeds"][:]).shape, classes.shape)
+
+
+def test_rerun_resumes_without_duplicating(demo_run) -> None:
+    opts, first, _ = demo_run
+    again = run_demo(opts, progress=False)
+    assert again.metrics["tiles"] == first.metrics["tiles"]
+    assert again.metrics["heatmap_tiles"] == first.metrics["heatmap_tiles"]
+    path = layout.predictions_path(opts.out_dir / "project", 1)
+    assert len(read_features(path).annotations) == first.metrics["heatmap_tiles"]
+
+
+def test_sample_models_are_shipped() -> None:
+    clf, gen = sample_model_paths()
+    assert (clf / "config.json").is_file() and gen.is_file()

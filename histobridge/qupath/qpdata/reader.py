@@ -164,7 +164,10 @@ class _Parse:
         while True:
             if s.block_left or (s.pos < s.end and s.buf[s.pos] in (TC_BLOCKDATA, TC_BLOCKDATALONG)):
                 s.warn("unexpected primitive data between top-level objects skipped", key="toplevel-data")
-                s.block_bytes(s.block_left) if s.block_left else s._next_block()
+                if s.block_left:
+                    s.block_bytes(s.block_left)
+                else:
+                    s._next_block()
                 continue
             if s.pos >= s.end:
                 raise s.error('file ends before the "EOF" marker (truncated)')
@@ -183,7 +186,7 @@ class _Parse:
                 value = s.new_object(desc)
             else:
                 value = s.read_object()
-            if value == "EOF":
+            if isinstance(value, str) and value == "EOF":
                 break
             self._top_value(value)
         if s.pos != s.end:

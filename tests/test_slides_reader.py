@@ -241,3 +241,25 @@ def test_resampled_block_edges_land_where_the_geometry_says(pattern_slide: Path,
     err = np.abs(row - expected)
     assert err.max() <= 4.0  # a colour step is 8: never off by a whole pixel
     assert err.mean() < 0.25
+
+
+def test_auto_backend_routes_non_tiff_formats_to_openslide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DICOM/MRXS go to openslide first; both readers' refusals end up in one message naming the file."""
+    from histobridge.slides import _backends
+
+    tried: list[str] = []
+
+    def refuse(name: str, path: Path) -> None:
+        tried.append(name)
+        raise RuntimeError(f"{name} says no")
+
+    monkeypatch.setattr(_backends, "_open_one", refuse)
+    for suffix, first in ((".dcm", "openslide"), (".mrxs", "openslide"), (".svs", "tiffslide")):
+        tried.clear()
+        f = tmp_path / f"slide{suffix}"
+        f.write_bytes(b"x")
+        with pytest.raises(SlideError, match=rf"slide\{suffix}.*tiffslide says no") as info:
+            open_slide(f)
+        assert tried[0] == first and len(tried) == 2 and "openslide says no" in str(info.value)

@@ -344,4 +344,9 @@ def open_slide(
         raise SlideNotFoundError(f"{p}: slide file not found")
     if p.is_dir():
         raise SlideError(f"{p}: is a folder, not a slide file")
-    return Slide(p, open_backend(p, backend), mpp=mpp, offset=offset, size=size)
+    reader = open_backend(p, backend)
+    try:
+        return Slide(p, reader, mpp=mpp, offset=offset, size=size)
+    except BaseException:
+        reader.close()
+        raise

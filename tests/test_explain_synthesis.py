@@ -178,3 +178,14 @@ def test_matched_synthetic_needs_a_matching_class(tmp_path) -> None:
     store = tiny_store(tmp_path / "s.zarr", [("stroma", 1)])
     with pytest.raises(InputError, match="class map"):
         syn.matched_synthetic(store, G, montage_dir=tmp_path / "m")
+
+
+def test_classifier_wider_than_gan_is_refused_before_writing(tmp_path) -> None:
+    G = tiny_generator(c_dim=2, tile_um=64.0)
+    wide = tiny_classifier(tmp_path, ["class0", "class1"], px=12, um_px=8.0)  # 96 µm > 64 µm
+    with pytest.raises(ModelError, match="wider than the GAN tile"):
+        syn.generate(G, [0], 0, classifier=wide)
+    store = tiny_store(tmp_path / "s.zarr", [("class0", 2)])
+    with pytest.raises(ModelError, match="wider than the GAN tile"):
+        syn.matched_synthetic(store, G, wide, montage_dir=tmp_path / "m")
+    assert not (store / "0" / "synthetic.partial").exists() and not (store / "0" / "synthetic").exists()

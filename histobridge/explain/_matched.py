@@ -68,6 +68,20 @@ class GroupResult:
 
 
 @dataclass(frozen=True)
+class _Run:
+    """What every group of one run shares."""
+
+    G: Any
+    gan_um: float
+    classifier: Any
+    batch_size: int
+
+    @property
+    def n_out(self) -> int | None:
+        return None if self.classifier is None else len(self.classifier.config.class_names)
+
+
+@dataclass(frozen=True)
 class MatchedReport:
     store_path: Path
     groups: tuple[GroupResult, ...]
@@ -235,17 +249,11 @@ def _open_partial(
     return sub
 
 
-def _fill(
-    sub: zarr.Group,
-    G: Generator,
-    gan_um: float,
-    geometry: tuple[int, float, bool],
-    classifier: TileClassifier | None,
-    batch_size: int,
-) -> None:
+def _fill(run: _Run, sub: zarr.Group, geometry: tuple[int, float, bool]) -> None:
     """Generate from ``attrs["filled"]`` to the end, recording progress after every batch."""
     from histobridge.explain import synthesis as syn
 
+    G, gan_um, batch_size = run.G, run.gan_um, run.batch_size
     px, um, transform = geometry
     seeds = np.asarray(sub["seeds"][:])
     n, n_cls = len(seeds), syn.num_classes(G)
@@ -260,7 +268,12 @@ def _fill(
             weights = np.zeros((j - i, n_cls))
             weights[np.arange(j - i), cls] = 1.0
             out = syn.generate(
-                G, seeds[i:j].tolist(), weights, classifier=classifier, gan_um=gan_um, batch_size=batch_size
+                G,
+                seeds[i:j].tolist(),
+                weights,
+                classifier=run.classifier,
+                gan_um=gan_um,
+                batch_size=batch_size,
             )
             tiles = syn.crop_then_resize(out.raw, gan_um, um, px) if transform else out.raw
             sub[tile_name][i:j] = tiles
@@ -308,11 +321,12 @@ def matched_synthetic(
             f"{store_path}: no region class {region_classes} matches a generator class "
             f"{list(syn.class_names(G))}; pass a class map (e.g. tumor=class1)"
         )
+    if classifier is not None:  # fail before writing anything when the classifier sees more than the GAN
+        syn.crop_box(int(G.img_resolution), um, float(classifier.config.tile_um))
     root = zarr.open_group(str(store_path), mode="r+", zarr_format=3)
-    out_dir = (
-        Path(montage_dir) if montage_dir is not None else store_path.with_name(store_path.name + ".montages")
-    )
-    n_out = len(classifier.config.class_names) if classifier is not None else None
+    default_dir = store_path.with_name(store_path.name + ".montages")
+    out_dir = Path(montage_dir) if montage_dir is not None else default_dir
+    run = _Run(G, um, classifier, batch_size)
     results, seed = [], int(seed0)
     for group in groups:
         plans, skipped, seed = plan_group(group, G, mapping, n, seed)
@@ -321,50 +335,29 @@ def matched_synthetic(
             continue
         geometry = _geometry(group, store_path, G, um)
         params = _params(plans, G, um, classifier, mapping)
-        status = _write_group(
-            root[group.name],
-            store_path / group.name,
-            params,
-            plans,
-            geometry,
-            G,
-            um,
-            classifier,
-            n_out,
-            batch_size,
-        )
+        status = _write_group(run, root[group.name], store_path / group.name, params, plans, geometry)
         montages = write_region_montages(root[group.name], plans, out_dir, group.entry_id)
-        results.append(
-            GroupResult(
-                group.entry_id,
-                sum(len(p.seeds) for p in plans),
-                {p.region: len(p.seeds) for p in plans},
-                skipped,
-                status,
-                montages,
-            )
-        )
+        per_region = {p.region: len(p.seeds) for p in plans}
+        n_tiles = sum(per_region.values())
+        results.append(GroupResult(group.entry_id, n_tiles, per_region, skipped, status, montages))
     return MatchedReport(store_path, tuple(results), {k: syn.class_names(G)[v] for k, v in mapping.items()})
 
 
 def _write_group(
+    run: _Run,
     img_group: Any,
     group_dir: Path,
     params: dict[str, Any],
     plans: list[RegionPlan],
     geometry: tuple[int, float, bool],
-    G: Generator,
-    gan_um: float,
-    classifier: TileClassifier | None,
-    n_out: int | None,
-    batch_size: int,
 ) -> str:
+    """Write (or resume, or keep) one image group's sub-group; returns what happened."""
     done = img_group.get(SUBGROUP) if SUBGROUP in img_group else None
     if done is not None and done.attrs.get("complete") and done.attrs.get("params") == params:
         return "up-to-date"
     resumed = PARTIAL in img_group and img_group[PARTIAL].attrs.get("params") == params
-    sub = _open_partial(img_group, group_dir, params, plans, geometry[0], n_out)
-    _fill(sub, G, gan_um, geometry, classifier, batch_size)
+    sub = _open_partial(img_group, group_dir, params, plans, geometry[0], run.n_out)
+    _fill(run, sub, geometry)
     sub.attrs.update({"complete": True, "class_map": params["class_map"], "generator": params["generator"]})
     if (group_dir / SUBGROUP).exists():
         shutil.rmtree(group_dir / SUBGROUP)

@@ -122,6 +122,7 @@ def test_seed_search_end_to_end(tmp_path) -> None:
     assert rows[0]["thresholds"] == "0.25;0.5;0.75"
     doc = json.loads(paths["json"].read_text())
     assert doc["counts"] == res.counts() and sum(doc["counts"].values()) == 16
+    np.testing.assert_allclose(doc["rows"][5]["probs_end"], res.probs_end[5])
     assert [b["seed"] for b in doc["best"]] == [r.seed for r in res.best(3)]
     assert Image.open(paths["png"]).size[0] >= 3 * 64
 

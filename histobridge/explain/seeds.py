@@ -286,7 +286,10 @@ def write_seed_search(
             "counts": result.counts(),
             "fractions": {k: (v / n if n else 0.0) for k, v in result.counts().items()},
             "best": [r.to_row() for r in best],
-            "rows": [r.to_row() for r in result.rows],
+            "rows": [
+                {**r.to_row(), "probs_start": ps.tolist(), "probs_end": pe.tolist()}
+                for r, ps, pe in zip(result.rows, result.probs_start, result.probs_end, strict=True)
+            ],
         },
     )
     if G is not None and best:

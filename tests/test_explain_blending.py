@@ -130,3 +130,15 @@ def test_layer_blend_grid_records_and_picture(G, tmp_path) -> None:
 def test_layer_blend_explicit_layers_single_row(G) -> None:
     grid = blending.layer_blend(G, [0], 0, 1, layers_a=[0, 1, 2])
     assert len(grid.cells) == 1 and grid.cells[0][0].layers_a == (0, 1, 2)
+
+
+def test_scalar_label_generator_blends_through_its_label() -> None:
+    from histobridge.models.stylegan2 import Generator, GeneratorConfig
+
+    torch.manual_seed(1)
+    cfg = GeneratorConfig(z_dim=32, w_dim=32, c_dim=1, interp_embed=True, img_resolution=16, mapping_layers=2,
+                          channel_base=256, channel_max=32)  # fmt: skip
+    G = Generator(cfg).eval()
+    imgs = blending.class_blend_images(G, 2, 0, 1, [0.0, 0.3, 1.0])
+    for img, t in zip(imgs, (0.0, 0.3, 1.0), strict=True):
+        assert (img - _plain(G, 2, torch.tensor([[t]]))).abs().max() <= 1e-5

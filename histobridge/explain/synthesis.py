@@ -75,7 +75,10 @@ def crop_then_resize(images: np.ndarray, gan_um: float, target_um: float, target
     """
     arr = np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[3] != 3:
-        raise InputError(f"crop_then_resize needs uint8 NHWC RGB images, got {arr.dtype} {arr.shape}")
+        raise InputError(
+            f"crop_then_resize needs uint8 NHWC RGB images, got {arr.dtype} {arr.shape}; convert generator "
+            "output with histobridge.models.stylegan2.to_uint8 first"
+        )
     if arr.shape[1] != arr.shape[2]:
         raise InputError(f"GAN tiles must be square, got {arr.shape[2]}x{arr.shape[1]} px")
     if target_px <= 0:

@@ -2,7 +2,8 @@
 
 A seed search renders every seed twice (start and end class), crops and resizes both images to the
 classifier's field of view and classifies them. This script times :func:`histobridge.explain.seeds.
-seed_search` with ``batch_size=1`` and with larger batches on the same random generator and a small
+seed_search` with ``batch_size=1`` (one seed, i.e. its two images, per forward pass) and with larger
+batches on the same random generator and a small
 TorchScript classifier, and prints the speed-up measured in this run. It also times crop-then-resize
 alone (the paper's 400 → 302 µm, 512 → 299 px case) to show its share of the work.
 

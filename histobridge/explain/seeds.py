@@ -225,19 +225,19 @@ def seed_search(
     col_b = classifier_column(names[b], b, clf_names)
     seeds = [int(s) for s in seeds]
     starts, ends = [], []
+    n_cls = syn.num_classes(G)
     for i in range(0, len(seeds), max(1, batch_size)):
         chunk = seeds[i : i + batch_size]
-        for cls, sink in ((a, starts), (b, ends)):
-            tiles = syn.generate(
-                G,
-                chunk,
-                cls,
-                classifier=classifier,
-                gan_um=um,
-                truncation_psi=truncation_psi,
-                batch_size=batch_size,
-            )
-            sink.append(tiles.predictions)
+        # the start and end images of a chunk share one forward pass (same z, two labels)
+        weights = np.concatenate(
+            [syn.class_weights(n_cls, a, len(chunk)), syn.class_weights(n_cls, b, len(chunk))]
+        )
+        tiles = syn.generate(
+            G, chunk + chunk, weights, classifier=classifier, gan_um=um, truncation_psi=truncation_psi,
+            batch_size=2 * batch_size,
+        )  # fmt: skip
+        starts.append(tiles.predictions[: len(chunk)])
+        ends.append(tiles.predictions[len(chunk) :])
     n_out = len(clf_names) or 1
     p_start = np.concatenate(starts) if starts else np.zeros((0, n_out))
     p_end = np.concatenate(ends) if ends else np.zeros((0, n_out))

@@ -38,6 +38,7 @@ REQUIRED_ATTRS = ("slide_path", "entry_id", "entry_name", "mpp", "tile_px", "til
 
 BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "noshuffle", "typesize": 1}
 NO_CHUNK = 2**64 - 1
+_ROOT_LOCK = threading.Lock()
 
 
 def _compressors() -> tuple[Any, ...]:
@@ -209,10 +210,11 @@ class GroupWriter:
         self.n = int(n)
         self.tile_px = int(tile_px)
         self.tmp_name = self.name + PARTIAL_SUFFIX
-        root = zarr.open_group(str(self.store_path), mode="a", zarr_format=3)
-        if self.tmp_name in root:
-            _remove_member(self.store_path, self.tmp_name)
-        self.group = root.create_group(self.tmp_name)
+        with _ROOT_LOCK:  # zarr's create-if-missing is not atomic: two images may start at once
+            root = zarr.open_group(str(self.store_path), mode="a", zarr_format=3)
+            if self.tmp_name in root:
+                _remove_member(self.store_path, self.tmp_name)
+            self.group = root.create_group(self.tmp_name)
         self.group.attrs.update(_jsonable({**attrs, "complete": False, "n_tiles": self.n}))
         shard = max(1, min(SHARD_TILES, self.n))
         px = self.tile_px

@@ -10,7 +10,8 @@ On one generated JPEG-tiled pyramidal TIFF and one small CNN (TorchScript, WSInf
 The ratio pipeline / model-only says how close the pipeline gets to keeping the model busy (the goal is
 ≥ 0.9 on CPU). WSInfer is timed too when it is installed in this environment (it is not a dependency).
 
-Run: ``python benchmarks/bench_heatmap.py [--size 4096] [--spacing 0.5] [--batch-size 32] [--workers 2]``
+Run: ``python benchmarks/bench_heatmap.py [--size 4096] [--spacing 0.5] [--batch-size 32] [--workers 2]
+[--threads N]``
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's choice). On a busy machine OpenMP threads "
+                         "spin while waiting for each other, which inflates model-only times; 1 removes that")
     ap.add_argument("--repeats", type=int, default=3, help="best of N for each measurement")
     args = ap.parse_args()
 
@@ -139,6 +143,8 @@ def main() -> None:
     from histobridge.tiling.regions import Region
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     with tempfile.TemporaryDirectory(prefix="bench_heatmap_") as tmp_s:
         tmp = Path(tmp_s)

@@ -172,17 +172,11 @@ def test_cli_heatmap(project, tmp_path):
     assert bad.exit_code != 0
 
 
-def test_real_slide_sample_project(cmu_slide, tmp_path, shared_dir):
+def test_real_slide_sample_project(cmu_slide, tmp_path):
     """The skin sample project over CMU-1-Small-Region, end to end with a small model."""
-    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
-    src = repo / "sample_projects" / "skin"
-    if not (src / "project.qpproj").exists():
-        pytest.skip("sample_projects/skin is not in this checkout")
-    proj = tmp_path / "skin"
-    shutil.copytree(src, proj)
-    qp = json.loads((proj / "project.qpproj").read_text())
-    qp["images"][0]["serverBuilder"]["uri"] = "file:" + cmu_slide.resolve().as_posix()
-    (proj / "project.qpproj").write_text(json.dumps(qp))
+    from histobridge.qupath.sample import init_sample_project
+
+    proj = init_sample_project(tmp_path / "skin", "skin", offline=True).parent  # cmu_slide filled the cache
     cfg = config_dict(classes=("Epidermis", "Dermis", "Background"), patch=32, spacing=4.0)
     clf = load_classifier(save_model(tmp_path, ColourNet((2.0, -2.0, 1.0)), cfg))
     report = run_heatmap(proj, clf, tmp_path / "out", progress=False, classes=["Epidermis", "Dermis"])

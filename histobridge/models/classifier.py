@@ -275,6 +275,7 @@ class TileClassifier:
         self.name = name or config.name or (source.stem if source else config.architecture)
         self.device = select_device(device)
         self._gpu = self.device.type == "cuda"
+        self._autocast = self._gpu
         module = module.to(self.device)
         if self._gpu:
             module = module.to(memory_format=torch.channels_last)
@@ -326,9 +327,7 @@ class TileClassifier:
             x = batch.to(self.device, non_blocking=True)
             if self._gpu:
                 x = x.contiguous(memory_format=torch.channels_last)
-            ctx = torch.autocast("cuda", dtype=torch.float16) if self._gpu else contextlib.nullcontext()
-            with ctx:
-                out = self.module(x)
+            out = self._run(x)
             if isinstance(out, (tuple, list)):
                 out = out[0]
             out = out.float().reshape(out.shape[0], -1).cpu()
@@ -336,11 +335,24 @@ class TileClassifier:
             if out.shape[1] != self.config.num_classes:
                 raise ModelError(
                     f"{self.source or self.name}: model outputs {out.shape[1]} values per tile but the "
-                    "config "
-                    f"declares num_classes={self.config.num_classes}"
+                    f"config declares num_classes={self.config.num_classes}"
                 )
             self._checked_output = True
         return out
+
+    def _run(self, x: torch.Tensor) -> Any:
+        """The module call; float16 autocast on CUDA, dropped for good if the model cannot take it."""
+        import torch
+
+        if not self._autocast:
+            return self.module(x)
+        try:
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self.module(x)
+        except RuntimeError as err:  # some TorchScript graphs reject autocast; full precision still works
+            log.warning("%s: float16 autocast failed (%s); running in float32", self.name, err)
+            self._autocast = False
+            return self.module(x)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over classes, or a sigmoid for a single-output model (WSInfer's rule)."""

@@ -83,3 +83,15 @@ def test_open_store_errors(tmp_path: Path) -> None:
     _write(tmp_path / "ok.zarr", "1", np.zeros((2, 4, 4, 3), np.uint8))
     with pytest.raises(StoreError, match="no tile group for entry '9'"):
         open_store(tmp_path / "ok.zarr").group(9)
+
+
+def test_big_tiles_get_smaller_shards(tmp_path: Path) -> None:
+    """Batches stay ~16 MB whatever the tile size, so memory does not grow with tile_px."""
+    from histobridge.tiling.store import shard_tiles
+
+    assert shard_tiles(256) == SHARD_TILES and shard_tiles(1024) == 5 and shard_tiles(4096) == 1
+    tiles = np.random.default_rng(2).integers(0, 255, (12, 1024, 1024, 3), dtype=np.uint8)
+    _write(tmp_path / "b.zarr", "1", tiles, step=5)
+    g = open_store(tmp_path / "b.zarr").group(1)
+    assert len(list((tmp_path / "b.zarr" / "1" / "tiles" / "c").iterdir())) == 3  # 5 + 5 + 2
+    np.testing.assert_array_equal(g.tiles[:], tiles)

@@ -7,7 +7,7 @@ into place only after ``complete`` is set, so a crash never leaves a half-writte
 finished, and a rerun simply starts that image again.
 
 Tiles are stored one per chunk (random access for training), grouped into shards of
-``SHARD_TILES`` tiles so a store of a million tiles is not a million files, compressed with
+up to ``SHARD_TILES`` tiles (~16 MB) so a store of a million tiles is not a million files, compressed with
 Blosc-LZ4 (cheap to write and read; decoded JPEG tiles do not compress much with anything).
 """
 
@@ -31,6 +31,15 @@ from histobridge.errors import StoreError
 log = logging.getLogger(__name__)
 
 SHARD_TILES = 64
+SHARD_BYTES = 16 << 20  # fewer tiles per shard for big tiles: a batch stays ~16 MB in memory
+
+
+def shard_tiles(tile_px: int, n: int | None = None) -> int:
+    """Tiles per shard (and per tiler batch) for ``tile_px`` tiles."""
+    by_size = max(1, SHARD_BYTES // (tile_px * tile_px * 3))
+    return max(1, min(SHARD_TILES, by_size, n if n is not None else SHARD_TILES))
+
+
 PARTIAL_SUFFIX = ".partial"
 ARRAYS = ("tiles", "coords", "labels", "regions")
 REQUIRED_ATTRS = ("slide_path", "entry_id", "entry_name", "mpp", "tile_px", "tile_um", "classes", "complete")
@@ -47,24 +56,24 @@ def _compressors() -> tuple[Any, ...]:
     return (zarr.codecs.BloscCodec(**BLOSC),)
 
 
-def encode_shard(tiles: np.ndarray, shard_tiles: int) -> bytes:
+def encode_shard(tiles: np.ndarray, n_chunks: int) -> bytes:
     """Bytes of one Zarr v3 shard of ``tiles``: one tile per inner chunk, Blosc-LZ4, index + crc32c last.
 
     This is the layout the array's metadata declares (sharding_indexed: bytes + blosc inner codecs,
     bytes + crc32c index codecs, index at the end), produced in the calling thread: Blosc releases
     the GIL, so worker threads compress in parallel instead of queueing behind zarr's event loop.
     """
-    return b"".join(shard_parts(tiles, shard_tiles))
+    return b"".join(shard_parts(tiles, n_chunks))
 
 
-def shard_parts(tiles: np.ndarray, shard_tiles: int) -> list[bytes]:
+def shard_parts(tiles: np.ndarray, n_chunks: int) -> list[bytes]:
     """:func:`encode_shard` as a list of byte strings (written without joining 10+ MB)."""
     import google_crc32c
     from numcodecs import Blosc
 
     codec = Blosc(cname=BLOSC["cname"], clevel=BLOSC["clevel"], shuffle=Blosc.NOSHUFFLE)
     parts = [codec.encode(np.ascontiguousarray(t)) for t in tiles]
-    index = np.full((shard_tiles, 2), NO_CHUNK, dtype="<u8")
+    index = np.full((n_chunks, 2), NO_CHUNK, dtype="<u8")
     offset = 0
     for i, part in enumerate(parts):
         index[i] = (offset, len(part))
@@ -216,7 +225,7 @@ class GroupWriter:
                 _remove_member(self.store_path, self.tmp_name)
             self.group = root.create_group(self.tmp_name)
         self.group.attrs.update(_jsonable({**attrs, "complete": False, "n_tiles": self.n}))
-        shard = max(1, min(SHARD_TILES, self.n))
+        shard = shard_tiles(self.tile_px, self.n)
         px = self.tile_px
         self.tiles = self.group.create_array(
             "tiles",

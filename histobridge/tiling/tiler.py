@@ -25,7 +25,7 @@ import numpy as np
 from histobridge.errors import HistobridgeError
 from histobridge.tiling.grid import TileSpec
 from histobridge.tiling.regions import Region, collect_regions, grid_regions
-from histobridge.tiling.store import SHARD_TILES, GroupWriter, open_store
+from histobridge.tiling.store import GroupWriter, open_store, shard_tiles
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _buffer(n: int, tile_px: int) -> np.ndarray:
     """A per-thread batch buffer, reused so fresh pages are not faulted in for every batch."""
     buf = getattr(_buffers, "array", None)
     if buf is None or buf.shape[1] != tile_px or buf.shape[0] < n:
-        buf = np.empty((max(n, SHARD_TILES), tile_px, tile_px, 3), np.uint8)
+        buf = np.empty((max(n, shard_tiles(tile_px)), tile_px, tile_px, 3), np.uint8)
         _buffers.array = buf
     return buf[:n]
 
@@ -210,14 +210,14 @@ def _write_tiles(job: _Job, slide: Any, writer: GroupWriter, coords: np.ndarray,
     tile_px = job.spec.tile_px
 
     def unit(start: int) -> int:
-        stop = min(start + SHARD_TILES, len(coords))
+        stop = min(start + writer.shard, len(coords))
         batch = read_batch(slide, coords[start:stop], tile_px, stride, out=_buffer(stop - start, tile_px))
         writer.write_tiles(start, batch)
         return stop - start
 
     pending: set[Future[int]] = set()
     try:
-        for start in range(0, len(coords), SHARD_TILES):
+        for start in range(0, len(coords), writer.shard):
             if len(pending) >= 2 * job.workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:

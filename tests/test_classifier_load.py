@@ -240,3 +240,22 @@ def test_mc_dropout_leaves_batchnorm_frozen(tmp_path):
         clf.predict_batch(clf.preprocess(_tiles(4, 8)), passes=2)
     after = clf.module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_autocast_fallback_keeps_results(tmp_path, monkeypatch):
+    """If a model rejects float16 autocast, it runs once more in float32 and autocast stays off."""
+    clf = load_classifier(save_classifier(ColourNet(), config_dict(), tmp_path / "m"), device="cpu")
+    tiles = _tiles(3)
+    want = clf.predict(tiles)
+
+    class Refuses:
+        def __enter__(self):
+            raise RuntimeError("autocast not supported by this graph")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: Refuses())
+    clf._autocast = True  # as on a CUDA device
+    np.testing.assert_allclose(clf.predict(tiles), want, atol=1e-6)
+    assert clf._autocast is False

@@ -125,15 +125,21 @@ def _output_names(classifier: TileClassifier, n: int) -> tuple[str, ...]:
 
 
 def class_blend_strip(blend: ClassBlend) -> Image.Image:
-    """The blend as one captioned strip: ``t`` and the top prediction under each image."""
+    """The blend as one captioned strip: ``t``, the classifier's probability of the end class (when it
+    has one of that name) and its top class under each image."""
     from histobridge.explain.pictures import strip
 
+    lowered = [c.lower() for c in blend.classifier_classes]
+    target = lowered.index(blend.class_to.lower()) if blend.class_to.lower() in lowered else None
     captions = []
     for i, t in enumerate(blend.ts):
         text = f"t={t:.2f}"
         if blend.predictions is not None:
-            k = int(np.argmax(blend.predictions[i]))
-            text += f"\n{blend.classifier_classes[k]} {blend.predictions[i][k]:.2f}"
+            p = blend.predictions[i]
+            if target is not None:
+                text += f"\nP({blend.classifier_classes[target]})={p[target]:.2f}"
+            k = int(np.argmax(p))
+            text += f"\ntop: {blend.classifier_classes[k]}"
         captions.append(text)
     title = f"seed {blend.seed}\n{blend.class_from}\n-> {blend.class_to}"
     return strip(list(blend.raw), captions, title=title)

@@ -154,3 +154,14 @@ def test_uncertainty_of_plain_model_is_zero(generated):
     assert pred.std is not None and pred.std.shape == pred.probs.shape
     assert np.abs(pred.std).max() < 1e-6
     assert heatmap_grid(pred).std is not None
+
+
+def test_overlapping_annotations_do_not_duplicate_tiles(generated):
+    path, clf = generated
+    big = Region(box(0, 0, 512, 512), "Region", "big", "big")
+    inner = Region(box(128, 128, 384, 384), "Tumor", "inner", "inner")
+    with open_slide(path) as slide:
+        pred = predict_regions(slide, [big, inner], clf)
+    assert len(pred) == 8 * 8
+    assert len({(x, y) for x, y in pred.coords[:, :2].tolist()}) == 64
+    assert set(pred.region.tolist()) == {0}

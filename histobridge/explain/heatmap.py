@@ -120,12 +120,19 @@ def region_tiles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tiles of every region on the shared origin-anchored grid, in reading order, and their region index.
 
-    Ordered by :func:`histobridge.tiling.tiler.spatial_order` so each batch decodes one small block.
+    Where annotations overlap, a grid position is predicted once and kept with the first region that
+    holds it (QuPath would otherwise get stacked duplicate tiles). Ordered by
+    :func:`histobridge.tiling.tiler.spatial_order` so each batch decodes one small block.
     """
     from histobridge.tiling.regions import grid_regions
     from histobridge.tiling.tiler import spatial_order
 
     coords, _, owner = grid_regions(regions, [], tile_l0, stride_l0, min_coverage, slide)
+    if len(coords):
+        cells = np.rint(coords[:, :2] / stride_l0).astype(np.int64)
+        _, first = np.unique(cells, axis=0, return_index=True)
+        keep = np.sort(first)
+        coords, owner = coords[keep], owner[keep]
     order = spatial_order(coords, owner, stride_l0)
     return coords[order], owner[order]
 
@@ -274,6 +281,8 @@ def run_heatmap(
     from histobridge.qupath.project import Project
 
     check_write_back(write_back)
+    if isinstance(stride_div, bool) or not isinstance(stride_div, int) or stride_div < 1:
+        raise InputError(f"stride_div must be a positive integer (1, 2, 4 …), got {stride_div!r}")
     if uncertainty < 0 or batch_size < 1 or workers < 1:
         raise InputError(f"uncertainty ≥ 0, batch_size ≥ 1 and workers ≥ 1 are required "
                          f"(got {uncertainty}, {batch_size}, {workers})")

@@ -110,3 +110,51 @@ class FakeProject:
 
     def annotations(self, entry: FakeEntry) -> FakeAnnotationSet:
         return FakeAnnotationSet(list(self.by_entry.get(entry.entry_id, [])))
+
+
+OPENSLIDE_SDIST = "openslide_python-1.4.7.tar.gz"
+OPENSLIDE_SDIST_SHA256 = "730fed798de683b00c8ef4d956f3d429cc02f2c449eb0d58944e1769ba7983cc"
+OPENSLIDE_FIXTURES = (
+    "small.svs",
+    "unreadable.svs",
+    "boxes.tiff",
+    "unopenable.tiff",
+    "boxes_0.dcm",
+    "boxes_1.dcm",
+)
+
+
+def openslide_test_fixtures() -> Path:
+    """openslide-python 1.4.7's synthetic reader fixtures (sdist only), cached by the sdist's sha256.
+
+    Raises RuntimeError when neither the cache nor the package index can provide them.
+    """
+    import hashlib
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    from histobridge import datasets
+
+    folder = datasets.cache_dir() / OPENSLIDE_SDIST_SHA256[:12] / "fixtures"
+    if all((folder / name).is_file() for name in OPENSLIDE_FIXTURES):
+        return folder
+    with tempfile.TemporaryDirectory(prefix="hb-openslide-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "openslide-python",
+               "--disable-pip-version-check", "-q", "openslide-python==1.4.7", "-d", tmp]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        sdist = Path(tmp) / OPENSLIDE_SDIST
+        if proc.returncode != 0 or not sdist.is_file():
+            raise RuntimeError(f"pip download openslide-python==1.4.7 failed: {proc.stderr.strip()[-300:]}")
+        if hashlib.sha256(sdist.read_bytes()).hexdigest() != OPENSLIDE_SDIST_SHA256:
+            raise RuntimeError(f"{sdist.name} has an unexpected sha256")
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(sdist) as tar:
+            for member in tar.getmembers():
+                parts = Path(member.name).parts
+                if member.isfile() and parts[1:3] == ("tests", "fixtures"):
+                    data = tar.extractfile(member)
+                    assert data is not None
+                    (folder / parts[-1]).write_bytes(data.read())
+    return folder

@@ -235,3 +235,25 @@ def test_unreadable_tiles_fail_the_image_cleanly(pattern_slide: Path, tmp_path: 
     assert fine.status == "written" and fine.tiles == 16 * 12
     assert open_store(tmp_path / "d.zarr").names() == ["2"]
     assert not (tmp_path / "d.zarr" / "1.partial").exists()
+
+
+def test_bounds_offset_keeps_tiles_in_qupath_space(pattern_slide: Path, tmp_path: Path) -> None:
+    """A cropped image (OpenSlide bounds, as for MRXS): coords are QuPath px, pixels come from x+dx, y+dy."""
+    dx, dy = 192, 64
+
+    class CroppedEntry(FakeEntry):
+        def open_slide(self, mpp: float | None = None):  # type: ignore[no-untyped-def]
+            return open_slide(self.path, mpp=mpp, offset=(dx, dy), size=(1600, 1200))  # type: ignore[arg-type]
+
+    entry = CroppedEntry(1, "cropped", pattern_slide)
+    project = FakeProject([entry], {1: [Annotation(box(0, 0, 5000, 5000), "Tumor")]})
+    report = tile_project(project, tmp_path / "o.zarr", TileSpec(128, 64), progress=False)
+    group = open_store(tmp_path / "o.zarr").group(1)
+    assert report.images[0].tiles == (1600 // 128) * (1200 // 128) == len(group)
+    assert group.attrs["params"]["offset"] == [dx, dy] and group.attrs["params"]["dimensions"] == [1600, 1200]
+    full = pattern_image(W, H)
+    coords, tiles = group.coords[:], group.tiles[:]
+    assert coords[:, 0].max() + 128 <= 1600 and coords[:, 1].max() + 128 <= 1200
+    for i in range(0, len(tiles), 7):
+        x, y = int(coords[i, 0]) + dx, int(coords[i, 1]) + dy
+        np.testing.assert_array_equal(tiles[i], full[y : y + 128, x : x + 128])

@@ -197,6 +197,9 @@ class OpenslideBackend:
         out: np.ndarray | None = None,
         cache: dict | None = None,
     ) -> np.ndarray:
+        # openslide takes a level-0 location and divides it by the downsample itself; with a
+        # non-integer downsample (2.0003...) the result is fractional and openslide interpolates
+        # by that sub-pixel amount. Rounding keeps the fraction below half a level-0 pixel.
         ds = self.level_downsamples[level]
         image = self._slide.read_region((round(x * ds), round(y * ds)), level, (w, h))
         return _into(rgba_to_rgb_on_white(np.asarray(image)), out)

@@ -257,3 +257,15 @@ def test_bounds_offset_keeps_tiles_in_qupath_space(pattern_slide: Path, tmp_path
     for i in range(0, len(tiles), 7):
         x, y = int(coords[i, 0]) + dx, int(coords[i, 1]) + dy
         np.testing.assert_array_equal(tiles[i], full[y : y + 128, x : x + 128])
+
+
+def test_annotation_smaller_than_a_tile_gives_an_empty_complete_group(
+    pattern_slide: Path, tmp_path: Path
+) -> None:
+    project = FakeProject([FakeEntry(1, "tiny", pattern_slide)], {1: [Annotation(box(10, 10, 40, 40), "T")]})
+    report = tile_project(project, tmp_path / "e.zarr", TileSpec(128, 64), progress=False)
+    assert report.images[0].status == "written" and report.images[0].tiles == 0
+    group = open_store(tmp_path / "e.zarr").group(1)
+    assert group.complete and group.tiles.shape == (0, 128, 128, 3) and group.coords.shape == (0, 4)
+    again = tile_project(project, tmp_path / "e.zarr", TileSpec(128, 64), progress=False)
+    assert again.images[0].status == "up-to-date"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,12 +240,15 @@ def heatmap_entry(
                                        whole_tissue=options["whole_tissue"])
         report = options["progress"]
         step = (lambda done, total: report(name, done, total)) if callable(report) else None
-        pred = predict_regions(
-            slide, regions, classifier, stride_div=options["stride_div"], batch_size=options["batch_size"],
-            workers=options["workers"], uncertainty=options["uncertainty"],
-            min_coverage=options["min_coverage"], progress=step,
-        )
-        thumb = slide.thumbnail(options["thumbnail_px"]) if len(pred) else None
+        # The overlay thumbnail is read alongside inference (the slide reader is thread-safe).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="histobridge-thumb") as pool:
+            thumb_job = pool.submit(slide.thumbnail, options["thumbnail_px"]) if regions else None
+            pred = predict_regions(
+                slide, regions, classifier, stride_div=options["stride_div"],
+                batch_size=options["batch_size"], workers=options["workers"],
+                uncertainty=options["uncertainty"], min_coverage=options["min_coverage"], progress=step,
+            )
+            thumb = thumb_job.result() if thumb_job is not None and len(pred) else None
     prefix = options["prefix"]
     colours = class_colours(pred.class_names, getattr(project, "classes", ()))
     features = tile_features(pred, prefix, colours)

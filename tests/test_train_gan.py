@@ -133,3 +133,13 @@ def test_cli_train_gan(tmp_path) -> None:
     assert "finished" in res.output
     assert np.asarray(load_generator(tmp_path / "g" / "generator.json").meta.class_names).tolist() == [
         "Purple", "Pink"]
+
+
+def test_noise_free_generator_option(tmp_path) -> None:
+    data = load_tiles(make_store(tmp_path / "store.zarr"))
+    res = train_gan(data, tmp_path / "gan", GanTrainConfig(kimg=0.004, noise=False, **TINY))
+    G = load_generator(res.generator_path.with_suffix(".json"))
+    assert not any("noise" in name for name in G.state_dict())
+    z = torch.randn(1, 16)
+    c = torch.eye(2)[:1]
+    assert torch.equal(G(z, c, noise_mode="const"), G(z, c, noise_mode="random"))

@@ -48,6 +48,7 @@ class GanTrainConfig:
     mapping_layers: int = 2
     channel_base: int = 2048
     channel_max: int = 128
+    noise: bool = True  # per-pixel noise inputs; off forces z to carry the layout (short runs)
     batch: int = 16
     lr_g: float = 0.0025
     lr_d: float = 0.0025
@@ -77,6 +78,7 @@ class GanTrainConfig:
         return GeneratorConfig(
             z_dim=self.z_dim, c_dim=c_dim, w_dim=self.w_dim, img_resolution=self.resolution,
             mapping_layers=self.mapping_layers, channel_base=self.channel_base, channel_max=self.channel_max,
+            use_noise=self.noise,
         )
 
     def discriminator_config(self, c_dim: int) -> DiscriminatorConfig:
@@ -285,7 +287,7 @@ def load_checkpoint(st: _State, cfg: GanTrainConfig, data: TileArrays, path: Pat
             f"{path}: checkpoint classes {ck['class_names']} differ from the data's {list(data.class_names)}"
         )
     old = GanTrainConfig(**ck["config"])
-    for key in ("resolution", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max"):
+    for key in ("resolution", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "noise"):
         if getattr(old, key) != getattr(cfg, key):
             raise CheckpointError(f"{path}: checkpoint has {key}={getattr(old, key)}, this run asks for "
                                   f"{getattr(cfg, key)}; use a new output folder")

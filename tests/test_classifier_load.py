@@ -197,6 +197,9 @@ def test_bad_tile_shape_and_device(tmp_path):
         clf.predict(np.zeros((2, 16, 16), np.uint8))
     with pytest.raises(ModelError, match="unknown device"):
         load_classifier(tmp_path / "m", device="warp-drive")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="CUDA is not available"):
+            load_classifier(tmp_path / "m", device="cuda")
 
 
 # ------------------------------------------------------------------------------------------ MC dropout

@@ -254,6 +254,9 @@ def select_device(device: str | None = None) -> torch.device:
             raise ModelError(f"unknown device {device!r} ({err})") from err
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ModelError(f"device {device!r} requested but CUDA is not available")
+        mps = getattr(torch.backends, "mps", None)
+        if dev.type == "mps" and not (mps is not None and mps.is_available()):
+            raise ModelError(f"device {device!r} requested but Apple MPS is not available")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -87,6 +87,7 @@ def gan(
     color_p: float = typer.Option(0.2, "--color-p", help="Least probability of colour jitter on D's inputs."),
     ada_target: float = typer.Option(0.6, "--ada-target", help="Adaptive augmentation target (0: off)."),
     ada_kimg: float = typer.Option(10.0, "--ada-kimg", help="kimg for the augmentation p to go 0 → 1."),
+    ada_max: float = typer.Option(0.7, "--ada-max", help="Upper limit of the augmentation p."),
     snapshot_kimg: float = typer.Option(2.0, "--snapshot-kimg", help="Checkpoint + sample grid interval."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1…"),
@@ -107,7 +108,7 @@ def gan(
         channel_base=channel_base, channel_max=channel_max, noise=not no_noise, batch=batch,
         lr_g=lr_g, lr_d=lr_d,
         r1_gamma=gamma, ema_kimg=ema_kimg, style_mixing=style_mixing, color_p=color_p, kimg=kimg,
-        ada_target=ada_target or None, ada_kimg=ada_kimg,
+        ada_target=ada_target or None, ada_kimg=ada_kimg, ada_max=ada_max,
         minutes=minutes, snapshot_kimg=snapshot_kimg, seed=seed, device=device, amp=amp,
     )
     every = max(1, round(200 / batch))

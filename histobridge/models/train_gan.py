@@ -61,6 +61,7 @@ class GanTrainConfig:
     translate: float = 0.125  # largest shift (fraction of the size) of D's augmentation
     ada_target: float | None = 0.6  # None: fixed augmentation; else adapt p to E[sign D(real)]
     ada_kimg: float = 10.0  # images (in kimg) for p to move from 0 to 1
+    ada_max: float = 0.7  # cap: with p near 1 the augmentations start to leak into the generator
     kimg: float = 60.0
     minutes: float | None = None
     snapshot_kimg: float = 2.0
@@ -183,7 +184,7 @@ def _adapt(st: _State, cfg: GanTrainConfig, real_logits: torch.Tensor) -> None:
     if (st.step + 1) % 4 == 0 and st.sign_n:
         rt = st.sign_sum / st.sign_n
         delta = st.sign_n / (cfg.ada_kimg * 1000)
-        st.ada_p = min(max(st.ada_p + (delta if rt > cfg.ada_target else -delta), 0.0), 1.0)
+        st.ada_p = min(max(st.ada_p + (delta if rt > cfg.ada_target else -delta), 0.0), cfg.ada_max)
         st.sign_sum, st.sign_n = 0.0, 0
 
 

@@ -109,18 +109,9 @@ def run_demo(options: DemoOptions, *, hook: StageHook | None = None, progress: b
         "clf_dir": clf_dir,
         "progress": progress,
     }
-    with timer.stage("sample"):
-        _stage_sample(ctx)
-    with timer.stage("tile"):
-        _stage_tile(ctx)
-    with timer.stage("heatmap"):
-        _stage_heatmap(ctx)
-    with timer.stage("synthetic"):
-        _stage_synthetic(ctx)
-    with timer.stage("seeds"):
-        _stage_seeds(ctx)
-    with timer.stage("blend"):
-        _stage_blend(ctx)
+    for name, stage in _STAGES:
+        with timer.stage(name):
+            stage(ctx)
     with timer.stage("report"):
         metrics = _metrics(ctx, timer.seconds)
         from histobridge.explain.demo_report import write_demo_report
@@ -253,6 +244,16 @@ def _stage_blend(ctx: dict[str, Any]) -> None:
         blends.append((blend, write_class_blend(blend, out)))
     grid = layer_blend(ctx["G"], best, CLASS_A, CLASS_B)
     ctx["blends"], ctx["layer_blend"] = blends, (grid, write_layer_blend(grid, out))
+
+
+_STAGES: tuple[tuple[str, Callable[[dict[str, Any]], None]], ...] = (
+    ("sample", _stage_sample),
+    ("tile", _stage_tile),
+    ("heatmap", _stage_heatmap),
+    ("synthetic", _stage_synthetic),
+    ("seeds", _stage_seeds),
+    ("blend", _stage_blend),
+)
 
 
 def _metrics(ctx: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:

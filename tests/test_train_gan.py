@@ -143,3 +143,11 @@ def test_noise_free_generator_option(tmp_path) -> None:
     z = torch.randn(1, 16)
     c = torch.eye(2)[:1]
     assert torch.equal(G(z, c, noise_mode="const"), G(z, c, noise_mode="random"))
+
+
+def test_const_noise_batches_run(tmp_path) -> None:
+    data = load_tiles(make_store(tmp_path / "store.zarr"))
+    seen: list[dict[str, float]] = []
+    cfg = GanTrainConfig(kimg=0.008, const_noise=1.0, **TINY)
+    train_gan(data, tmp_path / "gan", cfg, progress=seen.append)
+    assert len(seen) == 2 and all(math.isfinite(s["loss_g"]) for s in seen)

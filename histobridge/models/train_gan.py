@@ -49,6 +49,7 @@ class GanTrainConfig:
     channel_base: int = 2048
     channel_max: int = 128
     noise: bool = True  # per-pixel noise inputs; off forces z to carry the layout (short runs)
+    const_noise: float = 0.0  # share of fake batches drawn with the constant noise buffers (see _noise_mode)
     batch: int = 16
     lr_g: float = 0.0025
     lr_d: float = 0.0025
@@ -168,6 +169,12 @@ def _mapping(G: Generator, z: torch.Tensor, c: torch.Tensor, mixing: float) -> t
     return ws
 
 
+def _noise_mode(cfg: GanTrainConfig) -> str:
+    """Seeds are rendered with the constant noise buffers; fakes drawn that way in training make
+    the generator vary its layout with z instead of taking all texture from fresh noise."""
+    return "const" if cfg.const_noise > 0 and float(torch.rand(())) < cfg.const_noise else "random"
+
+
 def _d_input(x: torch.Tensor, cfg: GanTrainConfig, p: float) -> torch.Tensor:
     """What D sees: differentiable translation (probability p) and colour jitter, for reals and fakes."""
     x = random_translate(x, cfg.translate, p)
@@ -203,7 +210,7 @@ def _train_step(
     c = c_fake(n)
     with autocast:
         fake = st.G.synthesis(_mapping(st.G, torch.randn(n, st.G.z_dim, device=dev), c, cfg.style_mixing),
-                              noise_mode="random")
+                              noise_mode=_noise_mode(cfg))
         loss_g = F.softplus(-st.D(_d_input(fake, cfg, p), c)).float().mean()
     _backward_step(loss_g, st.opt_g, scaler)
     # Discriminator: softplus(D(fake)) + softplus(-D(real)) (+ R1 on reals).
@@ -212,7 +219,7 @@ def _train_step(
     do_r1 = cfg.gamma > 0 and st.step % cfg.r1_interval == 0
     c = c_fake(n)
     with torch.no_grad(), autocast:
-        fake = st.G(torch.randn(n, st.G.z_dim, device=dev), c, noise_mode="random")
+        fake = st.G(torch.randn(n, st.G.z_dim, device=dev), c, noise_mode=_noise_mode(cfg))
     real = real.detach().requires_grad_(do_r1)
     with autocast:
         logits_fake = st.D(_d_input(fake.float(), cfg, p), c)

@@ -82,6 +82,7 @@ def gan(
     channel_base: int = typer.Option(2048, "--channel-base"),
     channel_max: int = typer.Option(128, "--channel-max"),
     no_noise: bool = typer.Option(False, "--no-noise", help="No noise inputs: z alone sets the layout."),
+    const_noise: float = typer.Option(0.0, "--const-noise", help="Share of fakes with const noise."),
     ema_kimg: float = typer.Option(1.0, "--ema-kimg", help="Half-life of the generator average (kimg)."),
     style_mixing: float = typer.Option(0.5, "--style-mixing", help="Probability of style mixing."),
     color_p: float = typer.Option(0.2, "--color-p", help="Least probability of colour jitter on D's inputs."),
@@ -105,8 +106,8 @@ def gan(
         typer.echo(f"resuming from {out / CHECKPOINT}")
     cfg = GanTrainConfig(
         resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
-        channel_base=channel_base, channel_max=channel_max, noise=not no_noise, batch=batch,
-        lr_g=lr_g, lr_d=lr_d,
+        channel_base=channel_base, channel_max=channel_max, noise=not no_noise, const_noise=const_noise,
+        batch=batch, lr_g=lr_g, lr_d=lr_d,
         r1_gamma=gamma, ema_kimg=ema_kimg, style_mixing=style_mixing, color_p=color_p, kimg=kimg,
         ada_target=ada_target or None, ada_kimg=ada_kimg, ada_max=ada_max,
         minutes=minutes, snapshot_kimg=snapshot_kimg, seed=seed, device=device, amp=amp,

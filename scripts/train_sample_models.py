@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: result.metrics[k] for k in ("heldout_accuracy", "confusion_matrix", "counts")}))
     if not args.skip_gan:
         tile(project_file, work / "gan_tiles.zarr", GAN_TILES)
-        # In a short run the generator tends to take all texture from its noise inputs, so every
-        # seed would show the same layout under noise_mode="const"; half of the fake batches are
-        # therefore drawn with the constant noise buffers, which makes z carry the layout.
+        # In a short run the generator takes the texture layout from its noise inputs, so seeds
+        # rendered with noise_mode="const" share one layout (z sets colour and density). Half of the
+        # fake batches use the constant noise buffers in an attempt to move the layout into z; the
+        # first 22 kimg of the committed model ran without this (const_noise=0).
         cfg = GanTrainConfig(channel_base=1024, const_noise=0.5, kimg=args.gan_kimg, minutes=args.gan_minutes)
         res = train_gan(load_tiles(work / "gan_tiles.zarr", CLASSES), work / "gan", cfg)
         print(f"GAN at {res.kimg:.1f} kimg after {res.seconds / 60:.1f} min (finished: {res.finished})")

@@ -172,8 +172,8 @@ def _mapping(G: Generator, z: torch.Tensor, c: torch.Tensor, mixing: float) -> t
 def _noise_mode(cfg: GanTrainConfig) -> str:
     """Seeds are rendered with the constant noise buffers, so a share of fakes is drawn that way too.
 
-    Meant to push the layout from fresh noise into z; on the small skin sample (22→~100 kimg) it did
-    not measurably raise the layout variety across seeds, so it is off by default.
+    Meant to push the layout from fresh noise into z. Its effect has not been measured in isolation
+    (on the skin sample, layout variety across seeds rose only slowly with it), so it is off by default.
     """
     return "const" if cfg.const_noise > 0 and float(torch.rand(())) < cfg.const_noise else "random"
 

@@ -108,3 +108,12 @@ def test_cached_file_with_wrong_hash_is_not_trusted(tmp_path, monkeypatch) -> No
 
 def test_sample_slide_matches_its_checksum(cmu_slide) -> None:
     assert datasets.sha256_of(cmu_slide) == datasets.DATASETS["cmu-small-region"].sha256
+
+
+def test_usage_errors_exit_2_with_a_message() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "from histobridge.cli import main; main()", "no-such-command"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "No such command" in proc.stderr and "Traceback" not in proc.stderr

@@ -62,23 +62,11 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry: run the app and map library errors to a clean exit."""
+    """Console-script entry: usage errors are typer's (exit 2); library errors are one line (exit 1)."""
     from histobridge.errors import HistobridgeError
 
     try:
-        app(standalone_mode=False)
+        app()
     except HistobridgeError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise

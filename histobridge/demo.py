@@ -36,10 +36,10 @@ class DemoOptions:
     """What the demo does; the defaults finish in a few minutes on two CPU cores."""
 
     out_dir: Path
-    seeds: int = 96
-    blend_seeds: int = 3
-    blend_steps: int = 7
-    synthetic_per_region: int | None = 8
+    seeds: int = 256
+    blend_seeds: int = 4
+    blend_steps: int = 9
+    synthetic_per_region: int | None = None  # None: as many as the region has real tiles
     workers: int = 2
     offline: bool = False
     classifier: Path | None = None  # default: the sample project's own models
@@ -129,8 +129,10 @@ def run_demo(options: DemoOptions, *, hook: StageHook | None = None, progress: b
 def _stage_sample(ctx: dict[str, Any]) -> None:
     from histobridge.qupath.project import Project
     from histobridge.qupath.sample import init_sample_project
+    from histobridge.qupath.scripts import install_scripts
 
     qpproj = init_sample_project(ctx["out"] / "project", SAMPLE, force=True, offline=ctx["options"].offline)
+    install_scripts(qpproj.parent)  # QuPath lists them under Automate > Project scripts
     ctx["project"] = Project.open(qpproj)
 
 

@@ -95,3 +95,11 @@ def test_rerun_resumes_without_duplicating(demo_run) -> None:
 def test_sample_models_are_shipped() -> None:
     clf, gen = sample_model_paths()
     assert (clf / "config.json").is_file() and gen.is_file()
+
+
+def test_groovy_scripts_are_placed_in_the_project(demo_run) -> None:
+    opts, _, _ = demo_run
+    scripts = opts.out_dir / "project" / "scripts"
+    names = sorted(p.name for p in scripts.glob("*.groovy"))
+    assert names == ["export_annotations.groovy", "import_results.groovy"]
+    assert "resolveHierarchy" in (scripts / "import_results.groovy").read_text()

@@ -19,8 +19,10 @@ _LABELS = {
 
 def demo(
     out: Path = typer.Option(Path("histobridge-demo"), "--out", help="Output folder (reruns resume here)."),
-    seeds: int = typer.Option(96, help="Seeds to search for class swaps."),
-    per_region: int = typer.Option(8, "--per-region", help="Synthetic tiles per annotated region (cap)."),
+    seeds: int = typer.Option(256, help="Seeds to search for class swaps."),
+    per_region: int = typer.Option(
+        0, "--per-region", help="Synthetic tiles per region (0: as many as real ones)."
+    ),
     workers: int = typer.Option(2, help="Reader threads."),
     offline: bool = typer.Option(False, help="Use only the local cache for the sample slide."),
 ) -> None:
@@ -33,7 +35,7 @@ def demo(
 
     console = Console()
     options = DemoOptions(
-        out_dir=out, seeds=seeds, synthetic_per_region=per_region, workers=workers, offline=offline
+        out_dir=out, seeds=seeds, synthetic_per_region=per_region or None, workers=workers, offline=offline
     )
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console

@@ -80,3 +80,14 @@ def info(
             found = "yes (moved)"
         table.add_row(str(e.entry_id), e.name, found, size, um, where, per_class, "\n".join(problems))
     console.print(table)
+
+
+@app.command("scripts")
+def scripts(
+    project: Path = typer.Argument(..., help="QuPath project folder or .qpproj file."),
+) -> None:
+    """Copy histobridge's Groovy scripts into the project (QuPath: Automate > Project scripts)."""
+    from histobridge.qupath.scripts import install_scripts
+
+    for path in install_scripts(project):
+        typer.echo(f"wrote {path}")

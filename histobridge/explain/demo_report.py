@@ -12,9 +12,9 @@ _QUPATH_STEPS = """\
 1. In QuPath (0.4 or newer): File > Open project... and choose {project}.
 2. Open the image (double-click it in the Project tab). The Epidermis, Dermis and Background
    annotations appear as drawn.
-3. Automate > Show script editor, open {script}, then Run (or Run > Run for project).
+3. Automate > Project scripts > import_results (the demo copied it into {script}).
    The classifier's tiles are imported under their annotations; earlier histobridge tiles are
-   replaced, never duplicated.
+   replaced, never duplicated. For several images: open it in the script editor, Run > Run for project.
 4. Measure > Show measurement maps, and pick "{prefix}: Epidermis probability" (or Dermis).
 """
 
@@ -89,13 +89,13 @@ def write_demo_report(ctx: dict[str, Any], metrics: dict[str, Any], path: Path) 
     _seed_section(rep, ctx)
     _blend_section(rep, ctx, G)
     rep.heading("6. Timings")
-    rep.table(
-        [{"stage": k, "seconds": float(v)} for k, v in metrics["seconds"].items()], ["stage", "seconds"]
-    )
+    rows = [{"stage": k, "seconds": float(v)} for k, v in metrics["seconds"].items()]
+    rows.append({"stage": "all stages before this report", "seconds": float(sum(r["seconds"] for r in rows))})
+    rep.table(rows, ["stage", "seconds"])
     rep.heading("7. Open the result in QuPath")
     rep.code(
         _QUPATH_STEPS.format(
-            project=ctx["project"].path, script="qupath_scripts/import_results.groovy", prefix=clf.name
+            project=ctx["project"].path, script=ctx["project"].folder / "scripts", prefix=clf.name
         )
     )
     return rep.write(path)
@@ -104,7 +104,7 @@ def write_demo_report(ctx: dict[str, Any], metrics: dict[str, Any], path: Path) 
 def _synthetic_section(rep: Report, ctx: dict[str, Any]) -> None:
     rep.heading("3. Matched synthetic tiles: real | synthetic | class-swapped")
     rep.paragraph(
-        "For every annotated region the generator made as many tiles as the region has real tiles (capped), "
+        "For every annotated region the generator made as many tiles as the region has real tiles, "
         "at the region's own µm/px (the GAN tile is centre-cropped to the field of view, then resized). Each "
         "synthetic tile has a twin from the same seed conditioned on the other class: what changes between "
         "the two rows is what the generator ties to the class."

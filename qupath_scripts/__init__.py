@@ -1,0 +1,1 @@
+"""QuPath Groovy scripts shipped with histobridge (package data; see histobridge.qupath.scripts)."""

@@ -109,10 +109,35 @@ def _synthetic_section(rep: Report, ctx: dict[str, Any]) -> None:
         "synthetic tile has a twin from the same seed conditioned on the other class: what changes between "
         "the two rows is what the generator ties to the class."
     )
-    montages = ctx.get("files", {}).get("montages", [])
-    rep.figures((p, p.stem.replace("_", " ")) for p in montages[:6])
-    if len(montages) > 6:
-        rep.paragraph(f"{len(montages) - 6} more montages are in {montages[0].parent}.")
+    for path, caption in _largest_montages(ctx, per_class=2):
+        rep.figure(path, caption)
+    rep.paragraph(f"Montages of every region are in {ctx['out'] / 'synthetic'}.")
+
+
+def _largest_montages(ctx: dict[str, Any], per_class: int) -> list[tuple[Path, str]]:
+    """The montages of the regions with the most tiles, ``per_class`` for each class."""
+    import re
+
+    from PIL import Image
+
+    from histobridge.tiling.store import open_store
+
+    store = open_store(ctx["store"])
+    picked: dict[str, list[tuple[int, Path, str]]] = {}
+    for path in ctx.get("files", {}).get("montages", []):
+        m = re.fullmatch(r"(.+)_region(\d+)", path.stem)
+        if not m or m.group(1) not in store:
+            continue
+        region = store.group(m.group(1)).attrs["regions"][int(m.group(2))]
+        cls = str(region.get("class"))
+        with Image.open(path) as im:
+            width = im.width
+        label = f"{cls} region {int(m.group(2))} of image {m.group(1)}: real | synthetic {cls} | swapped twin"
+        picked.setdefault(cls, []).append((width, path, label))
+    out = []
+    for items in picked.values():
+        out += [(p, c) for _, p, c in sorted(items, key=lambda t: -t[0])[:per_class]]
+    return out
 
 
 def _seed_section(rep: Report, ctx: dict[str, Any]) -> None:

@@ -103,3 +103,21 @@ def test_groovy_scripts_are_placed_in_the_project(demo_run) -> None:
     names = sorted(p.name for p in scripts.glob("*.groovy"))
     assert names == ["export_annotations.groovy", "import_results.groovy"]
     assert "resolveHierarchy" in (scripts / "import_results.groovy").read_text()
+
+
+@pytest.mark.slow
+def test_readme_demo_command_at_full_size(tmp_path, cmu_slide) -> None:
+    """``histobridge demo`` exactly as the README runs it, through the console entry point."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from histobridge.cli import main; main()", "demo", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["seeds_searched"] == 256 and m["synthetic_tiles"] == m["tiles"]
+    assert m["synthetic_agreement"] >= 0.85 and m["classifier_heldout_accuracy"] >= 0.90
+    assert "report.html" in proc.stdout

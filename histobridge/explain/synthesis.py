@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +21,13 @@ from PIL import Image
 
 from histobridge.errors import CalibrationError, InputError, ModelError
 
+# Matched synthetic tiles for annotated regions live in their own module (store I/O, resume);
+# re-exported here so callers find every synthesis operation in one place.
+from histobridge.explain._matched import MatchedReport, matched_synthetic
+
 if TYPE_CHECKING:
     import torch
 
-    from histobridge.explain._matched import MatchedReport
     from histobridge.models.classifier import TileClassifier
     from histobridge.models.stylegan2 import Generator
 
@@ -296,40 +298,9 @@ def generator_record(G: Generator, gan_um: float | None = None) -> dict[str, Any
     }
 
 
-def matched_synthetic(
-    store_path: str | os.PathLike[str],
-    G: Generator,
-    classifier: TileClassifier | None = None,
-    n: int | None = None,
-    class_map: Mapping[str, str | int] | None = None,
-    seed0: int = 0,
-    *,
-    gan_um: float | None = None,
-    montage_dir: str | os.PathLike[str] | None = None,
-    batch_size: int = 16,
-) -> MatchedReport:
-    """Synthetic tiles and class-swapped twins for every annotated region of a tile store.
-
-    Stored in each image group's ``synthetic`` sub-group at the store's tile geometry, with a
-    real | synthetic | swapped montage per region (details in :mod:`histobridge.explain._matched`).
-    """
-    from histobridge.explain._matched import matched_synthetic as _impl
-
-    return _impl(
-        store_path,
-        G,
-        classifier,
-        n,
-        class_map,
-        seed0,
-        gan_um=gan_um,
-        montage_dir=montage_dir,
-        batch_size=batch_size,
-    )
-
-
 __all__ = [
     "CropBox",
+    "MatchedReport",
     "SyntheticTiles",
     "class_names",
     "class_weights",

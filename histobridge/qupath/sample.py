@@ -7,18 +7,17 @@ and the project's URIs are rewritten to point at it, so QuPath opens the result 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import time
-from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from histobridge._atomic import write_json
+from histobridge._bundled import bundled_roots
 from histobridge.errors import InputError, ProjectError
 from histobridge.qupath import layout
 from histobridge.qupath.servers import path_to_uri
@@ -31,14 +30,7 @@ SKIP_NAMES = frozenset({"__init__.py", "__pycache__", ".DS_Store"})
 
 
 def _roots() -> list[Traversable]:
-    """Installed package data first, then the source checkout's ``sample_projects/``."""
-    roots: list[Traversable] = []
-    with contextlib.suppress(ModuleNotFoundError, TypeError):
-        roots.append(resources.files(PACKAGE))
-    repo = Path(__file__).resolve().parents[2] / "sample_projects"
-    if repo.is_dir():
-        roots.append(repo)
-    return roots
+    return bundled_roots(PACKAGE, "sample_projects")
 
 
 def sample_names() -> list[str]:

@@ -6,12 +6,11 @@ copying ours there saves pathologists from hunting for them on disk.
 
 from __future__ import annotations
 
-import contextlib
-from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
 from histobridge._atomic import write_bytes
+from histobridge._bundled import bundled_roots
 from histobridge.errors import ProjectError
 
 PACKAGE = "histobridge.qupath_scripts"
@@ -19,13 +18,9 @@ SCRIPTS = ("export_annotations.groovy", "import_results.groovy")
 
 
 def _root() -> Traversable:
-    with contextlib.suppress(ModuleNotFoundError, TypeError):
-        root = resources.files(PACKAGE)
+    for root in bundled_roots(PACKAGE, "qupath_scripts"):
         if (root / SCRIPTS[0]).is_file():
             return root
-    repo = Path(__file__).resolve().parents[2] / "qupath_scripts"
-    if (repo / SCRIPTS[0]).is_file():
-        return repo
     raise ProjectError("histobridge's QuPath scripts are missing from this installation")
 
 

@@ -1,7 +1,7 @@
 """Seed-search throughput: seeds/s with batched generation against one seed per forward pass.
 
 A seed search renders every seed twice (start and end class), crops and resizes both images to the
-classifier's field of view and classifies them. This script times :func:`histobridge.explain.seeds.
+classifier's field of view and classifies them. This script times :func:`histobridge.synthetic.seeds.
 seed_search` with ``batch_size=1`` (one seed, i.e. its two images, per forward pass) and with larger
 batches on the same random generator and a small
 TorchScript classifier, and prints the speed-up measured in this run. It also times crop-then-resize
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from histobridge.explain import seeds as sd
-from histobridge.explain.synthesis import crop_then_resize
 from histobridge.models.classifier import load_classifier, make_config, save_classifier
 from histobridge.models.stylegan2 import Generator, GeneratorConfig
+from histobridge.synthetic import seeds as sd
+from histobridge.synthetic.synthesis import crop_then_resize
 
 
 class SmallCNN(nn.Module):

@@ -136,8 +136,8 @@ def main() -> None:
 
     from shapely.geometry import box
 
-    from histobridge.explain.heatmap import predict_regions, run_heatmap
-    from histobridge.explain.tile_inference import iter_batches
+    from histobridge.heatmap.inference import iter_batches
+    from histobridge.heatmap.pipeline import predict_regions, run_heatmap
     from histobridge.models.classifier import load_classifier, make_config, save_classifier
     from histobridge.slides import open_slide
     from histobridge.tiling.regions import Region

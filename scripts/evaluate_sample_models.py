@@ -38,7 +38,7 @@ def heldout_from_store(classifier, store: Path, regions: list[int]) -> dict:
 
 def synthetic_agreement(G, classifier, seeds: int) -> dict:
     """Per class: fraction of generated tiles the classifier assigns to the conditioning class."""
-    from histobridge.explain.synthesis import generate
+    from histobridge.synthetic.synthesis import generate
 
     names = list(classifier.class_names)
     out: dict = {"per_class": {}, "seeds": seeds, "gan_tile_um": G.meta.tile_um,
@@ -57,8 +57,8 @@ def synthetic_agreement(G, classifier, seeds: int) -> dict:
 
 def write_montage(G, path: Path, per_row: int = 10, rows_per_class: int = 2) -> None:
     """Generated tiles (seeds 0..) per class; two rows per class, the class name on the left."""
-    from histobridge.explain.pictures import montage, save_png
-    from histobridge.explain.synthesis import generate
+    from histobridge.synthetic.synthesis import generate
+    from histobridge.viz.pictures import montage, save_png
 
     cells, labels = [], []
     n = per_row * rows_per_class

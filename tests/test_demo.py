@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from histobridge.demo import DemoOptions, run_demo, sample_model_paths
+from histobridge.demo.run import DemoOptions, run_demo, sample_model_paths
 from histobridge.qupath import layout
 from histobridge.qupath.geojson import read_features
 

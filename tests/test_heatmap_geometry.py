@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 from shapely.geometry import box
 
-from histobridge.explain.heatmap import heatmap_grid, predict_regions, tile_geometry
+from histobridge.heatmap.pipeline import heatmap_grid, predict_regions, tile_geometry
 from histobridge.models.classifier import load_classifier
 from histobridge.slides import open_slide
 from histobridge.tiling.regions import Region

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from histobridge.errors import SlideError
-from histobridge.explain.overlay import HeatGrid, colour_lut, overlay_picture, write_overlays
-from histobridge.explain.tile_inference import infer_tiles
+from histobridge.heatmap.inference import infer_tiles
 from histobridge.models.classifier import load_classifier
+from histobridge.viz.overlay import HeatGrid, colour_lut, overlay_picture, write_overlays
 from tests._heatmap_helpers import ColourNet, config_dict, expected_probs, save_model
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from histobridge.errors import InputError
-from histobridge.explain.heatmap import measurement_names, run_heatmap
+from histobridge.heatmap.pipeline import measurement_names, run_heatmap
 from histobridge.models.classifier import load_classifier
 from histobridge.qupath import geojson, layout
 from tests._heatmap_helpers import (
@@ -206,7 +206,7 @@ def test_real_slide_sample_project(cmu_slide, tmp_path):
 def test_paquo_write_back(project, model, tmp_path):
     """With QuPath + paquo, tiles land in the project itself; without, a clear error before any work."""
     from histobridge.errors import ProjectError
-    from histobridge.explain.paquo_writeback import paquo_ready
+    from histobridge.qupath.paquo.write import paquo_ready
 
     ok, why = paquo_ready()
     if not ok:

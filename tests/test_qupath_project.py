@@ -317,7 +317,7 @@ def test_qpdata_preferred_then_fallback_to_geojson(tmp_path: Path, shared_dir: P
 
 
 def test_paquo_source_without_qupath(tmp_path: Path) -> None:
-    from histobridge.qupath.paquo_backend import paquo_status
+    from histobridge.qupath.paquo.read import paquo_status
 
     ok, _ = paquo_status()
     if ok:
@@ -329,7 +329,7 @@ def test_paquo_source_without_qupath(tmp_path: Path) -> None:
 
 @pytest.mark.qupath
 def test_paquo_reads_the_same_annotations_as_geojson(tmp_path: Path) -> None:
-    from histobridge.qupath.paquo_backend import paquo_status
+    from histobridge.qupath.paquo.read import paquo_status
 
     ok, why = paquo_status()
     if not ok:

@@ -31,7 +31,7 @@ def demo(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from histobridge.demo import STAGES, DemoOptions, run_demo
+    from histobridge.demo.run import STAGES, DemoOptions, run_demo
 
     console = Console()
     options = DemoOptions(

@@ -59,8 +59,8 @@ def parse_floats(text: str, what: str) -> list[float]:
 
 def parse_splits(text: str, num_ws: int) -> tuple[int, ...]:
     """``auto`` (every split 0..num_ws) or a list/range of split points such as ``0,4,8`` or ``0-6``."""
-    from histobridge.explain.blending import auto_splits
     from histobridge.models.stylegan2 import parse_seeds
+    from histobridge.synthetic.blending import auto_splits
 
     if text.strip().lower() == "auto":
         return auto_splits(num_ws)
@@ -80,7 +80,7 @@ def blend(
     device: str = typer.Option("cpu", "--device", help="torch device for the generator."),
 ) -> None:
     """Class blending: one seed from class A to class B with soft one-hot labels."""
-    from histobridge.explain import blending
+    from histobridge.synthetic import blending
 
     G = _load_generator(generator, gan_um, device)
     clf = _load_classifier(classifier, device)
@@ -112,8 +112,8 @@ def layer_blend(
     device: str = typer.Option("cpu", "--device", help="torch device for the generator."),
 ) -> None:
     """Layer blending: w from class A at chosen layers, class B (mixed by α) at the others."""
-    from histobridge.explain import blending
     from histobridge.models.stylegan2 import parse_seeds
+    from histobridge.synthetic import blending
 
     G = _load_generator(generator, gan_um, device)
     seeds = parse_seeds(seed)
@@ -148,8 +148,8 @@ def seeds(
     device: str = typer.Option("cpu", "--device", help="torch device for the generator."),
 ) -> None:
     """Seed search: which seeds swap class (strong / weak / none) when only the label changes."""
-    from histobridge.explain import seeds as sd
     from histobridge.models.stylegan2 import parse_seeds
+    from histobridge.synthetic import seeds as sd
 
     G = _load_generator(generator, gan_um, device)
     clf = _load_classifier(classifier, device)
@@ -187,7 +187,7 @@ def synth(
 ) -> None:
     """Matched synthetic tiles for every annotated region, with class-swapped twins and montages."""
     from histobridge._atomic import write_json
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     G = _load_generator(generator, gan_um, device)
     um = syn.gan_tile_um(G, gan_um)

@@ -47,7 +47,7 @@ def heatmap(
     """Classify tiles of each image and write QuPath tiles with probability measurements."""
     if stride_div not in (1, 2, 4):
         raise typer.BadParameter("--stride-div must be 1, 2 or 4")
-    from histobridge.explain.heatmap import run_heatmap
+    from histobridge.heatmap.pipeline import run_heatmap
     from histobridge.models.classifier import load_classifier
 
     clf = load_classifier(model, device=device)

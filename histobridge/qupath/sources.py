@@ -73,7 +73,7 @@ def from_geojson(project: Project, entry: ImageEntry, object_types: Collection[s
 
 def from_paquo(project: Project, entry: ImageEntry, object_types: Collection[str] | None) -> AnnotationSet:
     """Annotations read by QuPath itself through paquo (in a subprocess)."""
-    from histobridge.qupath.paquo_backend import read_annotations
+    from histobridge.qupath.paquo.read import read_annotations
 
     result = read_annotations(project.path, entry.entry_id)
     return AnnotationSet(_keep(result.annotations, object_types), "paquo", tuple(result.notes), project.path)

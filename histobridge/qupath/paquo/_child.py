@@ -1,6 +1,6 @@
-"""Child-process entry for :mod:`histobridge.qupath.paquo_backend` (not a library module).
+"""Child-process entry for :mod:`histobridge.qupath.paquo.read` (not a library module).
 
-Usage: ``python -m histobridge.qupath._paquo_child check`` or ``... read PROJECT ENTRY_ID``.
+Usage: ``python -m histobridge.qupath.paquo._child check`` or ``... read PROJECT ENTRY_ID``.
 stdout carries the answer (a version line, or a GeoJSON FeatureCollection); errors go to stderr
 with a non-zero exit status. Importing paquo here starts the JVM, which is why this is its own process.
 """

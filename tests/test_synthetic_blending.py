@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from _explain_helpers import reference_probs, tiny_classifier, tiny_generator
+from _synthetic_helpers import reference_probs, tiny_classifier, tiny_generator
 from PIL import Image
 
 from histobridge.errors import InputError
-from histobridge.explain import blending
 from histobridge.models.stylegan2 import onehot, z_from_seed
+from histobridge.synthetic import blending
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from _explain_helpers import probe_classifier, probe_probs, tiny_classifier, tiny_generator
+from _synthetic_helpers import probe_classifier, probe_probs, tiny_classifier, tiny_generator
 from PIL import Image
 
 from histobridge.errors import InputError
-from histobridge.explain import seeds as sd
-from histobridge.explain import synthesis as syn
+from histobridge.synthetic import seeds as sd
+from histobridge.synthetic import synthesis as syn
 
 TH = sd.SwapThresholds()
 

@@ -6,7 +6,7 @@ from importlib.resources import as_file
 from pathlib import Path
 from typing import Any
 
-from histobridge.explain.report import Report
+from histobridge.report.html import Report
 
 _QUPATH_STEPS = """\
 1. In QuPath (0.4 or newer): File > Open project... and choose {project}.
@@ -51,7 +51,7 @@ def _summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_demo_report(ctx: dict[str, Any], metrics: dict[str, Any], path: Path) -> Path:
-    """Assemble ``report.html`` from the demo's context (see :mod:`histobridge.demo`)."""
+    """Assemble ``report.html`` from the demo's context (see :mod:`histobridge.demo.run`)."""
     from histobridge.qupath import layout
 
     G, clf = ctx["G"], ctx["classifier"]

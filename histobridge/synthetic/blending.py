@@ -54,7 +54,7 @@ def class_blend_images(
     G: Generator, seed: int, a: int | str, b: int | str, ts: Sequence[float], *, truncation_psi: float = 1.0
 ) -> torch.Tensor:
     """Float NCHW images of one seed at each blend position ``t`` (exact, for comparisons)."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     ia, ib = syn.resolve_class(G, a), syn.resolve_class(G, b)
     c = syn.labels_for(G, blend_weights(syn.num_classes(G), ia, ib, ts))
@@ -104,7 +104,7 @@ def class_blend(
     truncation_psi: float = 1.0,
 ) -> ClassBlend:
     """Blend one seed from ``class_from`` to ``class_to`` in ``steps`` and classify each step."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     names = syn.class_names(G)
     ia, ib = syn.resolve_class(G, class_from), syn.resolve_class(G, class_to)
@@ -127,7 +127,7 @@ def _output_names(classifier: TileClassifier, n: int) -> tuple[str, ...]:
 def class_blend_strip(blend: ClassBlend) -> Image.Image:
     """The blend as one captioned strip: ``t``, the classifier's probability of the end class (when it
     has one of that name) and its top class under each image."""
-    from histobridge.explain.pictures import strip
+    from histobridge.viz.pictures import strip
 
     lowered = [c.lower() for c in blend.classifier_classes]
     target = lowered.index(blend.class_to.lower()) if blend.class_to.lower() in lowered else None
@@ -147,7 +147,7 @@ def class_blend_strip(blend: ClassBlend) -> Image.Image:
 
 def write_class_blend(blend: ClassBlend, out_dir: str | Path) -> dict[str, Path]:
     """``blend_seed<S>.png`` (strip), ``.csv`` and ``.json`` (one row per step)."""
-    from histobridge.explain.pictures import save_png
+    from histobridge.viz.pictures import save_png
 
     out = Path(out_dir)
     stem = f"blend_seed{blend.seed}_{_slug(blend.class_from)}_to_{_slug(blend.class_to)}"
@@ -242,7 +242,7 @@ def layer_blend_images(
     truncation_psi: float = 1.0,
 ) -> torch.Tensor:
     """Float NCHW images, one per seed, with class A's w at ``layers_a`` and B (mixed by α) elsewhere."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     layers = check_layers(layers_a, G.num_ws)
     w_a, w_b = _class_ws(G, seeds, class_a, class_b, truncation_psi)
@@ -252,7 +252,7 @@ def layer_blend_images(
 def _class_ws(
     G: Generator, seeds: Sequence[int], class_a: int | str, class_b: int | str, psi: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     n_cls, n = syn.num_classes(G), len(seeds)
     z = syn.latents(G, seeds)
@@ -296,7 +296,7 @@ def layer_blend(
 ) -> LayerBlendGrid:
     """A grid of layer blends: one row per split ``k`` (A at layers ``0..k−1``) or one row for an
     explicit ``layers_a``; columns are the seeds × α values."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     names = syn.class_names(G)
     ia, ib = syn.resolve_class(G, class_a), syn.resolve_class(G, class_b)
@@ -336,7 +336,7 @@ def _span(layers: Sequence[int]) -> str:
 
 def layer_blend_picture(grid: LayerBlendGrid) -> Image.Image:
     """The grid with row labels (which layers come from which class) and column labels (seed, α)."""
-    from histobridge.explain.pictures import montage
+    from histobridge.viz.pictures import montage
 
     first = grid.cells[0]
     col_labels = [f"seed {c.seed}\nalpha={c.alpha:g}" for c in first]
@@ -350,7 +350,7 @@ def layer_blend_picture(grid: LayerBlendGrid) -> Image.Image:
 
 def write_layer_blend(grid: LayerBlendGrid, out_dir: str | Path) -> dict[str, Path]:
     """``layer_blend_<A>_<B>.png`` plus ``.csv``/``.json``: indices, α, classes and seed of every image."""
-    from histobridge.explain.pictures import save_png
+    from histobridge.viz.pictures import save_png
 
     first = grid.cells[0][0]
     out = Path(out_dir)

@@ -23,7 +23,7 @@ from histobridge.errors import CalibrationError, InputError, ModelError
 
 # Matched synthetic tiles for annotated regions live in their own module (store I/O, resume);
 # re-exported here so callers find every synthesis operation in one place.
-from histobridge.explain._matched import MatchedReport, matched_synthetic
+from histobridge.synthetic.matched import MatchedReport, matched_synthetic
 
 if TYPE_CHECKING:
     import torch

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from _explain_helpers import reference_probs, tiny_classifier, tiny_generator, tiny_store
+from _synthetic_helpers import reference_probs, tiny_classifier, tiny_generator, tiny_store
 from PIL import Image
 
 from histobridge.errors import CalibrationError, InputError, ModelError, StoreError
-from histobridge.explain import synthesis as syn
 from histobridge.models.stylegan2 import onehot, to_uint8, z_from_seed
+from histobridge.synthetic import synthesis as syn
 
 
 def test_crop_box_lung_numbers() -> None:
@@ -139,7 +139,7 @@ def test_matched_synthetic_n_class_map_and_resize_to_store_geometry(tmp_path) ->
 def test_matched_synthetic_resumes_and_skips_finished_groups(tmp_path, monkeypatch) -> None:
     G = tiny_generator(c_dim=2)
     store = tiny_store(tmp_path / "s.zarr", [("class0", 5)])
-    from histobridge.explain import _matched
+    from histobridge.synthetic import matched as _matched
 
     calls = {"n": 0}
     real_generate = syn.generate

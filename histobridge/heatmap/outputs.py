@@ -20,7 +20,7 @@ import numpy as np
 from histobridge._atomic import atomic_open, atomic_path
 
 if TYPE_CHECKING:
-    from histobridge.explain.heatmap import ImagePrediction
+    from histobridge.heatmap.pipeline import ImagePrediction
 
 # Fallback colours for classes the project does not define (distinct, readable on H&E).
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -160,8 +160,8 @@ def write_image_outputs(
     thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, features: list[dict] | None = None,
 ) -> list[Path]:
     """GeoJSON, NPZ, CSV and PNG overlays for one image in ``folder``; returns the paths written."""
-    from histobridge.explain.overlay import write_overlays
     from histobridge.qupath import geojson
+    from histobridge.viz.overlay import write_overlays
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []

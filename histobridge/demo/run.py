@@ -114,7 +114,7 @@ def run_demo(options: DemoOptions, *, hook: StageHook | None = None, progress: b
             stage(ctx)
     with timer.stage("report"):
         metrics = _metrics(ctx, timer.seconds)
-        from histobridge.explain.demo_report import write_demo_report
+        from histobridge.demo.report import write_demo_report
 
         report = write_demo_report(ctx, metrics, out / "report.html")
     metrics["seconds"]["report"] = timer.seconds["report"]
@@ -159,7 +159,7 @@ def _stage_tile(ctx: dict[str, Any]) -> None:
 
 
 def _stage_heatmap(ctx: dict[str, Any]) -> None:
-    from histobridge.explain.heatmap import run_heatmap
+    from histobridge.heatmap.pipeline import run_heatmap
 
     report = run_heatmap(
         ctx["project"],
@@ -176,7 +176,7 @@ def _stage_heatmap(ctx: dict[str, Any]) -> None:
 
 
 def _stage_synthetic(ctx: dict[str, Any]) -> None:
-    from histobridge.explain.synthesis import matched_synthetic
+    from histobridge.synthetic.synthesis import matched_synthetic
 
     report = matched_synthetic(
         ctx["store"],
@@ -218,7 +218,7 @@ def synthetic_agreement(store_path: Path, classifier_classes: Sequence[str]) -> 
 
 
 def _stage_seeds(ctx: dict[str, Any]) -> None:
-    from histobridge.explain.seeds import seed_search, table_csv
+    from histobridge.synthetic.seeds import seed_search, table_csv
 
     out = ctx["out"] / "seeds"
     out.mkdir(exist_ok=True)
@@ -233,7 +233,7 @@ def _stage_seeds(ctx: dict[str, Any]) -> None:
 
 
 def _stage_blend(ctx: dict[str, Any]) -> None:
-    from histobridge.explain.blending import class_blend, layer_blend, write_class_blend, write_layer_blend
+    from histobridge.synthetic.blending import class_blend, layer_blend, write_class_blend, write_layer_blend
 
     out = ctx["out"] / "blends"
     res = ctx["seeds"][(CLASS_A, CLASS_B)]

@@ -97,7 +97,7 @@ def resolve_class_map(
 ) -> dict[str, int]:
     """Region class name → generator class index: the explicit mapping first, then equal names
     (case-insensitive). Unmapped classes are simply absent from the result."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     explicit = {str(k).lower(): v for k, v in (class_map or {}).items()}
     names = [n.lower() for n in syn.class_names(G)]
@@ -126,7 +126,7 @@ def plan_group(
     group: TileGroup, G: Generator, mapping: Mapping[str, int], n: int | None, seed: int
 ) -> tuple[list[RegionPlan], dict[int, str], int]:
     """Regions to fill and the seeds they get (consecutive from ``seed``); returns the next seed."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     attrs = group.attrs
     regions_meta = list(attrs.get("regions") or [])
@@ -181,7 +181,7 @@ def _params(
     classifier: TileClassifier | None,
     mapping: Mapping[str, int],
 ) -> dict[str, Any]:
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     clf = None
     if classifier is not None:
@@ -251,7 +251,7 @@ def _open_partial(
 
 def _fill(run: _Run, sub: zarr.Group, geometry: tuple[int, float, bool]) -> None:
     """Generate from ``attrs["filled"]`` to the end, recording progress after every batch."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     G, gan_um, batch_size = run.G, run.gan_um, run.batch_size
     px, um, transform = geometry
@@ -301,7 +301,7 @@ def matched_synthetic(
     """
     import zarr
 
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
     from histobridge.tiling.store import open_store
 
     store_path = Path(store_path)
@@ -371,7 +371,7 @@ def write_region_montages(
     """One PNG per region: real tiles | synthetic | class-swapped (at most ``MONTAGE_COLS`` each)."""
     import zarr
 
-    from histobridge.explain.pictures import montage, save_png
+    from histobridge.viz.pictures import montage, save_png
 
     grp = zarr.open_group(store=img_group.store, path=img_group.path, mode="r")
     sub = grp[SUBGROUP]

@@ -9,14 +9,14 @@ import sys
 import numpy as np
 import pytest
 import zarr
-from _explain_helpers import tiny_classifier, tiny_generator, tiny_store
+from _synthetic_helpers import tiny_classifier, tiny_generator, tiny_store
 from typer.testing import CliRunner
 
 from histobridge.cli import app
 from histobridge.cli.explain import parse_class_map, parse_floats, parse_splits
 from histobridge.errors import InputError
-from histobridge.explain import synthesis as syn
 from histobridge.models.gan_format import save_generator
+from histobridge.synthetic import synthesis as syn
 
 runner = CliRunner()
 

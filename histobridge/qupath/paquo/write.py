@@ -1,7 +1,7 @@
 """Write heatmap tiles straight into a QuPath project through paquo (QuPath's own Java code).
 
 paquo starts a JVM on import and a JVM cannot be restarted in one process (qupath-formats.md §13),
-so the writing runs in ``python -m histobridge.explain.paquo_writeback write …``. The parent backs up
+so the writing runs in ``python -m histobridge.qupath.paquo.write write …``. The parent backs up
 the ``.qpproj`` first, hands over the GeoJSON file written for the Groovy route, and reports errors.
 Tiles of earlier runs of the same model (same name / measurement prefix) are removed first, so a rerun
 replaces rather than duplicates, as ``import_results.groovy`` does. Measurements are passed to paquo
@@ -21,13 +21,13 @@ from typing import Any
 from histobridge._atomic import backup_file
 from histobridge.errors import ProjectError
 
-CHILD = "histobridge.explain.paquo_writeback"
+CHILD = "histobridge.qupath.paquo.write"
 WRITE_TIMEOUT_S = 1800
 
 
 def paquo_ready() -> tuple[bool, str]:
     """(usable, explanation), from the QuPath layer's check (which starts QuPath in a child)."""
-    from histobridge.qupath.paquo_backend import paquo_status
+    from histobridge.qupath.paquo.read import paquo_status
 
     return paquo_status()
 

@@ -1,7 +1,7 @@
 """Read annotations through paquo (QuPath's own Java code), in a child process.
 
 paquo starts a JVM when it is imported and a JVM cannot be restarted in the same process
-(qupath-formats.md §13), so every paquo call runs in ``python -m histobridge.qupath._paquo_child``
+(qupath-formats.md §13), so every paquo call runs in ``python -m histobridge.qupath.paquo._child``
 and hands back QuPath GeoJSON on stdout. The parent parses it with the same reader as files, so
 both backends give the same :class:`~histobridge.qupath.annotations.Annotation` records.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from histobridge.errors import ProjectError
 from histobridge.qupath.geojson import FeatureReadResult, read_features
 
-CHILD = "histobridge.qupath._paquo_child"
+CHILD = "histobridge.qupath.paquo._child"
 CHECK_TIMEOUT_S = 180
 READ_TIMEOUT_S = 900
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from histobridge.explain import blending
-from histobridge.explain import synthesis as syn
+from histobridge.synthetic import blending
+from histobridge.synthetic import synthesis as syn
 
 
 @pytest.fixture(scope="module")

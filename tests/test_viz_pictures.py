@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from histobridge.errors import InputError
-from histobridge.explain import pictures
+from histobridge.viz import pictures
 
 
 def _tile(value: int, px: int = 20) -> np.ndarray:

@@ -30,7 +30,7 @@ from histobridge.errors import (
     ProjectError,
     SlideError,
 )
-from histobridge.explain.heatmap_outputs import (
+from histobridge.heatmap.outputs import (
     HeatmapGrid,
     class_colours,
     heatmap_grid,
@@ -147,7 +147,7 @@ def predict_regions(
 
     ``progress(done, total)`` is called after each batch.
     """
-    from histobridge.explain.tile_inference import infer_tiles
+    from histobridge.heatmap.inference import infer_tiles
 
     t0 = time.perf_counter()
     mpp = slide.mpp
@@ -261,7 +261,7 @@ def heatmap_entry(
         geojson.write_features(target, features)
         files.append(target)
     if mode == "paquo":
-        from histobridge.explain.paquo_writeback import write_tiles_paquo
+        from histobridge.qupath.paquo.write import write_tiles_paquo
 
         write_tiles_paquo(project.path, entry.entry_id, files[0], prefix=prefix)
     seconds = time.perf_counter() - t0
@@ -291,7 +291,7 @@ def run_heatmap(
         raise InputError(f"uncertainty ≥ 0, batch_size ≥ 1 and workers ≥ 1 are required "
                          f"(got {uncertainty}, {batch_size}, {workers})")
     if write_back == "paquo":
-        from histobridge.explain.paquo_writeback import paquo_ready
+        from histobridge.qupath.paquo.write import paquo_ready
 
         ok, why = paquo_ready()
         if not ok:

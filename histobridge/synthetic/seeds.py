@@ -213,7 +213,7 @@ def seed_search(
     batch_size: int = 16,
 ) -> SeedSearchResult:
     """Generate every seed under both classes (same z), classify the crop-then-resized images, label."""
-    from histobridge.explain import synthesis as syn
+    from histobridge.synthetic import synthesis as syn
 
     a, b = syn.resolve_class(G, class_start), syn.resolve_class(G, class_end)
     if a == b:
@@ -294,7 +294,7 @@ def write_seed_search(
     )
     if G is not None and best:
         paths["png"] = out / "best_seeds.png"
-        from histobridge.explain.pictures import save_png
+        from histobridge.viz.pictures import save_png
 
         save_png(best_seeds_picture(G, best), paths["png"])
     return paths
@@ -302,8 +302,8 @@ def write_seed_search(
 
 def best_seeds_picture(G: Generator, best: Sequence[SeedSwap]) -> Any:
     """Start-class images above end-class images for the best seeds (full GAN tiles)."""
-    from histobridge.explain import synthesis as syn
-    from histobridge.explain.pictures import montage
+    from histobridge.synthetic import synthesis as syn
+    from histobridge.viz.pictures import montage
 
     seeds = [r.seed for r in best]
     start = syn.generate(G, seeds, best[0].class_start).raw

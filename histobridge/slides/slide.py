@@ -23,6 +23,7 @@ from PIL import Image
 
 from histobridge.errors import CalibrationError, SlideError, SlideNotFoundError
 from histobridge.slides._backends import Backend, open_backend
+from histobridge.slides._tiffdirect import TileCache
 
 log = logging.getLogger(__name__)
 
@@ -71,30 +72,38 @@ class Slide:
         else:
             self.level_dimensions = backend.level_dimensions
         self.properties: dict[str, Any] = backend.properties
-        self._mpp_override = mpp
+        self.mpp_source: str = "slide"  # where ``mpp`` came from; callers that chose it may relabel it
         self._mpp, self.mpp_problem = self._resolve_mpp(mpp)
 
     # -- calibration ---------------------------------------------------------------------------
     def _resolve_mpp(self, override: float | None) -> tuple[float | None, str | None]:
+        """(µm/px, why it is unknown): the override, else the file's own plausible value.
+
+        The problem text states the fact only; whoever knows how the user can fix it (the CLI, the
+        project entry) adds that advice once.
+        """
+        recorded, problem = self._recorded_mpp()
+        self.recorded_mpp: float | None = recorded  # the file's own value, even when overridden
         if override is not None:
             value = float(override)
             if not math.isfinite(value) or value <= 0:
                 raise CalibrationError(
                     f"{self.path}: pixel size override {override!r} must be a positive number"
                 )
+            self.mpp_source = "argument"
             return value, None
+        return recorded, problem
+
+    def _recorded_mpp(self) -> tuple[float | None, str | None]:
         mx, my = self._backend.raw_mpp()
         values = [v for v in (mx, my) if v is not None and v > 0]
         if not values:
-            return None, (
-                f"{self.path}: the slide records no pixel size (µm/px); give it with --mpp "
-                "(or set the pixel calibration in the QuPath project)"
-            )
+            return None, f"{self.path}: the file records no pixel size (µm/px)"
         value = float(sum(values) / len(values))
         if value > MAX_PLAUSIBLE_MPP:
             return None, (
                 f"{self.path}: the recorded pixel size {value:.4g} µm/px is implausible for a whole-slide "
-                "image (probably a screen DPI tag); give the real value with --mpp"
+                "image (probably a screen DPI tag)"
             )
         return value, None
 
@@ -102,7 +111,8 @@ class Slide:
     def mpp(self) -> float:
         """Level-0 µm per pixel; raises CalibrationError when unknown or implausible."""
         if self._mpp is None:
-            raise CalibrationError(self.mpp_problem or f"{self.path}: pixel size unknown; use --mpp")
+            problem = self.mpp_problem or f"{self.path}: pixel size unknown"
+            raise CalibrationError(f"{problem}; give the real value with --mpp")
         return self._mpp
 
     @property
@@ -134,7 +144,7 @@ class Slide:
         lw: int,
         lh: int,
         out: np.ndarray | None = None,
-        cache: dict | None = None,
+        cache: TileCache | None = None,
     ) -> np.ndarray:
         """Rectangle in reader level coordinates, white outside the (cropped) image."""
         if out is None:
@@ -215,7 +225,7 @@ class Slide:
         fy0 = (coords[:, 1] + self.offset[1]) / ds
         fx1 = (coords[:, 0] + coords[:, 2] + self.offset[0]) / ds
         fy1 = (coords[:, 1] + coords[:, 3] + self.offset[1]) / ds
-        cache: dict = {}
+        cache: TileCache = {}
         if _is_identity(fx0, fy0, fx1, fy1, out_w, out_h):
             # Whole-pixel copies at the level's own scale: decode straight into the output.
             for i in range(len(coords)):

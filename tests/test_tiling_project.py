@@ -9,7 +9,7 @@ import pytest
 from _tiling_helpers import FakeClass, FakeEntry, FakeProject, pattern_image, write_pyramid
 from shapely.geometry import box
 
-from histobridge.errors import InputError
+from histobridge.errors import CalibrationError, InputError, StoreError
 from histobridge.qupath.annotations import Annotation
 from histobridge.runs import ProgressEvent
 from histobridge.slides import open_slide
@@ -262,13 +262,95 @@ def test_bounds_offset_keeps_tiles_in_qupath_space(pattern_slide: Path, tmp_path
         np.testing.assert_array_equal(tiles[i], full[y : y + 128, x : x + 128])
 
 
-def test_annotation_smaller_than_a_tile_gives_an_empty_complete_group(
+def test_annotation_smaller_than_a_tile_is_skipped_and_keeps_earlier_results(
     pattern_slide: Path, tmp_path: Path
 ) -> None:
-    project = FakeProject([FakeEntry(1, "tiny", pattern_slide)], {1: [Annotation(box(10, 10, 40, 40), "T")]})
+    """Policy: an image that yields no tile is ``skipped`` (with the sizes), and its earlier group stays."""
+    project = FakeProject([FakeEntry(1, "tiny", pattern_slide)], {1: [Annotation(box(10, 10, 90, 90), "T")]})
+    earlier = tile_project(project, tmp_path / "e.zarr", TileSpec(16, 4))  # 8-px tiles fit
+    assert earlier.ok and earlier.images[0].count == 100
     report = tile_project(project, tmp_path / "e.zarr", TileSpec(128, 64))
-    assert report.images[0].status == "done" and report.images[0].count == 0
+    (outcome,) = report.images
+    assert outcome.status == "skipped" and not report.ok
+    assert "no 128-px tile" in (outcome.reason or "") and "spans 80 x 80 px" in (outcome.reason or "")
     group = open_store(tmp_path / "e.zarr").group(1)
-    assert group.complete and group.tiles.shape == (0, 128, 128, 3) and group.coords.shape == (0, 4)
-    again = tile_project(project, tmp_path / "e.zarr", TileSpec(128, 64))
-    assert again.details[0].up_to_date
+    assert group.complete and len(group) == 100 and group.attrs["tile_px"] == 16
+
+
+def test_class_typo_lists_the_classes_that_exist(pattern_slide: Path, tmp_path: Path) -> None:
+    project = two_class_project(pattern_slide)
+    project.by_entry[7].append(Annotation(box(0, 0, 300, 300), "Necrosis"))  # used, not in classes.json
+    with pytest.raises(
+        InputError, match=r"no class 'Tumour' in the project; its classes are: Stroma, Tumor, Necrosis"
+    ):
+        tile_project(
+            project, tmp_path / "c.zarr", TileSpec(128, 64), TilingOptions(classes=("Tumour", "Stroma"))
+        )
+    assert not (tmp_path / "c.zarr").exists()
+    ok = tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), TilingOptions(classes=("Necrosis",)))
+    assert ok.ok and open_store(tmp_path / "c.zarr").group(7).classes == ["Necrosis"]
+
+
+def test_multichannel_16bit_image_fails_instead_of_being_squashed(
+    pattern_slide: Path, tmp_path: Path
+) -> None:
+    """Before: a 5-channel uint16 OME-TIFF was tiled as 'written' (values clipped, channels dropped)."""
+    import tifffile
+
+    mif = tmp_path / "mif.ome.tif"
+    data = np.random.default_rng(0).integers(0, 4000, (5, 512, 512), dtype=np.uint16)
+    tifffile.imwrite(mif, data, ome=True, tile=(256, 256), metadata={"axes": "CYX", "PhysicalSizeX": 0.5})
+    ann = [Annotation(box(0, 0, 512, 512), "Tumor")]
+    project = FakeProject([FakeEntry(1, "mif", mif), FakeEntry(2, "he", pattern_slide)], {1: ann, 2: ann})
+    report = tile_project(project, tmp_path / "m.zarr", TileSpec(64, 32))
+    mif_out, he_out = report.images
+    assert mif_out.status == "failed" and "5 channels of 16-bit (uint16)" in (mif_out.reason or "")
+    assert he_out.status == "done" and open_store(tmp_path / "m.zarr").names() == ["2"]
+
+
+def test_pixel_size_rules(pattern_slide: Path, no_mpp_slide: Path, tmp_path: Path) -> None:
+    ann = [Annotation(box(0, 0, 512, 512), "Tumor")]
+    entries = [FakeEntry(1, "file", pattern_slide), FakeEntry(2, "project", pattern_slide, mpp_override=0.25),
+               FakeEntry(3, "none", no_mpp_slide)]  # fmt: skip
+    project = FakeProject(entries, {1: ann, 2: ann, 3: ann})
+    fill = tile_project(project, tmp_path / "a.zarr", TileSpec(64, 32), TilingOptions(mpp=0.4))
+    assert [(d.mpp, d.mpp_source) for d in fill.details] == [
+        (0.5, "slide"),
+        (0.25, "project"),
+        (0.4, "fill-in"),
+    ]
+    assert fill.warnings == ()
+    forced = tile_project(project, tmp_path / "b.zarr", TileSpec(64, 32), TilingOptions(mpp_override=0.4))
+    assert [(d.mpp, d.mpp_source) for d in forced.details] == [(0.4, "argument")] * 3
+    assert forced.warnings == (
+        "image 1 ('file'): pixel size 0.5 µm/px (slide) overridden with 0.4",
+        "image 2 ('project'): pixel size 0.25 µm/px (project) overridden with 0.4",
+    )
+    assert open_store(tmp_path / "b.zarr").group(2).attrs["mpp_source"] == "argument"
+    with pytest.raises(CalibrationError, match=r"--mpp 50 µm/px lies outside"):
+        TilingOptions(mpp=50)
+    assert TilingOptions(mpp=50, mpp_range=(0.05, 100)).mpp == 50
+
+
+def test_tile_limit_is_per_image_and_checked_before_planning(pattern_slide: Path, tmp_path: Path) -> None:
+    project = two_class_project(pattern_slide)
+    spec = TileSpec(16, 0.1)  # 0.2 level-0 px per tile: ~20 million positions
+    report = tile_project(project, tmp_path / "l.zarr", spec)
+    assert report.images[0].status == "failed" and "over the limit of 2,000,000" in (
+        report.images[0].reason or ""
+    )
+    small = tile_project(project, tmp_path / "l.zarr", TileSpec(64, 32), TilingOptions(max_tiles=10))
+    assert small.images[0].status == "failed" and "--max-tiles" in (small.images[0].reason or "")
+
+
+def test_store_write_errors_stop_the_run_as_one_store_error(
+    pattern_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def read_only(self: store_mod.GroupWriter, start: int, tiles: np.ndarray) -> None:
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(store_mod.GroupWriter, "write_tiles", read_only)
+    with pytest.raises(StoreError, match=r"cannot write the tile store: Read-only file system"):
+        tile_project(two_class_project(pattern_slide), tmp_path / "r.zarr", TileSpec(64, 32))

@@ -214,16 +214,15 @@ def synth(
 def _tile_for_generator(project: Path, store: Path, tile_px: int, tile_um: float, workers: int) -> None:
     """Tile the annotated regions at the GAN's own geometry so real and synthetic tiles compare 1:1."""
     from histobridge.qupath.project import Project
-    from histobridge.tiling import TileSpec, tile_project
+    from histobridge.tiling import TileSpec, TilingOptions, tile_project
 
     report = tile_project(
         Project.open(project),
         store,
         TileSpec(tile_px=tile_px, tile_um=tile_um),
-        workers=workers,
-        progress=False,
+        TilingOptions(workers=workers),
     )
-    for img in report.failed:
+    for img in report.not_done:
         typer.echo(f"warning: image {img.entry_id} ({img.name}) not tiled: {img.reason}", err=True)
     typer.echo(f"tiles of {tile_px} px over {tile_um:g} µm in {store} ({report.tiles} new)")
 

@@ -137,7 +137,7 @@ def _stage_sample(ctx: dict[str, Any]) -> None:
 
 
 def _stage_tile(ctx: dict[str, Any]) -> None:
-    from histobridge.tiling import TileSpec, tile_project
+    from histobridge.tiling import TileSpec, TilingOptions, tile_project
     from histobridge.tiling.store import open_store
 
     cfg = ctx["classifier"].config
@@ -147,12 +147,10 @@ def _stage_tile(ctx: dict[str, Any]) -> None:
         ctx["project"],
         store,
         spec,
-        classes=[CLASS_A, CLASS_B],
-        workers=ctx["options"].workers,
-        progress=ctx["progress"],
+        TilingOptions(classes=(CLASS_A, CLASS_B), workers=ctx["options"].workers),
     )
-    if report.failed:
-        problems = "; ".join(f"{r.name}: {r.reason}" for r in report.failed)
+    if not report.ok:
+        problems = "; ".join(f"{r.name}: {r.reason}" for r in report.not_done)
         raise InputError(f"tiling the sample project failed: {problems}")
     ctx["store"] = store
     ctx["tiles"] = sum(len(g) for g in open_store(store).groups())  # this run's and earlier runs' tiles

@@ -197,7 +197,8 @@ class Slide:
         self, x: float, y: float, w: float, h: float, out_px: int | tuple[int, int]
     ) -> np.ndarray:
         """Level-0 float rectangle resampled once from the best level to ``out_px`` (w, h)."""
-        return self.read_scaled_batch(np.array([[x, y, w, h]], np.float64), out_px)[0]
+        tile: np.ndarray = self.read_scaled_batch(np.array([[x, y, w, h]], np.float64), out_px)[0]
+        return tile
 
     def read_scaled_batch(
         self, coords: np.ndarray, out_px: int | tuple[int, int], out: np.ndarray | None = None

@@ -118,7 +118,8 @@ def mask_to_geometry(mask: np.ndarray, scale: float = 1.0, *, min_area_px: float
     segments[: len(hy), 1] = np.c_[hx + 1, hy]
     segments[len(hy) :, 0] = np.c_[vx, vy]
     segments[len(hy) :, 1] = np.c_[vx, vy + 1]
-    lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(shapely.linestrings(segments))))
+    edges = np.asarray(shapely.linestrings(segments), dtype=object)
+    lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(edges)))
     faces = shapely.get_parts(shapely.polygonize(lines))
     pts = shapely.get_coordinates(shapely.point_on_surface(faces))
     tissue = mask[np.clip(pts[:, 1].astype(int), 0, h - 1), np.clip(pts[:, 0].astype(int), 0, w - 1)]

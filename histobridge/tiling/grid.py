@@ -19,7 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from histobridge.errors import InputError
 
 MAX_TILE_PX = 8192  # one 8192-px RGB tile is 192 MiB; larger ones cannot be batched, stored or trained on
-PLAN_CHUNK = 1 << 20  # candidate tiles tested at once: planning memory stays ~100 MB at any tile count
+PLAN_CHUNK = 1 << 18  # candidate tiles tested at once: planning memory stays ~50 MB at any tile count
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class TileSpec:
         if not 0 < self.tile_px <= MAX_TILE_PX:
             raise InputError(f"tile size must be 1..{MAX_TILE_PX} px, got {self.tile_px}")
         if not (math.isfinite(self.tile_um) and self.tile_um > 0):
-            raise InputError(f"tile size in µm must be a positive finite number, got {self.tile_um}")
+            raise InputError(f"tile size in µm must be a positive finite number, got {self.tile_um:g}")
         if self.stride_px is not None and not 0 < self.stride_px <= MAX_TILE_PX:
             raise InputError(f"stride must be 1..{MAX_TILE_PX} px, got {self.stride_px}")
         if not 0.0 <= self.min_coverage <= 1.0:

@@ -74,9 +74,9 @@ def collect_regions(
     ``tissue`` keeps only the tissue part of each annotation.
     """
     if whole_tissue:
-        geom = tissue_geometry(slide)
+        tissue_all = tissue_geometry(slide)
         names = list(classes) if classes is not None else []
-        return ([Region(geom, None, "tissue", "tissue")] if not geom.is_empty else []), names
+        return ([Region(tissue_all, None, "tissue", "tissue")] if not tissue_all.is_empty else []), names
     annotations = tiled_annotations(project, entry)
     if classes is not None:
         wanted = set(classes)

@@ -439,10 +439,6 @@ def tile_project(
     entries = _select(project.images, images)
     if opts.classes:
         check_classes(project, entries, opts.classes)
-    try:
-        store.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise _store_error(store, err) from err
     report = _serialised(progress or no_progress)
     t0 = time.perf_counter()
     results: dict[int, TiledImage] = {}

@@ -441,6 +441,7 @@ def tile_project(
         check_classes(project, entries, opts.classes)
     report = _serialised(progress or no_progress)
     t0 = time.perf_counter()
+    report(ProgressEvent("images", 0, len(entries)))
     results: dict[int, TiledImage] = {}
     workers = opts.workers
     with ThreadPoolExecutor(workers, "hb-tiles") as pool:

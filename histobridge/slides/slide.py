@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_PLAUSIBLE_MPP = 10.0
 LEVEL_TOLERANCE = 0.005
+MAX_READ_BYTES = 1 << 30  # one decoded block; beyond it tiles are read alone, then refused
 WHITE = 255
 
 
@@ -239,6 +240,16 @@ class Slide:
         iy0 = math.floor(float(fy0.min()) + 1e-6) - margin
         ix1 = math.ceil(float(fx1.max()) - 1e-6) + margin
         iy1 = math.ceil(float(fy1.max()) - 1e-6) + margin
+        if (ix1 - ix0) * (iy1 - iy0) * 3 > MAX_READ_BYTES:
+            if len(coords) > 1:  # the batch's common block is too big: read its tiles one by one
+                for i in range(len(coords)):
+                    self.read_scaled_batch(coords[i : i + 1], (out_w, out_h), out=out[i : i + 1])
+                return out
+            raise SlideError(
+                f"{self.path}: one {w:.0f} x {h:.0f} px tile needs a {ix1 - ix0} x {iy1 - iy0} px read at "
+                f"level {level} (downsample {ds:g}) because the slide has no level near the {w / out_w:.3g}x "
+                "reduction asked for; use smaller tiles in µm or a pyramidal copy of the slide"
+            )
         block = Image.fromarray(self._level_rect(level, ix0, iy0, ix1 - ix0, iy1 - iy0, cache=cache))
         if _resample_as_mosaic(block, fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0, out):
             return out

@@ -353,3 +353,26 @@ def test_store_write_errors_stop_the_run_as_one_store_error(
     monkeypatch.setattr(store_mod.GroupWriter, "write_tiles", read_only)
     with pytest.raises(StoreError, match=r"cannot write the tile store: Read-only file system"):
         tile_project(two_class_project(pattern_slide), tmp_path / "r.zarr", TileSpec(64, 32))
+
+
+def test_each_reason_for_nothing_to_tile_is_named(pattern_slide: Path, tmp_path: Path) -> None:
+    glass = write_pyramid(tmp_path / "glass.tif", np.full((512, 512, 3), 244, np.uint8), levels=1, mpp=0.5)
+    ann = [Annotation(box(0, 0, 400, 400), "Tumor")]
+    project = FakeProject([FakeEntry(1, "glass", glass), FakeEntry(2, "he", pattern_slide)], {1: ann, 2: ann},
+                          [FakeClass("Tumor"), FakeClass("Stroma")])  # fmt: skip
+    spec = TileSpec(64, 32)
+    reasons = {
+        "tissue": tile_project(project, tmp_path / "a.zarr", spec, TilingOptions(tissue=True), images=[1]),
+        "whole": tile_project(
+            project, tmp_path / "b.zarr", spec, TilingOptions(whole_tissue=True), images=[1]
+        ),
+        "class": tile_project(
+            project, tmp_path / "c.zarr", spec, TilingOptions(classes=("Stroma",)), images=[2]
+        ),
+    }
+    assert {k: (r.images[0].status, r.images[0].reason) for k, r in reasons.items()} == {
+        "tissue": ("skipped", "no tissue inside the annotations"),
+        "whole": ("skipped", "no tissue detected"),
+        "class": ("skipped", "no annotations of class Stroma"),
+    }
+    assert not any(r.ok for r in reasons.values())

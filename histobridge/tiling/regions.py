@@ -90,6 +90,8 @@ def collect_regions(
             continue
         if tissue_geom is not None:
             geom = area_parts(geom.intersection(tissue_geom))
+            if geom.is_empty:
+                continue
         regions.append(Region(geom, a.path_class, a.object_id or str(i), a.name))
     return regions, names
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from histobridge._atomic import atomic_open, write_json
 from histobridge.errors import InputError
-from histobridge.ranges import parse_ints
+from histobridge.ranges import parse_floats, parse_ints
 from histobridge.synthetic import conditioning as cond
 from histobridge.synthetic.conditioning import blend_weights
 from histobridge.synthetic.fov import classify_tiles, gan_tile_um
@@ -38,11 +38,28 @@ if TYPE_CHECKING:
     from histobridge.models.stylegan2 import Generator
 
 
-def blend_steps(steps: int) -> np.ndarray:
-    """``steps`` evenly spaced t in [0, 1] (both ends included)."""
-    if steps < 2:
-        raise InputError(f"class blending needs at least 2 steps, got {steps}")
-    return np.linspace(0.0, 1.0, steps)
+MAX_STEPS = 1_000
+
+
+def blend_steps(steps: int | Sequence[float] | np.ndarray) -> np.ndarray:
+    """``steps`` evenly spaced t in [0, 1] (both ends included), or the given positions, checked."""
+    if isinstance(steps, (int, np.integer)):
+        if not 2 <= steps <= MAX_STEPS:
+            raise InputError(f"class blending needs 2..{MAX_STEPS} steps, got {steps}")
+        return np.linspace(0.0, 1.0, int(steps))
+    ts = np.asarray(steps, dtype=np.float64).reshape(-1)
+    if ts.size == 0 or not np.all(np.isfinite(ts)) or ts.min() < 0.0 or ts.max() > 1.0:
+        raise InputError(f"blend positions must be numbers in [0, 1], got {ts.tolist()}")
+    return ts
+
+
+def blend_positions(text: str, *, what: str = "--steps") -> np.ndarray:
+    """A count (``"7"``: evenly spaced, ends included) or explicit positions (``"0,0.3,0.5,1"``)."""
+    spec = text.strip()
+    if "," not in spec and "." not in spec:
+        (count,) = parse_ints(spec, what=what, lo=2, hi=MAX_STEPS, max_count=1)
+        return blend_steps(count)
+    return blend_steps(parse_floats(spec, what=what, lo=0.0, hi=1.0, max_count=MAX_STEPS))
 
 
 def class_blend_images(
@@ -96,13 +113,14 @@ def class_blend(
     seed: int,
     class_from: int | str,
     class_to: int | str,
-    steps: int = 7,
+    steps: int | Sequence[float] | np.ndarray = 7,
     *,
     classifier: TileClassifier | None = None,
     gan_um: float | None = None,
     truncation_psi: float = 1.0,
 ) -> ClassBlend:
-    """Blend one seed from ``class_from`` to ``class_to`` in ``steps`` and classify each step."""
+    """Blend one seed from ``class_from`` to ``class_to`` in ``steps`` (a count, or positions t) and
+    classify each step."""
     names = cond.class_names(G)
     ia, ib = cond.resolve_class(G, class_from), cond.resolve_class(G, class_to)
     ts = blend_steps(steps)
@@ -390,6 +408,7 @@ __all__ = [
     "LayerBlendGrid",
     "LayerBlendImage",
     "auto_splits",
+    "blend_positions",
     "blend_steps",
     "blend_weights",
     "check_layers",

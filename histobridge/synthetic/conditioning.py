@@ -17,7 +17,7 @@ latents and images.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from histobridge.ranges import SEED_MAX
 if TYPE_CHECKING:
     import torch
 
-    from histobridge.models.stylegan2 import Generator
+    from histobridge.models.stylegan2 import Generator, NoiseMode
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -130,10 +130,12 @@ def weights_for(G: Generator, value: int | str | float) -> np.ndarray:
         if number is not None:
             if not 0.0 <= number <= 1.0:
                 raise InputError(f"label {number:g} is outside [0, 1] for this scalar-label generator")
-            return blend_weights(2, 0, 1, [number])[0]
+            row: np.ndarray = blend_weights(2, 0, 1, [number])[0]
+            return row
     if isinstance(value, float):
         raise InputError(f"class {value!r}: give a class name or an index; classes: {_listing(names)}")
-    return class_weights(len(names), lookup_class(names, value))[0]
+    onehot: np.ndarray = class_weights(len(names), lookup_class(names, value))[0]
+    return onehot
 
 
 def class_rows(G: Generator, klass: int | str | float | np.ndarray | None, n: int) -> np.ndarray:
@@ -148,8 +150,10 @@ def class_rows(G: Generator, klass: int | str | float | np.ndarray | None, n: in
         w = np.asarray(klass, dtype=np.float64)
         if w.shape not in ((n_cls,), (n, n_cls)):
             raise InputError(f"class weights must be [{n_cls}] or [{n}, {n_cls}], got shape {w.shape}")
-        return np.broadcast_to(w, (n, n_cls)).copy()
-    return np.repeat(weights_for(G, klass)[None, :], n, axis=0)
+        rows: np.ndarray = np.broadcast_to(w, (n, n_cls)).copy()
+        return rows
+    one: np.ndarray = weights_for(G, klass)[None, :]
+    return np.repeat(one, n, axis=0)
 
 
 def _scalar(value: str | float) -> float | None:
@@ -210,10 +214,11 @@ def device_of(G: Generator) -> torch.device:
     return torch.device("cpu")
 
 
-def check_noise_mode(noise_mode: str) -> str:
+def check_noise_mode(noise_mode: str) -> NoiseMode:
+    """The synthesis network's per-layer noise: ``const`` (reproducible), ``random`` or ``none``."""
     if noise_mode not in NOISE_MODES:
         raise InputError(f"noise mode {noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
-    return noise_mode
+    return cast("NoiseMode", noise_mode)
 
 
 def _batches(n: int, batch_size: int) -> range:
@@ -247,7 +252,7 @@ def render_ws(
     out = []
     with torch.no_grad():
         for i in _batches(ws.shape[0], batch_size):
-            out.append(G.synthesis(ws[i : i + batch_size].to(dev), noise_mode=mode).cpu())  # type: ignore[arg-type]
+            out.append(G.synthesis(ws[i : i + batch_size].to(dev), noise_mode=mode).cpu())
     return torch.cat(out) if out else _empty(G)
 
 
@@ -263,12 +268,19 @@ def render(
     """Float NCHW images on the CPU for latents ``z`` and labels ``c``, in batches, without autograd."""
     import torch
 
-    out = [_forward(G, z, c, i, batch_size, truncation_psi, noise_mode) for i in _batches(z.shape[0], batch_size)]
+    steps = _batches(z.shape[0], batch_size)
+    out = [_forward(G, z, c, i, batch_size, truncation_psi, noise_mode) for i in steps]
     return torch.cat(out) if out else _empty(G)
 
 
 def _forward(
-    G: Generator, z: torch.Tensor, c: torch.Tensor | None, i: int, batch_size: int, psi: float, noise_mode: str
+    G: Generator,
+    z: torch.Tensor,
+    c: torch.Tensor | None,
+    i: int,
+    batch_size: int,
+    psi: float,
+    noise_mode: str,
 ) -> torch.Tensor:
     import torch
 
@@ -277,7 +289,7 @@ def _forward(
     zb = z[i : i + batch_size].to(dev)
     cb = None if c is None else c[i : i + batch_size].to(dev)
     with torch.no_grad():
-        img: torch.Tensor = G(zb, cb, truncation_psi=psi, noise_mode=mode)  # type: ignore[arg-type]
+        img: torch.Tensor = G(zb, cb, truncation_psi=psi, noise_mode=mode)
     return img.cpu()
 
 

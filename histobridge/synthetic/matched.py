@@ -245,14 +245,14 @@ def _open_partial(
     for name, arr in records.items():
         sub.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(max(1, n),))
         if n:
-            sub[name][:] = arr
+            sub[name][:] = arr  # type: ignore[index]
     if n_out is not None:
         for name in ("predictions", "swap_predictions"):
             sub.create_array(name, shape=(n, n_out), dtype="float32", chunks=(max(1, n), n_out))
     return sub
 
 
-def _fill(run: _Run, sub: zarr.Group, geometry: tuple[int, float, bool]) -> None:
+def _fill(run: _Run, sub: Any, geometry: tuple[int, float, bool]) -> None:
     """Generate from ``attrs["filled"]`` to the end, recording progress after every batch."""
     G, gan_um, batch_size = run.G, run.gan_um, run.batch_size
     px, um, transform = geometry

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from itertools import chain
 from typing import SupportsIndex
 
 from histobridge.errors import InputError
@@ -106,10 +107,10 @@ def parse_ints(
         items.append((first, last, step))
     if not items and not allow_empty:
         raise InputError(f"{what} {_show(text)}: no values (grammar: {GRAMMAR})")
-    values: dict[int, None] = {}
-    for first, last, step in items:
-        values.update(dict.fromkeys(range(first, last + 1, step)))
-    return tuple(values)
+    spans = [range(first, last + 1, step) for first, last, step in items]
+    if all(b[0] > a[-1] for a, b in zip(spans, spans[1:])):  # increasing, disjoint: no duplicates
+        return tuple(chain.from_iterable(spans))
+    return tuple(dict.fromkeys(chain.from_iterable(spans)))
 
 
 def parse_floats(

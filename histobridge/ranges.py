@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from itertools import chain
+from itertools import chain, pairwise
 from typing import SupportsIndex
 
 from histobridge.errors import InputError
@@ -108,7 +108,7 @@ def parse_ints(
     if not items and not allow_empty:
         raise InputError(f"{what} {_show(text)}: no values (grammar: {GRAMMAR})")
     spans = [range(first, last + 1, step) for first, last, step in items]
-    if all(b[0] > a[-1] for a, b in zip(spans, spans[1:])):  # increasing, disjoint: no duplicates
+    if all(b[0] > a[-1] for a, b in pairwise(spans)):  # increasing, disjoint: no duplicates
         return tuple(chain.from_iterable(spans))
     return tuple(dict.fromkeys(chain.from_iterable(spans)))
 

@@ -52,12 +52,12 @@ def test_feature_collection_04_plus() -> None:
     assert res.notes == []
     a, d = res.annotations
     assert a.object_type == "annotation" and d.object_type == "detection"
-    assert a.path_class == "Tumor" and a.color == (200, 0, 0)
+    assert a.path_class == "Tumor" and a.class_color == (200, 0, 0) and a.color is None
     assert a.name == "region A" and a.locked is True and a.object_id == UUID
     assert a.geometry.equals(box(10, 20, 110, 120))
     assert a.measurements["Area px"] == 10000.0
     assert math.isnan(a.measurements["score"]) and a.measurements["ratio"] == math.inf
-    assert d.path_class == "Tumor: Positive" and d.color == (10, 20, 30)
+    assert d.path_class == "Tumor: Positive" and d.class_color == (10, 20, 30)
 
 
 def test_object_type_filter() -> None:
@@ -86,7 +86,7 @@ def test_qupath_03_object_type_color_rgb_and_measurement_list() -> None:
     res = read_features(doc)
     a, core = res.annotations
     assert a.object_type == "annotation" and a.path_class == "Stroma"
-    assert a.color == (150, 200, 150)  # -6895466 = 0xFF96C896
+    assert a.class_color == (150, 200, 150)  # -6895466 = 0xFF96C896
     assert a.measurements == {"Area": 100.0}
     assert core.object_type == "tmaCore" and core.name == "A-1"
     assert any("not a number" in n for n in res.notes)
@@ -103,7 +103,7 @@ def test_qupath_02_class_name_ids() -> None:
     ]
     a, d = read_features(doc).annotations
     assert a.object_type == "annotation" and a.object_id is None  # the class name is no UUID
-    assert a.path_class == "Necrosis" and a.color == (50, 50, 50) and a.measurements == {"m": 2.0}
+    assert a.path_class == "Necrosis" and a.class_color == (50, 50, 50) and a.measurements == {"m": 2.0}
     assert d.object_type == "detection"
 
 
@@ -115,7 +115,7 @@ def test_unknown_object_type_reads_as_annotation_with_note() -> None:
 
 def test_classification_without_color_is_kept_and_noted() -> None:
     res = read_features([feature(square(0, 0, 4), objectType="annotation", classification={"name": "X"})])
-    assert res.annotations[0].path_class == "X" and res.annotations[0].color is None
+    assert res.annotations[0].path_class == "X" and res.annotations[0].class_color is None
     assert any("without 'color'" in n for n in res.notes)
 
 

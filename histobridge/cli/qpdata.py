@@ -26,24 +26,36 @@ def to_geojson(
         None, "--types", help="Comma-separated object types: annotation,detection,tile,cell,tmaCore."
     ),
 ) -> None:
-    """Export objects as QuPath 0.4+ GeoJSON, streamed (children are written before their parent)."""
-    import json
+    """Export objects as QuPath 0.4+ GeoJSON, streamed (children are written before their parent).
 
-    from histobridge._atomic import atomic_open
+    Invalid polygons are written repaired; an object whose ROI cannot be written (a NaN or infinite
+    coordinate) is left out and reported, never the whole file.
+    """
+    from collections.abc import Iterator
+    from typing import Any
+
+    from histobridge.errors import AnnotationError
+    from histobridge.qupath.geojson import write_features
+    from histobridge.qupath.geometry import NoteCounter
     from histobridge.qupath.qpdata.convert import to_geojson_feature
     from histobridge.qupath.qpdata.reader import iter_objects
 
-    n = 0
-    with atomic_open(out, "w") as fh:
-        fh.write('{"type": "FeatureCollection", "features": [\n')
+    notes = NoteCounter()
+
+    def features() -> Iterator[dict[str, Any]]:
         for obj in iter_objects(file, types=_types(types)):
-            feature = to_geojson_feature(obj)
-            if feature is None:
+            try:
+                feature = to_geojson_feature(obj)
+            except AnnotationError as err:
+                notes.add("object left out", str(err))
                 continue
-            fh.write((",\n" if n else "") + json.dumps(feature, allow_nan=False))
-            n += 1
-        fh.write("\n]}\n")
+            if feature is not None:
+                yield feature
+
+    n = write_features(out, features())
     typer.echo(f"wrote {n} features to {out}")
+    for note in notes.lines():
+        typer.echo(f"note: {note}", err=True)
 
 
 @app.command("info")

@@ -27,6 +27,10 @@ def _empty_mapping() -> Mapping[str, Any]:
     return MappingProxyType({})
 
 
+def _no_roi() -> BaseGeometry:
+    return GeometryCollection()
+
+
 @dataclass(frozen=True)
 class PathClass:
     """A QuPath classification: its display name ("Tumor: Positive" for derived classes) and colour."""
@@ -48,7 +52,7 @@ class PathObject:
     that numbering leave ``index`` at -1.
     """
 
-    geometry: BaseGeometry = field(default_factory=GeometryCollection)
+    geometry: BaseGeometry = field(default_factory=_no_roi)
     path_class: str | None = None
     color: RGB | None = None
     name: str | None = None

@@ -238,7 +238,7 @@ def _nucleus(value: Any) -> BaseGeometry | None:
     if not isinstance(value, Mapping):
         return None
     try:
-        return shape(value)
+        return shape(dict(value))
     except (shapely.errors.GEOSException, ValueError, TypeError, KeyError, AttributeError, IndexError):
         return None
 
@@ -354,7 +354,7 @@ def _shape(value: Any, label: str, notes: NoteCounter) -> BaseGeometry | None:
         notes.add("feature without geometry skipped", label)
         return None
     try:
-        return shape(value)
+        return shape(dict(value))
     except (shapely.errors.GEOSException, ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
         notes.add("unreadable geometry skipped", f"{label}: {err}")
         return None

@@ -17,9 +17,6 @@ from shapely.validation import explain_validity
 MAX_EXAMPLES = 5
 CLOSED_LINE_HINT = "closed_lines_as_areas=True (--closed-lines-as-areas) reads them as areas"
 
-Area = Polygon | MultiPolygon
-
-
 class NoteCounter:
     """Counts repeated problems so a 100k-object file yields a few lines, not 100k."""
 
@@ -70,7 +67,7 @@ def closed_line_area(geometry: BaseGeometry) -> BaseGeometry:
     return polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
-def polygonal_part(geom: BaseGeometry) -> Area | None:
+def polygonal_part(geom: BaseGeometry) -> Polygon | MultiPolygon | None:
     """The polygons inside any geometry (collections flattened); None when there are none."""
     if isinstance(geom, (Polygon, MultiPolygon)):
         return None if geom.is_empty or geom.area <= 0 else geom
@@ -93,7 +90,7 @@ def repaired(geometry: BaseGeometry) -> tuple[BaseGeometry, str | None]:
 
 def area_geometry(
     geometry: BaseGeometry | None, label: str, notes: NoteCounter, *, closed_lines_as_areas: bool = False
-) -> Area | None:
+) -> Polygon | MultiPolygon | None:
     """The area of one ROI, or None with a note saying why it has none.
 
     Points and open lines have no area; closed lines (outlines exported as LineStrings) are read as

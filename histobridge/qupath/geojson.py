@@ -28,6 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import GeometryCollection, mapping, shape
 from shapely.geometry.base import BaseGeometry
@@ -354,7 +355,8 @@ def _shape(value: Any, label: str, notes: NoteCounter) -> BaseGeometry | None:
         notes.add("feature without geometry skipped", label)
         return None
     try:
-        return shape(dict(value))
+        with np.errstate(invalid="ignore"):  # NaN coordinates are reported per object, not warned about
+            return shape(dict(value))
     except (shapely.errors.GEOSException, ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
         notes.add("unreadable geometry skipped", f"{label}: {err}")
         return None

@@ -110,3 +110,18 @@ def test_to_geojson_leaves_out_non_finite_objects_without_traceback(tmp_path: Pa
     feats = json.loads(out.read_text())["features"]
     assert [f["properties"]["name"] for f in feats] == ["good"]
     assert "wrote 1 features" in res.output and "non-finite" in res.output and "'bad'" in res.output
+
+
+def test_to_geojson_closed_polylines_as_areas(tmp_path: Path) -> None:
+    # An islet outline drawn as a closed polyline: a LineString unless asked to write it as an area.
+    ring = W.roi("polyline", x=[0, 40, 40, 0, 0], y=[0, 0, 40, 40, 0])
+    outline = W.PO("annotation", roi=ring, name="islet")
+    src = _write(tmp_path, [outline])
+    plain, areas = tmp_path / "plain.geojson", tmp_path / "areas.geojson"
+    assert CliRunner().invoke(app, ["to-geojson", str(src), str(plain)]).exit_code == 0
+    assert json.loads(plain.read_text())["features"][0]["geometry"]["type"] == "LineString"
+    res = CliRunner().invoke(app, ["to-geojson", str(src), str(areas), "--closed-lines-as-areas"])
+    assert res.exit_code == 0, res.output
+    geom = shape(json.loads(areas.read_text())["features"][0]["geometry"])
+    assert geom.geom_type == "Polygon" and geom.area == pytest.approx(1600.0)
+    assert "closed outline written as a polygon" in res.output

@@ -261,8 +261,13 @@ def test_write_features_gzip_and_bad_values(tmp_path: Path) -> None:
 def test_other_plane_is_noted() -> None:
     f = feature(square(0, 0, 4), objectType="annotation")
     f["geometry"]["plane"] = {"c": -1, "z": 3, "t": 0}
+    f["geometry"]["isEllipse"] = True
     res = read_features([f])
     assert len(res.annotations) == 1 and any("z/t plane" in n for n in res.notes)
+    a = res.annotations[0]
+    assert a.plane == (-1, 3, 0) and a.roi_type == "ellipse"
+    written = annotation_to_feature(a)["geometry"]
+    assert written["plane"] == {"c": -1, "z": 3, "t": 0} and written["isEllipse"] is True
 
 
 # ------------------------------------------------------------------------ one object model, writer

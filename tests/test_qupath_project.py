@@ -507,3 +507,17 @@ def test_non_finite_qpdata_object_is_left_out_with_a_note(tmp_path: Path) -> Non
     found = proj.annotations(5)
     assert [a.name for a in found] == ["good"]
     assert any("non-finite" in n and "'bad'" in n for n in found.notes)
+
+
+def test_tiling_reports_an_unreadable_export_as_a_failure_naming_it(tmp_path: Path) -> None:
+    from histobridge.tiling import TileSpec
+    from histobridge.tiling.tiler import tile_project
+
+    proj = _project_with_image(tmp_path)
+    export = layout.annotation_path(proj.folder, 5)
+    export.parent.mkdir(parents=True)
+    export.write_text('{"type": "FeatureCollection", "features": [')  # cut short by a full disk
+    report = tile_project(proj, tmp_path / "tiles.zarr", TileSpec(16, 8.0), workers=1, progress=False)
+    (image,) = report.images
+    assert image.status == "failed" and "5.geojson" in (image.reason or "")
+    assert "no annotations" not in (image.reason or "")

@@ -232,7 +232,24 @@ def _path_object(feature: Mapping[str, Any], props: Mapping[str, Any], geometry:
         is_missing=bool(props.get("isMissing", False)),
         metadata=MappingProxyType(dict(metadata)) if isinstance(metadata, Mapping) else MappingProxyType({}),
         nucleus=_nucleus(feature.get("nucleusGeometry")),
+        plane=_plane(feature.get("geometry")),
+        roi_type="ellipse" if _is_ellipse(feature.get("geometry")) else None,
     )
+
+
+def _plane(geometry: Any) -> tuple[int, int, int] | None:
+    """The (c, z, t) plane a geometry is drawn on, when the file names one."""
+    plane = geometry.get("plane") if isinstance(geometry, Mapping) else None
+    if not isinstance(plane, Mapping):
+        return None
+    try:
+        return int(plane.get("c", -1)), int(plane.get("z", 0)), int(plane.get("t", 0))
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_ellipse(geometry: Any) -> bool:
+    return isinstance(geometry, Mapping) and geometry.get("isEllipse") is True
 
 
 def _nucleus(value: Any) -> BaseGeometry | None:

@@ -280,7 +280,7 @@ def _read_entry(item: Any, index: int, qpproj: Path, locator: _Locator) -> Image
     name = raw_name if isinstance(raw_name, str) else f"Image {entry_id}"
     info = resolve_server(item.get("serverBuilder"), f"image {entry_id}")
     size = info.stored_size
-    if size is None:
+    if size is None and info.crop_region is None:  # summary.json has the size QuPath shows, after crops
         summary = read_summary(layout.summary_path(locator.folder, entry_id))
         if summary is not None and summary.width and summary.height:
             size = (summary.width, summary.height)

@@ -349,8 +349,9 @@ class _Locator:
                 return hit, str(stored), None
             refused.append(why)
         where = f"; also searched for {stored.name!r} in and beside {self.folder}" if self.search else ""
-        if refused:
-            return None, None, f"image file not found: {' or '.join(tried)}; {'; '.join(refused)}"
+        if refused:  # the "different image" clause first: it is what a one-line summary shows
+            found = "; ".join(refused)
+            return None, None, f"a different image: {found}; image file not found: {' or '.join(tried)}"
         return None, None, f"image file not found: {' or '.join(tried)}{where}"
 
     def _relative_to_moved_project(self, stored: PurePath) -> Path | None:
@@ -402,8 +403,7 @@ def different_image(path: Path, size: tuple[int, int] | None) -> str | None:
         return None
     if dims == tuple(size) or (bounds is not None and tuple(bounds[2:]) == tuple(size)):
         return None
-    return (f"{path} has the same name but is a different image: {dims[0]}×{dims[1]} px where QuPath "
-            f"stored {size[0]}×{size[1]} px")
+    return f"{path} is {dims[0]}×{dims[1]} px where QuPath stored {size[0]}×{size[1]} px"
 
 
 def _fold(part: str, windows: bool) -> str:

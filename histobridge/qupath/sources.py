@@ -2,7 +2,8 @@
 
 The order for ``source="auto"`` (DEVELOPERS.md): QuPath's own ``data/<id>/data.qpdata`` (read
 without a JVM), then the GeoJSON written by ``qupath_scripts/export_annotations.groovy``. paquo
-starts a JVM, so it is used only when asked for.
+starts a JVM, so it is used only when asked for. QuPath's ``summary.json`` (object counts per type
+and class) is read alongside, so that what QuPath stored is known even when ``data.qpdata`` is not.
 """
 
 from __future__ import annotations
@@ -166,7 +167,11 @@ def from_paquo(
     project: Project, entry: ImageEntry, object_types: Collection[str] | None, *,
     closed_lines_as_areas: bool = False,
 ) -> AnnotationSet:
-    """Annotations read by QuPath itself through paquo (in a subprocess)."""
+    """Annotations read by QuPath itself through paquo (in a subprocess).
+
+    ``closed_lines_as_areas`` is accepted for a uniform signature; paquo's reader keeps QuPath's
+    own view, in which a polyline has no area.
+    """
     from histobridge.qupath.paquo.read import read_annotations
 
     result = read_annotations(project.path, entry.entry_id)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from _qupath_helpers import entry, feature, square, uri_builder, write_project, write_tiff
 from _tiling_helpers import FakeClass, FakeEntry, FakeProject
 from shapely.geometry import box
 
+from histobridge.qupath import layout
 from histobridge.qupath.annotations import Annotation
+from histobridge.qupath.geojson import write_features
+from histobridge.qupath.project import Project
+from histobridge.qupath.servers import path_to_uri
 from histobridge.tiling.regions import (
     collect_regions,
     grid_regions,
@@ -32,8 +39,8 @@ class FakeSlide:
 
 
 def _project(*annotations: Annotation, classes: tuple[str, ...] = ()) -> tuple[FakeProject, FakeEntry]:
-    entry = FakeEntry(1, "slide", None)
-    return FakeProject([entry], {1: list(annotations)}, [FakeClass(c) for c in classes]), entry
+    e = FakeEntry(1, "slide", None)
+    return FakeProject([e], {1: list(annotations)}, [FakeClass(c) for c in classes]), e
 
 
 def _tiles(project: FakeProject, entry: FakeEntry, **kw: object) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -107,3 +114,18 @@ def test_whole_tissue_honours_region_and_ignore() -> None:
     coords, _, _ = _tiles(project, entry, whole_tissue=True)
     inside = (coords[:, 0] + TILE <= 512 + 1) & (coords[:, 1] + TILE <= 512)
     assert inside.all() and not ((coords[:, 0] < 256) & (coords[:, 1] < 256)).any()
+
+
+def test_reader_notes_reach_the_caller(tmp_path: Path) -> None:
+    # Islet outlines exported as closed LineStrings: the caller learns why nothing is tiled.
+    slide = write_tiff(tmp_path / "s.tif", size=(SIZE, SIZE), mpp=0.5)
+    proj = Project.open(write_project(tmp_path / "p", [entry(1, uri_builder(path_to_uri(slide)))]))
+    outline = feature(square(0, 0, 512)[0], geom_type="LineString", objectType="annotation",
+                      classification={"name": "Islet", "color": [1, 2, 3]})
+    write_features(layout.annotation_path(proj.folder, 1), [outline])
+    notes: list[str] = []
+    regions, _ = collect_regions(proj, proj.images[0], FakeSlide(), notes=notes)
+    assert regions == [] and any("closed LineString outline ignored" in n for n in notes)
+    regions, names = collect_regions(proj, proj.images[0], FakeSlide(), closed_lines_as_areas=True)
+    assert [r.path_class for r in regions] == ["Islet"] and regions[0].geometry.area == 512 * 512
+    assert "Islet" in names

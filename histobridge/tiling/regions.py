@@ -112,9 +112,14 @@ def _class_names(project: Any, annotations: Sequence[Any], classes: Sequence[str
     return names
 
 
-def _read(project: Any, entry: Any, closed_lines_as_areas: bool) -> list[Any]:
+def _read(project: Any, entry: Any, closed_lines_as_areas: bool, notes: list[str]) -> list[Any]:
+    """The image's annotations to consider; what the reader noticed (closed outlines…) goes to ``notes``."""
     found = project.annotations(entry, closed_lines_as_areas=True) if closed_lines_as_areas else (
         project.annotations(entry))
+    notes.extend(getattr(found, "notes", ()) or ())
+    problem = getattr(found, "problem", None)
+    if problem:
+        notes.append(problem)
     return [a for a in found.annotations if getattr(a, "object_type", "annotation") in TILED_TYPES]
 
 
@@ -134,11 +139,12 @@ def collect_regions(
     ``whole_tissue`` tiles the detected tissue as one unclassified region (no labelled annotations
     needed); ``tissue`` keeps only the tissue part of each annotation. ``Ignore*`` and ``Region*``
     annotations shape the work area in both modes (module docstring). ``closed_lines_as_areas``
-    reads closed outlines (LineStrings) as areas. What was done about special classes is appended
-    to ``notes`` when given.
+    reads closed outlines (LineStrings) as areas. The annotation set's notes and problem (e.g. "2 ×
+    closed LineString outline ignored…", "data file missing") and what was done about special
+    classes are appended to ``notes`` when given, so a caller can say why an image has no regions.
     """
     said = notes if notes is not None else []
-    every = _read(project, entry, closed_lines_as_areas)
+    every = _read(project, entry, closed_lines_as_areas, said)
     area = work_area(every)
     if area.ignore is not None:
         said.append(f"Ignore* area of {area.ignore.area:.0f} px² cut out of the regions")
@@ -147,6 +153,7 @@ def collect_regions(
     if whole_tissue:
         geom = area.apply(tissue_geometry(slide))
         names = [c for c in classes if not is_special_class(c)] if classes is not None else []
+        _log(entry, said)
         return ([Region(geom, None, "tissue", "tissue")] if not geom.is_empty else []), names
     labelled = [a for a in every if not is_special_class(a.path_class)]
     annotations = labelled
@@ -169,9 +176,13 @@ def collect_regions(
         if not geom.is_empty:
             said.append("no labelled annotation: the Region* area is tiled unlabelled")
             regions.append(Region(geom, None, "region", REGION_CLASS))
-    for line in said:
-        log.info("image %s: %s", getattr(entry, "entry_id", "?"), line)
+    _log(entry, said)
     return regions, names
+
+
+def _log(entry: Any, lines: Sequence[str]) -> None:
+    for line in lines:
+        log.info("image %s: %s", getattr(entry, "entry_id", "?"), line)
 
 
 def grid_regions(

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PureWindowsPath
 from types import MappingProxyType
@@ -279,12 +279,14 @@ def _read_entry(item: Any, index: int, qpproj: Path, locator: _Locator) -> Image
     raw_name = item.get("imageName")
     name = raw_name if isinstance(raw_name, str) else f"Image {entry_id}"
     info = resolve_server(item.get("serverBuilder"), f"image {entry_id}")
-    size = info.stored_size
-    if size is None and info.crop_region is None:  # summary.json has the size QuPath shows, after crops
+
+    def stored_size() -> tuple[int, int] | None:  # only asked for when the file has moved
+        if info.stored_size is not None or info.crop_region is not None:
+            return info.stored_size  # summary.json has the size QuPath shows, after any crop
         summary = read_summary(layout.summary_path(locator.folder, entry_id))
-        if summary is not None and summary.width and summary.height:
-            size = (summary.width, summary.height)
-    path, relocated, missing = locator.locate(info.uri, size)
+        return (summary.width, summary.height) if summary and summary.width and summary.height else None
+
+    path, relocated, missing = locator.locate(info.uri, stored_size)
     found = path is not None
     problem = missing if not found else info.problem
     raw_tags = item.get("tags")
@@ -320,11 +322,12 @@ class _Locator:
         self._index: dict[str, list[Path]] | None = None
 
     def locate(
-        self, uri: str | None, size: tuple[int, int] | None = None
+        self, uri: str | None, stored_size: Callable[[], tuple[int, int] | None] = lambda: None
     ) -> tuple[Path | None, str | None, str | None]:
         """(path, original path if relocated, problem if not found).
 
-        A file found anywhere but at the stored path must be ``size`` (width, height) when given.
+        A file found anywhere but at the stored path must have the (width, height) that
+        ``stored_size()`` gives, when it gives one.
         """
         if not uri:
             return None, None, "no image URI in the project"
@@ -335,6 +338,7 @@ class _Locator:
             return Path(stored), None, None
         tried = [str(stored)]
         refused: list[str] = []
+        size = stored_size()
         moved = self._relative_to_moved_project(stored)
         if moved is not None and str(moved) != str(stored):
             if moved.is_file():

@@ -80,6 +80,7 @@ class FakeAnnotationSet:
     annotations: list[Annotation]
     source: str = "test"
     notes: list[str] = field(default_factory=list)
+    problem: str | None = None
 
 
 def FakeEntry(
@@ -109,7 +110,7 @@ class FakeProject:
     by_entry: dict[int, list[Annotation]]
     classes: list[PathClass] = field(default_factory=list)
 
-    def annotations(self, entry: ImageEntry) -> FakeAnnotationSet:
+    def annotations(self, entry: ImageEntry, *, closed_lines_as_areas: bool = False) -> FakeAnnotationSet:
         return FakeAnnotationSet(list(self.by_entry.get(entry.entry_id, [])))
 
     def class_names(self) -> list[str]:

@@ -8,9 +8,10 @@ import math
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _qupath_helpers import feature, square
-from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry import MultiPolygon, Polygon, box, shape
 
 from histobridge.errors import AnnotationError
 from histobridge.qupath.annotations import Annotation
@@ -52,12 +53,12 @@ def test_feature_collection_04_plus() -> None:
     assert res.notes == []
     a, d = res.annotations
     assert a.object_type == "annotation" and d.object_type == "detection"
-    assert a.path_class == "Tumor" and a.color == (200, 0, 0)
+    assert a.path_class == "Tumor" and a.class_color == (200, 0, 0) and a.color is None
     assert a.name == "region A" and a.locked is True and a.object_id == UUID
     assert a.geometry.equals(box(10, 20, 110, 120))
     assert a.measurements["Area px"] == 10000.0
     assert math.isnan(a.measurements["score"]) and a.measurements["ratio"] == math.inf
-    assert d.path_class == "Tumor: Positive" and d.color == (10, 20, 30)
+    assert d.path_class == "Tumor: Positive" and d.class_color == (10, 20, 30)
 
 
 def test_object_type_filter() -> None:
@@ -86,7 +87,7 @@ def test_qupath_03_object_type_color_rgb_and_measurement_list() -> None:
     res = read_features(doc)
     a, core = res.annotations
     assert a.object_type == "annotation" and a.path_class == "Stroma"
-    assert a.color == (150, 200, 150)  # -6895466 = 0xFF96C896
+    assert a.class_color == (150, 200, 150)  # -6895466 = 0xFF96C896
     assert a.measurements == {"Area": 100.0}
     assert core.object_type == "tmaCore" and core.name == "A-1"
     assert any("not a number" in n for n in res.notes)
@@ -103,7 +104,7 @@ def test_qupath_02_class_name_ids() -> None:
     ]
     a, d = read_features(doc).annotations
     assert a.object_type == "annotation" and a.object_id is None  # the class name is no UUID
-    assert a.path_class == "Necrosis" and a.color == (50, 50, 50) and a.measurements == {"m": 2.0}
+    assert a.path_class == "Necrosis" and a.class_color == (50, 50, 50) and a.measurements == {"m": 2.0}
     assert d.object_type == "detection"
 
 
@@ -115,7 +116,7 @@ def test_unknown_object_type_reads_as_annotation_with_note() -> None:
 
 def test_classification_without_color_is_kept_and_noted() -> None:
     res = read_features([feature(square(0, 0, 4), objectType="annotation", classification={"name": "X"})])
-    assert res.annotations[0].path_class == "X" and res.annotations[0].color is None
+    assert res.annotations[0].path_class == "X" and res.annotations[0].class_color is None
     assert any("without 'color'" in n for n in res.notes)
 
 
@@ -260,5 +261,171 @@ def test_write_features_gzip_and_bad_values(tmp_path: Path) -> None:
 def test_other_plane_is_noted() -> None:
     f = feature(square(0, 0, 4), objectType="annotation")
     f["geometry"]["plane"] = {"c": -1, "z": 3, "t": 0}
+    f["geometry"]["isEllipse"] = True
     res = read_features([f])
     assert len(res.annotations) == 1 and any("z/t plane" in n for n in res.notes)
+    a = res.annotations[0]
+    assert a.plane == (-1, 3, 0) and a.roi_type == "ellipse"
+    written = annotation_to_feature(a)["geometry"]
+    assert written["plane"] == {"c": -1, "z": 3, "t": 0} and written["isEllipse"] is True
+
+
+# ------------------------------------------------------------------------ one object model, writer
+
+
+def test_one_record_one_object_types_one_colour_decoder() -> None:
+    from histobridge.qupath import annotations, classes
+    from histobridge.qupath.qpdata import records
+
+    assert annotations.Annotation is annotations.PathObject is records.QPObject is records.PathObject
+    assert records.OBJECT_TYPES is annotations.OBJECT_TYPES
+    assert records.argb_to_rgb is classes.argb_to_rgb_or_none
+    assert classes.argb_to_rgb_or_none(None) is None and classes.argb_to_rgb_or_none(-65536) == (255, 0, 0)
+    root = annotations.PathObject(geometry=None, object_type="root")  # the .qpdata reader's "no ROI"
+    assert not root.has_roi and root.geometry.is_empty
+
+
+def _null_colours(obj: object) -> list[str]:
+    """Paths of every ``color`` key holding null anywhere in a JSON document."""
+    found: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "color" and v is None:
+                found.append(k)
+            found += _null_colours(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            found += _null_colours(v)
+    return found
+
+
+def test_writer_never_writes_a_null_colour(tmp_path: Path) -> None:
+    plain_dict = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square(0, 0, 5)},
+                  "properties": {"objectType": "annotation", "color": None,
+                                 "classification": {"name": "Tumor", "color": None}}}
+    no_colours = Annotation(box(0, 0, 10, 10), "Stroma")  # neither own nor class colour known
+    derived = Annotation(box(0, 0, 10, 10), "Tumor: Positive", class_color=None)
+    path = tmp_path / "out.geojson"
+    assert write_features(path, [plain_dict, no_colours, derived,
+                                 tile_feature(0, 0, 4, 4, "Tumor", None)]) == 4
+    doc = json.loads(path.read_text())
+    assert _null_colours(doc) == []
+    for f in doc["features"]:
+        color = f["properties"]["classification"]["color"]
+        assert len(color) == 3 and all(isinstance(c, int) for c in color)
+    assert "color" not in doc["features"][0]["properties"]
+    assert read_features(path).notes == []  # nothing QuPath 0.4+ would refuse
+
+
+def test_own_colour_and_class_colour_are_written_apart() -> None:
+    a = Annotation(box(0, 0, 10, 10), "Tumor", color=(1, 2, 3), class_color=(200, 0, 0))
+    props = annotation_to_feature(a)["properties"]
+    assert props["color"] == [1, 2, 3] and props["classification"] == {"name": "Tumor", "color": [200, 0, 0]}
+    back = read_features([annotation_to_feature(a)]).annotations[0]
+    assert back.color == (1, 2, 3) and back.class_color == (200, 0, 0) and back.display_color == (1, 2, 3)
+
+
+def test_self_intersecting_polygon_is_written_valid_with_qupath_area(tmp_path: Path) -> None:
+    # A 100 x 100 bow tie: the raw ring's signed area cancels to 0; QuPath measures both lobes, 5000.
+    bowtie = Polygon([(0, 0), (100, 100), (100, 0), (0, 100)])
+    assert not bowtie.is_valid and bowtie.area == 0
+    feat = annotation_to_feature(Annotation(bowtie, "T", class_color=(1, 2, 3)))
+    written = shape(feat["geometry"])
+    assert written.is_valid and written.area == pytest.approx(5000.0)
+    path = tmp_path / "bowtie.geojson"
+    write_features(path, [Annotation(bowtie, "T")])
+    back = read_features(path)
+    assert back.notes == [] and back.annotations[0].geometry.area == pytest.approx(5000.0)
+
+
+def test_writer_refuses_non_finite_roi_naming_the_object(tmp_path: Path) -> None:
+    with np.errstate(invalid="ignore"):
+        bad = Annotation(Polygon([(0, 0), (float("nan"), 0), (5, 5)]), "T", name="broken")
+    with pytest.raises(AnnotationError, match=r"'broken'.*non-finite"):
+        annotation_to_feature(bad)
+    with pytest.raises(AnnotationError, match=r"x\.geojson: feature 1: .*'broken'"):
+        write_features(tmp_path / "x.geojson", [Annotation(box(0, 0, 1, 1)), bad])
+    assert not (tmp_path / "x.geojson").exists()
+
+
+# --------------------------------------------------------------------- closed outlines, bad input
+
+
+def _ring(x: float, y: float, s: float) -> list[list[float]]:
+    return square(x, y, s)[0]
+
+
+def test_closed_linestrings_are_counted_as_outlines_and_readable_as_areas() -> None:
+    # Islet outlines as QuPath exports polyline annotations: closed LineStrings (and one multi-part).
+    doc = [
+        feature(_ring(0, 0, 10), geom_type="LineString", objectType="annotation", classification="Islet"),
+        feature(_ring(50, 0, 20), geom_type="LineString", objectType="annotation", classification="Islet"),
+        feature([_ring(0, 50, 5), _ring(20, 50, 5)], geom_type="MultiLineString", objectType="annotation"),
+        feature([[0, 0], [9, 9]], geom_type="LineString", objectType="annotation"),  # open: a real line
+    ]
+    default = read_features(doc)
+    assert default.annotations == []
+    text = " ".join(default.notes)
+    assert "2 × closed LineString outline ignored" in text and "closed_lines_as_areas" in text
+    assert "1 × closed MultiLineString outline ignored" in text and "1 × LineString ignored (no area)" in text
+    areas = read_features(doc, closed_lines_as_areas=True)
+    assert [round(a.geometry.area) for a in areas.annotations] == [100, 400, 50]
+    assert [a.path_class for a in areas.annotations] == ["Islet", "Islet", None]
+    assert any("3 × closed" in n or "read as an area" in n for n in areas.notes)
+    assert any("LineString ignored (no area)" in n for n in areas.notes)
+
+
+TRUNCATED = b'{"type": "FeatureCollection", "features": [{"type": "Fea'
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n", TRUNCATED])
+def test_empty_or_truncated_file_is_an_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "export.geojson"
+    path.write_bytes(content)
+    with pytest.raises(AnnotationError, match=r"export\.geojson"):
+        read_features(path)
+    gz = tmp_path / "export.geojson.gz"
+    gz.write_bytes(gzip.compress(json.dumps(DOC_05).encode())[:-12])  # cut short
+    with pytest.raises(AnnotationError, match=r"export\.geojson\.gz"):
+        read_features(gz)
+
+
+def test_deep_nesting_is_a_clean_error(tmp_path: Path) -> None:
+    deep_json = tmp_path / "deep.geojson"
+    deep_json.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AnnotationError, match=r"deep\.geojson.*nested too deeply"):
+        read_features(deep_json)
+    # Parsable JSON whose childObjects nest deeper than the reader can follow.
+    depth = 900
+    head = '{"type":"Feature","geometry":null,"properties":{"childObjects":['
+    deep_children = tmp_path / "children.geojson"
+    deep_children.write_text(head * depth + "]}}" * depth)
+    with pytest.raises(AnnotationError, match=r"children\.geojson.*nested too deeply"):
+        read_features(deep_children)
+
+
+def test_non_finite_coordinates_reject_only_that_object(tmp_path: Path) -> None:
+    path = tmp_path / "nan.geojson"
+    path.write_text(
+        '{"type":"FeatureCollection","features":['
+        '{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[0,0],[NaN,0],[5,5],[0,0]]]},'
+        '"properties":{"objectType":"annotation","name":"nan"}},'
+        '{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[0,0],[Infinity,0],[5,5],[0,0]]]},'
+        '"properties":{"objectType":"annotation","name":"inf"}},'
+        '{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[0,0],[4,0],[4,4],[0,4],[0,0]]]},'
+        '"properties":{"objectType":"annotation","name":"good"}}]}'
+    )
+    res = read_features(path)
+    assert [a.name for a in res.annotations] == ["good"]
+    assert any(n.startswith("2 × object with a non-finite") and "'nan'" in n for n in res.notes)
+
+
+def test_dsa_label_becomes_the_name_or_is_noted() -> None:
+    doc = [
+        feature(square(0, 0, 4), objectType="annotation", label={"value": "islet 3"}),
+        feature(square(0, 0, 4), objectType="annotation", label="duct"),
+        feature(square(0, 0, 4), objectType="annotation", name="mine", label={"value": "theirs"}),
+    ]
+    res = read_features(doc)
+    assert [a.name for a in res.annotations] == ["islet 3", "duct", "mine"]
+    assert any("'label'" in n and "'theirs'" in n for n in res.notes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,14 @@ from _qupath_helpers import (
     write_tiff,
 )
 
-from histobridge.errors import AnnotationError, CalibrationError, ProjectError, SlideNotFoundError
+from histobridge.errors import (
+    AnnotationError,
+    CalibrationError,
+    ProjectError,
+    QPDataError,
+    SlideNotFoundError,
+)
+from histobridge.qupath import layout
 from histobridge.qupath.geojson import write_features
 from histobridge.qupath.project import ImageEntry, Project
 from histobridge.qupath.servers import path_to_uri
@@ -354,3 +362,162 @@ def test_cli_info_on_the_real_project(shared_dir: Path) -> None:
     assert "image file not found" in result.output
     missing = CliRunner().invoke(app, ["project", "info", str(shared_dir / "nowhere")])
     assert missing.exit_code != 0
+
+
+# ------------------------------------------------------------- same-named images, duplicate ids
+
+
+def test_same_named_file_of_another_size_is_a_different_image(tmp_path: Path) -> None:
+    # QuPath stored a 96 x 64 image; near the moved project sits a same-named 50 x 40 file.
+    write_tiff(tmp_path / "proj" / "images" / "case.tif", size=(50, 40))
+    builder = uri_builder("file:/old/place/case.tif", metadata={"width": 96, "height": 64})
+    write_project(tmp_path / "proj", [entry(1, builder)], uri="file:/unrelated/project.qpproj")
+    (e,) = Project.open(tmp_path / "proj").images
+    assert not e.found and e.path is None
+    assert "different image" in (e.problem or "") and "50×40" in (e.problem or "")
+    assert "96×64" in (e.problem or "")
+    with pytest.raises(SlideNotFoundError, match="different image"):
+        e.open_slide()
+    # A second candidate of the stored size is taken instead.
+    right = write_tiff(tmp_path / "proj" / "more" / "case.tif", size=(96, 64))
+    (e,) = Project.open(tmp_path / "proj").images
+    assert e.found and e.path == right and e.problem is None
+
+
+def test_stored_size_falls_back_to_summary_json(tmp_path: Path) -> None:
+    write_tiff(tmp_path / "proj" / "case.tif", size=(50, 40))
+    write_project(tmp_path / "proj", [entry(4, uri_builder("file:/old/case.tif"))],
+                  uri="file:/unrelated/project.qpproj")
+    data = tmp_path / "proj" / "data" / "4"
+    data.mkdir(parents=True)
+    (data / "summary.json").write_text(json.dumps(
+        {"server": {"width": 2000, "height": 1500}, "hierarchy": {"objectTypeCounts": {"Root objects": 1}}}))
+    (e,) = Project.open(tmp_path / "proj").images
+    assert not e.found and "different image" in (e.problem or "")
+
+
+def test_duplicate_entry_ids_are_refused(tmp_path: Path) -> None:
+    images = [entry(1, uri_builder("file:/a.tif")), entry(2, uri_builder("file:/b.tif")),
+              entry(1, uri_builder("file:/c.tif")), entry(7, uri_builder("file:/d.tif")),
+              entry(7, uri_builder("file:/e.tif"))]
+    with pytest.raises(ProjectError, match=r"project\.qpproj: duplicate entryID\(s\) 1, 7"):
+        Project.open(write_project(tmp_path / "p", images))
+
+
+def test_select_images_by_id_or_name(tmp_path: Path) -> None:
+    images = [entry(3, uri_builder("file:/a.tif"), name="a.tif"),
+              entry(10, uri_builder("file:/b.tif"), name="b.tif"),
+              entry(11, uri_builder("file:/b2.tif"), name="b.tif"),
+              entry(12, uri_builder("file:/c.tif"), name="3")]
+    proj = Project.open(write_project(tmp_path / "p", images), search=False)
+    ids = lambda es: [e.entry_id for e in es]  # noqa: E731
+    assert ids(proj.select_images(None)) == ids(proj.select_images([])) == [3, 10, 11, 12]
+    assert ids(proj.select_images([12, "a.tif"])) == [3, 12]  # project order, no duplicates
+    assert ids(proj.select_images(["b.tif", 10])) == [10, 11]  # a name selects every entry with it
+    assert ids(proj.select_images(["3"])) == [3]  # an id wins over an image named "3"
+    with pytest.raises(ProjectError, match=r"no image with id or name 99, 'x\.tif'; available: 3 'a\.tif'"):
+        proj.select_images([99, "x.tif", 3])
+
+
+# ------------------------------------------------------- what QuPath stored, unreadable exports
+
+
+def _summary(annotations: int, cells: int) -> dict[str, Any]:
+    """A ``summary.json`` in QuPath 0.4's layout (as in the foci fixture)."""
+    return {"timestamp": 1670846735943, "imageType": "BRIGHTFIELD_H_E",
+            "server": {"width": 96, "height": 64, "sizeC": 3, "sizeZ": 1, "sizeT": 1},
+            "hierarchy": {"nObjects": 1 + annotations + cells,
+                          "objectTypeCounts": {"Root objects": 1, "Annotations": annotations, "Cells": cells},
+                          "annotationClassificationCounts": {"Tumor": annotations},
+                          "detectionClassificationCounts": {"Unclassified": cells}}}
+
+
+def test_summary_counts_and_missing_data_file(tmp_path: Path) -> None:
+    proj = _project_with_image(tmp_path)
+    e = proj.images[0]
+    assert proj.stored_summary(e) is None and proj.annotations(e).problem is None
+    data = proj.folder / "data" / "5"
+    data.mkdir(parents=True)
+    (data / "summary.json").write_text(json.dumps(_summary(8, 13370)))
+    stored = proj.stored_summary(5)
+    assert stored is not None and dict(stored.counts) == {"annotation": 8, "cell": 13370}
+    assert stored.annotation_classes == {"Tumor": 8} and (stored.width, stored.height) == (96, 64)
+    assert stored.describe() == "8 annotations, 13370 cells" and stored.n_objects == 13378
+    found = proj.annotations(e)
+    assert found.source == "none" and len(found) == 0
+    assert found.stored_counts == {"annotation": 8, "cell": 13370}
+    assert found.problem is not None and "data file missing" in found.problem
+    assert "data.qpdata" in found.problem and "8 annotations, 13370 cells" in found.problem
+    # An export read instead keeps the counts and says the data file is missing in a note.
+    export = layout.annotation_path(proj.folder, 5)
+    write_features(export, [feature(square(0, 0, 5), objectType="annotation")])
+    found = proj.annotations(e)
+    assert found.source == "geojson" and found.problem is None and found.stored_counts is not None
+    assert any("data file missing" in n for n in found.notes)
+
+
+def test_real_summary_without_its_data_file(tmp_path: Path, shared_dir: Path) -> None:
+    dst = tmp_path / "foci"
+    shutil.copytree(shared_dir / "fixtures" / "qupath" / "foci-0.4", dst)
+    (dst / "data" / "242" / "data.qpdata").unlink()
+    proj = Project.open(dst)
+    found = proj.annotations(242)
+    assert found.source == "none" and found.stored_counts == {"annotation": 1063}
+    assert found.problem is not None and "1063 annotations" in found.problem
+    assert proj.annotations(243).problem is None  # no data folder at all: nothing was stored
+
+
+@pytest.mark.parametrize("content", [b"", b'{"type": "FeatureCollection", "features": [{"ty'])
+def test_unreadable_export_is_an_error_not_no_annotations(tmp_path: Path, content: bytes) -> None:
+    proj = _project_with_image(tmp_path)
+    path = layout.annotation_path(proj.folder, 5)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(AnnotationError, match=r"annotations/5\.geojson"):
+        proj.annotations(proj.images[0])
+
+
+def test_unreadable_qpdata_without_export_is_an_error(tmp_path: Path) -> None:
+    proj = _project_with_image(tmp_path)
+    qpdata = layout.qpdata_path(proj.folder, 5)
+    qpdata.parent.mkdir(parents=True)
+    qpdata.write_bytes(b"\xac\xed\x00\x05garbage")
+    with pytest.raises(QPDataError, match=r"data\.qpdata"):
+        proj.annotations(proj.images[0])
+
+
+def test_closed_outlines_through_the_project(tmp_path: Path) -> None:
+    proj = _project_with_image(tmp_path)
+    outline = feature(square(0, 0, 10)[0], geom_type="LineString", objectType="annotation")
+    write_features(layout.annotation_path(proj.folder, 5), [outline])
+    found = proj.annotations(5)
+    assert len(found) == 0 and any("1 × closed LineString outline" in n for n in found.notes)
+    assert [a.geometry.area for a in proj.annotations(5, closed_lines_as_areas=True)] == [100.0]
+
+
+def test_non_finite_qpdata_object_is_left_out_with_a_note(tmp_path: Path) -> None:
+    import _qpdata_writer as W
+
+    proj = _project_with_image(tmp_path)
+    bad = W.PO("annotation", roi=W.roi("polygon", x=[0, math.inf, 10], y=[0, 0, 10]), name="bad")
+    good = W.PO("annotation", roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10), name="good")
+    qpdata = layout.qpdata_path(proj.folder, 5)
+    qpdata.parent.mkdir(parents=True)
+    qpdata.write_bytes(W.qpdata_bytes(W.PO("root", children=[bad, good]), "0.5.2"))
+    found = proj.annotations(5)
+    assert [a.name for a in found] == ["good"]
+    assert any("non-finite" in n and "'bad'" in n for n in found.notes)
+
+
+def test_tiling_reports_an_unreadable_export_as_a_failure_naming_it(tmp_path: Path) -> None:
+    from histobridge.tiling import TileSpec, TilingOptions
+    from histobridge.tiling.tiler import tile_project
+
+    proj = _project_with_image(tmp_path)
+    export = layout.annotation_path(proj.folder, 5)
+    export.parent.mkdir(parents=True)
+    export.write_text('{"type": "FeatureCollection", "features": [')  # cut short by a full disk
+    report = tile_project(proj, tmp_path / "tiles.zarr", TileSpec(16, 8.0), TilingOptions(workers=1))
+    (image,) = report.images
+    assert image.status == "failed" and "5.geojson" in (image.reason or "")
+    assert "no annotations" not in (image.reason or "")

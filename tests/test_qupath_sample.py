@@ -58,7 +58,7 @@ def test_sample_annotations_are_usable_for_training(skin: Project) -> None:
     for a in found:
         assert a.geometry.is_valid and slide.contains(a.geometry)
         by_class.setdefault(a.path_class, []).append(a.geometry)
-        assert a.object_id is not None and (a.color is not None or a.path_class is None)
+        assert a.object_id is not None and (a.display_color is not None or a.path_class is None)
     epidermis, dermis = unary_union(by_class["Epidermis"]), unary_union(by_class["Dermis"])
     assert epidermis.area >= MIN_CLASS_AREA_PX and dermis.area >= MIN_CLASS_AREA_PX
     assert epidermis.intersection(dermis).area == 0

@@ -25,25 +25,45 @@ def to_geojson(
     types: str | None = typer.Option(
         None, "--types", help="Comma-separated object types: annotation,detection,tile,cell,tmaCore."
     ),
+    closed_lines_as_areas: bool = typer.Option(
+        False, "--closed-lines-as-areas",
+        help="Write closed polylines (outlines that end where they start) as polygons, i.e. as areas.",
+    ),
 ) -> None:
-    """Export objects as QuPath 0.4+ GeoJSON, streamed (children are written before their parent)."""
-    import json
+    """Export objects as QuPath 0.4+ GeoJSON, streamed (children are written before their parent).
 
-    from histobridge._atomic import atomic_open
+    Invalid polygons are written repaired; an object whose ROI cannot be written (a NaN or infinite
+    coordinate) is left out and reported, never the whole file.
+    """
+    import dataclasses
+    from collections.abc import Iterator
+    from typing import Any
+
+    from histobridge.errors import AnnotationError
+    from histobridge.qupath.geojson import write_features
+    from histobridge.qupath.geometry import NoteCounter, closed_line_area, is_closed_line
     from histobridge.qupath.qpdata.convert import to_geojson_feature
     from histobridge.qupath.qpdata.reader import iter_objects
 
-    n = 0
-    with atomic_open(out, "w") as fh:
-        fh.write('{"type": "FeatureCollection", "features": [\n')
+    notes = NoteCounter()
+
+    def features() -> Iterator[dict[str, Any]]:
         for obj in iter_objects(file, types=_types(types)):
-            feature = to_geojson_feature(obj)
-            if feature is None:
+            if closed_lines_as_areas and is_closed_line(obj.geometry):
+                obj = dataclasses.replace(obj, geometry=closed_line_area(obj.geometry))
+                notes.add("closed outline written as a polygon", obj.label)
+            try:
+                feature = to_geojson_feature(obj)
+            except AnnotationError as err:
+                notes.add("object left out", str(err))
                 continue
-            fh.write((",\n" if n else "") + json.dumps(feature, allow_nan=False))
-            n += 1
-        fh.write("\n]}\n")
+            if feature is not None:
+                yield feature
+
+    n = write_features(out, features())
     typer.echo(f"wrote {n} features to {out}")
+    for note in notes.lines():
+        typer.echo(f"note: {note}", err=True)
 
 
 @app.command("info")

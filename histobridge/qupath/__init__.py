@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from histobridge.qupath.annotations import Annotation, AnnotationSet, PathClass
-from histobridge.qupath.classes import argb_to_rgb, read_classes, rgb_to_argb
+from histobridge.qupath.annotations import OBJECT_TYPES, Annotation, AnnotationSet, PathClass, PathObject
+from histobridge.qupath.classes import argb_to_rgb, argb_to_rgb_or_none, read_classes, rgb_to_argb
 
 _LAZY = {
     "Project": "histobridge.qupath.project",
@@ -16,6 +16,8 @@ _LAZY = {
     "read_features": "histobridge.qupath.geojson",
     "write_features": "histobridge.qupath.geojson",
     "FeatureReadResult": "histobridge.qupath.geojson",
+    "path_object_feature": "histobridge.qupath.geojson",
+    "StoredSummary": "histobridge.qupath.sources",
 }
 
 
@@ -28,13 +30,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "OBJECT_TYPES",
     "Annotation",
     "AnnotationSet",
     "FeatureReadResult",
     "ImageEntry",
     "PathClass",
+    "PathObject",
     "Project",
+    "StoredSummary",
     "argb_to_rgb",
+    "argb_to_rgb_or_none",
+    "path_object_feature",
     "read_classes",
     "read_features",
     "rgb_to_argb",

@@ -28,6 +28,17 @@ def argb_to_rgb(value: int) -> tuple[int, int, int]:
     return (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF
 
 
+def argb_to_rgb_or_none(value: Any) -> tuple[int, int, int] | None:
+    """Like :func:`argb_to_rgb` for values that may be absent: ``None`` (or a non-int) gives None.
+
+    QuPath stores "no colour" as a null ``Integer`` (objects without their own colour); readers of
+    such fields use this variant, everything else the strict one.
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return argb_to_rgb(value)
+
+
 def rgb_to_argb(rgb: Sequence[int], alpha: int = 255) -> int:
     """Encode ``(r, g, b)`` as QuPath writes it: packed ARGB as a signed 32-bit int."""
     if len(rgb) != 3:
@@ -94,4 +105,11 @@ def class_color(classes: Iterable[PathClass], name: str | None) -> tuple[int, in
     return None
 
 
-__all__ = ["argb_to_rgb", "class_color", "read_classes", "rgb_to_argb", "write_classes"]
+__all__ = [
+    "argb_to_rgb",
+    "argb_to_rgb_or_none",
+    "class_color",
+    "read_classes",
+    "rgb_to_argb",
+    "write_classes",
+]

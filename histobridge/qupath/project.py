@@ -6,7 +6,9 @@ one broken path never hides the other images.
 
 Relocation follows QuPath (qupath-formats.md §8): an image path that does not exist is re-resolved
 relative to where the project was saved (the qpproj ``uri``) and where it is now, then searched
-for by file name near the project.
+for by file name near the project. A file found that way must have the size QuPath stored for the
+image (``serverBuilder.metadata``, else ``summary.json``); a same-named file of another size is
+refused as a different image.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Collection, Mapping
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PureWindowsPath
 from types import MappingProxyType
@@ -25,6 +28,7 @@ from histobridge.qupath import layout
 from histobridge.qupath.annotations import AnnotationSet, PathClass
 from histobridge.qupath.classes import read_classes
 from histobridge.qupath.servers import ServerInfo, is_openslide, resolve_server, uri_to_path
+from histobridge.qupath.sources import StoredSummary, read_summary
 
 if TYPE_CHECKING:
     from histobridge.slides import Slide
@@ -158,12 +162,9 @@ class Project:
         items = raw.get("images") or []
         if not isinstance(items, list):
             raise ProjectError(f"{qpproj}: 'images' must be a list, found {type(items).__name__}")
+        _check_unique_ids(items, qpproj)
         images = [_read_entry(item, i, qpproj, locator) for i, item in enumerate(items)]
-        ids = [e.entry_id for e in images]
         notes = []
-        if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
-            notes.append(f"{qpproj}: duplicate entryID(s) {dupes}; their data folders are shared")
         for key in ("createTimestamp", "modifyTimestamp"):
             if key not in raw:
                 notes.append(f"{qpproj}: '{key}' is missing; QuPath itself would refuse to open this project")
@@ -183,22 +184,58 @@ class Project:
         known += ", …" if len(self.images) > 30 else ""
         raise ProjectError(f"{self.path}: no image {key!r} (known: {known})")
 
+    def select_images(self, images: Sequence[str | int] | None) -> list[ImageEntry]:
+        """The entries named by id or image name, in project order; all of them for None or [].
+
+        A key matching an entry id selects that entry, else every entry with that image name.
+        Unknown keys raise :class:`ProjectError` listing them and the images available.
+        """
+        if not images:
+            return list(self.images)
+        chosen: set[int] = set()
+        missing: list[str] = []
+        for key in images:
+            text = str(key).strip()
+            by_id = [i for i, e in enumerate(self.images) if str(e.entry_id) == text]
+            hits = by_id or [i for i, e in enumerate(self.images) if e.name == text]
+            if not hits:
+                missing.append(repr(key))
+            chosen.update(hits)
+        if missing:
+            available = ", ".join(f"{e.entry_id} {e.name!r}" for e in self.images[:30])
+            available += ", …" if len(self.images) > 30 else ""
+            raise ProjectError(f"{self.path}: no image with id or name {', '.join(missing)}; "
+                               f"available: {available or 'none (the project has no images)'}")
+        return [e for i, e in enumerate(self.images) if i in chosen]
+
     def annotations(
         self, entry: ImageEntry | int | str, *, source: str = "auto",
         object_types: Collection[str] | None = ("annotation",),
+        closed_lines_as_areas: bool = False,
     ) -> AnnotationSet:
         """The objects drawn on one image (annotations by default).
 
         ``auto`` reads ``data/<id>/data.qpdata``, else the GeoJSON export in the histobridge
-        layout, else returns an empty set with a note. ``qpdata``/``geojson``/``paquo`` force one
-        source and raise when it is unavailable.
+        layout, else returns an empty set with a note (and a ``problem`` when QuPath's
+        ``summary.json`` counted objects). A file that exists but cannot be read raises.
+        ``qpdata``/``geojson``/``paquo`` force one source and raise when it is unavailable.
+        ``closed_lines_as_areas`` reads closed outlines (LineStrings) as areas.
         """
         from histobridge.qupath.sources import read_entry_annotations
 
         if source not in SOURCES:
             raise ProjectError(f"annotation source must be one of {', '.join(SOURCES)}, not {source!r}")
         e = entry if isinstance(entry, ImageEntry) else self.image(entry)
-        return read_entry_annotations(self, e, source=source, object_types=object_types)
+        return read_entry_annotations(self, e, source=source, object_types=object_types,
+                                      closed_lines_as_areas=closed_lines_as_areas)
+
+    def stored_summary(self, entry: ImageEntry | int | str) -> StoredSummary | None:
+        """QuPath's own object counts for one image (``data/<id>/summary.json``), None without one.
+
+        Available even when ``data.qpdata`` is missing, e.g. to show what QuPath had stored.
+        """
+        e = entry if isinstance(entry, ImageEntry) else self.image(entry)
+        return read_summary(layout.summary_path(self.folder, e.entry_id))
 
     def class_names(self) -> list[str]:
         """Names of the project's classes, in ``classes.json`` order."""
@@ -235,6 +272,15 @@ def _load_qpproj(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _check_unique_ids(items: list[Any], qpproj: Path) -> None:
+    """Two entries with one id would share ``data/<id>/``: QuPath's own state is broken then."""
+    ids = Counter(item.get("entryID") for item in items if isinstance(item, Mapping))
+    dupes = sorted((i for i, n in ids.items() if n > 1), key=str)
+    if dupes:
+        raise ProjectError(f"{qpproj}: duplicate entryID(s) {', '.join(map(str, dupes))}; each image needs "
+                           "its own id (they would share one data/<id> folder). Fix the project in QuPath")
+
+
 def _str_map(value: Any) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
         return MappingProxyType({})
@@ -247,12 +293,21 @@ def _read_entry(item: Any, index: int, qpproj: Path, locator: _Locator) -> Image
     entry_id = item.get("entryID")
     if isinstance(entry_id, bool) or not isinstance(entry_id, int):
         raise ProjectError(f"{qpproj}: images[{index}] has no integer 'entryID' ({entry_id!r})")
-    name = item.get("imageName") if isinstance(item.get("imageName"), str) else f"Image {entry_id}"
+    raw_name = item.get("imageName")
+    name = raw_name if isinstance(raw_name, str) else f"Image {entry_id}"
     info = resolve_server(item.get("serverBuilder"), f"image {entry_id}")
-    path, relocated, missing = locator.locate(info.uri)
+
+    def stored_size() -> tuple[int, int] | None:  # only asked for when the file has moved
+        if info.stored_size is not None or info.crop_region is not None:
+            return info.stored_size  # summary.json has the size QuPath shows, after any crop
+        summary = read_summary(layout.summary_path(locator.folder, entry_id))
+        return (summary.width, summary.height) if summary and summary.width and summary.height else None
+
+    path, relocated, missing = locator.locate(info.uri, stored_size)
     found = path is not None
     problem = missing if not found else info.problem
-    tags = item.get("tags") if isinstance(item.get("tags"), list) else []
+    raw_tags = item.get("tags")
+    tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
     return ImageEntry(
         entry_id=entry_id, name=name, uri=info.uri or "", path=path, found=found, problem=problem,
         description=item.get("description") if isinstance(item.get("description"), str) else None,
@@ -283,8 +338,14 @@ class _Locator:
         self.search = search
         self._index: dict[str, list[Path]] | None = None
 
-    def locate(self, uri: str | None) -> tuple[Path | None, str | None, str | None]:
-        """(path, original path if relocated, problem if not found)."""
+    def locate(
+        self, uri: str | None, stored_size: Callable[[], tuple[int, int] | None] = lambda: None
+    ) -> tuple[Path | None, str | None, str | None]:
+        """(path, original path if relocated, problem if not found).
+
+        A file found anywhere but at the stored path must have the (width, height) that
+        ``stored_size()`` gives, when it gives one.
+        """
         if not uri:
             return None, None, "no image URI in the project"
         stored = uri_to_path(uri)
@@ -293,15 +354,25 @@ class _Locator:
         if not isinstance(stored, PureWindowsPath) and Path(stored).is_file():
             return Path(stored), None, None
         tried = [str(stored)]
+        refused: list[str] = []
+        size = stored_size()
         moved = self._relative_to_moved_project(stored)
         if moved is not None and str(moved) != str(stored):
             if moved.is_file():
-                return moved, str(stored), None
+                why = different_image(moved, size)
+                if why is None:
+                    return moved, str(stored), None
+                refused.append(why)
             tried.append(str(moved))
-        hit = self._search(stored.name)  # below the project, then beside it
-        if hit is not None:
-            return hit, str(stored), None
+        for hit in self._search(stored.name):  # below the project, then beside it
+            why = different_image(hit, size)
+            if why is None:
+                return hit, str(stored), None
+            refused.append(why)
         where = f"; also searched for {stored.name!r} in and beside {self.folder}" if self.search else ""
+        if refused:  # the "different image" clause first: it is what a one-line summary shows
+            found = "; ".join(refused)
+            return None, None, f"a different image: {found}; image file not found: {' or '.join(tried)}"
         return None, None, f"image file not found: {' or '.join(tried)}{where}"
 
     def _relative_to_moved_project(self, stored: PurePath) -> Path | None:
@@ -309,8 +380,8 @@ class _Locator:
         old = self.old_folder
         if old is None or type(old) is not type(stored):
             return None
-        fold = (lambda s: s.lower()) if isinstance(old, PureWindowsPath) else (lambda s: s)
-        a, b = [fold(p) for p in old.parts], [fold(p) for p in stored.parts]
+        windows = isinstance(old, PureWindowsPath)
+        a, b = [_fold(p, windows) for p in old.parts], [_fold(p, windows) for p in stored.parts]
         k = 0
         while k < min(len(a), len(b)) and a[k] == b[k]:
             k += 1
@@ -319,19 +390,46 @@ class _Locator:
         rel = [".."] * (len(a) - k) + list(stored.parts[k:])
         return Path(os.path.normpath(self.folder.joinpath(*rel)))
 
-    def _search(self, name: str) -> Path | None:
+    def _search(self, name: str) -> list[Path]:
         if not self.search or not name:
-            return None
+            return []
         if self._index is None:
             self._index = _index_files(self.folder, SEARCH_DEPTH, SEARCH_MAX_DIRS)
             for key, paths in _index_files(self.folder.parent, 2, SEARCH_MAX_DIRS // 5).items():
                 self._index.setdefault(key, []).extend(p for p in paths if p not in self._index.get(key, []))
-        hits = self._index.get(name) or self._index.get(name.lower())
-        if not hits:
-            return None
+        hits = self._index.get(name) or self._index.get(name.lower()) or []
         if len(hits) > 1:
-            log.warning("%d files named %s below %s; using %s", len(hits), name, self.folder, hits[0])
-        return hits[0]
+            log.warning("%d files named %s below %s; using the first of the stored size", len(hits), name,
+                        self.folder)
+        return list(hits)
+
+
+def different_image(path: Path, size: tuple[int, int] | None) -> str | None:
+    """Why ``path`` is not the image QuPath stored as ``size`` (width, height); None when it is.
+
+    The file's level-0 size, or its OpenSlide bounds (what QuPath shows by default), must match.
+    A file the slide readers cannot open is not judged here: opening it later reports why.
+    """
+    if size is None:
+        return None
+    from histobridge.errors import HistobridgeError
+    from histobridge.slides import open_slide
+
+    try:
+        with open_slide(path) as slide:
+            dims = tuple(int(v) for v in slide.dimensions)
+            bounds = slide.reader_bounds
+    except (HistobridgeError, OSError, ValueError) as err:
+        log.debug("%s: size not checked (%s)", path, err)
+        return None
+    if dims == tuple(size) or (bounds is not None and tuple(bounds[2:]) == tuple(size)):
+        return None
+    return f"{path} is {dims[0]}×{dims[1]} px where QuPath stored {size[0]}×{size[1]} px"
+
+
+def _fold(part: str, windows: bool) -> str:
+    """Path parts compare case-insensitively on Windows, as the file system does there."""
+    return part.lower() if windows else part
 
 
 def _index_files(root: Path, depth: int, max_dirs: int) -> dict[str, list[Path]]:
@@ -356,4 +454,4 @@ def _index_files(root: Path, depth: int, max_dirs: int) -> dict[str, list[Path]]
     return index
 
 
-__all__ = ["SOURCES", "ImageEntry", "Project", "find_project_file"]
+__all__ = ["SOURCES", "ImageEntry", "Project", "StoredSummary", "different_image", "find_project_file"]

@@ -51,6 +51,7 @@ class ServerInfo:
     crop_region: tuple[float, float, float, float] | None
     mpp_override: float | None
     problem: str | None
+    stored_size: tuple[int, int] | None = None  # (width, height) of the file as QuPath read it
 
 
 def _uri_builders(node: Any, found: list[Mapping[str, Any]]) -> None:
@@ -99,6 +100,16 @@ def pixel_size_um(metadata: Any) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def stored_size(metadata: Any) -> tuple[int, int] | None:
+    """(width, height) from ``ImageServerMetadata``; None when absent or not positive integers."""
+    if not isinstance(metadata, Mapping):
+        return None
+    w, h = metadata.get("width"), metadata.get("height")
+    if isinstance(w, bool) or isinstance(h, bool) or not isinstance(w, int) or not isinstance(h, int):
+        return None
+    return (w, h) if w > 0 and h > 0 else None
+
+
 Rect = tuple[float, float, float, float]
 
 
@@ -111,10 +122,10 @@ def _crop(nodes: list[Mapping[str, Any]], where: str) -> tuple[Rect | None, str 
             continue
         region = node.get("region")
         try:
-            rx, ry, rw, rh = (float(region[k]) for k in ("x", "y", "width", "height"))  # type: ignore[index]
+            rx, ry, rw, rh = (float(region[k]) for k in ("x", "y", "width", "height"))
         except (TypeError, KeyError, ValueError):
             return None, f"{where}: 'cropped' server without a usable region ({region!r})"
-        if int(region.get("z", 0) or 0) or int(region.get("t", 0) or 0):  # type: ignore[union-attr]
+        if int(region.get("z", 0) or 0) or int(region.get("t", 0) or 0):
             return None, f"{where}: 'cropped' server selects another z/t plane; only plane 0 is read"
         x, y, size = x + rx, y + ry, (rw, rh)
     return ((x, y, size[0], size[1]) if size else None), None
@@ -155,7 +166,8 @@ def resolve_server(builder: Any, where: str) -> ServerInfo:
     else:
         arg_problem = _args_problem(args)
         problem = problem or (f"{where}: {arg_problem}" if arg_problem else None)
-    return ServerInfo(uris[0] if uris else None, uris, provider, args, tuple(types), crop, mpp, problem)
+    size = stored_size(leaf.get("metadata"))
+    return ServerInfo(uris[0] if uris else None, uris, provider, args, tuple(types), crop, mpp, problem, size)
 
 
 def is_openslide(provider: str | None) -> bool:
@@ -212,5 +224,6 @@ __all__ = [
     "pixel_size_um",
     "resolve_server",
     "same_uri",
+    "stored_size",
     "uri_to_path",
 ]

@@ -1,136 +1,112 @@
-"""From ``.qpdata`` objects to the shared :class:`Annotation` record and to QuPath 0.4+ GeoJSON."""
+"""From ``.qpdata`` objects to areas for tiling and to QuPath 0.4+ GeoJSON.
+
+The reader already yields the package's :class:`PathObject`; this module only decides which of
+them have an area (the shared rules in :mod:`histobridge.qupath.geometry`) and writes features
+through the one GeoJSON writer (:func:`histobridge.qupath.geojson.path_object_feature`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import os
 from collections.abc import Collection, Iterable
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import shapely
-from shapely.geometry import MultiPolygon, Polygon, mapping
-from shapely.geometry.base import BaseGeometry
-
+from histobridge.errors import AnnotationError
+from histobridge.qupath.annotations import PathObject
+from histobridge.qupath.geojson import FeatureReadResult, path_object_feature
+from histobridge.qupath.geometry import NoteCounter, area_geometry
 from histobridge.qupath.qpdata.reader import iter_objects
-from histobridge.qupath.qpdata.records import QPObject
-
-if TYPE_CHECKING:
-    from histobridge.qupath.annotations import Annotation
 
 log = logging.getLogger(__name__)
-DEFAULT_PLANE = (-1, 0, 0)
 
 
-def polygonal(geometry: BaseGeometry | None) -> Polygon | MultiPolygon | None:
-    """The area part of a geometry (invalid rings repaired); None when it has no area."""
-    if geometry is None or geometry.is_empty:
+def _label(obj: PathObject) -> str:
+    what = f"{obj.object_type} #{obj.index}"
+    return f"{what} {obj.name!r}" if obj.name else what
+
+
+def to_annotation(
+    obj: PathObject, notes: NoteCounter | None = None, *, closed_lines_as_areas: bool = False
+) -> PathObject | None:
+    """The object with its ROI reduced to its area, None for the root, points, lines, bad ROIs.
+
+    Why an object was left out goes to ``notes`` when given.
+    """
+    if obj.object_type == "root":
         return None
-    if not geometry.is_valid:
-        geometry = shapely.make_valid(geometry)
-    if isinstance(geometry, Polygon | MultiPolygon):
-        return geometry
-    parts: list[Polygon] = []
-    for g in getattr(geometry, "geoms", []):
-        p = polygonal(g)
-        if isinstance(p, Polygon):
-            parts.append(p)
-        elif isinstance(p, MultiPolygon):
-            parts.extend(p.geoms)
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+    area = area_geometry(obj.geometry, _label(obj), notes if notes is not None else NoteCounter(),
+                         closed_lines_as_areas=closed_lines_as_areas)
+    return None if area is None else dataclasses.replace(obj, geometry=area)
 
 
-def to_annotation(obj: QPObject) -> Annotation | None:
-    """The shared Annotation record for one object with an area, None for points/lines/root."""
-    from histobridge.qupath.annotations import Annotation
-
-    geometry = polygonal(obj.geometry)
-    if geometry is None:
-        return None
-    return Annotation(
-        geometry=geometry,
-        path_class=obj.path_class,
-        color=obj.color,
-        name=obj.name,
-        object_id=obj.object_id,
-        object_type=obj.object_type,
-        measurements=MappingProxyType(dict(obj.measurements)),
-        locked=obj.locked,
-    )
+def read_qpdata_annotations(
+    path: str | os.PathLike[str],
+    types: Collection[str] = ("annotation",),
+    *,
+    closed_lines_as_areas: bool = False,
+) -> FeatureReadResult:
+    """Objects of the given types with an area, in hierarchy order, and notes on those left out."""
+    notes = NoteCounter()
+    out: list[PathObject] = []
+    for obj in sorted(iter_objects(path, types=types), key=lambda o: o.index):
+        kept = to_annotation(obj, notes, closed_lines_as_areas=closed_lines_as_areas)
+        if kept is not None:
+            out.append(kept)
+    return FeatureReadResult(out, notes.lines())
 
 
 def qpdata_annotations(
     path: str | os.PathLike[str], types: Collection[str] = ("annotation",)
-) -> list[Annotation]:
-    """Objects of the given types (annotations by default) with an area, as Annotation records.
+) -> list[PathObject]:
+    """Objects of the given types (annotations by default) with an area.
 
-    Objects without an area (points, lines) are left out and logged; so is anything else skipped.
+    Objects without an area (points, lines) are left out and logged; use
+    :func:`read_qpdata_annotations` to get the notes instead.
     """
-    out: list[Annotation] = []
-    skipped = 0
-    for obj in sorted(iter_objects(path, types=types), key=lambda o: o.index):
-        ann = to_annotation(obj)
-        if ann is None:
-            skipped += 1
-        else:
-            out.append(ann)
-    if skipped:
-        log.info("%s: %d object(s) without an area left out", path, skipped)
-    return out
+    result = read_qpdata_annotations(path, types)
+    for note in result.notes:
+        log.info("%s: %s", path, note)
+    return result.annotations
 
 
-def _geometry_json(geometry: BaseGeometry, obj: QPObject, ellipse: bool) -> dict[str, Any]:
-    g: dict[str, Any] = dict(mapping(geometry))
-    if obj.plane is not None and tuple(obj.plane) != DEFAULT_PLANE:
-        c, z, t = obj.plane
-        g["plane"] = {"c": c, "z": z, "t": t}
-    if ellipse:
-        g["isEllipse"] = True
-    return g
+def to_geojson_feature(obj: PathObject) -> dict[str, Any] | None:
+    """One QuPath 0.4+ GeoJSON Feature; None for objects without a ROI (the root).
 
-
-def to_geojson_feature(obj: QPObject) -> dict[str, Any] | None:
-    """One QuPath 0.4+ GeoJSON Feature; None for objects without geometry (the root)."""
-    if obj.geometry is None or obj.object_type == "root":
+    Raises :class:`AnnotationError` for a ROI that cannot be written (a non-finite coordinate).
+    """
+    if obj.object_type == "root" or not obj.has_roi:
         return None
-    props: dict[str, Any] = {"objectType": obj.object_type}
-    if obj.name is not None:
-        props["name"] = obj.name
-    if obj.color is not None:
-        props["color"] = list(obj.color)
-    if obj.path_class:
-        names = obj.path_class.split(": ")
-        cls: dict[str, Any] = {"name": names[0]} if len(names) == 1 else {"names": names}
-        cls["color"] = list(obj.class_color) if obj.class_color is not None else None
-        props["classification"] = cls
-    if obj.locked:
-        props["isLocked"] = True
-    if obj.object_type == "tmaCore":
-        props["isMissing"] = bool(obj.is_missing)
-    finite = {k: float(v) for k, v in obj.measurements.items() if math.isfinite(v)}
-    if finite:
-        props["measurements"] = finite
-    meta = {str(k): str(v) for k, v in obj.metadata.items() if v is not None}
-    if meta:
-        props["metadata"] = meta
-    feature: dict[str, Any] = {"type": "Feature"}
-    if obj.object_id:
-        feature["id"] = obj.object_id
-    feature["geometry"] = _geometry_json(obj.geometry, obj, obj.roi_type == "ellipse")
-    if obj.nucleus is not None:
-        feature["nucleusGeometry"] = _geometry_json(obj.nucleus, obj, False)
-    feature["properties"] = props
-    return feature
+    return path_object_feature(obj)
 
 
-def to_geojson_features(objects: Iterable[QPObject]) -> list[dict[str, Any]]:
-    """QuPath 0.4+ GeoJSON Features for the objects that have a geometry (the root is left out)."""
+def to_geojson_features(
+    objects: Iterable[PathObject], notes: NoteCounter | None = None
+) -> list[dict[str, Any]]:
+    """Features for the objects that have a ROI (the root is left out).
+
+    With ``notes``, an object that cannot be written is left out and counted there; without, its
+    :class:`AnnotationError` propagates.
+    """
     out = []
     for obj in objects:
-        f = to_geojson_feature(obj)
+        try:
+            f = to_geojson_feature(obj)
+        except AnnotationError as err:
+            if notes is None:
+                raise
+            notes.add("object that cannot be written left out", f"{_label(obj)}: {err}")
+            continue
         if f is not None:
             out.append(f)
     return out
+
+
+__all__ = [
+    "qpdata_annotations",
+    "read_qpdata_annotations",
+    "to_annotation",
+    "to_geojson_feature",
+    "to_geojson_features",
+]

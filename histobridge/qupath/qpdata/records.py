@@ -1,45 +1,19 @@
-"""Records returned by the ``.qpdata`` reader."""
+"""Records returned by the ``.qpdata`` reader: the shared :class:`PathObject`, the header and the file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry.base import BaseGeometry
+from histobridge.qupath.annotations import OBJECT_TYPES, PathObject
+from histobridge.qupath.classes import argb_to_rgb_or_none
 
-OBJECT_TYPES = ("annotation", "detection", "tile", "cell", "tmaCore", "root")
-
-
-@dataclass(frozen=True)
-class QPObject:
-    """One QuPath object as stored in the file.
-
-    Linkage: ``index`` numbers every object of the file in hierarchy (pre-)order, the root being 0,
-    whether or not a type filter kept it; ``parent_index`` is the parent's index (None for the root)
-    and ``depth`` the distance from the root.
-    """
-
-    object_type: str
-    index: int
-    parent_index: int | None
-    depth: int
-    object_id: str | None = None
-    name: str | None = None
-    color: tuple[int, int, int] | None = None
-    locked: bool = False
-    path_class: str | None = None
-    class_color: tuple[int, int, int] | None = None
-    measurements: Mapping[str, float] = field(default_factory=dict)
-    class_probability: float | None = None
-    geometry: BaseGeometry | None = None
-    nucleus: BaseGeometry | None = None
-    plane: tuple[int, int, int] | None = None  # (c, z, t); c = -1 means all channels
-    is_missing: bool = False
-    roi_type: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    roi_stats: Mapping[str, Any] | None = None  # statistics QuPath cached in the ROI (area, bounds…)
+# One object model for every source: the .qpdata reader yields the package's PathObject record.
+# ``QPObject`` and the None-tolerant ``argb_to_rgb`` below are the names this module used before;
+# they stay as aliases so that code written against them keeps working.
+QPObject = PathObject
+argb_to_rgb = argb_to_rgb_or_none
 
 
 @dataclass(frozen=True)
@@ -55,7 +29,7 @@ class QPData:
     qupath_version: str | None
     server: dict[str, Any] | None
     image_type: str | None
-    objects: list[QPObject]
+    objects: list[PathObject]
     properties: dict[str, Any]
     server_id: str | None = None
     image_path: str | None = None
@@ -97,8 +71,13 @@ class Header:
     notes: list[str] = field(default_factory=list)
 
 
-def argb_to_rgb(value: int | None) -> tuple[int, int, int] | None:
-    """Packed (signed) Java ARGB int to an RGB tuple."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return ((value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF)
+__all__ = [
+    "OBJECT_TYPES",
+    "Header",
+    "PathClassValue",
+    "PathObject",
+    "QPData",
+    "QPObject",
+    "argb_to_rgb",
+    "argb_to_rgb_or_none",
+]

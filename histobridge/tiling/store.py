@@ -1,13 +1,19 @@
-"""The Zarr v3 tile store: one group per image entry, written atomically, read back safely.
+"""The Zarr v3 tile store: the one module that writes it, and the safe way to read it back.
 
 Layout (DEVELOPERS.md): group ``"<entryID>"`` with ``tiles`` uint8 (N, px, px, 3), ``coords``
 float64 (N, 4) x, y, w, h in level-0 QuPath px, ``labels`` int16 (N,), ``regions`` int32 (N,), and
-attributes including ``complete``. A group is first written under ``<entryID>.partial`` and renamed
-into place only after ``complete`` is set, so a crash never leaves a half-written group that looks
-finished, and a rerun simply starts that image again.
+attributes including ``complete``; generated tiles in its ``synthetic`` sub-group
+(:mod:`histobridge.tiling.synthetic_store`).
 
-Tiles are stored one per chunk (random access for training), grouped into shards of
-up to ``SHARD_TILES`` tiles (~16 MB) so a store of a million tiles is not a million files, compressed with
+Writing protocol, shared by both writers: a group is written under ``<name>.partial`` and moved
+into place only after ``complete`` is set (old copy renamed aside, new one moved in, old one
+deleted), so a crash never leaves a half-written group that looks finished. Each group is guarded
+by an OS file lock (in ``.<store>.locks/`` beside the store), so a second process writing the same
+group waits a little, then refuses naming the holder. Readers never trust ``complete`` alone: the
+arrays must exist with the recorded shapes, and a group that fails that check is rewritten on rerun.
+
+Tiles are stored one per chunk (random access for training), grouped into shards of up to
+``SHARD_TILES`` tiles (~16 MB) so a store of a million tiles is not a million files, compressed with
 Blosc-LZ4 (cheap to write and read; decoded JPEG tiles do not compress much with anything).
 """
 
@@ -24,14 +30,24 @@ from typing import Any
 
 import numpy as np
 import zarr
-import zarr.codecs
 
+from histobridge._atomic import replace_dir
+from histobridge._locks import DEFAULT_WAIT_S, FileLock, describe_oserror, hold
 from histobridge.errors import StoreError
+from histobridge.tiling._shards import BLOSC, NO_CHUNK, compressors, encode_shard, shard_parts
+from histobridge.tiling._shards import uses_default_layout as _uses_default_layout
 
 log = logging.getLogger(__name__)
 
 SHARD_TILES = 64
 SHARD_BYTES = 16 << 20  # fewer tiles per shard for big tiles: a batch stays ~16 MB in memory
+PARTIAL_SUFFIX = ".partial"
+LOCKS_SUFFIX = ".locks"
+ARRAYS = ("tiles", "coords", "labels", "regions")
+REQUIRED_ATTRS = ("slide_path", "entry_id", "entry_name", "mpp", "tile_px", "tile_um", "classes", "complete")
+# Parameters that make a group a different data set: changing them needs replace=True.
+LAYOUT_KEYS = ("tile_px", "tile_um", "stride_px", "min_coverage", "classes", "tissue", "whole_tissue")
+_ROOT_LOCK = threading.Lock()
 
 
 def shard_tiles(tile_px: int, n: int | None = None) -> int:
@@ -40,47 +56,46 @@ def shard_tiles(tile_px: int, n: int | None = None) -> int:
     return max(1, min(SHARD_TILES, by_size, n if n is not None else SHARD_TILES))
 
 
-PARTIAL_SUFFIX = ".partial"
-ARRAYS = ("tiles", "coords", "labels", "regions")
-REQUIRED_ATTRS = ("slide_path", "entry_id", "entry_name", "mpp", "tile_px", "tile_um", "classes", "complete")
-
-
-BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "noshuffle", "typesize": 1}
-NO_CHUNK = 2**64 - 1
-_ROOT_LOCK = threading.Lock()
-
-
 def _compressors() -> tuple[Any, ...]:
-    # LZ4 inside Blosc: ~0.1 ms per 256-px tile against ~0.35 ms for zstd-1, and decoded H&E
-    # tiles shrink about as much (to ~80-90 %) either way, so the cheaper codec wins.
-    return (zarr.codecs.BloscCodec(**BLOSC),)
+    return compressors()
 
 
-def encode_shard(tiles: np.ndarray, n_chunks: int) -> bytes:
-    """Bytes of one Zarr v3 shard of ``tiles``: one tile per inner chunk, Blosc-LZ4, index + crc32c last.
-
-    This is the layout the array's metadata declares (sharding_indexed: bytes + blosc inner codecs,
-    bytes + crc32c index codecs, index at the end), produced in the calling thread: Blosc releases
-    the GIL, so worker threads compress in parallel instead of queueing behind zarr's event loop.
-    """
-    return b"".join(shard_parts(tiles, n_chunks))
+# ----------------------------------------------------------------------------------------- reading
 
 
-def shard_parts(tiles: np.ndarray, n_chunks: int) -> list[bytes]:
-    """:func:`encode_shard` as a list of byte strings (written without joining 10+ MB)."""
-    import google_crc32c
-    from numcodecs import Blosc
+def _member(group: zarr.Group, name: str) -> zarr.Array[Any] | zarr.Group | None:
+    try:
+        return group[name]
+    except KeyError:
+        return None
 
-    codec = Blosc(cname=BLOSC["cname"], clevel=BLOSC["clevel"], shuffle=Blosc.NOSHUFFLE)
-    parts = [codec.encode(np.ascontiguousarray(t)) for t in tiles]
-    index = np.full((n_chunks, 2), NO_CHUNK, dtype="<u8")
-    offset = 0
-    for i, part in enumerate(parts):
-        index[i] = (offset, len(part))
-        offset += len(part)
-    index_bytes = index.tobytes()
-    crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
-    return [*parts, index_bytes, crc]
+
+def array_problem(group: zarr.Group, expected: Mapping[str, tuple[int | None, ...]]) -> str | None:
+    """Why ``group``'s arrays do not match ``expected`` shapes (None entries: any size); None if fine."""
+    for name, shape in expected.items():
+        arr = _member(group, name)
+        if not isinstance(arr, zarr.Array):
+            return f"its {name!r} array is missing"
+        got = tuple(int(s) for s in arr.shape)
+        if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got, strict=True)):
+            want = "x".join("?" if e is None else str(e) for e in shape)
+            return f"its {name!r} array has shape {'x'.join(map(str, got)) or '()'}, not {want}"
+    return None
+
+
+def _int_attr(attrs: Mapping[str, Any], key: str) -> int | None:
+    value = attrs.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def image_group_problem(group: zarr.Group) -> str | None:
+    """Why an image group cannot be used although it may say ``complete``; None if it is whole."""
+    attrs = group.attrs.asdict()
+    n, px = _int_attr(attrs, "n_tiles"), _int_attr(attrs, "tile_px")
+    if n is None:  # groups from before ``n_tiles`` was recorded: the arrays must at least agree
+        tiles = _member(group, "tiles")
+        n = int(tiles.shape[0]) if isinstance(tiles, zarr.Array) and tiles.ndim == 4 else None
+    return array_problem(group, {"tiles": (n, px, px, 3), "coords": (n, 4), "labels": (n,), "regions": (n,)})
 
 
 @dataclass(frozen=True)
@@ -95,24 +110,24 @@ class TileGroup:
         return dict(self.group.attrs)
 
     @property
-    def tiles(self) -> zarr.Array:
-        return self._array("tiles")
+    def tiles(self) -> zarr.Array[Any]:
+        return self.array("tiles")
 
     @property
-    def coords(self) -> zarr.Array:
-        return self._array("coords")
+    def coords(self) -> zarr.Array[Any]:
+        return self.array("coords")
 
     @property
-    def labels(self) -> zarr.Array:
-        return self._array("labels")
+    def labels(self) -> zarr.Array[Any]:
+        return self.array("labels")
 
     @property
-    def regions(self) -> zarr.Array:
-        return self._array("regions")
+    def regions(self) -> zarr.Array[Any]:
+        return self.array("regions")
 
     @property
     def classes(self) -> list[str]:
-        return list(self.group.attrs.get("classes", []))
+        return [str(c) for c in self.group.attrs.get("classes", [])]  # type: ignore[union-attr]
 
     @property
     def entry_id(self) -> str:
@@ -122,25 +137,38 @@ class TileGroup:
     def complete(self) -> bool:
         return bool(self.group.attrs.get("complete", False))
 
+    def problem(self) -> str | None:
+        """Why this image group is unusable (missing array, wrong shape); None when whole."""
+        return image_group_problem(self.group)
+
     def __len__(self) -> int:
         return int(self.tiles.shape[0])
 
-    def synthetic(self) -> TileGroup | None:
-        """The ``synthetic`` sub-group (generated tiles), if one was written."""
-        try:
-            sub = self.group["synthetic"]
-        except KeyError:
-            return None
-        return TileGroup(sub, "synthetic") if isinstance(sub, zarr.Group) else None
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and isinstance(_member(self.group, name), zarr.Array)
 
-    def _array(self, name: str) -> zarr.Array:
-        try:
-            arr = self.group[name]
-        except KeyError as err:
-            raise StoreError(f"{self.group.store}: group {self.name!r} has no {name!r} array") from err
+    def __getitem__(self, name: str) -> zarr.Array[Any]:
+        return self.array(name)
+
+    def synthetic(self) -> TileGroup | None:
+        """The complete ``synthetic`` sub-group (generated tiles), if one was written."""
+        sub = _member(self.group, "synthetic")
+        if not isinstance(sub, zarr.Group) or not sub.attrs.get("complete", False):
+            return None
+        return TileGroup(sub, "synthetic")
+
+    def array(self, name: str) -> zarr.Array[Any]:
+        """One array of the group; StoreError naming the store and group when it is absent."""
+        arr = _member(self.group, name)
+        if arr is None:
+            raise StoreError(f"{self.group.store}: group {self.name!r} has no {name!r} array")
         if not isinstance(arr, zarr.Array):
             raise StoreError(f"{self.group.store}: {self.name}/{name} is not an array")
         return arr
+
+
+def _sort_key(name: str) -> tuple[int, int, str]:
+    return (0, int(name), name) if name.isdigit() else (1, 0, name)
 
 
 class TileStore:
@@ -150,29 +178,52 @@ class TileStore:
         self.path = path
         self.root = root
 
-    def names(self, *, include_incomplete: bool = False) -> list[str]:
-        """Group names (entry ids), sorted numerically where possible."""
-        out = []
+    def _image_groups(self) -> Iterator[tuple[str, zarr.Group]]:
         for name, member in self.root.members():
-            if not isinstance(member, zarr.Group) or name.endswith(PARTIAL_SUFFIX):
-                continue
-            if include_incomplete or bool(member.attrs.get("complete", False)):
+            if isinstance(member, zarr.Group) and not name.endswith(PARTIAL_SUFFIX):
+                yield name, member
+
+    def names(self, *, include_incomplete: bool = False) -> list[str]:
+        """Usable group names (entry ids), sorted numerically where possible.
+
+        A group that says ``complete`` but lacks an array (or has the wrong shape) is left out with
+        a warning, unless ``include_incomplete``; rerunning ``tile`` rewrites it.
+        """
+        out = []
+        for name, member in self._image_groups():
+            if include_incomplete:
                 out.append(name)
-        return sorted(out, key=lambda n: (0, int(n), n) if n.isdigit() else (1, 0, n))
+            elif bool(member.attrs.get("complete", False)):
+                problem = image_group_problem(member)
+                if problem is None:
+                    out.append(name)
+                else:
+                    log.warning("%s: group %r is marked complete but %s; skipped", self.path, name, problem)
+        return sorted(out, key=_sort_key)
 
     def groups(self, *, include_incomplete: bool = False) -> list[TileGroup]:
-        """Complete image groups (incomplete ones are skipped unless asked for)."""
-        return [TileGroup(self.root[n], n) for n in self.names(include_incomplete=include_incomplete)]  # type: ignore[arg-type]
+        """Complete image groups (incomplete or broken ones are skipped unless asked for)."""
+        return [self._group(n) for n in self.names(include_incomplete=include_incomplete)]
 
-    def group(self, entry_id: str | int) -> TileGroup:
-        name = str(entry_id)
-        try:
-            member = self.root[name]
-        except KeyError as err:
-            raise StoreError(f"{self.path}: no tile group for entry {name!r}") from err
+    def _group(self, name: str) -> TileGroup:
+        member = _member(self.root, name)
+        if member is None:
+            raise StoreError(f"{self.path}: no tile group for entry {name!r}")
         if not isinstance(member, zarr.Group):
             raise StoreError(f"{self.path}: {name!r} is not a group")
         return TileGroup(member, name)
+
+    def group(self, entry_id: str | int) -> TileGroup:
+        """One image group; StoreError when absent, or marked complete but missing arrays."""
+        group = self._group(str(entry_id))
+        if group.complete:
+            problem = group.problem()
+            if problem is not None:
+                raise StoreError(
+                    f"{self.path}: group {group.name!r} is marked complete but {problem}; "
+                    "run `histobridge tile` again to rewrite it"
+                )
+        return group
 
     def __contains__(self, entry_id: object) -> bool:
         return str(entry_id) in self.names()
@@ -193,6 +244,58 @@ def open_store(path: str | os.PathLike[str]) -> TileStore:
     return TileStore(p, root)
 
 
+# ----------------------------------------------------------------------------------------- writing
+
+
+def lock_dir(store_path: str | os.PathLike[str]) -> Path:
+    """``.<store name>.locks`` beside the store: lock files stay out of the Zarr hierarchy."""
+    p = Path(store_path).absolute()
+    return p.parent / f".{p.name}{LOCKS_SUFFIX}"
+
+
+def group_lock(store_path: str | os.PathLike[str], name: str) -> FileLock:
+    """The (not yet acquired) lock guarding image group ``name`` and its sub-groups."""
+    return FileLock(
+        lock_dir(store_path) / f"{name}.lock", f"tile store {store_path}, group {name!r}", error=StoreError
+    )
+
+
+def write_error(store_path: Path, name: str, doing: str, err: OSError, removed: bool | None) -> StoreError:
+    """One clear line for an OS error while writing (disk full, read-only...)."""
+    tail = ""
+    if removed is not None:
+        tail = "; its partial copy was removed" if removed else "; its partial copy could not be removed"
+    return StoreError(
+        f"{store_path}: cannot write tile group {name!r} ({doing}): {describe_oserror(err)}{tail}"
+    )
+
+
+def open_root(store_path: Path, *, timeout: float = DEFAULT_WAIT_S) -> zarr.Group:
+    """The store's root group for writing, created under a store-wide lock when absent."""
+    try:
+        if (store_path / "zarr.json").is_file():
+            return zarr.open_group(str(store_path), mode="r+", zarr_format=3)
+        store_path.mkdir(parents=True, exist_ok=True)
+        with (
+            _ROOT_LOCK,
+            hold(
+                lock_dir(store_path) / "store.lock",
+                f"tile store {store_path}",
+                timeout=timeout,
+                error=StoreError,
+            ),
+        ):
+            return zarr.open_group(str(store_path), mode="a", zarr_format=3)
+    except OSError as err:
+        raise StoreError(
+            f"{store_path}: cannot open the tile store for writing: {describe_oserror(err)}"
+        ) from err
+    except StoreError:
+        raise
+    except Exception as err:
+        raise StoreError(f"{store_path}: not a Zarr v3 tile store ({type(err).__name__}: {err})") from err
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -205,25 +308,95 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class GroupWriter:
-    """Writes one image group under a temporary name; :meth:`finish` marks it complete and renames it.
+def _layout(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    params = attrs.get("params")
+    source: Mapping[str, Any] = params if isinstance(params, Mapping) else attrs
+    return {k: _jsonable(source[k]) for k in LAYOUT_KEYS if k in source}
 
-    Memory stays bounded: callers hand over tiles in batches (whole shards are best).
+
+def layout_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Tile-layout parameters that differ between two groups' attributes, as ``key old -> new``."""
+    a, b = _layout(old), _layout(new)
+    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in LAYOUT_KEYS if k in a and k in b and a[k] != b[k]]
+
+
+def remove_tree(path: Path) -> bool:
+    """Delete a directory if present; False when it could not be removed."""
+    if not path.exists():
+        return True
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
+
+
+class GroupWriter:
+    """Writes one image group under a temporary name; :meth:`finish` marks it complete and moves it in.
+
+    Holds the group's lock from construction to :meth:`finish` / :meth:`abort` / :meth:`close`.
+    An existing complete group made with another tile layout (``LAYOUT_KEYS``) is replaced only with
+    ``replace=True``; any replacement is logged and listed in :attr:`notes`. Memory stays bounded:
+    callers hand over tiles in batches (whole shards are best).
     """
 
     def __init__(
-        self, store_path: str | os.PathLike[str], name: str, n: int, tile_px: int, attrs: Mapping[str, Any]
-    ):
+        self,
+        store_path: str | os.PathLike[str],
+        name: str,
+        n: int,
+        tile_px: int,
+        attrs: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        lock_timeout: float = DEFAULT_WAIT_S,
+    ) -> None:
         self.store_path = Path(store_path)
         self.name = str(name)
         self.n = int(n)
         self.tile_px = int(tile_px)
         self.tmp_name = self.name + PARTIAL_SUFFIX
-        with _ROOT_LOCK:  # zarr's create-if-missing is not atomic: two images may start at once
-            root = zarr.open_group(str(self.store_path), mode="a", zarr_format=3)
-            if self.tmp_name in root:
-                _remove_member(self.store_path, self.tmp_name)
-            self.group = root.create_group(self.tmp_name)
+        self.notes: list[str] = []
+        self.written = 0
+        self._lock = threading.Lock()
+        self._failed: StoreError | None = None
+        self._file_lock = group_lock(self.store_path, self.name).acquire(lock_timeout)
+        try:
+            root = open_root(self.store_path, timeout=lock_timeout)
+            self._check_existing(root, attrs, replace)
+            self._create(root, attrs)
+        except OSError as err:
+            raise self._fail(err, "creating it") from err
+        except BaseException:
+            self._file_lock.release()
+            raise
+
+    def _check_existing(self, root: zarr.Group, attrs: Mapping[str, Any], replace: bool) -> None:
+        old = _member(root, self.name)
+        if not isinstance(old, zarr.Group):
+            return
+        old_attrs = old.attrs.asdict()
+        problem = image_group_problem(old) if old_attrs.get("complete") else "it was never completed"
+        if problem is not None:
+            self._note(f"rewriting group {self.name!r}: the existing one {problem}")
+            return
+        changes = layout_changes(old_attrs, attrs)
+        if changes and not replace:
+            raise StoreError(
+                f"{self.store_path}: group {self.name!r} already holds tiles made with other parameters "
+                f"({'; '.join(changes)}); pass replace=True (`tile --replace`) to replace them, "
+                "or write to another store"
+            )
+        if changes:
+            self._note(f"replaced group {self.name!r} ({'; '.join(changes)})")
+        elif old_attrs.get("params") != _jsonable(attrs.get("params")):
+            self._note(f"replaced group {self.name!r}: slide or annotations changed")
+
+    def _note(self, text: str) -> None:
+        log.warning("%s: %s", self.store_path, text)
+        self.notes.append(text)
+
+    def _create(self, root: zarr.Group, attrs: Mapping[str, Any]) -> None:
+        if _member(root, self.tmp_name) is not None:  # left by a crashed run: we hold the lock now
+            _remove_member(self.store_path, self.tmp_name)
+        self.group = root.create_group(self.tmp_name)
         self.group.attrs.update(_jsonable({**attrs, "complete": False, "n_tiles": self.n}))
         shard = shard_tiles(self.tile_px, self.n)
         px = self.tile_px
@@ -237,37 +410,57 @@ class GroupWriter:
             fill_value=0,
             dimension_names=("tile", "y", "x", "c"),
         )
-        self.coords = self.group.create_array(
-            "coords", shape=(self.n, 4), dtype="float64", chunks=(max(1, self.n), 4)
-        )
-        self.labels = self.group.create_array(
-            "labels", shape=(self.n,), dtype="int16", chunks=(max(1, self.n),)
-        )
-        self.regions = self.group.create_array(
-            "regions", shape=(self.n,), dtype="int32", chunks=(max(1, self.n),)
-        )
+        rows = max(1, self.n)
+        self.coords = self.group.create_array("coords", shape=(self.n, 4), dtype="float64", chunks=(rows, 4))
+        self.labels = self.group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(rows,))
+        self.regions = self.group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(rows,))
         self.shard = shard
         self._direct_shards = _uses_default_layout(self.tiles)
-        self.written = 0
-        self._lock = threading.Lock()
+
+    def _fail(self, err: OSError, doing: str) -> StoreError:
+        """Remove our partial group (it cannot be resumed), release the lock, and say why in one line."""
+        with self._lock:
+            if self._failed is None:
+                removed = _remove_member(self.store_path, self.tmp_name)
+                self._file_lock.release()
+                self._failed = write_error(self.store_path, self.name, doing, err, removed)
+            return self._failed
+
+    def _check_alive(self) -> None:
+        if self._failed is not None:
+            raise StoreError(f"{self.store_path}/{self.name}: writer stopped after an error: {self._failed}")
 
     def write_meta(self, coords: np.ndarray, labels: np.ndarray, regions: np.ndarray) -> None:
         """Write the per-tile records (small: 30 bytes a tile) in one go."""
+        self._check_alive()
         if len(coords) != self.n or len(labels) != self.n or len(regions) != self.n:
             raise StoreError(f"{self.store_path}/{self.name}: metadata length differs from {self.n} tiles")
-        if self.n:
+        if not self.n:
+            return
+        try:
             self.coords[:] = np.asarray(coords, np.float64).reshape(self.n, 4)
             self.labels[:] = np.asarray(labels, np.int16)
             self.regions[:] = np.asarray(regions, np.int32)
+        except OSError as err:
+            raise self._fail(err, "writing tile records") from err
 
     def write_tiles(self, start: int, tiles: np.ndarray) -> None:
         """Write tiles ``start .. start+len(tiles)`` (uint8 NHWC); whole shards are written directly.
 
         Safe to call from several threads for disjoint shard-aligned ranges (what the tiler does).
         """
+        self._check_alive()
         stop = start + len(tiles)
         if start < 0 or stop > self.n:
             raise StoreError(f"{self.store_path}/{self.name}: tiles {start}:{stop} outside 0:{self.n}")
+        try:
+            self._write_tiles(start, stop, tiles)
+        except OSError as err:
+            raise self._fail(err, f"writing tiles {start}:{stop}") from err
+        with self._lock:
+            self.written += len(tiles)
+
+    def _write_tiles(self, start: int, stop: int, tiles: np.ndarray) -> None:
         pos = start
         while pos < stop:
             shard_end = min((pos // self.shard + 1) * self.shard, self.n)
@@ -278,60 +471,103 @@ class GroupWriter:
                 key = (
                     self.store_path / self.tmp_name / "tiles" / "c" / str(pos // self.shard) / "0" / "0" / "0"
                 )
-                key.parent.mkdir(parents=True, exist_ok=True)
-                with open(key, "wb") as fh:
-                    fh.writelines(shard_parts(np.asarray(piece, np.uint8), self.shard))
+                _write_parts(key, shard_parts(np.asarray(piece, np.uint8), self.shard))
             else:
                 self.tiles[pos:end] = piece
             pos = end
-        with self._lock:
-            self.written += len(tiles)
 
     def finish(self, extra_attrs: Mapping[str, Any] | None = None) -> TileGroup:
         """Mark the group complete and move it to its final name (replacing an older group)."""
+        self._check_alive()
         if self.written != self.n:
             raise StoreError(f"{self.store_path}/{self.name}: wrote {self.written} of {self.n} tiles")
-        if extra_attrs:
-            self.group.attrs.update(_jsonable(dict(extra_attrs)))
-        self.group.attrs["complete"] = True
-        final = self.store_path / self.name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(self.store_path / self.tmp_name, final)
+        try:
+            if extra_attrs:
+                self.group.attrs.update(_jsonable(dict(extra_attrs)))
+            problem = image_group_problem(self.group)
+            if problem is not None:  # never mark a group complete that readers would reject
+                raise StoreError(f"{self.store_path}/{self.tmp_name}: {problem}")
+            self.group.attrs["complete"] = True
+            replace_dir(self.store_path / self.tmp_name, self.store_path / self.name)
+        except OSError as err:
+            raise self._fail(err, "finishing it") from err
+        finally:
+            self._file_lock.release()
         root = zarr.open_group(str(self.store_path), mode="r", zarr_format=3)
-        return TileGroup(root[self.name], self.name)  # type: ignore[arg-type]
+        return TileStore(self.store_path, root).group(self.name)
 
     def abort(self) -> None:
-        """Remove the partial group (used when an image fails cleanly)."""
-        _remove_member(self.store_path, self.tmp_name)
+        """Remove the partial group (used when an image fails cleanly) and release the lock."""
+        if self._file_lock.held:
+            _remove_member(self.store_path, self.tmp_name)
+        self._file_lock.release()
+
+    def close(self) -> None:
+        """Release the lock, leaving any partial group for the next run to clear."""
+        self._file_lock.release()
+
+    def __enter__(self) -> GroupWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, Exception):
+            self.abort()
+        else:
+            self.close()
 
 
-def _uses_default_layout(arr: zarr.Array) -> bool:
-    """True when ``arr``'s metadata is exactly what :func:`encode_shard` writes (checked, not assumed)."""
-    try:
-        meta = arr.metadata.to_dict()
-        codecs = meta["codecs"]
-        ok = (
-            len(codecs) == 1
-            and codecs[0]["name"] == "sharding_indexed"
-            and [c["name"] for c in codecs[0]["configuration"]["codecs"]] == ["bytes", "blosc"]
-            and {k: codecs[0]["configuration"]["codecs"][1]["configuration"].get(k) for k in BLOSC} == BLOSC
-            and [c["name"] for c in codecs[0]["configuration"]["index_codecs"]] == ["bytes", "crc32c"]
-            and codecs[0]["configuration"]["index_location"] == "end"
-            and meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}
-        )
-        return bool(ok)
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return False
+def open_group_writer(
+    store_path: str | os.PathLike[str],
+    name: str,
+    n: int,
+    tile_px: int,
+    attrs: Mapping[str, Any],
+    *,
+    replace: bool = False,
+    lock_timeout: float = DEFAULT_WAIT_S,
+) -> GroupWriter:
+    """Start writing image group ``name`` (see :class:`GroupWriter`; StoreError when refused)."""
+    return GroupWriter(store_path, name, n, tile_px, attrs, replace=replace, lock_timeout=lock_timeout)
 
 
-def _remove_member(store_path: Path, name: str) -> None:
-    target = store_path / name
-    if target.is_dir():
-        shutil.rmtree(target)
+def _write_parts(path: Path, parts: list[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.writelines(parts)
 
 
-def remove_group(store_path: str | os.PathLike[str], name: str) -> None:
-    """Delete one image group (and any partial copy of it)."""
-    _remove_member(Path(store_path), str(name))
-    _remove_member(Path(store_path), str(name) + PARTIAL_SUFFIX)
+def _remove_member(store_path: Path, name: str) -> bool:
+    return remove_tree(store_path / name)
+
+
+def remove_group(
+    store_path: str | os.PathLike[str], name: str, *, lock_timeout: float = DEFAULT_WAIT_S
+) -> None:
+    """Delete one image group (and any partial copy of it), under the group's lock."""
+    with group_lock(store_path, str(name)).acquire(lock_timeout):
+        _remove_member(Path(store_path), str(name))
+        _remove_member(Path(store_path), str(name) + PARTIAL_SUFFIX)
+
+
+__all__ = [
+    "ARRAYS",
+    "BLOSC",
+    "LAYOUT_KEYS",
+    "NO_CHUNK",
+    "SHARD_TILES",
+    "GroupWriter",
+    "TileGroup",
+    "TileStore",
+    "array_problem",
+    "encode_shard",
+    "group_lock",
+    "image_group_problem",
+    "layout_changes",
+    "lock_dir",
+    "open_group_writer",
+    "open_root",
+    "open_store",
+    "remove_group",
+    "shard_parts",
+    "shard_tiles",
+]

@@ -45,8 +45,9 @@ PARTIAL_SUFFIX = ".partial"
 LOCKS_SUFFIX = ".locks"
 ARRAYS = ("tiles", "coords", "labels", "regions")
 REQUIRED_ATTRS = ("slide_path", "entry_id", "entry_name", "mpp", "tile_px", "tile_um", "classes", "complete")
-# Parameters that make a group a different data set: changing them needs replace=True.
-LAYOUT_KEYS = ("tile_px", "tile_um", "stride_px", "min_coverage", "classes", "tissue", "whole_tissue")
+# Tile size in px and µm make a group a different data set: changing them needs replace=True.
+# Other changes (coverage, stride, classes, annotations, slide) replace the group with a note.
+LAYOUT_KEYS = ("tile_px", "tile_um")
 _ROOT_LOCK = threading.Lock()
 
 
@@ -381,8 +382,7 @@ class GroupWriter:
         if changes and not replace:
             raise StoreError(
                 f"{self.store_path}: group {self.name!r} already holds tiles made with other parameters "
-                f"({'; '.join(changes)}); pass replace=True (`tile --replace`) to replace them, "
-                "or write to another store"
+                f"({'; '.join(changes)}); pass replace=True to replace them, or write to another store"
             )
         if changes:
             self._note(f"replaced group {self.name!r} ({'; '.join(changes)})")

@@ -190,6 +190,7 @@ def _tile_image(job: _Job) -> ImageTiling:
             raise
         except BaseException:
             log.warning("tiling of %s (%s) interrupted; its partial group will be redone", name, slide.path)
+            writer.close()  # release the group's lock; the next run clears the partial group
             raise
     return ImageTiling(entry_id, name, "written", tiles=len(coords), seconds=time.perf_counter() - t0)
 

@@ -34,7 +34,14 @@ import zarr
 from histobridge._atomic import replace_dir
 from histobridge._locks import DEFAULT_WAIT_S, FileLock, describe_oserror, hold
 from histobridge.errors import StoreError
-from histobridge.tiling._shards import BLOSC, NO_CHUNK, compressors, encode_shard, shard_parts
+from histobridge.tiling._shards import (
+    BLOSC,
+    NO_CHUNK,
+    compressors,
+    encode_shard,
+    encoder_allowed,
+    shard_parts,
+)
 from histobridge.tiling._shards import uses_default_layout as _uses_default_layout
 
 log = logging.getLogger(__name__)
@@ -415,7 +422,7 @@ class GroupWriter:
         self.labels = self.group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(rows,))
         self.regions = self.group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(rows,))
         self.shard = shard
-        self._direct_shards = _uses_default_layout(self.tiles)
+        self._direct_shards = _uses_default_layout(self.tiles) and encoder_allowed()
 
     def _fail(self, err: OSError, doing: str) -> StoreError:
         """Remove our partial group (it cannot be resumed), release the lock, and say why in one line."""

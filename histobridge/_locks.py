@@ -90,8 +90,10 @@ class FileLock:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, float) else "?"
         return f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {when}"
 
-    def acquire(self, timeout: float = DEFAULT_WAIT_S) -> FileLock:
-        """Take the lock, waiting at most ``timeout`` seconds; raise ``error`` naming the holder."""
+    def acquire(self, timeout: float | None = None) -> FileLock:
+        """Take the lock, waiting at most ``timeout`` seconds (``DEFAULT_WAIT_S`` when None);
+        raise ``error`` naming the holder when it stays taken."""
+        timeout = DEFAULT_WAIT_S if timeout is None else timeout
         if self._fd is not None:
             raise self.error(f"{self.what}: lock already held by this writer")
         try:
@@ -133,6 +135,9 @@ class FileLock:
         finally:
             os.close(fd)
 
+    def __del__(self) -> None:  # a writer dropped without release() must not hold the lock forever
+        self.release()
+
     def __enter__(self) -> FileLock:
         return self.acquire() if self._fd is None else self
 
@@ -147,7 +152,7 @@ def hold(
     path: str | os.PathLike[str],
     what: str,
     *,
-    timeout: float = DEFAULT_WAIT_S,
+    timeout: float | None = None,
     error: type[HistobridgeError] = HistobridgeError,
 ) -> Iterator[FileLock]:
     """``with hold(lock_file, "project X predictions"):`` — the block runs with the lock held."""

@@ -20,13 +20,15 @@ from histobridge.tiling.store import GroupWriter, group_lock, open_group_writer,
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A writer process: writes group "1" of N tiles of value V, sleeping between shards, then prints "done".
+# A writer process: writes group "1" of N tiles of value V, sleeping between tiles; with a "go" file
+# named, it holds the lock (before finishing) until that file exists. Prints "started", then "done".
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     import numpy as np
     from histobridge.tiling.store import GroupWriter
-    store, value, pause, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    store, value, go = sys.argv[1], int(sys.argv[2]), sys.argv[5]
+    pause, wait = float(sys.argv[3]), float(sys.argv[4])
     n = 6
     w = GroupWriter(store, "1", n, 8, {"entry_id": "1", "tile_px": 8, "tile_um": 4.0}, lock_timeout=wait)
     print("started", flush=True)
@@ -34,15 +36,18 @@ WRITER = textwrap.dedent(
     for i in range(n):
         time.sleep(pause)
         w.write_tiles(i, np.full((1, 8, 8, 3), value, np.uint8))
+    deadline = time.monotonic() + 120
+    while go and not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
     w.finish()
     print("done", flush=True)
     """
 )
 
 
-def _spawn(store: Path, value: int, pause: float, wait: float) -> subprocess.Popen[str]:
+def _spawn(store: Path, value: int, pause: float, wait: float, go: str = "") -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-c", WRITER, str(store), str(value), str(pause), str(wait)]
+    args = [sys.executable, "-c", WRITER, str(store), str(value), str(pause), str(wait), go]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -57,10 +62,12 @@ def _write(path: Path, name: str, n: int = 4, *, tile_um: float = 4.0, **kw: obj
 
 def test_second_process_refuses_naming_the_holder_then_the_first_finishes(tmp_path: Path) -> None:
     store = tmp_path / "s.zarr"
-    first = _spawn(store, 1, 0.4, 5.0)
+    go = tmp_path / "go"
+    first = _spawn(store, 1, 0.0, 5.0, str(go))  # holds the lock until `go` exists
     assert first.stdout is not None and first.stdout.readline().strip() == "started"
     second = _spawn(store, 2, 0.0, 0.2)  # waits 0.2 s, then must refuse
     _, err = second.communicate(timeout=60)
+    go.touch()
     assert second.returncode != 0 and "StoreError" in err
     assert f"pid {first.pid}" in err and "s.zarr" in err and "'1'" in err
     rest, err1 = first.communicate(timeout=60)
@@ -179,7 +186,7 @@ def test_failed_move_keeps_the_old_group(tmp_path: Path, monkeypatch) -> None:
     real_replace = os.replace
 
     def failing(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        if os.fspath(src).endswith("1.partial"):
+        if Path(src).name == "1.partial":
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(src, dst)
 

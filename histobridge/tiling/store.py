@@ -71,7 +71,8 @@ def _compressors() -> tuple[Any, ...]:
 # ----------------------------------------------------------------------------------------- reading
 
 
-def _member(group: zarr.Group, name: str) -> zarr.Array[Any] | zarr.Group | None:
+def member(group: zarr.Group, name: str) -> zarr.Array[Any] | zarr.Group | None:
+    """``group[name]``, or None when absent."""
     try:
         return group[name]
     except KeyError:
@@ -81,7 +82,7 @@ def _member(group: zarr.Group, name: str) -> zarr.Array[Any] | zarr.Group | None
 def array_problem(group: zarr.Group, expected: Mapping[str, tuple[int | None, ...]]) -> str | None:
     """Why ``group``'s arrays do not match ``expected`` shapes (None entries: any size); None if fine."""
     for name, shape in expected.items():
-        arr = _member(group, name)
+        arr = member(group, name)
         if not isinstance(arr, zarr.Array):
             return f"its {name!r} array is missing"
         got = tuple(int(s) for s in arr.shape)
@@ -101,7 +102,7 @@ def image_group_problem(group: zarr.Group) -> str | None:
     attrs = group.attrs.asdict()
     n, px = _int_attr(attrs, "n_tiles"), _int_attr(attrs, "tile_px")
     if n is None:  # groups from before ``n_tiles`` was recorded: the arrays must at least agree
-        tiles = _member(group, "tiles")
+        tiles = member(group, "tiles")
         n = int(tiles.shape[0]) if isinstance(tiles, zarr.Array) and tiles.ndim == 4 else None
     return array_problem(group, {"tiles": (n, px, px, 3), "coords": (n, 4), "labels": (n,), "regions": (n,)})
 
@@ -153,21 +154,21 @@ class TileGroup:
         return int(self.tiles.shape[0])
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and isinstance(_member(self.group, name), zarr.Array)
+        return isinstance(name, str) and isinstance(member(self.group, name), zarr.Array)
 
     def __getitem__(self, name: str) -> zarr.Array[Any]:
         return self.array(name)
 
     def synthetic(self) -> TileGroup | None:
         """The complete ``synthetic`` sub-group (generated tiles), if one was written."""
-        sub = _member(self.group, "synthetic")
+        sub = member(self.group, "synthetic")
         if not isinstance(sub, zarr.Group) or not sub.attrs.get("complete", False):
             return None
         return TileGroup(sub, "synthetic")
 
     def array(self, name: str) -> zarr.Array[Any]:
         """One array of the group; StoreError naming the store and group when it is absent."""
-        arr = _member(self.group, name)
+        arr = member(self.group, name)
         if arr is None:
             raise StoreError(f"{self.group.store}: group {self.name!r} has no {name!r} array")
         if not isinstance(arr, zarr.Array):
@@ -187,9 +188,9 @@ class TileStore:
         self.root = root
 
     def _image_groups(self) -> Iterator[tuple[str, zarr.Group]]:
-        for name, member in self.root.members():
-            if isinstance(member, zarr.Group) and not name.endswith(PARTIAL_SUFFIX):
-                yield name, member
+        for name, node in self.root.members():
+            if isinstance(node, zarr.Group) and not name.endswith(PARTIAL_SUFFIX):
+                yield name, node
 
     def names(self, *, include_incomplete: bool = False) -> list[str]:
         """Usable group names (entry ids), sorted numerically where possible.
@@ -198,11 +199,11 @@ class TileStore:
         a warning, unless ``include_incomplete``; rerunning ``tile`` rewrites it.
         """
         out = []
-        for name, member in self._image_groups():
+        for name, node in self._image_groups():
             if include_incomplete:
                 out.append(name)
-            elif bool(member.attrs.get("complete", False)):
-                problem = image_group_problem(member)
+            elif bool(node.attrs.get("complete", False)):
+                problem = image_group_problem(node)
                 if problem is None:
                     out.append(name)
                 else:
@@ -214,12 +215,12 @@ class TileStore:
         return [self._group(n) for n in self.names(include_incomplete=include_incomplete)]
 
     def _group(self, name: str) -> TileGroup:
-        member = _member(self.root, name)
-        if member is None:
+        found = member(self.root, name)
+        if found is None:
             raise StoreError(f"{self.path}: no tile group for entry {name!r}")
-        if not isinstance(member, zarr.Group):
+        if not isinstance(found, zarr.Group):
             raise StoreError(f"{self.path}: {name!r} is not a group")
-        return TileGroup(member, name)
+        return TileGroup(found, name)
 
     def group(self, entry_id: str | int) -> TileGroup:
         """One image group; StoreError when absent, or marked complete but missing arrays."""
@@ -304,11 +305,12 @@ def open_root(store_path: Path, *, timeout: float = DEFAULT_WAIT_S) -> zarr.Grou
         raise StoreError(f"{store_path}: not a Zarr v3 tile store ({type(err).__name__}: {err})") from err
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready attributes (tuples -> lists, paths -> str, numpy scalars -> Python)."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, np.generic):
@@ -319,7 +321,7 @@ def _jsonable(value: Any) -> Any:
 def _layout(attrs: Mapping[str, Any]) -> dict[str, Any]:
     params = attrs.get("params")
     source: Mapping[str, Any] = params if isinstance(params, Mapping) else attrs
-    return {k: _jsonable(source[k]) for k in LAYOUT_KEYS if k in source}
+    return {k: jsonable(source[k]) for k in LAYOUT_KEYS if k in source}
 
 
 def layout_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -377,7 +379,7 @@ class GroupWriter:
             raise
 
     def _check_existing(self, root: zarr.Group, attrs: Mapping[str, Any], replace: bool) -> None:
-        old = _member(root, self.name)
+        old = member(root, self.name)
         if not isinstance(old, zarr.Group):
             return
         old_attrs = old.attrs.asdict()
@@ -393,7 +395,7 @@ class GroupWriter:
             )
         if changes:
             self._note(f"replaced group {self.name!r} ({'; '.join(changes)})")
-        elif old_attrs.get("params") != _jsonable(attrs.get("params")):
+        elif old_attrs.get("params") != jsonable(attrs.get("params")):
             self._note(f"replaced group {self.name!r}: slide or annotations changed")
 
     def _note(self, text: str) -> None:
@@ -401,10 +403,10 @@ class GroupWriter:
         self.notes.append(text)
 
     def _create(self, root: zarr.Group, attrs: Mapping[str, Any]) -> None:
-        if _member(root, self.tmp_name) is not None:  # left by a crashed run: we hold the lock now
+        if member(root, self.tmp_name) is not None:  # left by a crashed run: we hold the lock now
             _remove_member(self.store_path, self.tmp_name)
         self.group = root.create_group(self.tmp_name)
-        self.group.attrs.update(_jsonable({**attrs, "complete": False, "n_tiles": self.n}))
+        self.group.attrs.update(jsonable({**attrs, "complete": False, "n_tiles": self.n}))
         shard = shard_tiles(self.tile_px, self.n)
         px = self.tile_px
         self.tiles = self.group.create_array(
@@ -490,7 +492,7 @@ class GroupWriter:
             raise StoreError(f"{self.store_path}/{self.name}: wrote {self.written} of {self.n} tiles")
         try:
             if extra_attrs:
-                self.group.attrs.update(_jsonable(dict(extra_attrs)))
+                self.group.attrs.update(jsonable(dict(extra_attrs)))
             problem = image_group_problem(self.group)
             if problem is not None:  # never mark a group complete that readers would reject
                 raise StoreError(f"{self.store_path}/{self.tmp_name}: {problem}")
@@ -569,12 +571,16 @@ __all__ = [
     "encode_shard",
     "group_lock",
     "image_group_problem",
+    "jsonable",
     "layout_changes",
     "lock_dir",
+    "member",
     "open_group_writer",
     "open_root",
     "open_store",
     "remove_group",
+    "remove_tree",
     "shard_parts",
     "shard_tiles",
+    "write_error",
 ]

@@ -29,11 +29,11 @@ from histobridge.tiling.store import (
     PARTIAL_SUFFIX,
     TileGroup,
     TileStore,
-    _jsonable,
-    _member,
     array_problem,
     group_lock,
     image_group_problem,
+    jsonable,
+    member,
     open_root,
     remove_tree,
     write_error,
@@ -67,7 +67,7 @@ class SyntheticWriter:
     ) -> None:
         self.store_path = Path(store_path)
         self.name = str(group_name)
-        self.params = _jsonable(dict(params))
+        self.params = jsonable(dict(params))
         self.tile_px = int(tile_px)
         lengths = {len(v) for v in records.values()}
         if len(lengths) > 1:
@@ -93,7 +93,7 @@ class SyntheticWriter:
             raise
 
     def _image_group(self, root: zarr.Group) -> zarr.Group:
-        image = _member(root, self.name)
+        image = member(root, self.name)
         if not isinstance(image, zarr.Group) or not image.attrs.get("complete", False):
             raise StoreError(
                 f"{self.store_path}: no complete tile group {self.name!r} to add synthetic tiles to"
@@ -115,9 +115,9 @@ class SyntheticWriter:
         )
 
     def _open(self, image: zarr.Group, records: Mapping[str, np.ndarray]) -> str:
-        if self._matches(_member(image, SYNTHETIC), complete=True):
+        if self._matches(member(image, SYNTHETIC), complete=True):
             return "up-to-date"
-        partial = _member(image, SYNTHETIC_PARTIAL)
+        partial = member(image, SYNTHETIC_PARTIAL)
         if isinstance(partial, zarr.Group) and self._matches(partial, complete=False):
             self.group = partial
             return "resumed"
@@ -167,7 +167,7 @@ class SyntheticWriter:
 
     def read(self, name: str) -> np.ndarray:
         """One whole array of the partial sub-group (the per-tile records, for resuming)."""
-        arr = _member(self.group, name)
+        arr = member(self.group, name)
         if not isinstance(arr, zarr.Array):
             raise StoreError(f"{self._dir / SYNTHETIC_PARTIAL}: no {name!r} array")
         return np.asarray(arr[:])
@@ -186,7 +186,7 @@ class SyntheticWriter:
         stop = start + len(next(iter(arrays.values()))) if arrays else start
         try:
             for name, values in arrays.items():
-                arr = _member(self.group, name)
+                arr = member(self.group, name)
                 if not isinstance(arr, zarr.Array):
                     raise StoreError(f"{self._dir / SYNTHETIC_PARTIAL}: no {name!r} array")
                 arr[start:stop] = values
@@ -200,7 +200,7 @@ class SyntheticWriter:
             if self.filled != self.n:
                 raise StoreError(f"{self._dir / SYNTHETIC_PARTIAL}: wrote {self.filled} of {self.n} rows")
             try:
-                self.group.attrs.update({**_jsonable(dict(extra_attrs or {})), "complete": True})
+                self.group.attrs.update({**jsonable(dict(extra_attrs or {})), "complete": True})
                 replace_dir(self._dir / SYNTHETIC_PARTIAL, self._dir / SYNTHETIC)
             except OSError as err:
                 raise self._fail(err, "finishing it") from err

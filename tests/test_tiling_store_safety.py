@@ -214,3 +214,21 @@ def test_lock_file_lives_beside_the_store_and_records_the_holder(tmp_path: Path)
     lock.release()
     assert other.acquire(0).held
     other.release()
+
+
+def test_leftovers_of_dead_writers_are_removed_but_not_a_live_partial(tmp_path: Path) -> None:
+    """Partial groups left by a full disk or a kill would keep the disk full: the next writer clears them."""
+    store = tmp_path / "s.zarr"
+    _write(store, "1")
+    for leftover in ("7.partial", ".8.abcd1234.old", "9.partial"):
+        (store / leftover / "tiles").mkdir(parents=True)
+        (store / leftover / "tiles" / "big").write_bytes(b"x" * 1000)
+        (store / leftover / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    live = group_lock(store, "9").acquire(0)  # group 9 is being written by someone right now
+    try:
+        _write(store, "2")
+    finally:
+        live.release()
+    assert not (store / "7.partial").exists() and not (store / ".8.abcd1234.old").exists()
+    assert (store / "9.partial" / "tiles" / "big").exists()
+    assert open_store(store).names() == ["1", "2"]

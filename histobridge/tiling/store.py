@@ -370,6 +370,9 @@ class GroupWriter:
         self._file_lock = group_lock(self.store_path, self.name).acquire(lock_timeout)
         try:
             root = open_root(self.store_path, timeout=lock_timeout)
+            if member(root, self.tmp_name) is not None:  # left by a crashed run: we hold the lock now
+                _remove_member(self.store_path, self.tmp_name)
+            remove_stale(self.store_path)  # other groups' leftovers nobody is writing
             self._check_existing(root, attrs, replace)
             self._create(root, attrs)
         except OSError as err:
@@ -403,8 +406,6 @@ class GroupWriter:
         self.notes.append(text)
 
     def _create(self, root: zarr.Group, attrs: Mapping[str, Any]) -> None:
-        if member(root, self.tmp_name) is not None:  # left by a crashed run: we hold the lock now
-            _remove_member(self.store_path, self.tmp_name)
         self.group = root.create_group(self.tmp_name)
         self.group.attrs.update(jsonable({**attrs, "complete": False, "n_tiles": self.n}))
         shard = shard_tiles(self.tile_px, self.n)
@@ -549,6 +550,43 @@ def _remove_member(store_path: Path, name: str) -> bool:
     return remove_tree(store_path / name)
 
 
+def _stale_owner(entry: str) -> str | None:
+    """The group a leftover belongs to: ``<name>.partial`` or a set-aside ``.<name>.<random>.old``."""
+    if entry.endswith(PARTIAL_SUFFIX) and not entry.startswith("."):
+        return entry[: -len(PARTIAL_SUFFIX)]
+    if entry.startswith(".") and entry.endswith(".old") and entry.count(".") >= 3:
+        return entry[1:-4].rsplit(".", 1)[0]
+    return None
+
+
+def remove_stale(store_path: str | os.PathLike[str]) -> list[str]:
+    """Delete leftovers of crashed or failed writers (partial groups, set-aside old copies) whose
+    group nobody is writing now, so they do not keep a full disk full; returns what was removed."""
+    root = Path(store_path)
+    removed = []
+    try:
+        entries = sorted(p.name for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    for entry in entries:
+        owner = _stale_owner(entry)
+        if owner is None:
+            continue
+        lock = group_lock(root, owner)
+        try:
+            lock.acquire(0)
+        except StoreError:
+            continue  # being written right now: not a leftover
+        try:
+            if remove_tree(root / entry):
+                removed.append(entry)
+        finally:
+            lock.release()
+    if removed:
+        log.info("%s: removed leftovers of earlier runs: %s", root, ", ".join(removed))
+    return removed
+
+
 def remove_group(
     store_path: str | os.PathLike[str], name: str, *, lock_timeout: float = DEFAULT_WAIT_S
 ) -> None:
@@ -579,6 +617,7 @@ __all__ = [
     "open_root",
     "open_store",
     "remove_group",
+    "remove_stale",
     "remove_tree",
     "shard_parts",
     "shard_tiles",

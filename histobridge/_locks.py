@@ -120,7 +120,8 @@ class FileLock:
         record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "what": self.what}
         with contextlib.suppress(OSError):  # the record is informative only; a full disk must not stop us
             os.ftruncate(fd, 0)
-            os.pwrite(fd, b" " + json.dumps(record).encode("utf-8"), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, b" " + json.dumps(record).encode("utf-8"))  # byte 0 is the one Windows locks
         return self
 
     def release(self) -> None:
@@ -136,7 +137,8 @@ class FileLock:
             os.close(fd)
 
     def __del__(self) -> None:  # a writer dropped without release() must not hold the lock forever
-        self.release()
+        with contextlib.suppress(Exception):
+            self.release()
 
     def __enter__(self) -> FileLock:
         return self.acquire() if self._fd is None else self

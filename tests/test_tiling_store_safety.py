@@ -19,6 +19,7 @@ from histobridge.tiling import store as store_mod
 from histobridge.tiling.store import GroupWriter, group_lock, open_group_writer, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
+GROUP_JSON = '{"zarr_format": 3, "node_type": "group", "attributes": {}}'
 
 # A writer process: writes group "1" of N tiles of value V, sleeping between tiles; with a "go" file
 # named, it holds the lock (before finishing) until that file exists. Prints "started", then "done".
@@ -138,10 +139,11 @@ def test_other_tile_size_is_refused_unless_replace(tmp_path: Path) -> None:
         _write(store, "1", tile_um=2.0)
     assert open_store(store).group(1).attrs["tile_um"] == 4.0 and not (store / "1.partial").exists()
     w = _write(store, "1", tile_um=2.0, replace=True)
-    assert w.notes == ["replaced group '1' (tile_um 4.0 -> 2.0)"]
+    assert w.notes == ["replacing group '1' (tile_um 4.0 -> 2.0)"]
     assert open_store(store).group(1).attrs["tile_um"] == 2.0
-    w = open_group_writer(store, "1", 1, 8, {"tile_px": 8, "tile_um": 2.0, "params": {"other": 1}})
-    assert w.notes == ["replaced group '1': slide or annotations changed"]
+    new = {"tile_px": 8, "tile_um": 2.0, "params": {"tile_px": 8, "tile_um": 2.0, "regions_sha": "b"}}
+    w = open_group_writer(store, "1", 1, 8, new)  # annotations edited in QuPath: replaced, with a note
+    assert w.notes == ["replacing group '1': regions_sha changed"]
     w.abort()
 
 
@@ -223,7 +225,7 @@ def test_leftovers_of_dead_writers_are_removed_but_not_a_live_partial(tmp_path: 
     for leftover in ("7.partial", ".8.abcd1234.old", "9.partial"):
         (store / leftover / "tiles").mkdir(parents=True)
         (store / leftover / "tiles" / "big").write_bytes(b"x" * 1000)
-        (store / leftover / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+        (store / leftover / "zarr.json").write_text(GROUP_JSON)
     live = group_lock(store, "9").acquire(0)  # group 9 is being written by someone right now
     try:
         _write(store, "2")

@@ -32,7 +32,7 @@ import numpy as np
 import zarr
 
 from histobridge._atomic import replace_dir
-from histobridge._locks import DEFAULT_WAIT_S, FileLock, describe_oserror, hold
+from histobridge._locks import FileLock, describe_oserror, hold
 from histobridge.errors import StoreError
 from histobridge.tiling._shards import (
     BLOSC,
@@ -279,7 +279,7 @@ def write_error(store_path: Path, name: str, doing: str, err: OSError, removed: 
     )
 
 
-def open_root(store_path: Path, *, timeout: float = DEFAULT_WAIT_S) -> zarr.Group:
+def open_root(store_path: Path, *, timeout: float | None = None) -> zarr.Group:
     """The store's root group for writing, created under a store-wide lock when absent."""
     try:
         if (store_path / "zarr.json").is_file():
@@ -356,7 +356,7 @@ class GroupWriter:
         attrs: Mapping[str, Any],
         *,
         replace: bool = False,
-        lock_timeout: float = DEFAULT_WAIT_S,
+        lock_timeout: float | None = None,
     ) -> None:
         self.store_path = Path(store_path)
         self.name = str(name)
@@ -397,9 +397,14 @@ class GroupWriter:
                 f"({'; '.join(changes)}); pass replace=True to replace them, or write to another store"
             )
         if changes:
-            self._note(f"replaced group {self.name!r} ({'; '.join(changes)})")
-        elif old_attrs.get("params") != jsonable(attrs.get("params")):
-            self._note(f"replaced group {self.name!r}: slide or annotations changed")
+            self._note(f"replacing group {self.name!r} ({'; '.join(changes)})")
+            return
+        old_params, new_params = old_attrs.get("params"), jsonable(attrs.get("params"))
+        if old_params != new_params:
+            a = old_params if isinstance(old_params, dict) else {}
+            b = new_params if isinstance(new_params, dict) else {}
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)) or ["parameters"]
+            self._note(f"replacing group {self.name!r}: {', '.join(keys)} changed")
 
     def _note(self, text: str) -> None:
         log.warning("%s: %s", self.store_path, text)
@@ -534,7 +539,7 @@ def open_group_writer(
     attrs: Mapping[str, Any],
     *,
     replace: bool = False,
-    lock_timeout: float = DEFAULT_WAIT_S,
+    lock_timeout: float | None = None,
 ) -> GroupWriter:
     """Start writing image group ``name`` (see :class:`GroupWriter`; StoreError when refused)."""
     return GroupWriter(store_path, name, n, tile_px, attrs, replace=replace, lock_timeout=lock_timeout)
@@ -587,9 +592,7 @@ def remove_stale(store_path: str | os.PathLike[str]) -> list[str]:
     return removed
 
 
-def remove_group(
-    store_path: str | os.PathLike[str], name: str, *, lock_timeout: float = DEFAULT_WAIT_S
-) -> None:
+def remove_group(store_path: str | os.PathLike[str], name: str, *, lock_timeout: float | None = None) -> None:
     """Delete one image group (and any partial copy of it), under the group's lock."""
     with group_lock(store_path, str(name)).acquire(lock_timeout):
         _remove_member(Path(store_path), str(name))

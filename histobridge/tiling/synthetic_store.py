@@ -23,7 +23,6 @@ import zarr
 import zarr.codecs
 
 from histobridge._atomic import replace_dir
-from histobridge._locks import DEFAULT_WAIT_S
 from histobridge.errors import StoreError
 from histobridge.tiling.store import (
     PARTIAL_SUFFIX,
@@ -63,7 +62,7 @@ class SyntheticWriter:
         tile_px: int,
         records: Mapping[str, np.ndarray],
         n_out: int | None = None,
-        lock_timeout: float = DEFAULT_WAIT_S,
+        lock_timeout: float | None = None,
     ) -> None:
         self.store_path = Path(store_path)
         self.name = str(group_name)

@@ -15,7 +15,7 @@ import pytest
 
 from histobridge._locks import FileLock
 from histobridge.errors import StoreError
-from histobridge.tiling import store as store_mod
+from histobridge.tiling import _store_write
 from histobridge.tiling.store import GroupWriter, group_lock, open_group_writer, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_disk_full_while_writing_removes_the_partial_and_says_so(tmp_path: Path,
     def full(path: Path, parts: list[bytes]) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(store_mod, "_write_parts", full)
+    monkeypatch.setattr(_store_write, "_write_parts", full)
     w = GroupWriter(store, "1", 64, 8, {"tile_px": 8, "tile_um": 4.0})
     with pytest.raises(StoreError) as info:
         w.write_tiles(0, np.zeros((64, 8, 8, 3), np.uint8))

@@ -1,4 +1,7 @@
-"""The Zarr v3 tile store: the one module that writes it, and the safe way to read it back.
+"""The Zarr v3 tile store: the only writer of it, and the safe way to read it back.
+
+Import from here; the code lives in ``_store_read`` (validated reading), ``_store_write`` (locked
+image-group writer), ``_shards`` (the shard encoder) and ``synthetic_store`` (the sub-group writer).
 
 Layout (DEVELOPERS.md): group ``"<entryID>"`` with ``tiles`` uint8 (N, px, px, 3), ``coords``
 float64 (N, 4) x, y, w, h in level-0 QuPath px, ``labels`` int16 (N,), ``regions`` int32 (N,), and

@@ -190,14 +190,13 @@ def _stage_synthetic(ctx: dict[str, Any]) -> None:
 
 def synthetic_agreement(store_path: Path, classifier_classes: Sequence[str]) -> dict[str, Any]:
     """Share of synthetic tiles (and swapped twins) the classifier assigns to their conditioning class."""
-    import zarr
+    from histobridge.tiling.store import open_store
 
-    root = zarr.open_group(str(store_path), mode="r")
     hits = total = swap_hits = swap_total = 0
-    for _, group in root.groups():
-        if "synthetic" not in group or "predictions" not in group["synthetic"]:
+    for group in open_store(store_path).groups():
+        sub = group.synthetic()
+        if sub is None or "predictions" not in sub:
             continue
-        sub = group["synthetic"]
         names = list(sub.attrs["params"]["generator"]["class_names"])
         clf_names = list(classifier_classes)
         for cls_arr, pred_arr in (("classes", "predictions"), ("swap_classes", "swap_predictions")):

@@ -282,6 +282,8 @@ def run_heatmap(
     :class:`~histobridge.models.classifier.TileClassifier` or a model path. ``progress`` may be a
     callback ``(image name, tiles done, tiles total)``; ``True`` logs per image.
     """
+    from histobridge._locks import hold
+    from histobridge.qupath import layout
     from histobridge.qupath.project import Project
 
     check_write_back(write_back)
@@ -308,17 +310,19 @@ def run_heatmap(
     }
     results, skipped = [], []
     first_error: HistobridgeError | None = None
-    for entry in select_entries(proj, images):
-        if not entry.found:
-            skipped.append(f"{entry.name}: {entry.problem or 'image file not found'}")
-            log.warning("skipping %s", skipped[-1])
-            continue
-        try:
-            results.append(heatmap_entry(proj, entry, clf, out, options=options))
-        except (SlideError, CalibrationError, AnnotationError) as err:  # one bad image must not stop a batch
-            first_error = first_error or err
-            skipped.append(f"{entry.name}: {err}")
-            log.error("skipping %s", skipped[-1])
+    lock = layout.histobridge_dir(proj.folder) / ".predictions.lock"  # a second run refuses, naming this one
+    with hold(lock, f"heatmap predictions of project {proj.folder}", error=ProjectError):
+        for entry in select_entries(proj, images):
+            if not entry.found:
+                skipped.append(f"{entry.name}: {entry.problem or 'image file not found'}")
+                log.warning("skipping %s", skipped[-1])
+                continue
+            try:
+                results.append(heatmap_entry(proj, entry, clf, out, options=options))
+            except (SlideError, CalibrationError, AnnotationError) as err:  # one bad image: the rest go on
+                first_error = first_error or err
+                skipped.append(f"{entry.name}: {err}")
+                log.error("skipping %s", skipped[-1])
     if first_error is not None and not results:
         raise first_error
     return HeatmapReport(model=options["prefix"], out_dir=out, images=tuple(results), skipped=tuple(skipped))

@@ -58,6 +58,7 @@ class DemoOptions:
     classifier: Path | None = None  # default: the sample project's own models
     generator: Path | None = None
     device: str = "auto"  # auto: CUDA, then Apple MPS, then CPU
+    heatmap_stride_div: int = 2  # heatmap tiles overlap: stride = tile / this (1, 2 or 4)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -71,6 +72,8 @@ class DemoOptions:
         if self.synthetic_per_region is not None and self.synthetic_per_region < 1:
             raise InputError(f"demo: synthetic_per_region must be at least 1 (or None), "
                              f"got {self.synthetic_per_region}")
+        if self.heatmap_stride_div not in (1, 2, 4):
+            raise InputError(f"demo: heatmap_stride_div must be 1, 2 or 4, got {self.heatmap_stride_div}")
         if self.workers < 1:
             raise InputError(f"demo: workers must be at least 1, got {self.workers}")
         for what, path in (("classifier", self.classifier), ("generator", self.generator)):
@@ -247,7 +250,8 @@ def _stage_heatmap(
 ) -> HeatmapReport:
     from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
 
-    opts = HeatmapOptions(whole_tissue=True, stride_div=2, write_back="geojson", workers=options.workers)
+    opts = HeatmapOptions(whole_tissue=True, stride_div=options.heatmap_stride_div, write_back="geojson",
+                          workers=options.workers)
     report = run_heatmap(project, classifier, out / "heatmap", opts, progress=progress)
     if not report.ok:
         problems = "; ".join(f"{o.name}: {o.status} ({o.reason})" for o in report.not_done)

@@ -1,0 +1,85 @@
+"""Command-line options that mean one thing everywhere: training defaults, --device, --json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from histobridge.cli import app
+from histobridge.cli._common import split_list, torch_device
+
+
+@dataclass
+class _Data:
+    tiles: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        return {"A": len(self.tiles)}
+
+
+@dataclass
+class _GanResult:
+    finished: bool = True
+    kimg: float = 0.0
+    steps: int = 0
+    generator_path: Path = Path("g")
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replace data loading and training by recorders: only the config the CLI builds is checked."""
+    import histobridge.models.train_gan as tg
+    import histobridge.models.training_data as td
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(td, "load_tiles", lambda store, classes: _Data(np.zeros((3, 8, 8, 3), np.uint8)))
+
+    def fake_train(data, out, cfg, progress):
+        seen["cfg"] = cfg
+        return _GanResult()
+
+    monkeypatch.setattr(tg, "train_gan", fake_train)
+    return seen
+
+
+def test_train_gan_takes_its_defaults_from_the_config(captured, tmp_path):
+    from histobridge.models.train_gan import GanTrainConfig
+
+    res = CliRunner().invoke(app, ["train", "gan", str(tmp_path / "s"), "-o", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    assert captured["cfg"] == GanTrainConfig()
+    res = CliRunner().invoke(app, ["train", "gan", str(tmp_path / "s"), "-o", str(tmp_path / "g"),
+                                   "--batch", "8", "--no-noise", "--ada-target", "0", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    cfg = captured["cfg"]
+    assert (cfg.batch, cfg.noise, cfg.ada_target, cfg.device) == (8, False, None, "cpu")
+    assert cfg.kimg == GanTrainConfig().kimg and "config: GanTrainConfig(" in res.output
+
+
+def test_device_and_list_options():
+    assert torch_device("auto") is None and torch_device("AUTO") is None and torch_device("cuda:1") == "cuda:1"
+    assert split_list(["a,b", " c "]) == ["a", "b", "c"] and split_list([",", ""]) is None
+
+
+def test_train_classifier_takes_its_defaults_from_the_config(monkeypatch, tmp_path):
+    import histobridge.models.train_classifier as tc
+    import histobridge.models.training_data as td
+    from histobridge.models.train_classifier import ClassifierTrainConfig
+
+    seen = []
+    monkeypatch.setattr(td, "load_tiles", lambda store, classes: _Data(np.zeros((3, 8, 8, 3), np.uint8)))
+
+    def fake_train(data, out, cfg, progress):
+        seen.append(cfg)
+        raise SystemExit(0)  # stop before the summary, which needs real metrics
+
+    monkeypatch.setattr(tc, "train_classifier", fake_train)
+    CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m")])
+    CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m"),
+                             "--no-jitter", "--epochs", "3"])
+    assert seen[0] == ClassifierTrainConfig()
+    assert (seen[1].jitter, seen[1].epochs, seen[1].lr) == (False, 3, ClassifierTrainConfig().lr)

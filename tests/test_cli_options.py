@@ -83,3 +83,23 @@ def test_train_classifier_takes_its_defaults_from_the_config(monkeypatch, tmp_pa
                              "--no-jitter", "--epochs", "3"])
     assert seen[0] == ClassifierTrainConfig()
     assert (seen[1].jitter, seen[1].epochs, seen[1].lr) == (False, 3, ClassifierTrainConfig().lr)
+
+
+def test_project_info_json(tmp_path, cmu_slide):
+    """``project info --json``: every field in full, whatever the terminal width or redirection."""
+    import json
+
+    from histobridge.qupath.sample import init_sample_project
+
+    proj = init_sample_project(tmp_path / "skin", "skin", offline=True).parent
+    res = CliRunner().invoke(app, ["project", "info", str(proj), "--json"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    (img,) = doc["images"]
+    assert doc["project"].endswith("project.qpproj") and "Epidermis" in doc["classes"]
+    assert img["name"] == "CMU-1-Small-Region.svs" and img["found"] is True and img["size"] == [2220, 2967]
+    assert img["mpp"] == pytest.approx(0.499) and img["mpp_source"] == "slide"
+    assert img["annotations"] == "geojson" and img["annotation_count"] == 15
+    assert img["per_class"]["Epidermis"] == 6 and img["problems"] == []
+    table = CliRunner().invoke(app, ["project", "info", str(proj)], env={"COLUMNS": "220"})
+    assert "2220×2967" in table.output and "0.499 (slide)" in table.output and "Epidermis: 6" in table.output

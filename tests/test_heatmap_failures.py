@@ -181,3 +181,16 @@ def test_glass_inside_an_annotation_is_not_classified(tmp_path, model):
     assert with_tissue.ok and x_right <= 512 + 64 / 2  # no tile is mostly glass
     everything = run_heatmap(proj, model, tmp_path / "b", ALL)
     assert everything.tiles == 12 * 10 and with_tissue.tiles == 6 * 10
+
+
+def test_tissue_filter_keeps_an_image_with_no_glass(tmp_path, model):
+    """A pale pink field with purple nuclei and no glass at all: Otsu alone would call the field glass."""
+    rng = np.random.default_rng(1)
+    pixels = np.empty((SLIDE_H, SLIDE_W, 3), np.uint8)
+    pixels[:] = [232, 175, 205]
+    blobs = rng.random((SLIDE_H // 16, SLIDE_W // 16)) > 0.8
+    pixels[np.kron(blobs, np.ones((16, 16), bool))] = [120, 70, 160]
+    slide = write_slide(tmp_path / "field.tif", pixels)
+    proj = make_project(tmp_path / "p", slide, [annotation([(0, 0), (512, 0), (512, 512), (0, 512)], "T")])
+    kept = run_heatmap(proj, model, tmp_path / "a", HeatmapOptions())
+    assert kept.ok and kept.tiles == run_heatmap(proj, model, tmp_path / "b", ALL).tiles == 8 * 8

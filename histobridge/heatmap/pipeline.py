@@ -52,6 +52,7 @@ WriteBack = Literal["geojson", "paquo", "none"]
 WRITE_BACK: tuple[str, ...] = get_args(WriteBack)
 TASK = "heatmap"
 BaseGeometry = Any  # a shapely geometry (shapely ships no type information)
+GLASS_MAX_SATURATION = 0.12  # HSV saturation; glass (even tinted) stays below it, stained tissue mostly above
 
 
 @dataclass(frozen=True)
@@ -318,11 +319,17 @@ def entry_annotations(project: Project, entry: ImageEntry) -> AnnotationSet:
 
 
 def tissue_of(thumbnail: tuple[np.ndarray, float]) -> BaseGeometry:
-    """Tissue outline in level-0 px from a slide thumbnail and its downsample."""
-    from histobridge.slides.tissue import mask_to_geometry, tissue_mask
+    """Everything that is not glass, in level-0 px, from a slide thumbnail and its downsample.
+
+    :func:`~histobridge.slides.tissue.tissue_mask` thresholds saturation at Otsu's value, which on an
+    image with little glass splits the tissue itself (pale dermis, a pink field) into two classes.
+    This filter only has to drop glass, so anything more saturated than glass ever is stays too.
+    """
+    from histobridge.slides.tissue import mask_to_geometry, saturation, tissue_mask
 
     thumb, downsample = thumbnail
-    return mask_to_geometry(tissue_mask(thumb), downsample, min_area_px=16.0)
+    mask = tissue_mask(thumb) | (saturation(thumb) > GLASS_MAX_SATURATION)
+    return mask_to_geometry(mask, downsample, min_area_px=16.0)
 
 
 def plan_regions(

@@ -106,7 +106,8 @@ def test_rerun_resumes_without_duplicating(demo_run) -> None:
     ("change", "message"),
     [({"seeds": -1}, "seeds must be at least 1"), ({"blend_seeds": 9, "seeds": 4}, "blend_seeds"),
      ({"blend_steps": 1}, "blend_steps"), ({"synthetic_per_region": 0}, "synthetic_per_region"),
-     ({"workers": 0}, "workers"), ({"heatmap_stride_div": 3}, "heatmap_stride_div"), ({"classifier": "/nonexistent/model"}, "classifier not found")],
+     ({"workers": 0}, "workers"), ({"heatmap_stride_div": 3}, "heatmap_stride_div"),
+     ({"classifier": "/nonexistent/model"}, "classifier not found")],
 )
 def test_options_are_checked_before_any_work(tmp_path, change, message) -> None:
     with pytest.raises(InputError, match=message):

@@ -117,7 +117,7 @@ def test_overlay_places_cells_at_their_level0_position(tmp_path):
     assert all(Image.open(p).size == Image.fromarray(pic).size for p in paths)
     with pytest.raises(InputError, match="does not match"):
         write_overlays(thumb, 2.0, stack, ["A"], paths[:1])
-    with pytest.raises(InputError, match="one .rows, cols. map"):
+    with pytest.raises(InputError, match=r"one \(rows, cols\) map"):
         overlay_picture(thumb, 2.0, stack)
 
 

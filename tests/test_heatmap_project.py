@@ -5,16 +5,15 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from histobridge.errors import InputError
 from histobridge.heatmap.pipeline import HeatmapOptions, measurement_names, run_heatmap
-from histobridge.runs import ProgressEvent
 from histobridge.models.classifier import load_classifier
 from histobridge.qupath import geojson, layout
+from histobridge.runs import ProgressEvent
 from tests._heatmap_helpers import (
     CLASSES,
     RED_POLY,

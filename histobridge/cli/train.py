@@ -56,8 +56,10 @@ def classifier(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
     """Train a small CNN; hold out whole annotations; write TorchScript, config.json and metrics.json."""
+    from histobridge.cli._progress import ProgressDrawer
     from histobridge.models.train_classifier import ClassifierTrainConfig, train_classifier
     from histobridge.models.training_data import load_tiles
+    from histobridge.runs import ProgressEvent
 
     cfg = _config(
         ClassifierTrainConfig,
@@ -75,13 +77,17 @@ def classifier(
     typer.echo(f"{len(data.tiles)} tiles from {store}: {data.counts()}")
     typer.echo(f"config: {cfg}")
 
-    def show(stats: dict[str, float]) -> None:
-        typer.echo(
-            f"epoch {int(stats['epoch'])}/{cfg.epochs}: loss {stats['loss']:.4f}, "
-            f"train accuracy {stats['train_accuracy']:.3f}"
-        )
+    with ProgressDrawer() as progress:
 
-    result = train_classifier(data, out, cfg, progress=show)
+        def show(stats: dict[str, float]) -> None:
+            epoch = int(stats["epoch"])
+            line = (
+                f"epoch {epoch}/{cfg.epochs}: loss {stats['loss']:.4f}, "
+                f"train accuracy {stats['train_accuracy']:.3f}"
+            )
+            progress(ProgressEvent("epochs", epoch, cfg.epochs, message=line))
+
+        result = train_classifier(data, out, cfg, progress=show)
     m = result.metrics
     acc = m["heldout_accuracy"]
     typer.echo(
@@ -142,8 +148,10 @@ def gan(
     """
     from dataclasses import replace
 
+    from histobridge.cli._progress import ProgressDrawer
     from histobridge.models.train_gan import CHECKPOINT, GanTrainConfig, train_gan
     from histobridge.models.training_data import load_tiles
+    from histobridge.runs import ProgressEvent
 
     cfg = _config(
         GanTrainConfig,
@@ -181,14 +189,24 @@ def gan(
     if (out / CHECKPOINT).exists():
         typer.echo(f"resuming from {out / CHECKPOINT}")
     every = max(1, round(200 / cfg.batch))
+    with ProgressDrawer() as progress:
 
-    def show(stats: dict[str, Any]) -> None:
-        if int(stats["step"]) % every == 0:
-            typer.echo(
-                f"kimg {stats['kimg']:.1f}  loss G {stats['loss_g']:.3f}  D {stats['loss_d']:.3f}  "
-                f"aug p {stats['ada_p']:.2f}  {stats['seconds']:.0f} s"
+        def show(stats: dict[str, Any]) -> None:
+            line = None
+            if int(stats["step"]) % every == 0:
+                line = (
+                    f"kimg {stats['kimg']:.1f}  loss G {stats['loss_g']:.3f}  D {stats['loss_d']:.3f}  "
+                    f"aug p {stats['ada_p']:.2f}  {stats['seconds']:.0f} s"
+                )
+            progress(
+                ProgressEvent(
+                    "real images shown",
+                    round(1000 * float(stats["kimg"])),
+                    round(1000 * cfg.kimg),
+                    message=line,
+                )
             )
 
-    result = train_gan(data, out, cfg, progress=show)
+        result = train_gan(data, out, cfg, progress=show)
     state = "finished" if result.finished else "stopped (time budget); run again to continue"
     typer.echo(f"{state} at {result.kimg:.1f} kimg, step {result.steps}; generator: {result.generator_path}")

@@ -163,6 +163,14 @@ def test_missing_pixel_size_fails_alone_and_is_reported_once(tmp_path, slide_pat
     rc, _ = cli("heatmap", str(proj), "-m", str(model_dir), "-o", str(tmp_path / "o4"), "--images", "2",
                 "--no-tissue", "--device", "auto")
     assert rc == 0
+    # A pixel size given on the command line lets the bare image through.
+    rc, text = cli("heatmap", str(proj), "-m", str(model_dir), "-o", str(tmp_path / "o5"), "--no-tissue",
+                   "--mpp", "0.5")
+    assert rc == 0 and "32 tiles over 2 of 2 image(s)" in text
+    # --mpp-override replaces a recorded pixel size: twice the µm/px, half the tile in pixels.
+    halved = run_heatmap(proj, model_dir, tmp_path / "o6", HeatmapOptions(tissue=False, mpp_override=1.0),
+                         images=[2])
+    assert halved.tiles == 8 * 8
 
 
 def test_glass_inside_an_annotation_is_not_classified(tmp_path, model):

@@ -44,6 +44,7 @@ def heatmap(
     out: Path = typer.Option(Path("heatmaps"), "--out", "-o", help="Folder for GeoJSON, NPZ, CSV, PNG."),
     write_back: WriteBack = typer.Option(WriteBack.geojson, "--write-back", help=WRITE_BACK_HELP),
     mpp: float | None = typer.Option(None, "--mpp", help="µm/px for images whose pixel size is unknown."),
+    mpp_override: float | None = typer.Option(None, "--mpp-override", help="µm/px replacing images' own."),
     workers: int = typer.Option(2, "--workers", min=1, help="Tile reader threads."),
     prefix: str | None = typer.Option(None, "--prefix", help="Measurement prefix (default: model name)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -59,7 +60,7 @@ def heatmap(
     options = HeatmapOptions(
         classes=tuple(split_list(classes) or ()), whole_tissue=whole_tissue, tissue=tissue,
         stride_div=stride_div, batch_size=batch_size, uncertainty=uncertainty, write_back=write_back.value,
-        workers=workers, mpp=mpp, prefix=prefix,
+        workers=workers, mpp=mpp, mpp_override=mpp_override, prefix=prefix,
     )
     proj = Project.open(project)
     clf = load_classifier(model, device=torch_device(device))

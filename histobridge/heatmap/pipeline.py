@@ -60,7 +60,8 @@ class HeatmapOptions:
     """How :func:`run_heatmap` tiles and classifies; checked once, before any image is opened.
 
     ``tissue`` keeps only the tissue part of each annotation (glass inside an annotation is not
-    classified); ``mpp`` is the pixel size for images that record none.
+    classified); ``mpp`` is the pixel size for images that record none, ``mpp_override`` replaces
+    every image's own.
     """
 
     classes: tuple[str, ...] | None = None
@@ -72,6 +73,7 @@ class HeatmapOptions:
     write_back: WriteBack = "geojson"
     workers: int = 2
     mpp: float | None = None
+    mpp_override: float | None = None
     prefix: str | None = None
     gzip: bool = True
     min_coverage: float = 0.5
@@ -88,8 +90,9 @@ class HeatmapOptions:
         if self.uncertainty < 0 or self.batch_size < 1 or self.workers < 1:
             raise InputError(f"uncertainty ≥ 0, batch_size ≥ 1 and workers ≥ 1 are required "
                              f"(got {self.uncertainty}, {self.batch_size}, {self.workers})")
-        if self.mpp is not None and not (np.isfinite(self.mpp) and self.mpp > 0):
-            raise InputError(f"mpp must be a positive number of µm per pixel, got {self.mpp!r}")
+        for name, value in (("mpp", self.mpp), ("mpp_override", self.mpp_override)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise InputError(f"{name} must be a positive number of µm per pixel, got {value!r}")
         if not 0.0 < self.min_coverage <= 1.0:
             raise InputError(f"min_coverage must be in (0, 1], got {self.min_coverage!r}")
         if self.thumbnail_px < 16:
@@ -387,7 +390,7 @@ def heatmap_entry(
     t0 = time.perf_counter()
     eid, name = str(entry.entry_id), entry.name
     annotations = entry_annotations(project, entry)
-    with entry.open_slide(mpp=options.mpp) as slide:
+    with entry.open_slide(mpp=options.mpp_override or options.mpp) as slide:
         thumb = slide.thumbnail(options.thumbnail_px)
         regions, notes = plan_regions(annotations, thumb, options)
         if not regions:

@@ -104,3 +104,34 @@ def test_project_info_json(tmp_path, cmu_slide):
     assert img["per_class"]["Epidermis"] == 6 and img["problems"] == []
     table = CliRunner().invoke(app, ["project", "info", str(proj)], env={"COLUMNS": "220"})
     assert "2220×2967" in table.output and "0.499 (slide)" in table.output and "Epidermis: 6" in table.output
+
+
+def test_progress_drawer_draws_events_and_messages():
+    """One drawer for every command: a bar per (task, item), messages above; nothing for 0-of-1 counts."""
+    import io
+
+    from rich.console import Console
+
+    from histobridge.cli._progress import ProgressDrawer
+    from histobridge.runs import ProgressEvent
+
+    buf = io.StringIO()
+    with ProgressDrawer(Console(file=buf, width=100, force_terminal=False)) as draw:
+        draw(ProgressEvent("images", 0, 1))
+        draw(ProgressEvent("heatmap", 0, 40, "slide-a.svs"))
+        draw(ProgressEvent("heatmap", 40, 40, "slide-a.svs", message="written"))
+        tasks = {t.description: (t.completed, t.total) for t in draw._bar.tasks}  # type: ignore[union-attr]
+    assert tasks == {"heatmap: slide-a.svs": (40, 40)}
+    assert "slide-a.svs: written" in buf.getvalue()
+    with ProgressDrawer(enabled=False) as quiet:
+        quiet(ProgressEvent("heatmap", 1, 2))  # disabled: accepted and ignored
+
+
+def test_library_does_not_import_rich():
+    import subprocess
+    import sys
+
+    code = ("import sys, histobridge.heatmap.pipeline, histobridge.demo.run, histobridge.viz.overlay; "
+            "print('rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -5,10 +5,13 @@ classifier's field of view and classifies them. This script times :func:`histobr
 seed_search` with ``batch_size=1`` (one seed, i.e. its two images, per forward pass) and with larger
 batches on the same random generator and a small
 TorchScript classifier, and prints the speed-up measured in this run. It also times crop-then-resize
-alone (the paper's 400 → 302 µm, 512 → 299 px case) to show its share of the work.
+alone (the paper's 400 → 302 µm, 512 → 299 px case) to show its share of the work, and the seed-list
+parser (:func:`histobridge.ranges.parse_seeds`, linear) against the list-membership parser it
+replaced (quadratic), printing time per value as the list grows.
 
     python benchmarks/bench_explain.py                   # 64 px generator, 16 seeds
     python benchmarks/bench_explain.py --res 512 --seeds 16 --device cuda
+    python benchmarks/bench_explain.py --only-parse      # the seed-list parser alone
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from histobridge.errors import InputError
 from histobridge.models.classifier import load_classifier, make_config, save_classifier
 from histobridge.models.stylegan2 import Generator, GeneratorConfig
+from histobridge.ranges import parse_seeds
 from histobridge.synthetic import seeds as sd
 from histobridge.synthetic.synthesis import crop_then_resize
 
@@ -64,13 +69,52 @@ def time_search(G: Generator, clf: object, seeds: list[int], batch: int) -> floa
     return time.perf_counter() - t
 
 
+def _membership_parse(spec: str) -> list[int]:
+    """The former seed parser's expansion: every value checked against the list built so far."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        seeds.extend(v for v in range(int(lo), int(hi or lo) + 1) if v not in seeds)
+    return seeds
+
+
+def _best_of(fn: object, arg: str, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(arg)  # type: ignore[operator]
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def time_parsers() -> None:
+    print("seed list 0-(n-1): time per value (ns), grammar parser vs the former membership parser")
+    for n in (1_000, 4_000, 16_000, 100_000):
+        spec = f"0-{n - 1}"
+        new = _best_of(parse_seeds, spec)
+        line = f"  n={n:>7,}: parse_seeds {new / n * 1e9:8.1f} ns/value"
+        if n <= 16_000:
+            old = _best_of(_membership_parse, spec, repeats=1)
+            line += f"   former {old / n * 1e9:10.1f} ns/value   former/new x{old / new:,.0f}"
+        print(line)
+    t = time.perf_counter()
+    try:
+        parse_seeds("0-10000000")
+    except InputError as err:
+        print(f"  0-10000000 refused in {(time.perf_counter() - t) * 1e6:.0f} µs: {err}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--res", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=16)
     ap.add_argument("--batches", type=str, default="1,8,16")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only-parse", action="store_true", help="Time the seed-list parser only.")
     args = ap.parse_args()
+    time_parsers()
+    if args.only_parse:
+        return
     seeds = list(range(args.seeds))
     with tempfile.TemporaryDirectory() as tmp:
         G, clf = build(args.res, args.device, Path(tmp))

@@ -167,27 +167,19 @@ def naive_loop(path: Path, size: int, limit: int) -> tuple[int, float]:
     return count, time.perf_counter() - t0
 
 
-@dataclass
-class _Entry:
-    path: Path
-    entry_id: int = 0
-    name: str = "bench"
-    found: bool = True
-    problem: str | None = None
+def _entry(path: Path):
+    from histobridge.qupath.project import ImageEntry
 
-    def open_slide(self, mpp: float | None = None):
-        from histobridge.slides import open_slide
-
-        return open_slide(self.path, mpp=mpp)
+    return ImageEntry(0, "bench", path.absolute().as_uri(), path, True)
 
 
 @dataclass
 class _Project:
-    images: list[_Entry]
+    images: list
     size: int
     classes: list = field(default_factory=list)
 
-    def annotations(self, entry: _Entry):
+    def annotations(self, entry):
         from shapely.geometry import box
 
         from histobridge.qupath.annotations import Annotation
@@ -197,15 +189,15 @@ class _Project:
 
 
 def histobridge_tiler(path: Path, size: int, workers: int, out: Path) -> tuple[int, float]:
-    from histobridge.tiling import TileSpec, tile_project
+    from histobridge.tiling import TileSpec, TilingOptions, tile_project
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    report = tile_project(_Project([_Entry(path)], size), out, TileSpec(TILE, TILE * MPP), workers=workers,
-                          progress=False)  # fmt: skip
+    report = tile_project(_Project([_entry(path)], size), out, TileSpec(TILE, TILE * MPP),
+                          TilingOptions(workers=workers))  # fmt: skip
     seconds = time.perf_counter() - t0
-    if report.failed:
-        raise RuntimeError(report.failed[0].reason)
+    if not report.ok:
+        raise RuntimeError(report.not_done[0].reason)
     return report.tiles, seconds
 
 

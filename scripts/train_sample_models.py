@@ -26,12 +26,13 @@ GAN_TILES = {"tile_px": 64, "tile_um": 80.0, "stride_px": 8, "min_coverage": 0.7
 def tile(project_file: Path, store: Path, spec: dict) -> None:
     from histobridge.qupath.project import Project
     from histobridge.tiling.grid import TileSpec
+    from histobridge.tiling.options import TilingOptions
     from histobridge.tiling.tiler import tile_project
 
-    report = tile_project(Project.open(project_file), store, TileSpec(**spec), classes=list(CLASSES),
-                          progress=False, workers=1)
-    if report.failed:
-        raise SystemExit(f"tiling failed: {report.failed}")
+    report = tile_project(Project.open(project_file), store, TileSpec(**spec),
+                          TilingOptions(classes=CLASSES, workers=1))
+    if not report.ok:
+        raise SystemExit(f"tiling failed: {report.not_done}")
     print(f"{store}: {report.tiles} tiles written ({[i.status for i in report.images]})")
 
 

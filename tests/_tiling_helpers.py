@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from histobridge.qupath.annotations import Annotation
-from histobridge.slides import Slide, open_slide
+from histobridge.qupath.annotations import Annotation, PathClass
+from histobridge.qupath.project import ImageEntry
 
 BLOCK = 64
 
@@ -82,34 +82,38 @@ class FakeAnnotationSet:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class FakeEntry:
-    entry_id: int
-    name: str
-    path: Path | None
-    found: bool = True
-    problem: str | None = None
-    mpp_override: float | None = None
+def FakeEntry(
+    entry_id: int,
+    name: str,
+    path: Path | None,
+    found: bool = True,
+    problem: str | None = None,
+    mpp_override: float | None = None,
+    crop_region: tuple[float, float, float, float] | None = None,
+) -> ImageEntry:
+    """A real project entry for a local file (what Project.open builds from a qpproj)."""
+    uri = path.absolute().as_uri() if path is not None else "file:/missing"
+    return ImageEntry(entry_id, name, uri, path, found and path is not None, problem,
+                      mpp_override=mpp_override, crop_region=crop_region)  # fmt: skip
 
-    def open_slide(self, mpp: float | None = None) -> Slide:
-        assert self.path is not None
-        return open_slide(self.path, mpp=mpp if mpp is not None else self.mpp_override)
 
-
-@dataclass
-class FakeClass:
-    name: str
-    color: tuple[int, int, int] | None = None
+def FakeClass(name: str, color: tuple[int, int, int] | None = None) -> PathClass:
+    return PathClass(name, color)
 
 
 @dataclass
 class FakeProject:
-    images: list[FakeEntry]
-    by_entry: dict[int, list[Annotation]]
-    classes: list[FakeClass] = field(default_factory=list)
+    """The part of Project the tiler uses, with annotations given in memory instead of .qpdata files."""
 
-    def annotations(self, entry: FakeEntry) -> FakeAnnotationSet:
+    images: list[ImageEntry]
+    by_entry: dict[int, list[Annotation]]
+    classes: list[PathClass] = field(default_factory=list)
+
+    def annotations(self, entry: ImageEntry) -> FakeAnnotationSet:
         return FakeAnnotationSet(list(self.by_entry.get(entry.entry_id, [])))
+
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
 
 
 OPENSLIDE_SDIST = "openslide_python-1.4.7.tar.gz"

@@ -171,6 +171,9 @@ def test_missing_pixel_size_fails_alone_and_is_reported_once(tmp_path, slide_pat
     halved = run_heatmap(proj, model_dir, tmp_path / "o6", HeatmapOptions(tissue=False, mpp_override=1.0),
                          images=[2])
     assert halved.tiles == 8 * 8
+    # --mpp only fills in: the recorded 0.5 µm/px of this image wins over it.
+    filled = run_heatmap(proj, model_dir, tmp_path / "o7", HeatmapOptions(tissue=False, mpp=2.0), images=[2])
+    assert filled.tiles == 16
 
 
 def test_glass_inside_an_annotation_is_not_classified(tmp_path, model):
@@ -192,12 +195,13 @@ def test_glass_inside_an_annotation_is_not_classified(tmp_path, model):
 
 
 def test_tissue_filter_keeps_an_image_with_no_glass(tmp_path, model):
-    """A pale pink field with purple nuclei and no glass at all: Otsu alone would call the field glass."""
+    """A pale pink field with purple nuclei and no glass at all: the field must not be taken for glass."""
     rng = np.random.default_rng(1)
-    pixels = np.empty((SLIDE_H, SLIDE_W, 3), np.uint8)
-    pixels[:] = [232, 175, 205]
+    field = np.empty((SLIDE_H, SLIDE_W, 3), np.float64)
+    field[:] = [232, 175, 205]
     blobs = rng.random((SLIDE_H // 16, SLIDE_W // 16)) > 0.8
-    pixels[np.kron(blobs, np.ones((16, 16), bool))] = [120, 70, 160]
+    field[np.kron(blobs, np.ones((16, 16), bool))] = [120, 70, 160]
+    pixels = np.clip(field + rng.normal(0, 8, field.shape), 0, 255).astype(np.uint8)  # stain texture
     slide = write_slide(tmp_path / "field.tif", pixels)
     proj = make_project(tmp_path / "p", slide, [annotation([(0, 0), (512, 0), (512, 512), (0, 512)], "T")])
     kept = run_heatmap(proj, model, tmp_path / "a", HeatmapOptions())

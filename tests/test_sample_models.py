@@ -34,14 +34,14 @@ def classifier():
 def test_heldout_accuracy_recomputed_from_fresh_tiles(tmp_path, cmu_slide, classifier) -> None:
     from histobridge.qupath.project import Project
     from histobridge.qupath.sample import init_sample_project
-    from histobridge.tiling import TileSpec, tile_project
+    from histobridge.tiling import TileSpec, TilingOptions, tile_project
 
     train = _script("train_sample_models")
     evaluate = _script("evaluate_sample_models")
     project = Project.open(init_sample_project(tmp_path / "project"))
     store = tmp_path / "tiles.zarr"
     tile_project(
-        project, store, TileSpec(**train.CLASSIFIER_TILES), classes=list(train.CLASSES), progress=False
+        project, store, TileSpec(**train.CLASSIFIER_TILES), TilingOptions(classes=tuple(train.CLASSES))
     )
     recorded = json.loads((MODELS / "classifier" / "metrics.json").read_text())
     result = evaluate.heldout_from_store(classifier, store, recorded["regions"]["heldout"])

@@ -263,3 +263,21 @@ def test_auto_backend_routes_non_tiff_formats_to_openslide(
         with pytest.raises(SlideError, match=rf"slide\{suffix}.*tiffslide says no") as info:
             open_slide(f)
         assert tried[0] == first and len(tried) == 2 and "openslide says no" in str(info.value)
+
+
+def test_oversized_blocks_are_read_tile_by_tile_then_refused(
+    pattern_slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose common block exceeds the read limit is read per tile (same pixels); one tile over
+    the limit is a SlideError instead of a MemoryError (single-level slides at low magnification)."""
+    from histobridge.slides import slide as slide_mod
+
+    coords = np.array([[0, 0, 300, 300], [300, 0, 300, 300], [600, 300, 300, 300]], np.float64)
+    with open_slide(pattern_slide) as s:
+        whole = s.read_scaled_batch(coords, 64)
+        # read at level 2: the batch block is 225 x 150 px, one tile 75 x 75 px
+        monkeypatch.setattr(slide_mod, "MAX_READ_BYTES", 100 * 100 * 3)
+        np.testing.assert_array_equal(s.read_scaled_batch(coords, 64), whole)
+        monkeypatch.setattr(slide_mod, "MAX_READ_BYTES", 50 * 50 * 3)
+        with pytest.raises(SlideError, match=r"pattern\.tif: one 300 x 300 px tile needs a .* read at level"):
+            s.read_scaled_batch(coords, 64)

@@ -13,10 +13,12 @@ from _synthetic_helpers import tiny_classifier, tiny_generator, tiny_store
 from typer.testing import CliRunner
 
 from histobridge.cli import app
-from histobridge.cli.explain import parse_class_map, parse_floats, parse_splits
+from histobridge.cli.synth import parse_class_map
 from histobridge.errors import InputError
 from histobridge.models.gan_format import save_generator
+from histobridge.ranges import parse_floats
 from histobridge.synthetic import synthesis as syn
+from histobridge.synthetic.blending import parse_layers, parse_splits
 
 runner = CliRunner()
 
@@ -45,22 +47,40 @@ def test_blend_writes_strip_and_table(gen_path, tmp_path) -> None:
     assert (out / "blend_seed3_Red_to_Blue.png").exists()
 
 
+def test_blend_several_seeds_and_explicit_positions(gen_path, tmp_path) -> None:
+    out = tmp_path / "b"
+    text = _ok(["gan", "blend", str(gen_path), "--seeds", "1-2", "--from", "blue", "--to", "r", "--steps",
+                "0,0.3,1", "--out", str(out)])  # fmt: skip
+    assert text.count("t=") == 6
+    for seed in (1, 2):
+        rows = json.loads((out / f"blend_seed{seed}_Blue_to_Red.json").read_text())["rows"]
+        assert [r["t"] for r in rows] == [0.0, 0.3, 1.0]
+
+
 def test_layer_blend_layers_and_splits(gen_path, tmp_path) -> None:
     _ok(["gan", "layer-blend", str(gen_path), "--seed", "1,2", "--from", "Red", "--to", "Blue",
          "--layers", "0-2", "--alpha", "0.5,1", "--out", str(tmp_path / "l")])  # fmt: skip
     images = json.loads((tmp_path / "l" / "layer_blend_Red_Blue.json").read_text())["images"]
     assert len(images) == 4 and all(r["layers_a"] == [0, 1, 2] for r in images)
     assert sorted({r["alpha"] for r in images}) == [0.5, 1.0]
-    _ok(["gan", "layer-blend", str(gen_path), "--seed", "1", "--from", "0", "--to", "1", "--splits", "0,3,6",
-         "--out", str(tmp_path / "s")])  # fmt: skip
+    _ok(["gan", "layer-blend", str(gen_path), "--seeds", "1", "--from", "0", "--to", "1", "--splits",
+         "0-6:3", "--out", str(tmp_path / "s")])  # fmt: skip
     images = json.loads((tmp_path / "s" / "layer_blend_Red_Blue.json").read_text())["images"]
     assert [r["split"] for r in images] == [0, 3, 6]
 
 
-def test_layer_blend_rejects_bad_layers(gen_path, tmp_path) -> None:
-    res = runner.invoke(app, ["gan", "layer-blend", str(gen_path), "--seed", "1", "--from", "0", "--to", "1",
-                              "--layers", "0-40", "--out", str(tmp_path)])  # fmt: skip
-    assert res.exit_code != 0 and isinstance(res.exception, InputError)
+def test_layer_blend_rejects_bad_layers_and_splits(gen_path, tmp_path) -> None:
+    for option, value, message in (
+        ("--layers", "0-40", "outside 0..5"),
+        ("--layers", "3-1", "--layers '3-1': range '3-1' runs backwards; write 1-3"),
+        ("--splits", "0-40", "split points"),
+        ("--splits", "0,x", "--splits '0,x'"),
+    ):
+        res = runner.invoke(app, ["gan", "layer-blend", str(gen_path), "--seed", "1", "--from", "0", "--to",
+                                  "1", option, value, "--out", str(tmp_path / "o")])  # fmt: skip
+        assert res.exit_code != 0 and isinstance(res.exception, InputError), (option, value)
+        assert message in str(res.exception), str(res.exception)
+    assert not (tmp_path / "o").exists()
 
 
 def test_seeds_command(gen_path, tmp_path) -> None:
@@ -112,18 +132,79 @@ def test_synth_tiles_the_project_at_the_gan_geometry(gen_path, tmp_path) -> None
     np.testing.assert_array_equal(sub["swapped"][0], first)
 
 
+def test_synth_refuses_a_class_map_for_no_region(gen_path, tmp_path) -> None:
+    store = tiny_store(tmp_path / "t.zarr", [("red", 1)], tile_px=8, tile_um=32.0, classes=("red",))
+    res = runner.invoke(app, ["synth", str(tmp_path), "--generator", str(gen_path), "--store", str(store),
+                              "--class-map", "rde=Red", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert isinstance(res.exception, InputError) and "['rde'], which no region has" in str(res.exception)
+    assert "synthetic" not in zarr.open_group(str(store), mode="r")["0"]
+
+
 def test_parsers() -> None:
     assert parse_class_map("tumor=1, stroma = Blue") == {"tumor": "1", "stroma": "Blue"}
     with pytest.raises(InputError):
         parse_class_map("tumor")
-    assert parse_floats("0.5,1", "--alpha") == [0.5, 1.0]
-    with pytest.raises(InputError):
-        parse_floats("x", "--alpha")
-    assert parse_splits("auto", 4) == (0, 1, 2, 3, 4)
+    with pytest.raises(InputError, match="twice"):
+        parse_class_map("tumor=1,tumor=0")
+    assert parse_floats("0.5,1", what="--alpha") == (0.5, 1.0)
+    with pytest.raises(InputError, match="--alpha"):
+        parse_floats("x", what="--alpha")
+    assert parse_splits("auto", 4) is None
     assert parse_splits("0,2-3", 4) == (0, 2, 3)
+    assert parse_layers("4,0-2") == (0, 1, 2, 4)
 
 
-def test_cli_module_imports_no_torch() -> None:
-    code = "import sys, histobridge.cli.explain; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+MODULES = (
+    "histobridge.ranges",
+    "histobridge.synthetic.conditioning",
+    "histobridge.synthetic.fov",
+    "histobridge.synthetic.matched",
+    "histobridge.synthetic.synthesis",
+    "histobridge.synthetic.blending",
+    "histobridge.synthetic.seeds",
+    "histobridge.cli.gan",
+    "histobridge.cli.synth",
+)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_module_imports_alone(module: str) -> None:
+    """Each module imports first in a fresh interpreter (an import cycle would break one of them)."""
+    out = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_synthetic_import_graph_has_no_cycle() -> None:
+    """Static check: the synthetic modules' imports of each other (top-level or inside functions)
+    form a DAG, with conditioning at the bottom."""
+    import ast
+    from pathlib import Path
+
+    import histobridge.synthetic as pkg
+
+    folder = Path(pkg.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module == "histobridge.synthetic":
+                    deps |= {a.name for a in node.names}
+                elif node.module.startswith("histobridge.synthetic."):
+                    deps.add(node.module.rsplit(".", 1)[1])
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("histobridge.synthetic.")]
+                deps |= {n.rsplit(".", 1)[1] for n in names}
+        graph[path.stem] = deps - {path.stem}
+    assert graph["conditioning"] == set() and "synthesis" not in graph["matched"]
+    done: set[str] = set()
+
+    def visit(node: str, stack: tuple[str, ...]) -> None:
+        assert node not in stack, f"import cycle: {' -> '.join((*stack, node))}"
+        if node not in done:
+            for dep in graph.get(node, ()):
+                visit(dep, (*stack, node))
+            done.add(node)
+
+    for name in graph:
+        visit(name, ())

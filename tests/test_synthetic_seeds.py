@@ -32,45 +32,49 @@ TH = sd.SwapThresholds()
 )
 def test_binary_rule(start, end, expected) -> None:
     assert sd.classify_binary(start, end, TH) == expected
-    verdict, s, e, _, _, rev = sd.classify_swap([1 - start, start], [1 - end, end], 0, 1, TH)
-    assert (verdict, s, e) == (expected, start, end)
-    assert rev == (start > 0.75 and end < 0.25)
+    v = sd.classify_swap([1 - start, start], [1 - end, end], 0, 1, TH)
+    assert (v.concordance, v.pred_start, v.pred_end) == (expected, start, end)
+    assert v.reversed == (start > 0.75 and end < 0.25)
 
 
 def test_binary_table_by_hand() -> None:
     p_start = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.7, 0.3]])
     p_end = np.array([[0.1, 0.9], [0.4, 0.6], [0.9, 0.1], [0.6, 0.4]])
-    got = [sd.classify_swap(a, b, 0, 1)[0] for a, b in zip(p_start, p_end, strict=True)]
+    got = [sd.classify_swap(a, b, 0, 1).concordance for a, b in zip(p_start, p_end, strict=True)]
     assert got == ["strong", "weak", "none", "none"]
-    assert sd.classify_swap(p_start[2], p_end[2], 0, 1)[5] is True  # 0.8 → 0.1: a swap the other way
-    assert sd.classify_swap(p_start[3], p_end[3], 0, 1)[5] is False
+    assert sd.classify_swap(p_start[2], p_end[2], 0, 1).reversed is True  # 0.8 → 0.1: the other way
+    assert sd.classify_swap(p_start[3], p_end[3], 0, 1).reversed is False
 
 
 def test_multiclass_needs_top_class_with_margin() -> None:
     # start under class 0, end under class 2 (three classes)
     ok = sd.classify_swap([0.8, 0.1, 0.1], [0.05, 0.1, 0.85], 0, 2)
-    assert ok[0] == "strong" and ok[3] == pytest.approx(0.7) and ok[4] == pytest.approx(0.75)
+    assert ok.concordance == "strong"
+    assert ok.margin_start == pytest.approx(0.7) and ok.margin_end == pytest.approx(0.75)
     # end-class probability is high enough but class 1 ties it: the top class does not follow
     tie = sd.classify_swap([0.8, 0.1, 0.1], [0.0, 0.48, 0.52], 0, 2)
-    assert tie[0] == "none" and tie[4] == pytest.approx(0.04)
+    assert tie.concordance == "none" and tie.margin_end == pytest.approx(0.04)
     # start image's top class is class 1, not the conditioning class 0
     wrong_start = sd.classify_swap([0.3, 0.6, 0.1], [0.05, 0.1, 0.85], 0, 2)
-    assert wrong_start[0] == "none"
+    assert wrong_start.concordance == "none"
     # weak with a clear margin
     weak = sd.classify_swap([0.5, 0.2, 0.3], [0.2, 0.2, 0.6], 0, 2)
-    assert weak[0] == "weak"
+    assert weak.concordance == "weak"
     # a margin of zero accepts the narrow win
-    assert sd.classify_swap([0.8, 0.1, 0.1], [0.0, 0.45, 0.55], 0, 2, margin=0.0)[0] == "weak"
+    assert sd.classify_swap([0.8, 0.1, 0.1], [0.0, 0.45, 0.55], 0, 2, margin=0.0).concordance == "weak"
 
 
 def test_single_output_and_thresholds() -> None:
     th = sd.SwapThresholds.parse("-0.5,0,0.5")
-    assert sd.classify_swap([-0.8], [0.7], 0, 1, th)[0] == "strong"
-    assert sd.classify_swap([-0.2], [0.3], 0, 1, th)[0] == "weak"
+    single = sd.classify_swap([-0.8], [0.7], 0, 1, th)
+    assert single.concordance == "strong" and single.margin_start is None and single.margin_end is None
+    assert sd.classify_swap([-0.2], [0.3], 0, 1, th).concordance == "weak"
     with pytest.raises(InputError):
         sd.SwapThresholds.parse("0.5,0.25,0.75")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="--thresholds"):
         sd.SwapThresholds.parse("0.1,0.2")
+    with pytest.raises(InputError, match="--thresholds"):
+        sd.SwapThresholds.parse("0.1,x,0.3")
 
 
 def test_classifier_column_by_name_then_index() -> None:
@@ -134,7 +138,7 @@ def test_seed_search_multiclass_uses_margins(tmp_path) -> None:
     for r, ps, pe in zip(res.rows, res.probs_start, res.probs_end, strict=True):
         assert r.margin_start == pytest.approx(ps[0] - max(ps[1], ps[2]))
         assert r.margin_end == pytest.approx(pe[2] - max(pe[0], pe[1]))
-        assert r.concordance == sd.classify_swap(ps, pe, 0, 2, TH, margin=0.1)[0]
+        assert r.concordance == sd.classify_swap(ps, pe, 0, 2, TH, margin=0.1).concordance
 
 
 def test_seed_search_refuses_same_class(tmp_path) -> None:
@@ -142,3 +146,21 @@ def test_seed_search_refuses_same_class(tmp_path) -> None:
     clf = tiny_classifier(tmp_path, ["class0", "class1"], px=8, um_px=6.0)
     with pytest.raises(InputError, match="same"):
         sd.seed_search(G, clf, [0], 1, "class1")
+
+
+def test_swap_verdict_is_a_frozen_record() -> None:
+    import dataclasses
+
+    v = sd.classify_swap([0.9, 0.1], [0.1, 0.9], 0, 1)
+    assert v == sd.SwapVerdict("strong", 0.1, 0.9, pytest.approx(0.8), pytest.approx(0.8), False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.concordance = "none"  # type: ignore[misc]
+
+
+def test_seed_search_refuses_no_seeds_and_bad_seeds(tmp_path) -> None:
+    G = tiny_generator(c_dim=2)
+    clf = tiny_classifier(tmp_path, ["class0", "class1"], px=8, um_px=6.0)
+    with pytest.raises(InputError, match="at least one seed"):
+        sd.seed_search(G, clf, [], 0, 1)
+    with pytest.raises(InputError, match="seeds must be in"):
+        sd.seed_search(G, clf, [-1], 0, 1)

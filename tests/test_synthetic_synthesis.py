@@ -11,6 +11,7 @@ from PIL import Image
 
 from histobridge.errors import CalibrationError, InputError, ModelError, StoreError
 from histobridge.models.stylegan2 import onehot, to_uint8, z_from_seed
+from histobridge.synthetic import conditioning as cond
 from histobridge.synthetic import synthesis as syn
 
 
@@ -53,13 +54,13 @@ def test_crop_then_resize_keeps_pixels_when_sizes_agree() -> None:
 
 def test_resolve_class_by_name_or_index() -> None:
     G = tiny_generator(c_dim=3, names=("Adeno", "Squamous", "Normal"))
-    assert syn.resolve_class(G, "squamous") == 1
-    assert syn.resolve_class(G, "2") == 2
-    assert syn.resolve_class(G, 0) == 0
+    assert cond.resolve_class(G, "squamous") == 1
+    assert cond.resolve_class(G, "2") == 2
+    assert cond.resolve_class(G, 0) == 0
     with pytest.raises(InputError, match="unknown class"):
-        syn.resolve_class(G, "stroma")
+        cond.resolve_class(G, "stroma")
     with pytest.raises(InputError, match="out of range"):
-        syn.resolve_class(G, 3)
+        cond.resolve_class(G, 3)
 
 
 def test_gan_um_needed_when_generator_lacks_it() -> None:
@@ -142,23 +143,23 @@ def test_matched_synthetic_resumes_and_skips_finished_groups(tmp_path, monkeypat
     from histobridge.synthetic import matched as _matched
 
     calls = {"n": 0}
-    real_generate = syn.generate
+    real_render = cond.render_uint8
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:  # batch 1 done (2 calls), fail inside batch 2
             raise RuntimeError("interrupted")
-        return real_generate(*args, **kwargs)
+        return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(syn, "generate", flaky)
+    monkeypatch.setattr(cond, "render_uint8", flaky)
     with pytest.raises(RuntimeError):
         syn.matched_synthetic(store, G, montage_dir=tmp_path / "m", batch_size=2)
     part = zarr.open_group(str(store), mode="r")["0"]["synthetic.partial"]
     assert part.attrs["filled"] == 2 and not part.attrs["complete"]
-    monkeypatch.setattr(syn, "generate", real_generate)
+    monkeypatch.setattr(cond, "render_uint8", real_render)
     rep = syn.matched_synthetic(store, G, montage_dir=tmp_path / "m", batch_size=2)
     assert rep.groups[0].status == "resumed"
-    full = real_generate(G, [0, 1, 2, 3, 4], "class0").raw
+    full = syn.generate(G, [0, 1, 2, 3, 4], "class0").raw
     np.testing.assert_array_equal(_sub(store)["tiles"][:], full)
     assert not (store / "0" / "synthetic.partial").exists()
     again = syn.matched_synthetic(store, G, montage_dir=tmp_path / "m")

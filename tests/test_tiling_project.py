@@ -9,10 +9,11 @@ import pytest
 from _tiling_helpers import FakeClass, FakeEntry, FakeProject, pattern_image, write_pyramid
 from shapely.geometry import box
 
-from histobridge.errors import InputError
+from histobridge.errors import CalibrationError, InputError, StoreError
 from histobridge.qupath.annotations import Annotation
+from histobridge.runs import ProgressEvent
 from histobridge.slides import open_slide
-from histobridge.tiling import TileSpec, open_store, tile_project
+from histobridge.tiling import TileSpec, TilingOptions, open_store, tile_project
 from histobridge.tiling import store as store_mod
 
 W, H = 2048, 1536
@@ -42,9 +43,9 @@ def two_class_project(slide: Path) -> FakeProject:
 
 def test_tiles_labels_regions_and_attrs(pattern_slide: Path, tmp_path: Path) -> None:
     out = tmp_path / "tiles.zarr"
-    report = tile_project(two_class_project(pattern_slide), out, TileSpec(128, 64), progress=False)
+    report = tile_project(two_class_project(pattern_slide), out, TileSpec(128, 64))
     (img,) = report.images
-    assert img.status == "written" and img.tiles > 0 and report.tiles == img.tiles
+    assert img.status == "done" and img.count > 0 and report.tiles == img.count
     (group,) = open_store(out).groups()
     assert group.entry_id == "7" and group.classes == ["Stroma", "Tumor"]
     attrs = group.attrs
@@ -60,7 +61,7 @@ def test_tiles_labels_regions_and_attrs(pattern_slide: Path, tmp_path: Path) -> 
     assert attrs["regions"][0]["id"] == "t1" and attrs["regions"][1]["name"] == "edge"
     coords, labels, regions = group.coords[:], group.labels[:], group.regions[:]
     tiles = group.tiles[:]
-    assert tiles.shape == (img.tiles, 128, 128, 3) and tiles.dtype == np.uint8
+    assert tiles.shape == (img.count, 128, 128, 3) and tiles.dtype == np.uint8
     assert (
         group.coords.dtype == np.float64
         and group.labels.dtype == np.int16
@@ -84,9 +85,9 @@ def test_tiles_labels_regions_and_attrs(pattern_slide: Path, tmp_path: Path) -> 
 def test_resampled_tiles_match_the_reader(pattern_slide: Path, tmp_path: Path) -> None:
     """At 1.37 µm/px the tiles come from level 1, resampled once, as read_scaled says."""
     spec = TileSpec(100, 137.0, stride_px=70, min_coverage=0.9)
-    report = tile_project(two_class_project(pattern_slide), tmp_path / "s.zarr", spec, progress=False)
+    report = tile_project(two_class_project(pattern_slide), tmp_path / "s.zarr", spec)
     group = open_store(tmp_path / "s.zarr").group(7)
-    assert group.attrs["level"] == 1 and len(group) == report.images[0].tiles
+    assert group.attrs["level"] == 1 and len(group) == report.images[0].count
     coords, tiles = group.coords[:], group.tiles[:]
     np.testing.assert_allclose(coords[:, 2], 137.0 / 0.5)
     with open_slide(pattern_slide) as s:
@@ -98,14 +99,14 @@ def test_resampled_tiles_match_the_reader(pattern_slide: Path, tmp_path: Path) -
 def test_rerun_skips_complete_groups_and_redoes_changed_ones(pattern_slide: Path, tmp_path: Path) -> None:
     project = two_class_project(pattern_slide)
     out = tmp_path / "r.zarr"
-    first = tile_project(project, out, TileSpec(128, 64), progress=False)
-    again = tile_project(project, out, TileSpec(128, 64), progress=False)
-    assert again.images[0].status == "up-to-date" and again.images[0].tiles == first.images[0].tiles
-    changed = tile_project(project, out, TileSpec(128, 64, min_coverage=1.0), progress=False)
-    assert changed.images[0].status == "written" and changed.images[0].tiles < first.images[0].tiles
+    first = tile_project(project, out, TileSpec(128, 64))
+    again = tile_project(project, out, TileSpec(128, 64))
+    assert again.details[0].up_to_date and again.images[0].count == first.images[0].count
+    changed = tile_project(project, out, TileSpec(128, 64, min_coverage=1.0))
+    assert changed.images[0].status == "done" and changed.images[0].count < first.images[0].count
     project.by_entry[7] = project.by_entry[7][:1]  # an annotation was deleted in QuPath
-    fewer = tile_project(project, out, TileSpec(128, 64, min_coverage=1.0), progress=False)
-    assert fewer.images[0].status == "written"
+    fewer = tile_project(project, out, TileSpec(128, 64, min_coverage=1.0))
+    assert fewer.images[0].status == "done"
     assert len(open_store(out).group(7).attrs["regions"]) == 1
 
 
@@ -114,7 +115,7 @@ def test_interrupted_image_is_not_complete_and_a_rerun_finishes_it(
 ) -> None:
     project = two_class_project(pattern_slide)
     out = tmp_path / "k.zarr"
-    expected = tile_project(project, tmp_path / "ref.zarr", TileSpec(64, 32), progress=False).images[0].tiles
+    expected = tile_project(project, tmp_path / "ref.zarr", TileSpec(64, 32)).images[0].count
     assert expected > store_mod.SHARD_TILES  # several batches, so the failure is mid-image
     original = store_mod.GroupWriter.write_tiles
     calls = {"n": 0}
@@ -127,13 +128,13 @@ def test_interrupted_image_is_not_complete_and_a_rerun_finishes_it(
 
     monkeypatch.setattr(store_mod.GroupWriter, "write_tiles", dying)
     with pytest.raises(RuntimeError, match="killed"):
-        tile_project(project, out, TileSpec(64, 32), workers=1, progress=False)
+        tile_project(project, out, TileSpec(64, 32), TilingOptions(workers=1))
     store = open_store(out)
     assert "7" not in store and store.names(include_incomplete=True) == []
     assert (out / "7.partial").is_dir()  # the half-written group exists only under its temporary name
     monkeypatch.setattr(store_mod.GroupWriter, "write_tiles", original)
-    report = tile_project(project, out, TileSpec(64, 32), workers=2, progress=False)
-    assert report.images[0].status == "written" and report.images[0].tiles == expected
+    report = tile_project(project, out, TileSpec(64, 32), TilingOptions(workers=2))
+    assert report.images[0].status == "done" and report.images[0].count == expected
     group = open_store(out).group(7)
     assert group.complete and len(group) == expected and not (out / "7.partial").exists()
     np.testing.assert_array_equal(group.tiles[:], open_store(tmp_path / "ref.zarr").group(7).tiles[:])
@@ -142,8 +143,16 @@ def test_interrupted_image_is_not_complete_and_a_rerun_finishes_it(
 def test_one_and_two_workers_write_the_same_store(pattern_slide: Path, tmp_path: Path) -> None:
     spec = TileSpec(96, 60, stride_px=64)
     project = two_class_project(pattern_slide)
-    tile_project(project, tmp_path / "w1.zarr", spec, workers=1, progress=False)
-    tile_project(project, tmp_path / "w2.zarr", spec, workers=2, progress=True)
+    events: list[ProgressEvent] = []
+    tile_project(project, tmp_path / "w1.zarr", spec, TilingOptions(workers=1))
+    report = tile_project(
+        project, tmp_path / "w2.zarr", spec, TilingOptions(workers=2), progress=events.append
+    )
+    tiles = [e for e in events if e.task == "tiles"]
+    assert tiles[0].done == 0 and tiles[-1].done == tiles[-1].total == report.tiles
+    assert [e.done for e in tiles] == sorted(e.done for e in tiles) and {e.item for e in tiles} == {"pattern"}
+    images = [(e.done, e.total, e.message) for e in events if e.task == "images"]
+    assert images == [(0, 1, None), (1, 1, "done")]
     a, b = open_store(tmp_path / "w1.zarr").group(7), open_store(tmp_path / "w2.zarr").group(7)
     np.testing.assert_array_equal(a.coords[:], b.coords[:])
     np.testing.assert_array_equal(a.tiles[:], b.tiles[:])
@@ -160,41 +169,39 @@ def test_skips_and_failures_are_reported_per_image(
     ]
     ann = [Annotation(box(0, 0, 400, 400), "Tumor")]
     project = FakeProject(entries, {2: [], 3: ann, 4: ann})
-    report = tile_project(project, tmp_path / "f.zarr", TileSpec(128, 64), progress=False)
+    report = tile_project(project, tmp_path / "f.zarr", TileSpec(128, 64))
     status = {i.name: (i.status, i.reason) for i in report.images}
     assert status["gone"] == ("skipped", "image file not found: /old/place/a.svs")
     assert status["empty"][0] == "skipped" and "no annotations" in status["empty"][1]
     assert status["uncalibrated"][0] == "failed" and "--mpp" in status["uncalibrated"][1]
-    assert status["good"][0] == "written" and report.images[3].tiles == 9
+    assert status["good"][0] == "done" and report.images[3].count == 9
     assert [i.name for i in report.failed] == ["uncalibrated"]
     assert open_store(tmp_path / "f.zarr").names() == ["4"]
     # an explicit pixel size rescues the uncalibrated image
-    fixed = tile_project(project, tmp_path / "f.zarr", TileSpec(128, 64), images=["uncalibrated"], mpp=0.5,
-                         progress=False)  # fmt: skip
-    assert (
-        fixed.images[0].status == "written" and open_store(tmp_path / "f.zarr").group(3).attrs["mpp"] == 0.5
-    )
+    fixed = tile_project(project, tmp_path / "f.zarr", TileSpec(128, 64), TilingOptions(mpp=0.5),
+                         images=["uncalibrated"])  # fmt: skip
+    assert fixed.images[0].status == "done" and open_store(tmp_path / "f.zarr").group(3).attrs["mpp"] == 0.5
 
 
 def test_image_and_class_selection(pattern_slide: Path, tmp_path: Path) -> None:
     project = two_class_project(pattern_slide)
-    report = tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), images=[7], classes=["Stroma"],
-                          progress=False)  # fmt: skip
+    only_stroma = TilingOptions(classes=("Stroma",))
+    report = tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), only_stroma, images=[7])
     group = open_store(tmp_path / "c.zarr").group(7)
     assert (
-        group.classes == ["Stroma"] and set(group.labels[:]) == {0} and report.images[0].tiles == len(group)
+        group.classes == ["Stroma"] and set(group.labels[:]) == {0} and report.images[0].count == len(group)
     )
     with pytest.raises(InputError, match="nonexistent"):
-        tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), images=["nonexistent"], progress=False)
+        tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), images=["nonexistent"])
 
 
 def test_whole_tissue_mode_on_the_real_slide(cmu_slide: Path, tmp_path: Path) -> None:
     project = FakeProject([FakeEntry(1, "cmu", cmu_slide)], {})
-    no_ann = tile_project(project, tmp_path / "t.zarr", TileSpec(128, 128), progress=False)
+    no_ann = tile_project(project, tmp_path / "t.zarr", TileSpec(128, 128))
     assert no_ann.images[0].status == "skipped"
-    report = tile_project(project, tmp_path / "t.zarr", TileSpec(128, 128), whole_tissue=True, progress=False)
+    report = tile_project(project, tmp_path / "t.zarr", TileSpec(128, 128), TilingOptions(whole_tissue=True))
     group = open_store(tmp_path / "t.zarr").group(1)
-    n = report.images[0].tiles
+    n = report.images[0].count
     # 256.5-px tiles over ~30 % of a 2220 x 2967 slide: about 30 tiles of ~100
     assert 15 <= n <= 60 and len(group) == n
     assert set(group.labels[:]) == {-1} and group.attrs["regions"][0]["id"] == "tissue"
@@ -205,11 +212,11 @@ def test_whole_tissue_mode_on_the_real_slide(cmu_slide: Path, tmp_path: Path) ->
 def test_tissue_filter_drops_glass_inside_annotations(cmu_slide: Path, tmp_path: Path) -> None:
     whole = Annotation(box(0, 0, 2220, 2967), "Skin")
     project = FakeProject([FakeEntry(1, "cmu", cmu_slide)], {1: [whole]})
-    plain = tile_project(project, tmp_path / "p.zarr", TileSpec(128, 128), progress=False).images[0].tiles
+    plain = tile_project(project, tmp_path / "p.zarr", TileSpec(128, 128)).images[0].count
     kept = (
-        tile_project(project, tmp_path / "q.zarr", TileSpec(128, 128), tissue=True, progress=False)
+        tile_project(project, tmp_path / "q.zarr", TileSpec(128, 128), TilingOptions(tissue=True))
         .images[0]
-        .tiles
+        .count
     )
     assert plain == 8 * 11 and 15 <= kept < plain
 
@@ -229,10 +236,10 @@ def test_unreadable_tiles_fail_the_image_cleanly(pattern_slide: Path, tmp_path: 
     project = FakeProject(
         [FakeEntry(1, "damaged", bad), FakeEntry(2, "fine", pattern_slide)], {1: ann, 2: ann}
     )
-    report = tile_project(project, tmp_path / "d.zarr", TileSpec(128, 64), progress=False)
+    report = tile_project(project, tmp_path / "d.zarr", TileSpec(128, 64))
     damaged, fine = report.images
     assert damaged.status == "failed" and "damaged.tif" in damaged.reason and "level 0" in damaged.reason
-    assert fine.status == "written" and fine.tiles == 16 * 12
+    assert fine.status == "done" and fine.count == 16 * 12
     assert open_store(tmp_path / "d.zarr").names() == ["2"]
     assert not (tmp_path / "d.zarr" / "1.partial").exists()
 
@@ -240,16 +247,11 @@ def test_unreadable_tiles_fail_the_image_cleanly(pattern_slide: Path, tmp_path: 
 def test_bounds_offset_keeps_tiles_in_qupath_space(pattern_slide: Path, tmp_path: Path) -> None:
     """A cropped image (OpenSlide bounds, as for MRXS): coords are QuPath px, pixels come from x+dx, y+dy."""
     dx, dy = 192, 64
-
-    class CroppedEntry(FakeEntry):
-        def open_slide(self, mpp: float | None = None):  # type: ignore[no-untyped-def]
-            return open_slide(self.path, mpp=mpp, offset=(dx, dy), size=(1600, 1200))  # type: ignore[arg-type]
-
-    entry = CroppedEntry(1, "cropped", pattern_slide)
+    entry = FakeEntry(1, "cropped", pattern_slide, crop_region=(dx, dy, 1600, 1200))
     project = FakeProject([entry], {1: [Annotation(box(0, 0, 5000, 5000), "Tumor")]})
-    report = tile_project(project, tmp_path / "o.zarr", TileSpec(128, 64), progress=False)
+    report = tile_project(project, tmp_path / "o.zarr", TileSpec(128, 64))
     group = open_store(tmp_path / "o.zarr").group(1)
-    assert report.images[0].tiles == (1600 // 128) * (1200 // 128) == len(group)
+    assert report.images[0].count == (1600 // 128) * (1200 // 128) == len(group)
     assert group.attrs["params"]["offset"] == [dx, dy] and group.attrs["params"]["dimensions"] == [1600, 1200]
     full = pattern_image(W, H)
     coords, tiles = group.coords[:], group.tiles[:]
@@ -259,13 +261,118 @@ def test_bounds_offset_keeps_tiles_in_qupath_space(pattern_slide: Path, tmp_path
         np.testing.assert_array_equal(tiles[i], full[y : y + 128, x : x + 128])
 
 
-def test_annotation_smaller_than_a_tile_gives_an_empty_complete_group(
+def test_annotation_smaller_than_a_tile_is_skipped_and_keeps_earlier_results(
     pattern_slide: Path, tmp_path: Path
 ) -> None:
-    project = FakeProject([FakeEntry(1, "tiny", pattern_slide)], {1: [Annotation(box(10, 10, 40, 40), "T")]})
-    report = tile_project(project, tmp_path / "e.zarr", TileSpec(128, 64), progress=False)
-    assert report.images[0].status == "written" and report.images[0].tiles == 0
+    """Policy: an image that yields no tile is ``skipped`` (with the sizes), and its earlier group stays."""
+    project = FakeProject([FakeEntry(1, "tiny", pattern_slide)], {1: [Annotation(box(10, 10, 90, 90), "T")]})
+    earlier = tile_project(project, tmp_path / "e.zarr", TileSpec(16, 4))  # 8-px tiles fit
+    assert earlier.ok and earlier.images[0].count == 100
+    report = tile_project(project, tmp_path / "e.zarr", TileSpec(128, 64))
+    (outcome,) = report.images
+    assert outcome.status == "skipped" and not report.ok
+    assert "no 128-px tile" in (outcome.reason or "") and "spans 80 x 80 px" in (outcome.reason or "")
     group = open_store(tmp_path / "e.zarr").group(1)
-    assert group.complete and group.tiles.shape == (0, 128, 128, 3) and group.coords.shape == (0, 4)
-    again = tile_project(project, tmp_path / "e.zarr", TileSpec(128, 64), progress=False)
-    assert again.images[0].status == "up-to-date"
+    assert group.complete and len(group) == 100 and group.attrs["tile_px"] == 16
+
+
+def test_class_typo_lists_the_classes_that_exist(pattern_slide: Path, tmp_path: Path) -> None:
+    project = two_class_project(pattern_slide)
+    project.by_entry[7].append(Annotation(box(0, 0, 300, 300), "Necrosis"))  # used, not in classes.json
+    with pytest.raises(
+        InputError, match=r"no class 'Tumour' in the project; its classes are: Stroma, Tumor, Necrosis"
+    ):
+        tile_project(
+            project, tmp_path / "c.zarr", TileSpec(128, 64), TilingOptions(classes=("Tumour", "Stroma"))
+        )
+    assert not (tmp_path / "c.zarr").exists()
+    ok = tile_project(project, tmp_path / "c.zarr", TileSpec(128, 64), TilingOptions(classes=("Necrosis",)))
+    assert ok.ok and open_store(tmp_path / "c.zarr").group(7).classes == ["Necrosis"]
+
+
+def test_multichannel_16bit_image_fails_instead_of_being_squashed(
+    pattern_slide: Path, tmp_path: Path
+) -> None:
+    """Before: a 5-channel uint16 OME-TIFF was tiled as 'written' (values clipped, channels dropped)."""
+    import tifffile
+
+    mif = tmp_path / "mif.ome.tif"
+    data = np.random.default_rng(0).integers(0, 4000, (5, 512, 512), dtype=np.uint16)
+    tifffile.imwrite(mif, data, ome=True, tile=(256, 256), metadata={"axes": "CYX", "PhysicalSizeX": 0.5})
+    ann = [Annotation(box(0, 0, 512, 512), "Tumor")]
+    project = FakeProject([FakeEntry(1, "mif", mif), FakeEntry(2, "he", pattern_slide)], {1: ann, 2: ann})
+    report = tile_project(project, tmp_path / "m.zarr", TileSpec(64, 32))
+    mif_out, he_out = report.images
+    assert mif_out.status == "failed" and "5 channels of 16-bit (uint16)" in (mif_out.reason or "")
+    assert he_out.status == "done" and open_store(tmp_path / "m.zarr").names() == ["2"]
+
+
+def test_pixel_size_rules(pattern_slide: Path, no_mpp_slide: Path, tmp_path: Path) -> None:
+    ann = [Annotation(box(0, 0, 512, 512), "Tumor")]
+    entries = [FakeEntry(1, "file", pattern_slide), FakeEntry(2, "project", pattern_slide, mpp_override=0.25),
+               FakeEntry(3, "none", no_mpp_slide)]  # fmt: skip
+    project = FakeProject(entries, {1: ann, 2: ann, 3: ann})
+    fill = tile_project(project, tmp_path / "a.zarr", TileSpec(64, 32), TilingOptions(mpp=0.4))
+    assert [(d.mpp, d.mpp_source) for d in fill.details] == [
+        (0.5, "slide"),
+        (0.25, "project"),
+        (0.4, "fill-in"),
+    ]
+    assert fill.warnings == ()
+    forced = tile_project(project, tmp_path / "b.zarr", TileSpec(64, 32), TilingOptions(mpp_override=0.4))
+    assert [(d.mpp, d.mpp_source) for d in forced.details] == [(0.4, "argument")] * 3
+    assert forced.warnings == (
+        "image 1 ('file'): pixel size 0.5 µm/px (slide) overridden with 0.4",
+        "image 2 ('project'): pixel size 0.25 µm/px (project) overridden with 0.4",
+    )
+    assert open_store(tmp_path / "b.zarr").group(2).attrs["mpp_source"] == "argument"
+    with pytest.raises(CalibrationError, match=r"--mpp 50 µm/px lies outside"):
+        TilingOptions(mpp=50)
+    assert TilingOptions(mpp=50, mpp_range=(0.05, 100)).mpp == 50
+
+
+def test_tile_limit_is_per_image_and_checked_before_planning(pattern_slide: Path, tmp_path: Path) -> None:
+    project = two_class_project(pattern_slide)
+    spec = TileSpec(16, 0.1)  # 0.2 level-0 px per tile: ~20 million positions
+    report = tile_project(project, tmp_path / "l.zarr", spec)
+    assert report.images[0].status == "failed" and "over the limit of 2,000,000" in (
+        report.images[0].reason or ""
+    )
+    small = tile_project(project, tmp_path / "l.zarr", TileSpec(64, 32), TilingOptions(max_tiles=10))
+    assert small.images[0].status == "failed" and "--max-tiles" in (small.images[0].reason or "")
+
+
+def test_store_write_errors_stop_the_run_as_one_store_error(
+    pattern_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def read_only(self: store_mod.GroupWriter, start: int, tiles: np.ndarray) -> None:
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(store_mod.GroupWriter, "write_tiles", read_only)
+    with pytest.raises(StoreError, match=r"cannot write the tile store: Read-only file system"):
+        tile_project(two_class_project(pattern_slide), tmp_path / "r.zarr", TileSpec(64, 32))
+
+
+def test_each_reason_for_nothing_to_tile_is_named(pattern_slide: Path, tmp_path: Path) -> None:
+    glass = write_pyramid(tmp_path / "glass.tif", np.full((512, 512, 3), 244, np.uint8), levels=1, mpp=0.5)
+    ann = [Annotation(box(0, 0, 400, 400), "Tumor")]
+    project = FakeProject([FakeEntry(1, "glass", glass), FakeEntry(2, "he", pattern_slide)], {1: ann, 2: ann},
+                          [FakeClass("Tumor"), FakeClass("Stroma")])  # fmt: skip
+    spec = TileSpec(64, 32)
+    reasons = {
+        "tissue": tile_project(project, tmp_path / "a.zarr", spec, TilingOptions(tissue=True), images=[1]),
+        "whole": tile_project(
+            project, tmp_path / "b.zarr", spec, TilingOptions(whole_tissue=True), images=[1]
+        ),
+        "class": tile_project(
+            project, tmp_path / "c.zarr", spec, TilingOptions(classes=("Stroma",)), images=[2]
+        ),
+    }
+    assert {k: (r.images[0].status, r.images[0].reason) for k, r in reasons.items()} == {
+        "tissue": ("skipped", "no tissue inside the annotations"),
+        "whole": ("skipped", "no tissue detected"),
+        "class": ("skipped", "no annotations of class Stroma"),
+    }
+    assert not any(r.ok for r in reasons.values())

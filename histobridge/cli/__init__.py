@@ -28,7 +28,7 @@ _SUBCOMMANDS: tuple[tuple[str, str | None], ...] = (
     ("histobridge.cli.tile", None),
     ("histobridge.cli.heatmap", None),
     ("histobridge.cli.gan", "gan"),
-    ("histobridge.cli.explain", None),
+    ("histobridge.cli.synth", None),
     ("histobridge.cli.qpdata", "qpdata"),
     ("histobridge.cli.train", "train"),
     ("histobridge.cli.demo", None),

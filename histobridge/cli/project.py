@@ -14,19 +14,19 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Inspect QuPath projects.", no_args_is_help=True)
 
 
-def _slide_facts(entry: ImageEntry, mpp: float | None) -> dict[str, Any]:
+def _slide_facts(entry: ImageEntry, mpp: float | None, mpp_override: float | None) -> dict[str, Any]:
     """Size, offset and µm/px (with its source) of one found image; never raises for one bad image."""
     from histobridge.errors import HistobridgeError
 
     try:
-        with entry.open_slide(mpp=mpp, require_mpp=False) as slide:
+        with entry.open_slide(mpp=mpp_override, fill_mpp=mpp, require_mpp=False) as slide:
             w, h = slide.dimensions
             facts: dict[str, Any] = {"size": [int(w), int(h)], "offset": [float(v) for v in slide.offset]}
-            value = slide.mpp_or_none
+            value, source = slide.mpp_or_none, slide.mpp_source
     except HistobridgeError as err:
         return {"problems": [str(err)]}
     facts["mpp"] = value
-    facts["mpp_source"] = entry.mpp_source(mpp) if value is not None else None
+    facts["mpp_source"] = source if value is not None else None
     facts["problems"] = [] if value is not None else ["no pixel size: pass --mpp"]
     return facts
 
@@ -37,7 +37,8 @@ def _short(problem: str) -> str:
 
 
 def image_record(
-    project: Project, entry: ImageEntry, *, mpp: float | None, source: str, slides: bool
+    project: Project, entry: ImageEntry, *, mpp: float | None, mpp_override: float | None, source: str,
+    slides: bool,
 ) -> dict[str, Any]:
     """What histobridge sees of one image, as plain data (the table and ``--json`` show the same)."""
     from histobridge.errors import HistobridgeError
@@ -49,7 +50,7 @@ def image_record(
         "annotation_count": 0, "per_class": {}, "problems": [],
     }
     if entry.found and not entry.problem and slides:
-        facts = _slide_facts(entry, mpp)
+        facts = _slide_facts(entry, mpp, mpp_override)
         rec["problems"] += facts.pop("problems")
         rec.update(facts)
     try:
@@ -85,7 +86,8 @@ def _row(rec: dict[str, Any]) -> list[str]:
 @app.command("info")
 def info(
     project: Path = typer.Argument(..., help="QuPath project folder or .qpproj file."),
-    mpp: float | None = typer.Option(None, "--mpp", help="Pixel size (µm/px) to use for every image."),
+    mpp: float | None = typer.Option(None, "--mpp", help="µm/px for images whose pixel size is unknown."),
+    mpp_override: float | None = typer.Option(None, "--mpp-override", help="µm/px replacing images' own."),
     source: str = typer.Option("auto", "--source", help="Annotations from auto, qpdata, geojson or paquo."),
     slides: bool = typer.Option(True, "--slides/--no-slides", help="Open found slides for size and µm/px."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON (never cut to a width)."),
@@ -94,7 +96,8 @@ def info(
     from histobridge.qupath.project import Project
 
     proj = Project.open(project)
-    records = [image_record(proj, e, mpp=mpp, source=source, slides=slides) for e in proj.images]
+    records = [image_record(proj, e, mpp=mpp, mpp_override=mpp_override, source=source, slides=slides)
+               for e in proj.images]
     if as_json:
         doc = {"project": str(proj.path), "qupath_version": proj.version, "classes": proj.class_names(),
                "notes": list(proj.notes), "images": records}

@@ -188,7 +188,7 @@ def run_demo(
     with timer.stage("sample"):
         project = _stage_sample(out, options)
     with timer.stage("tile"):
-        store, tiles = _stage_tile(out, options, project, models.classifier)
+        store, tiles = _stage_tile(out, options, project, models.classifier, progress)
     with timer.stage("heatmap"):
         heat = _stage_heatmap(out, options, project, models.classifier, progress)
     with timer.stage("synthetic"):
@@ -221,9 +221,10 @@ def _stage_sample(out: Path, options: DemoOptions) -> Project:
 
 
 def _stage_tile(
-    out: Path, options: DemoOptions, project: Project, classifier: TileClassifier
+    out: Path, options: DemoOptions, project: Project, classifier: TileClassifier,
+    progress: ProgressCallback | None,
 ) -> tuple[Path, int]:
-    from histobridge.tiling import TileSpec, tile_project
+    from histobridge.tiling import TileSpec, TilingOptions, tile_project
     from histobridge.tiling.store import open_store
 
     cfg = classifier.config
@@ -233,12 +234,11 @@ def _stage_tile(
         project,
         store,
         spec,
-        classes=[CLASS_A, CLASS_B],
-        workers=options.workers,
-        progress=False,
+        TilingOptions(classes=(CLASS_A, CLASS_B), workers=options.workers),
+        progress=progress,
     )
-    if report.failed:
-        problems = "; ".join(f"{r.name}: {r.reason}" for r in report.failed)
+    if not report.ok:
+        problems = "; ".join(f"{r.name}: {r.reason}" for r in report.not_done)
         raise InputError(f"tiling the sample project failed: {problems}")
     tiles = sum(len(g) for g in open_store(store).groups())  # this run's and earlier runs' tiles
     return store, tiles

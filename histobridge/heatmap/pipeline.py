@@ -52,7 +52,6 @@ WriteBack = Literal["geojson", "paquo", "none"]
 WRITE_BACK: tuple[str, ...] = get_args(WriteBack)
 TASK = "heatmap"
 BaseGeometry = Any  # a shapely geometry (shapely ships no type information)
-GLASS_MAX_SATURATION = 0.12  # HSV saturation; glass (even tinted) stays below it, stained tissue mostly above
 
 
 @dataclass(frozen=True)
@@ -322,17 +321,15 @@ def entry_annotations(project: Project, entry: ImageEntry) -> AnnotationSet:
 
 
 def tissue_of(thumbnail: tuple[np.ndarray, float]) -> BaseGeometry:
-    """Everything that is not glass, in level-0 px, from a slide thumbnail and its downsample.
+    """The tissue outline in level-0 px from a slide thumbnail and its downsample.
 
-    :func:`~histobridge.slides.tissue.tissue_mask` thresholds saturation at Otsu's value, which on an
-    image with little glass splits the tissue itself (pale dermis, a pink field) into two classes.
-    This filter only has to drop glass, so anything more saturated than glass ever is stays too.
+    The same mask as ``histobridge tile --tissue`` (:func:`~histobridge.slides.tissue.tissue_mask`),
+    computed from the thumbnail the overlays use, so the slide's overview is read once.
     """
-    from histobridge.slides.tissue import mask_to_geometry, saturation, tissue_mask
+    from histobridge.slides.tissue import mask_to_geometry, tissue_mask
 
     thumb, downsample = thumbnail
-    mask = tissue_mask(thumb) | (saturation(thumb) > GLASS_MAX_SATURATION)
-    return mask_to_geometry(mask, downsample, min_area_px=16.0)
+    return mask_to_geometry(tissue_mask(thumb), downsample, min_area_px=16.0)
 
 
 def plan_regions(
@@ -390,7 +387,7 @@ def heatmap_entry(
     t0 = time.perf_counter()
     eid, name = str(entry.entry_id), entry.name
     annotations = entry_annotations(project, entry)
-    with entry.open_slide(mpp=options.mpp_override or options.mpp) as slide:
+    with entry.open_slide(mpp=options.mpp_override, fill_mpp=options.mpp) as slide:
         thumb = slide.thumbnail(options.thumbnail_px)
         regions, notes = plan_regions(annotations, thumb, options)
         if not regions:

@@ -475,55 +475,6 @@ def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return (x.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
 
 
-
-
-def parse_seeds(spec: str) -> list[int]:
-    """``"0-3,7,10-11"`` → [0, 1, 2, 3, 7, 10, 11] (inclusive ranges, order kept, duplicates dropped)."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in str(spec).split(",")):
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
-        try:
-            values = range(int(lo), int(hi) + 1) if sep else [int(part)]
-        except ValueError:
-            raise ModelError(f"bad seed list {spec!r}: {part!r} is not an integer or a range a-b") from None
-        if sep and int(hi) < int(lo):
-            raise ModelError(f"bad seed range {part!r}: end before start")
-        seeds.extend(v for v in values if v not in seeds)
-    if not seeds:
-        raise ModelError(f"no seeds in {spec!r}")
-    if any(s < 0 or s >= 2**32 for s in seeds):
-        raise ModelError(f"seeds must be in [0, 2**32), got {spec!r}")
-    return seeds
-
-
-def label_for(G: Generator, spec: str | int | float | None, n: int = 1) -> torch.Tensor | None:
-    """Label tensor [n, c_dim] from a class name or index (or a value in [0, 1] for a scalar-label GAN)."""
-    if G.c_dim == 0:
-        return None
-    names = list(G.meta.class_names)
-    if spec is None:
-        raise ModelError(f"this generator is conditional; choose a class: {', '.join(names)}")
-    text = str(spec).strip()
-    if G.config.interp_embed:
-        if text in names:
-            value = float(names.index(text))
-        else:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ModelError(f"unknown class {text!r}; use one of {names} or a value in [0, 1]") from None
-        if not 0.0 <= value <= 1.0:
-            raise ModelError(f"label {value} is outside [0, 1]")
-        return torch.full([n, 1], value)
-    if text in names:
-        return onehot(names.index(text), G.c_dim, n)
-    if text.lstrip("-").isdigit() and 0 <= int(text) < G.c_dim:
-        return onehot(int(text), G.c_dim, n)
-    raise ModelError(f"unknown class {text!r}; use a name ({', '.join(names)}) or an index 0..{G.c_dim - 1}")
-
-
 __all__ = [
     "ARCHITECTURES",
     "GanMeta",
@@ -532,9 +483,7 @@ __all__ = [
     "MappingNetwork",
     "SynthesisNetwork",
     "default_class_names",
-    "label_for",
     "onehot",
-    "parse_seeds",
     "to_uint8",
     "z_from_seed",
     "z_from_seeds",

@@ -79,12 +79,20 @@ class ImageEntry:
         return (ox, oy), size
 
     def open_slide(
-        self, mpp: float | None = None, *, require_mpp: bool = True, backend: str = "auto"
+        self,
+        mpp: float | None = None,
+        *,
+        fill_mpp: float | None = None,
+        require_mpp: bool = True,
+        backend: str = "auto",
     ) -> Slide:
         """Open the image in QuPath's pixel space (bounds offset applied).
 
-        Pixel size: ``mpp`` if given, else the project's calibration, else the file's; when
-        ``require_mpp`` and none is known, :class:`CalibrationError` says to pass ``--mpp``.
+        Pixel size, first known wins: ``mpp`` (an explicit override of everything), the project's
+        calibration (QuPath's Set pixel size), the file's own, then ``fill_mpp`` (a default for
+        files that record none). ``slide.mpp_source`` says which: ``"argument"``, ``"project"``,
+        ``"slide"`` or ``"fill-in"``. When ``require_mpp`` and none is known,
+        :class:`CalibrationError` names the image and says once how to give it.
         """
         from histobridge.slides import open_slide
 
@@ -93,26 +101,35 @@ class ImageEntry:
             raise SlideNotFoundError(f"{label}: {self.problem or 'image file not found'}")
         if self.problem:
             raise ProjectError(f"{label}: {self.problem}")
-        override = mpp if mpp is not None else self.mpp_override
-        slide = open_slide(self.path, backend=backend, mpp=override)
+        chosen, source = self._chosen_mpp(mpp)
+        slide = open_slide(self.path, backend=backend, mpp=chosen)
+        if chosen is None and slide.mpp_or_none is None and fill_mpp is not None:
+            chosen, source = fill_mpp, "fill-in"
         offset, size = self.qupath_frame(slide)
-        if offset != (0.0, 0.0) or size is not None:
+        if offset != (0.0, 0.0) or size is not None or (chosen is not None and slide.mpp_or_none != chosen):
             slide.close()
-            slide = open_slide(self.path, backend=backend, mpp=override, offset=offset, size=size)
+            slide = open_slide(self.path, backend=backend, mpp=chosen, offset=offset, size=size)
+        slide.mpp_source = source
         if require_mpp and slide.mpp_or_none is None:
-            why = slide.mpp_problem or f"{self.path}: the slide records no pixel size"
+            why = slide.mpp_problem or f"{self.path}: the file records no pixel size"
             slide.close()
             raise CalibrationError(
-                f"{label}: {why}. Pass --mpp <µm per pixel> or set the pixel size in QuPath "
+                f"{label}: {why}. Give it with --mpp <µm per pixel>, or set it in QuPath "
                 "(Image tab, Pixel width/height) and save the project"
             )
         return slide
 
-    def mpp_source(self, mpp: float | None = None) -> str:
-        """Where the pixel size will come from: ``"argument"``, ``"project"`` or ``"slide"``."""
+    def _chosen_mpp(self, mpp: float | None) -> tuple[float | None, str]:
         if mpp is not None:
-            return "argument"
-        return "project" if self.mpp_override is not None else "slide"
+            return mpp, "argument"
+        if self.mpp_override is not None:
+            return self.mpp_override, "project"
+        return None, "slide"
+
+    def mpp_source(self, mpp: float | None = None) -> str:
+        """Where the pixel size comes from before the file is read: ``"argument"``, ``"project"`` or
+        ``"slide"`` (a file without one then takes ``fill_mpp``, see :meth:`open_slide`)."""
+        return self._chosen_mpp(mpp)[1]
 
 
 @dataclass

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from histobridge.errors import SlideError
-from histobridge.slides._tiffdirect import TiledLevelReader, direct_readers
+from histobridge.slides._formats import refuse_unsupported, tiff_facts
+from histobridge.slides._tiffdirect import TileCache, TiledLevelReader, direct_readers
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Backend(Protocol):
     level_dimensions: tuple[tuple[int, int], ...]
     level_downsamples: tuple[float, ...]
     properties: dict[str, Any]
+    fallback_mpp: tuple[float | None, float | None]
 
     def raw_mpp(self) -> tuple[float | None, float | None]: ...
 
@@ -44,7 +46,7 @@ class Backend(Protocol):
         w: int,
         h: int,
         out: np.ndarray | None = None,
-        cache: dict | None = None,
+        cache: TileCache | None = None,
     ) -> np.ndarray: ...
 
     def close(self) -> None: ...
@@ -58,6 +60,17 @@ def _float_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out if math.isfinite(out) else None
+
+
+def _mpp_pair(
+    properties: dict[str, Any], prefix: str, fallback: tuple[float | None, float | None]
+) -> tuple[float | None, float | None]:
+    """The reader's ``<prefix>.mpp-x/y``, else the fallback (OME-XML PhysicalSizeX/Y, which neither reads)."""
+    mx = _float_or_none(properties.get(f"{prefix}.mpp-x"))
+    my = _float_or_none(properties.get(f"{prefix}.mpp-y"))
+    if mx is None and my is None:
+        return fallback
+    return mx, my
 
 
 def rgba_to_rgb_on_white(rgba: np.ndarray) -> np.ndarray:
@@ -108,7 +121,8 @@ class TiffslideBackend:
         self._handles: list[Any] = []
         self._lock = threading.Lock()
         main = self._handle()
-        self.dimensions = tuple(int(v) for v in main.dimensions)  # type: ignore[assignment]
+        self.fallback_mpp: tuple[float | None, float | None] = (None, None)
+        self.dimensions: tuple[int, int] = (int(main.dimensions[0]), int(main.dimensions[1]))
         self.level_dimensions = tuple((int(w), int(h)) for w, h in main.level_dimensions)
         self.level_downsamples = tuple(float(d) for d in main.level_downsamples)
         self.properties = dict(main.properties)
@@ -124,9 +138,7 @@ class TiffslideBackend:
         return handle
 
     def raw_mpp(self) -> tuple[float | None, float | None]:
-        return _float_or_none(self.properties.get("tiffslide.mpp-x")), _float_or_none(
-            self.properties.get("tiffslide.mpp-y")
-        )
+        return _mpp_pair(self.properties, "tiffslide", self.fallback_mpp)
 
     def read_level(
         self,
@@ -136,7 +148,7 @@ class TiffslideBackend:
         w: int,
         h: int,
         out: np.ndarray | None = None,
-        cache: dict | None = None,
+        cache: TileCache | None = None,
     ) -> np.ndarray:
         direct = self._direct[level]
         if direct is not None:
@@ -177,15 +189,14 @@ class OpenslideBackend:
 
         self.path = path
         self._slide = openslide.OpenSlide(str(path))
-        self.dimensions = tuple(int(v) for v in self._slide.dimensions)  # type: ignore[assignment]
+        self.fallback_mpp: tuple[float | None, float | None] = (None, None)
+        self.dimensions: tuple[int, int] = (int(self._slide.dimensions[0]), int(self._slide.dimensions[1]))
         self.level_dimensions = tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
         self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self.properties = dict(self._slide.properties)
 
     def raw_mpp(self) -> tuple[float | None, float | None]:
-        return _float_or_none(self.properties.get("openslide.mpp-x")), _float_or_none(
-            self.properties.get("openslide.mpp-y")
-        )
+        return _mpp_pair(self.properties, "openslide", self.fallback_mpp)
 
     def read_level(
         self,
@@ -195,7 +206,7 @@ class OpenslideBackend:
         w: int,
         h: int,
         out: np.ndarray | None = None,
-        cache: dict | None = None,
+        cache: TileCache | None = None,
     ) -> np.ndarray:
         # openslide takes a level-0 location and divides it by the downsample itself; with a
         # non-integer downsample (2.0003...) the result is fractional and openslide interpolates
@@ -218,7 +229,23 @@ def _open_one(name: str, path: Path) -> Backend:
 
 
 def open_backend(path: Path, backend: str) -> Backend:
-    """Open ``path`` with the requested backend; ``auto`` tries the likely one first, then the other."""
+    """Open ``path`` with the requested backend; ``auto`` tries the likely one first, then the other.
+
+    Files that are not 8-bit RGB (multichannel, 16-bit, stacks) and formats whose pyramid lives in
+    other files are refused first, whichever reader would have opened them.
+    """
+    refuse_unsupported(path)
+    facts = tiff_facts(path)
+    problem = facts.problem() if facts is not None else None
+    if problem:
+        raise SlideError(f"{path}: {problem}")
+    opened = _open_any(path, backend)
+    if facts is not None:
+        opened.fallback_mpp = facts.ome_mpp
+    return opened
+
+
+def _open_any(path: Path, backend: str) -> Backend:
     if backend == "auto":
         order = (
             ["openslide", "tiffslide"]

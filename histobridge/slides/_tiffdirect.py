@@ -19,6 +19,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+TileCache = dict[tuple[int, int], "np.ndarray | None"]
+
 
 class TiledLevelReader:
     """Read arbitrary rectangles of one tiled TIFF page by decoding only the tiles they touch."""
@@ -56,8 +58,10 @@ class TiledLevelReader:
         if self._jpeg is not None:
             import imagecodecs
 
-            return imagecodecs.jpeg_decode(data, tables=self.jpegtables, out=out, **self._jpeg)
-        arr, _, _ = self._decode(data, index, jpegtables=self.jpegtables)
+            decoded: np.ndarray = imagecodecs.jpeg_decode(data, tables=self.jpegtables, out=out, **self._jpeg)
+            return decoded
+        raw, _, _ = self._decode(data, index, jpegtables=self.jpegtables)
+        arr: np.ndarray = np.asarray(raw)
         arr = arr.reshape(arr.shape[-3], arr.shape[-2], arr.shape[-1])
         if out is not None:
             out[...] = arr
@@ -65,7 +69,7 @@ class TiledLevelReader:
         return arr
 
     def read(
-        self, x: int, y: int, w: int, h: int, out: np.ndarray | None = None, cache: dict | None = None
+        self, x: int, y: int, w: int, h: int, out: np.ndarray | None = None, cache: TileCache | None = None
     ) -> np.ndarray:
         """Rectangle in level pixels (inside the level) as (h, w, 3) uint8, written into ``out`` if given.
 
@@ -101,13 +105,14 @@ class TiledLevelReader:
                     dst[...] = tile[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0, :3]
         return out
 
-    def _cached_tile(self, tx: int, ty: int, cache: dict | None) -> np.ndarray | None:
+    def _cached_tile(self, tx: int, ty: int, cache: TileCache | None) -> np.ndarray | None:
         if cache is None:
             return self.tile(tx, ty)
         key = (tx, ty)
         if key not in cache:
             cache[key] = self.tile(tx, ty)
-        return cache[key]
+        hit: np.ndarray | None = cache[key]
+        return hit
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -23,11 +23,13 @@ from PIL import Image
 
 from histobridge.errors import CalibrationError, SlideError, SlideNotFoundError
 from histobridge.slides._backends import Backend, open_backend
+from histobridge.slides._tiffdirect import TileCache
 
 log = logging.getLogger(__name__)
 
 MAX_PLAUSIBLE_MPP = 10.0
 LEVEL_TOLERANCE = 0.005
+MAX_READ_BYTES = 1 << 30  # one decoded block; beyond it tiles are read alone, then refused
 WHITE = 255
 
 
@@ -71,30 +73,38 @@ class Slide:
         else:
             self.level_dimensions = backend.level_dimensions
         self.properties: dict[str, Any] = backend.properties
-        self._mpp_override = mpp
+        self.mpp_source: str = "slide"  # where ``mpp`` came from; callers that chose it may relabel it
         self._mpp, self.mpp_problem = self._resolve_mpp(mpp)
 
     # -- calibration ---------------------------------------------------------------------------
     def _resolve_mpp(self, override: float | None) -> tuple[float | None, str | None]:
+        """(µm/px, why it is unknown): the override, else the file's own plausible value.
+
+        The problem text states the fact only; whoever knows how the user can fix it (the CLI, the
+        project entry) adds that advice once.
+        """
+        recorded, problem = self._recorded_mpp()
+        self.recorded_mpp: float | None = recorded  # the file's own value, even when overridden
         if override is not None:
             value = float(override)
             if not math.isfinite(value) or value <= 0:
                 raise CalibrationError(
                     f"{self.path}: pixel size override {override!r} must be a positive number"
                 )
+            self.mpp_source = "argument"
             return value, None
+        return recorded, problem
+
+    def _recorded_mpp(self) -> tuple[float | None, str | None]:
         mx, my = self._backend.raw_mpp()
         values = [v for v in (mx, my) if v is not None and v > 0]
         if not values:
-            return None, (
-                f"{self.path}: the slide records no pixel size (µm/px); give it with --mpp "
-                "(or set the pixel calibration in the QuPath project)"
-            )
+            return None, f"{self.path}: the file records no pixel size (µm/px)"
         value = float(sum(values) / len(values))
         if value > MAX_PLAUSIBLE_MPP:
             return None, (
                 f"{self.path}: the recorded pixel size {value:.4g} µm/px is implausible for a whole-slide "
-                "image (probably a screen DPI tag); give the real value with --mpp"
+                "image (probably a screen DPI tag)"
             )
         return value, None
 
@@ -102,7 +112,8 @@ class Slide:
     def mpp(self) -> float:
         """Level-0 µm per pixel; raises CalibrationError when unknown or implausible."""
         if self._mpp is None:
-            raise CalibrationError(self.mpp_problem or f"{self.path}: pixel size unknown; use --mpp")
+            problem = self.mpp_problem or f"{self.path}: pixel size unknown"
+            raise CalibrationError(f"{problem}; give the real value with --mpp")
         return self._mpp
 
     @property
@@ -134,7 +145,7 @@ class Slide:
         lw: int,
         lh: int,
         out: np.ndarray | None = None,
-        cache: dict | None = None,
+        cache: TileCache | None = None,
     ) -> np.ndarray:
         """Rectangle in reader level coordinates, white outside the (cropped) image."""
         if out is None:
@@ -187,7 +198,8 @@ class Slide:
         self, x: float, y: float, w: float, h: float, out_px: int | tuple[int, int]
     ) -> np.ndarray:
         """Level-0 float rectangle resampled once from the best level to ``out_px`` (w, h)."""
-        return self.read_scaled_batch(np.array([[x, y, w, h]], np.float64), out_px)[0]
+        tile: np.ndarray = self.read_scaled_batch(np.array([[x, y, w, h]], np.float64), out_px)[0]
+        return tile
 
     def read_scaled_batch(
         self, coords: np.ndarray, out_px: int | tuple[int, int], out: np.ndarray | None = None
@@ -215,7 +227,7 @@ class Slide:
         fy0 = (coords[:, 1] + self.offset[1]) / ds
         fx1 = (coords[:, 0] + coords[:, 2] + self.offset[0]) / ds
         fy1 = (coords[:, 1] + coords[:, 3] + self.offset[1]) / ds
-        cache: dict = {}
+        cache: TileCache = {}
         if _is_identity(fx0, fy0, fx1, fy1, out_w, out_h):
             # Whole-pixel copies at the level's own scale: decode straight into the output.
             for i in range(len(coords)):
@@ -228,6 +240,16 @@ class Slide:
         iy0 = math.floor(float(fy0.min()) + 1e-6) - margin
         ix1 = math.ceil(float(fx1.max()) - 1e-6) + margin
         iy1 = math.ceil(float(fy1.max()) - 1e-6) + margin
+        if (ix1 - ix0) * (iy1 - iy0) * 3 > MAX_READ_BYTES:
+            if len(coords) > 1:  # the batch's common block is too big: read its tiles one by one
+                for i in range(len(coords)):
+                    self.read_scaled_batch(coords[i : i + 1], (out_w, out_h), out=out[i : i + 1])
+                return out
+            raise SlideError(
+                f"{self.path}: one {w:.0f} x {h:.0f} px tile needs a {ix1 - ix0} x {iy1 - iy0} px read at "
+                f"level {level} (downsample {ds:g}) because the slide has no level near the {w / out_w:.3g}x "
+                "reduction asked for; use smaller tiles in µm or a pyramidal copy of the slide"
+            )
         block = Image.fromarray(self._level_rect(level, ix0, iy0, ix1 - ix0, iy1 - iy0, cache=cache))
         if _resample_as_mosaic(block, fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0, out):
             return out

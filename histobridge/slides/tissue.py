@@ -1,8 +1,12 @@
 """Tissue detection on a thumbnail (numpy only) and its outline as level-0 polygons.
 
 Stained tissue is coloured while glass is near-white or grey, so saturation separates them better
-than brightness (brightness also picks up dust and shadows). The threshold is Otsu's on the
-saturation histogram, floored so a blank slide does not turn its noise into "tissue".
+than brightness (brightness also picks up dust and shadows). The threshold is a fixed saturation
+floor that any stain clears and clean glass does not. Otsu's threshold is NOT the cut: on a slide
+that is all tissue it splits the tissue into a darker and a paler half, and with glass present it
+lands between glass and the *average* tissue, dropping pale stroma. Otsu only serves to find the
+glass population: when its lower class is bright and narrow (glass, possibly tinted), the cut is
+raised just above that glass, never above Otsu's.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from shapely.geometry import MultiPolygon, Polygon
 if TYPE_CHECKING:
     from histobridge.slides.slide import Slide
 
-MIN_SATURATION = 0.07
+MIN_SATURATION = 0.07  # pale eosin on a thumbnail stays above this; clean glass (with JPEG noise) below
+GLASS_MIN_FRACTION = 0.05
+GLASS_MIN_BRIGHTNESS = 200
+GLASS_MAX_SPREAD = 0.03
+DARK_GRAY = 60
 
 
 def otsu_threshold(
@@ -43,15 +51,40 @@ def saturation(rgb: np.ndarray) -> np.ndarray:
     arr = rgb[..., :3].astype(np.float32)
     mx = arr.max(axis=-1)
     mn = arr.min(axis=-1)
-    return np.divide(mx - mn, mx, out=np.zeros_like(mx), where=mx > 0)
+    sat: np.ndarray = np.divide(mx - mn, mx, out=np.zeros_like(mx), where=mx > 0)
+    return sat
 
 
 def _smooth(mask: np.ndarray) -> np.ndarray:
     """3x3 majority vote: removes isolated pixels and fills pinholes without scipy."""
     padded = np.pad(mask.astype(np.uint8), 1)
     h, w = mask.shape
-    count = sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
-    return count >= 5
+    count = np.zeros((h, w), np.uint8)
+    for dy in range(3):
+        for dx in range(3):
+            count += padded[dy : dy + h, dx : dx + w]
+    smoothed: np.ndarray = count >= 5
+    return smoothed
+
+
+def glass_threshold(rgb: np.ndarray, sat: np.ndarray, floor: float) -> float:
+    """Saturation above which a pixel is not glass: ``floor``, raised above tinted glass if there is any.
+
+    Glass is the lower Otsu class only when that class is bright (median max-channel >= 200) and
+    narrow (robust spread <= 0.03); the cut is then its median + 4 spreads, kept within
+    [``floor``, Otsu]. Anything else (no glass, all tissue) keeps the floor.
+    """
+    otsu = otsu_threshold(sat)
+    low = sat <= otsu
+    if low.mean() < GLASS_MIN_FRACTION or otsu <= floor:
+        return floor
+    low_sat = sat[low]
+    centre = float(np.median(low_sat))
+    spread = 1.4826 * float(np.median(np.abs(low_sat - centre)))
+    bright = float(np.median(rgb[..., :3].max(axis=-1)[low]))
+    if bright < GLASS_MIN_BRIGHTNESS or spread > GLASS_MAX_SPREAD:
+        return floor
+    return float(min(max(floor, centre + 4 * spread), otsu))
 
 
 def tissue_mask(rgb: np.ndarray, *, min_saturation: float = MIN_SATURATION) -> np.ndarray:
@@ -60,9 +93,9 @@ def tissue_mask(rgb: np.ndarray, *, min_saturation: float = MIN_SATURATION) -> n
         raise ValueError(f"tissue_mask expects an (H, W, 3) RGB image, got shape {rgb.shape}")
     sat = saturation(rgb)
     gray = rgb[..., :3].astype(np.float32).mean(axis=-1)
-    threshold = max(otsu_threshold(sat), min_saturation)
+    threshold = glass_threshold(rgb, sat, min_saturation)
     # Very dark pixels (pen, folds) are kept as tissue; pure black padding is not.
-    mask = (sat > threshold) & (gray > 10)
+    mask = ((sat > threshold) | ((gray < DARK_GRAY) & (sat > 0.02))) & (gray > 10)
     return _smooth(mask)
 
 
@@ -85,7 +118,8 @@ def mask_to_geometry(mask: np.ndarray, scale: float = 1.0, *, min_area_px: float
     segments[: len(hy), 1] = np.c_[hx + 1, hy]
     segments[len(hy) :, 0] = np.c_[vx, vy]
     segments[len(hy) :, 1] = np.c_[vx, vy + 1]
-    lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(shapely.linestrings(segments))))
+    edges = np.asarray(shapely.linestrings(segments), dtype=object)
+    lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(edges)))
     faces = shapely.get_parts(shapely.polygonize(lines))
     pts = shapely.get_coordinates(shapely.point_on_surface(faces))
     tissue = mask[np.clip(pts[:, 1].astype(int), 0, h - 1), np.clip(pts[:, 0].astype(int), 0, w - 1)]

@@ -25,6 +25,10 @@ import numpy as np
 
 from histobridge._atomic import atomic_open, write_json
 from histobridge.errors import InputError
+from histobridge.ranges import parse_floats, parse_ints
+from histobridge.synthetic import conditioning as cond
+from histobridge.synthetic.conditioning import blend_weights
+from histobridge.synthetic.fov import classify_tiles, gan_tile_um
 
 if TYPE_CHECKING:
     import torch
@@ -34,32 +38,44 @@ if TYPE_CHECKING:
     from histobridge.models.stylegan2 import Generator
 
 
-def blend_steps(steps: int) -> np.ndarray:
-    """``steps`` evenly spaced t in [0, 1] (both ends included)."""
-    if steps < 2:
-        raise InputError(f"class blending needs at least 2 steps, got {steps}")
-    return np.linspace(0.0, 1.0, steps)
+MAX_STEPS = 1_000
 
 
-def blend_weights(n_classes: int, a: int, b: int, ts: Sequence[float]) -> np.ndarray:
-    """[len(ts), n_classes] soft one-hot labels ``(1−t)·onehot_a + t·onehot_b``."""
-    t = np.asarray(ts, dtype=np.float64)
-    w = np.zeros((t.size, n_classes), dtype=np.float64)
-    w[:, a] += 1.0 - t
-    w[:, b] += t
-    return w
+def blend_steps(steps: int | Sequence[float] | np.ndarray) -> np.ndarray:
+    """``steps`` evenly spaced t in [0, 1] (both ends included), or the given positions, checked."""
+    if isinstance(steps, (int, np.integer)):
+        if not 2 <= steps <= MAX_STEPS:
+            raise InputError(f"class blending needs 2..{MAX_STEPS} steps, got {steps}")
+        return np.linspace(0.0, 1.0, int(steps))
+    ts = np.asarray(steps, dtype=np.float64).reshape(-1)
+    if ts.size == 0 or not np.all(np.isfinite(ts)) or ts.min() < 0.0 or ts.max() > 1.0:
+        raise InputError(f"blend positions must be numbers in [0, 1], got {ts.tolist()}")
+    return ts
+
+
+def blend_positions(text: str, *, what: str = "--steps") -> np.ndarray:
+    """A count (``"7"``: evenly spaced, ends included) or explicit positions (``"0,0.3,0.5,1"``)."""
+    spec = text.strip()
+    if "," not in spec and "." not in spec:
+        (count,) = parse_ints(spec, what=what, lo=2, hi=MAX_STEPS, max_count=1)
+        return blend_steps(count)
+    return blend_steps(parse_floats(spec, what=what, lo=0.0, hi=1.0, max_count=MAX_STEPS))
 
 
 def class_blend_images(
-    G: Generator, seed: int, a: int | str, b: int | str, ts: Sequence[float], *, truncation_psi: float = 1.0
+    G: Generator,
+    seed: int,
+    a: int | str,
+    b: int | str,
+    ts: Sequence[float] | np.ndarray,
+    *,
+    truncation_psi: float = 1.0,
 ) -> torch.Tensor:
     """Float NCHW images of one seed at each blend position ``t`` (exact, for comparisons)."""
-    from histobridge.synthetic import synthesis as syn
-
-    ia, ib = syn.resolve_class(G, a), syn.resolve_class(G, b)
-    c = syn.labels_for(G, blend_weights(syn.num_classes(G), ia, ib, ts))
-    z = syn.latents(G, [seed]).repeat(len(ts), 1)
-    return syn.render(G, z, c, truncation_psi=truncation_psi)
+    ia, ib = cond.resolve_class(G, a), cond.resolve_class(G, b)
+    c = cond.labels_for(G, blend_weights(cond.num_classes(G), ia, ib, ts))
+    z = cond.latents(G, [seed]).repeat(len(ts), 1)
+    return cond.render(G, z, c, truncation_psi=truncation_psi)
 
 
 @dataclass(frozen=True)
@@ -97,24 +113,22 @@ def class_blend(
     seed: int,
     class_from: int | str,
     class_to: int | str,
-    steps: int = 7,
+    steps: int | Sequence[float] | np.ndarray = 7,
     *,
     classifier: TileClassifier | None = None,
     gan_um: float | None = None,
     truncation_psi: float = 1.0,
 ) -> ClassBlend:
-    """Blend one seed from ``class_from`` to ``class_to`` in ``steps`` and classify each step."""
-    from histobridge.synthetic import synthesis as syn
-
-    names = syn.class_names(G)
-    ia, ib = syn.resolve_class(G, class_from), syn.resolve_class(G, class_to)
+    """Blend one seed from ``class_from`` to ``class_to`` in ``steps`` (a count, or positions t) and
+    classify each step."""
+    names = cond.class_names(G)
+    ia, ib = cond.resolve_class(G, class_from), cond.resolve_class(G, class_to)
     ts = blend_steps(steps)
-    raw = syn.to_uint8(class_blend_images(G, seed, ia, ib, ts, truncation_psi=truncation_psi))
+    raw = cond.to_uint8(class_blend_images(G, seed, ia, ib, ts, truncation_psi=truncation_psi))
     ready = preds = None
     clf_names: tuple[str, ...] = ()
     if classifier is not None:
-        ready = syn.classifier_view(raw, syn.gan_tile_um(G, gan_um), classifier)
-        preds = np.asarray(classifier.predict(ready), dtype=np.float64)
+        ready, preds = classify_tiles(raw, gan_tile_um(G, gan_um), classifier, batch_size=64)
         clf_names = _output_names(classifier, preds.shape[1])
     return ClassBlend(int(seed), names[ia], names[ib], ts, raw, ready, preds, clf_names)
 
@@ -171,21 +185,11 @@ def write_class_blend(blend: ClassBlend, out_dir: str | Path) -> dict[str, Path]
 # ----------------------------------------------------------------------------- layer blending
 
 
-def parse_layers(text: str, num_ws: int) -> tuple[int, ...]:
-    """``"0-5"``, ``"0,2,4-6"`` or ``""`` → sorted unique w indices, checked against ``num_ws``."""
-    out: set[int] = set()
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(int(part))
-        except ValueError as err:
-            raise InputError(f"layer list {text!r}: {part!r} is not an index or a range like 0-5") from err
-    return check_layers(out, num_ws)
+def parse_layers(text: str, num_ws: int | None = None, *, what: str = "--layers") -> tuple[int, ...]:
+    """``"0-5"``, ``"0,2,4-6"`` or ``""`` (no layer) → sorted unique w indices
+    (:mod:`histobridge.ranges` grammar), checked against ``num_ws`` when given."""
+    layers = parse_ints(text, what=what, lo=0, allow_empty=True)
+    return tuple(sorted(layers)) if num_ws is None else check_layers(layers, num_ws)
 
 
 def check_layers(layers: Iterable[int], num_ws: int) -> tuple[int, ...]:
@@ -195,6 +199,23 @@ def check_layers(layers: Iterable[int], num_ws: int) -> tuple[int, ...]:
     if bad:
         raise InputError(f"layer indices {bad} are outside 0..{num_ws - 1} (this generator has {num_ws} ws)")
     return tuple(idx)
+
+
+def parse_splits(text: str, num_ws: int | None = None, *, what: str = "--splits") -> tuple[int, ...] | None:
+    """``auto`` (``None``: every split ``0..num_ws``) or split points such as ``0,4,8`` or ``0-6``,
+    checked against ``0..num_ws`` when given (rows keep the written order)."""
+    if text.strip().casefold() == "auto":
+        return None
+    return parse_ints(text, what=what, lo=0, hi=num_ws)
+
+
+def check_splits(splits: Iterable[int], num_ws: int) -> tuple[int, ...]:
+    """Split points as given, refusing any outside ``0..num_ws``."""
+    out = tuple(int(k) for k in splits)
+    bad = [k for k in out if not 0 <= k <= num_ws]
+    if bad:
+        raise InputError(f"split points {bad} are outside 0..{num_ws} (this generator has {num_ws} ws)")
+    return out
 
 
 def mix_ws(w_a: torch.Tensor, w_b: torch.Tensor, layers_a: Sequence[int], alpha: float) -> torch.Tensor:
@@ -242,23 +263,19 @@ def layer_blend_images(
     truncation_psi: float = 1.0,
 ) -> torch.Tensor:
     """Float NCHW images, one per seed, with class A's w at ``layers_a`` and B (mixed by α) elsewhere."""
-    from histobridge.synthetic import synthesis as syn
-
     layers = check_layers(layers_a, G.num_ws)
     w_a, w_b = _class_ws(G, seeds, class_a, class_b, truncation_psi)
-    return syn.render_ws(G, mix_ws(w_a, w_b, layers, alpha))
+    return cond.render_ws(G, mix_ws(w_a, w_b, layers, alpha))
 
 
 def _class_ws(
     G: Generator, seeds: Sequence[int], class_a: int | str, class_b: int | str, psi: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from histobridge.synthetic import synthesis as syn
-
-    n_cls, n = syn.num_classes(G), len(seeds)
-    z = syn.latents(G, seeds)
-    ia, ib = syn.resolve_class(G, class_a), syn.resolve_class(G, class_b)
-    w_a = syn.mapping_ws(G, z, syn.labels_for(G, syn.class_weights(n_cls, ia, n)), truncation_psi=psi)
-    w_b = syn.mapping_ws(G, z, syn.labels_for(G, syn.class_weights(n_cls, ib, n)), truncation_psi=psi)
+    n_cls, n = cond.num_classes(G), len(seeds)
+    z = cond.latents(G, seeds)
+    ia, ib = cond.resolve_class(G, class_a), cond.resolve_class(G, class_b)
+    w_a = cond.mapping_ws(G, z, cond.labels_for(G, cond.class_weights(n_cls, ia, n)), truncation_psi=psi)
+    w_b = cond.mapping_ws(G, z, cond.labels_for(G, cond.class_weights(n_cls, ib, n)), truncation_psi=psi)
     return w_a, w_b
 
 
@@ -296,20 +313,19 @@ def layer_blend(
 ) -> LayerBlendGrid:
     """A grid of layer blends: one row per split ``k`` (A at layers ``0..k−1``) or one row for an
     explicit ``layers_a``; columns are the seeds × α values."""
-    from histobridge.synthetic import synthesis as syn
-
-    names = syn.class_names(G)
-    ia, ib = syn.resolve_class(G, class_a), syn.resolve_class(G, class_b)
+    names = cond.class_names(G)
+    ia, ib = cond.resolve_class(G, class_a), cond.resolve_class(G, class_b)
     if not seeds:
         raise InputError("layer blending needs at least one seed")
+    if not alphas:
+        raise InputError("layer blending needs at least one alpha")
     if layers_a is not None:
         rows = [check_layers(layers_a, G.num_ws)]
         split_ids: tuple[int, ...] = (-1,)
     else:
-        split_ids = tuple(auto_splits(G.num_ws) if splits is None else splits)
-        bad = [k for k in split_ids if not 0 <= k <= G.num_ws]
-        if bad:
-            raise InputError(f"split points {bad} are outside 0..{G.num_ws}")
+        split_ids = auto_splits(G.num_ws) if splits is None else check_splits(splits, G.num_ws)
+        if not split_ids:
+            raise InputError("layer blending needs at least one split point")
         rows = [tuple(range(k)) for k in split_ids]
     w_a, w_b = _class_ws(G, seeds, ia, ib, truncation_psi)
     cells = []
@@ -317,7 +333,7 @@ def layer_blend(
         layers_b = tuple(i for i in range(G.num_ws) if i not in layers)
         row = []
         for alpha in alphas:
-            imgs = syn.to_uint8(syn.render_ws(G, mix_ws(w_a, w_b, layers, float(alpha))))
+            imgs = cond.to_uint8(cond.render_ws(G, mix_ws(w_a, w_b, layers, float(alpha))))
             row += [
                 LayerBlendImage(int(s), names[ia], names[ib], layers, layers_b, float(alpha), img)
                 for s, img in zip(seeds, imgs, strict=True)
@@ -392,9 +408,11 @@ __all__ = [
     "LayerBlendGrid",
     "LayerBlendImage",
     "auto_splits",
+    "blend_positions",
     "blend_steps",
     "blend_weights",
     "check_layers",
+    "check_splits",
     "class_blend",
     "class_blend_images",
     "class_blend_strip",
@@ -403,6 +421,7 @@ __all__ = [
     "layer_blend_picture",
     "mix_ws",
     "parse_layers",
+    "parse_splits",
     "write_class_blend",
     "write_layer_blend",
 ]

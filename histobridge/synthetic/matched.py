@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from histobridge.errors import InputError, StoreError
+from histobridge.synthetic import conditioning as cond
+from histobridge.synthetic.fov import classify_tiles, crop_box, crop_then_resize, gan_tile_um
 
 if TYPE_CHECKING:
     import zarr
@@ -95,17 +97,22 @@ class MatchedReport:
 def resolve_class_map(
     G: Generator, region_classes: Sequence[str], class_map: Mapping[str, str | int] | None
 ) -> dict[str, int]:
-    """Region class name → generator class index: the explicit mapping first, then equal names
+    """Region class name → generator class index: the explicit mapping first (its keys must be region
+    classes, its values any class the generator's lookup accepts), then equal names
     (case-insensitive). Unmapped classes are simply absent from the result."""
-    from histobridge.synthetic import synthesis as syn
-
-    explicit = {str(k).lower(): v for k, v in (class_map or {}).items()}
-    names = [n.lower() for n in syn.class_names(G)]
+    explicit = {str(k).casefold(): v for k, v in (class_map or {}).items()}
+    known = {rc.casefold() for rc in region_classes}
+    unknown = sorted(str(k) for k in (class_map or {}) if str(k).casefold() not in known)
+    if unknown:
+        raise InputError(
+            f"class map names {unknown}, which no region has; region classes: {sorted(region_classes)}"
+        )
+    names = [n.casefold() for n in cond.class_names(G)]
     out: dict[str, int] = {}
     for rc in region_classes:
-        key = rc.lower()
+        key = rc.casefold()
         if key in explicit:
-            out[rc] = syn.resolve_class(G, explicit[key])
+            out[rc] = cond.resolve_class(G, explicit[key])
         elif key in names:
             out[rc] = names.index(key)
     return out
@@ -126,8 +133,6 @@ def plan_group(
     group: TileGroup, G: Generator, mapping: Mapping[str, int], n: int | None, seed: int
 ) -> tuple[list[RegionPlan], dict[int, str], int]:
     """Regions to fill and the seeds they get (consecutive from ``seed``); returns the next seed."""
-    from histobridge.synthetic import synthesis as syn
-
     attrs = group.attrs
     regions_meta = list(attrs.get("regions") or [])
     regions = np.asarray(group.regions[:], dtype=np.int64)
@@ -137,7 +142,7 @@ def plan_group(
         if regions.size
         else np.zeros(len(regions_meta), dtype=np.int64)
     )
-    n_cls = syn.num_classes(G)
+    n_cls = cond.num_classes(G)
     classes = [str(c) for c in attrs.get("classes") or []]
     plans, skipped = [], {}
     for idx, meta in enumerate(regions_meta):
@@ -181,8 +186,6 @@ def _params(
     classifier: TileClassifier | None,
     mapping: Mapping[str, int],
 ) -> dict[str, Any]:
-    from histobridge.synthetic import synthesis as syn
-
     clf = None
     if classifier is not None:
         cfg = classifier.config
@@ -192,7 +195,7 @@ def _params(
             "tile_um": float(cfg.tile_um),
         }
     return {
-        "generator": syn.generator_record(G, gan_um),
+        "generator": cond.generator_record(G, gan_um),
         "class_map": dict(mapping),
         "classifier": clf,
         "plan": [[p.region, p.gen_class, p.swap_class, p.seeds[0], len(p.seeds)] for p in plans],
@@ -242,21 +245,19 @@ def _open_partial(
     for name, arr in records.items():
         sub.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(max(1, n),))
         if n:
-            sub[name][:] = arr
+            sub[name][:] = arr  # type: ignore[index]
     if n_out is not None:
         for name in ("predictions", "swap_predictions"):
             sub.create_array(name, shape=(n, n_out), dtype="float32", chunks=(max(1, n), n_out))
     return sub
 
 
-def _fill(run: _Run, sub: zarr.Group, geometry: tuple[int, float, bool]) -> None:
+def _fill(run: _Run, sub: Any, geometry: tuple[int, float, bool]) -> None:
     """Generate from ``attrs["filled"]`` to the end, recording progress after every batch."""
-    from histobridge.synthetic import synthesis as syn
-
     G, gan_um, batch_size = run.G, run.gan_um, run.batch_size
     px, um, transform = geometry
     seeds = np.asarray(sub["seeds"][:])
-    n, n_cls = len(seeds), syn.num_classes(G)
+    n, n_cls = len(seeds), cond.num_classes(G)
     start = int(sub.attrs.get("filled", 0))
     for i in range(start, n, max(1, batch_size)):
         j = min(n, i + batch_size)
@@ -267,18 +268,12 @@ def _fill(run: _Run, sub: zarr.Group, geometry: tuple[int, float, bool]) -> None
             cls = np.asarray(sub[cls_name][i:j], dtype=np.int64)
             weights = np.zeros((j - i, n_cls))
             weights[np.arange(j - i), cls] = 1.0
-            out = syn.generate(
-                G,
-                seeds[i:j].tolist(),
-                weights,
-                classifier=run.classifier,
-                gan_um=gan_um,
-                batch_size=batch_size,
-            )
-            tiles = syn.crop_then_resize(out.raw, gan_um, um, px) if transform else out.raw
+            raw = cond.render_uint8(G, seeds[i:j], weights, batch_size=batch_size)
+            tiles = crop_then_resize(raw, gan_um, um, px) if transform else raw
             sub[tile_name][i:j] = tiles
-            if out.predictions is not None:
-                sub[pred_name][i:j] = out.predictions.astype(np.float32)
+            if run.classifier is not None:
+                _, predictions = classify_tiles(raw, gan_um, run.classifier, batch_size)
+                sub[pred_name][i:j] = predictions.astype(np.float32)
         sub.attrs["filled"] = j
 
 
@@ -301,13 +296,12 @@ def matched_synthetic(
     """
     import zarr
 
-    from histobridge.synthetic import synthesis as syn
     from histobridge.tiling.store import open_store
 
     store_path = Path(store_path)
     if n is not None and n <= 0:
         raise InputError(f"n must be positive, got {n}")
-    um = syn.gan_tile_um(G, gan_um)
+    um = gan_tile_um(G, gan_um)
     store = open_store(store_path)
     groups = store.groups()
     if not groups:
@@ -319,10 +313,10 @@ def matched_synthetic(
     if not mapping:
         raise InputError(
             f"{store_path}: no region class {region_classes} matches a generator class "
-            f"{list(syn.class_names(G))}; pass a class map (e.g. tumor=class1)"
+            f"{list(cond.class_names(G))}; pass a class map (e.g. tumor=class1)"
         )
     if classifier is not None:  # fail before writing anything when the classifier sees more than the GAN
-        syn.crop_box(int(G.img_resolution), um, float(classifier.config.tile_um))
+        crop_box(int(G.img_resolution), um, float(classifier.config.tile_um))
     root = zarr.open_group(str(store_path), mode="r+", zarr_format=3)
     default_dir = store_path.with_name(store_path.name + ".montages")
     out_dir = Path(montage_dir) if montage_dir is not None else default_dir
@@ -340,7 +334,7 @@ def matched_synthetic(
         per_region = {p.region: len(p.seeds) for p in plans}
         n_tiles = sum(per_region.values())
         results.append(GroupResult(group.entry_id, n_tiles, per_region, skipped, status, montages))
-    return MatchedReport(store_path, tuple(results), {k: syn.class_names(G)[v] for k, v in mapping.items()})
+    return MatchedReport(store_path, tuple(results), {k: cond.class_names(G)[v] for k, v in mapping.items()})
 
 
 def _write_group(
@@ -373,7 +367,7 @@ def write_region_montages(
 
     from histobridge.viz.pictures import montage, save_png
 
-    grp = zarr.open_group(store=img_group.store, path=img_group.path, mode="r")
+    grp: Any = zarr.open_group(store=img_group.store, path=img_group.path, mode="r")
     sub = grp[SUBGROUP]
     real_regions = np.asarray(grp["regions"][:])
     syn_regions = np.asarray(sub["regions"][:])

@@ -30,6 +30,9 @@ import numpy as np
 
 from histobridge._atomic import atomic_open, write_json
 from histobridge.errors import InputError, ModelError
+from histobridge.ranges import parse_floats
+from histobridge.synthetic import conditioning as cond
+from histobridge.synthetic.fov import classify_tiles, crop_box, gan_tile_um
 
 if TYPE_CHECKING:
     from histobridge.models.classifier import TileClassifier
@@ -65,15 +68,15 @@ class SwapThresholds:
             raise InputError(f"thresholds must be finite with low <= mid <= high, got {vals}")
 
     @classmethod
-    def parse(cls, text: str | Sequence[float]) -> SwapThresholds:
-        """From ``"0.25,0.5,0.75"`` or a 3-sequence."""
-        parts = text.split(",") if isinstance(text, str) else list(text)
-        if len(parts) != 3:
-            raise InputError(f"thresholds need three values low,mid,high; got {text!r}")
-        try:
-            low, mid, high = (float(p) for p in parts)
-        except ValueError as err:
-            raise InputError(f"thresholds must be numbers, got {text!r}") from err
+    def parse(cls, text: str | Sequence[float], *, what: str = "--thresholds") -> SwapThresholds:
+        """From ``"0.25,0.5,0.75"`` (the :mod:`histobridge.ranges` float grammar) or a 3-sequence."""
+        if isinstance(text, str):
+            low, mid, high = parse_floats(text, what=what, count=3)
+        else:
+            values = list(text)
+            if len(values) != 3:
+                raise InputError(f"{what}: thresholds need three values low,mid,high; got {values!r}")
+            low, mid, high = (float(v) for v in values)
         return cls(low, mid, high)
 
     def as_tuple(self) -> tuple[float, float, float]:
@@ -115,6 +118,20 @@ class SeedSwap:
         }
 
 
+@dataclass(frozen=True)
+class SwapVerdict:
+    """What :func:`classify_swap` decides for one seed: the category, the end-class probabilities it
+    was read from, the one-vs-rest margins (``None`` for a single-output model) and whether the
+    classifier swapped the other way (start high, end low)."""
+
+    concordance: str
+    pred_start: float
+    pred_end: float
+    margin_start: float | None
+    margin_end: float | None
+    reversed: bool
+
+
 def classify_binary(pred_start: float, pred_end: float, th: SwapThresholds) -> str:
     """The paper's strong / weak / none rule on one monotonic output."""
     if pred_start < th.low and pred_end > th.high:
@@ -139,12 +156,9 @@ def classify_swap(
     thresholds: SwapThresholds = SwapThresholds(),
     *,
     margin: float = 0.1,
-) -> tuple[str, float, float, float | None, float | None, bool]:
-    """Verdict for one seed from the classifier outputs of its start and end images.
-
-    Returns ``(concordance, pred_start, pred_end, margin_start, margin_end, reversed)``; ``idx_*`` are
-    classifier columns. See the module docstring for the multi-class rule.
-    """
+) -> SwapVerdict:
+    """Verdict for one seed from the classifier outputs of its start and end images; ``idx_*`` are
+    classifier columns. See the module docstring for the multi-class rule."""
     p_start = np.asarray(p_start, dtype=np.float64).reshape(-1)
     p_end = np.asarray(p_end, dtype=np.float64).reshape(-1)
     n = p_start.size
@@ -161,7 +175,7 @@ def classify_swap(
         m_start, m_end = one_vs_rest_margin(p_start, idx_start), one_vs_rest_margin(p_end, idx_end)
         if n > 2 and verdict != "none" and (m_start < margin or m_end < margin):
             verdict = "none"
-    return verdict, pred_start, pred_end, m_start, m_end, reverse
+    return SwapVerdict(verdict, pred_start, pred_end, m_start, m_end, reverse)
 
 
 def classifier_column(name: str, gen_index: int, classifier_names: Sequence[str]) -> int:
@@ -213,40 +227,48 @@ def seed_search(
     batch_size: int = 16,
 ) -> SeedSearchResult:
     """Generate every seed under both classes (same z), classify the crop-then-resized images, label."""
-    from histobridge.synthetic import synthesis as syn
-
-    a, b = syn.resolve_class(G, class_start), syn.resolve_class(G, class_end)
+    a, b = cond.resolve_class(G, class_start), cond.resolve_class(G, class_end)
+    names = cond.class_names(G)
     if a == b:
-        raise InputError(f"start and end class are the same ({syn.class_names(G)[a]!r})")
-    names = syn.class_names(G)
-    um = syn.gan_tile_um(G, gan_um)
+        raise InputError(f"start and end class are the same ({names[a]!r})")
+    seeds = cond.check_seeds(seeds)
+    if not seeds:
+        raise InputError("seed search needs at least one seed")
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    um = gan_tile_um(G, gan_um)
+    crop_box(int(G.img_resolution), um, float(classifier.config.tile_um))  # too wide: refuse before work
     clf_names = tuple(classifier.config.class_names)
     col_a = classifier_column(names[a], a, clf_names)
     col_b = classifier_column(names[b], b, clf_names)
-    seeds = [int(s) for s in seeds]
     starts, ends = [], []
-    n_cls = syn.num_classes(G)
-    for i in range(0, len(seeds), max(1, batch_size)):
+    n_cls = cond.num_classes(G)
+    for i in range(0, len(seeds), batch_size):
         chunk = seeds[i : i + batch_size]
         # the start and end images of a chunk share one forward pass (same z, two labels)
         weights = np.concatenate(
-            [syn.class_weights(n_cls, a, len(chunk)), syn.class_weights(n_cls, b, len(chunk))]
+            [cond.class_weights(n_cls, a, len(chunk)), cond.class_weights(n_cls, b, len(chunk))]
         )
-        tiles = syn.generate(
-            G, chunk + chunk, weights, classifier=classifier, gan_um=um, truncation_psi=truncation_psi,
-            batch_size=2 * batch_size,
-        )  # fmt: skip
-        starts.append(tiles.predictions[: len(chunk)])
-        ends.append(tiles.predictions[len(chunk) :])
+        raw = cond.render_uint8(
+            G, chunk + chunk, weights, truncation_psi=truncation_psi, batch_size=2 * batch_size
+        )
+        _, preds = classify_tiles(raw, um, classifier, 2 * batch_size)
+        starts.append(preds[: len(chunk)])
+        ends.append(preds[len(chunk) :])
     n_out = len(clf_names) or 1
     p_start = np.concatenate(starts) if starts else np.zeros((0, n_out))
     p_end = np.concatenate(ends) if ends else np.zeros((0, n_out))
     rows = []
     for seed, ps, pe in zip(seeds, p_start, p_end, strict=True):
-        verdict, s, e, ms, me, rev = classify_swap(ps, pe, col_a, col_b, thresholds, margin=margin)
-        rows.append(SeedSwap(seed, names[a], names[b], s, e, thresholds.as_tuple(), verdict, ms, me, rev))
+        v = classify_swap(ps, pe, col_a, col_b, thresholds, margin=margin)
+        rows.append(
+            SeedSwap(
+                seed, names[a], names[b], v.pred_start, v.pred_end, thresholds.as_tuple(), v.concordance,
+                v.margin_start, v.margin_end, v.reversed,
+            )
+        )  # fmt: skip
     return SeedSearchResult(
-        tuple(rows), p_start, p_end, clf_names, thresholds, margin, syn.generator_record(G, um)
+        tuple(rows), p_start, p_end, clf_names, thresholds, margin, cond.generator_record(G, um)
     )
 
 
@@ -302,12 +324,11 @@ def write_seed_search(
 
 def best_seeds_picture(G: Generator, best: Sequence[SeedSwap]) -> Any:
     """Start-class images above end-class images for the best seeds (full GAN tiles)."""
-    from histobridge.synthetic import synthesis as syn
     from histobridge.viz.pictures import montage
 
     seeds = [r.seed for r in best]
-    start = syn.generate(G, seeds, best[0].class_start).raw
-    end = syn.generate(G, seeds, best[0].class_end).raw
+    start = cond.render_uint8(G, seeds, cond.class_rows(G, best[0].class_start, len(seeds)))
+    end = cond.render_uint8(G, seeds, cond.class_rows(G, best[0].class_end, len(seeds)))
     captions = [
         [f"seed {r.seed}\np={r.pred_start:.2f}" for r in best],
         [f"{r.concordance}\np={r.pred_end:.2f}" for r in best],
@@ -322,6 +343,7 @@ __all__ = [
     "SeedSearchResult",
     "SeedSwap",
     "SwapThresholds",
+    "SwapVerdict",
     "best_seeds_picture",
     "classifier_column",
     "classify_binary",

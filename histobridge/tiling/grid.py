@@ -16,6 +16,11 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
+from histobridge.errors import InputError
+
+MAX_TILE_PX = 8192  # one 8192-px RGB tile is 192 MiB; larger ones cannot be batched, stored or trained on
+PLAN_CHUNK = 1 << 18  # candidate tiles tested at once: planning memory stays ~50 MB at any tile count
+
 
 @dataclass(frozen=True)
 class TileSpec:
@@ -27,12 +32,14 @@ class TileSpec:
     min_coverage: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.tile_px <= 0 or not self.tile_um > 0:
-            raise ValueError(f"tile size must be positive (tile_px={self.tile_px}, tile_um={self.tile_um})")
-        if self.stride_px is not None and self.stride_px <= 0:
-            raise ValueError(f"stride_px must be positive, got {self.stride_px}")
+        if not 0 < self.tile_px <= MAX_TILE_PX:
+            raise InputError(f"tile size must be 1..{MAX_TILE_PX} px, got {self.tile_px}")
+        if not (math.isfinite(self.tile_um) and self.tile_um > 0):
+            raise InputError(f"tile size in µm must be a positive finite number, got {self.tile_um:g}")
+        if self.stride_px is not None and not 0 < self.stride_px <= MAX_TILE_PX:
+            raise InputError(f"stride must be 1..{MAX_TILE_PX} px, got {self.stride_px}")
         if not 0.0 <= self.min_coverage <= 1.0:
-            raise ValueError(f"min_coverage must lie in [0, 1], got {self.min_coverage}")
+            raise InputError(f"min_coverage must lie in [0, 1], got {self.min_coverage}")
 
     @property
     def um_per_px(self) -> float:
@@ -58,12 +65,44 @@ def area_parts(geometry: BaseGeometry | None) -> BaseGeometry:
     return shapely.unary_union(polys) if polys else MultiPolygon()
 
 
+def _axis(lo: float, hi: float, tile: float, stride: float, clip: tuple[float, float] | None) -> np.ndarray:
+    """Origins ``k * stride`` of tiles overlapping (lo, hi) on one axis; whole tiles inside ``clip``."""
+    k0 = math.floor((lo - tile) / stride)
+    if clip is not None:
+        k0 = max(0, k0)
+    k = np.arange(k0, math.floor(hi / stride) + 1)
+    xs = k * stride
+    xs = xs[(xs + tile > lo) & (xs < hi)]
+    if clip is not None:  # whole tiles only: a tile never reaches past the image edge
+        xs = xs[(xs >= clip[0] - 1e-6) & (xs + tile <= clip[1] + 1e-6)]
+    return xs
+
+
+def candidate_count(
+    bounds: tuple[float, float, float, float],
+    tile_l0: float,
+    stride_l0: float,
+    clip: tuple[float, float, float, float] | None = None,
+) -> int:
+    """Number of grid positions over a bounding box (an upper bound on the tiles), without allocating them."""
+    if clip is not None:
+        bounds = (max(bounds[0], clip[0]), max(bounds[1], clip[1]), min(bounds[2], clip[2]),
+                  min(bounds[3], clip[3]))  # fmt: skip
+    w, h = bounds[2] - bounds[0], bounds[3] - bounds[1]
+    if not (w > 0 and h > 0):
+        return 0
+    per_axis = [math.floor((span + tile_l0) / stride_l0) + 1 for span in (w, h)]
+    return int(per_axis[0]) * int(per_axis[1])
+
+
 def grid_for_geometry(
     geometry: BaseGeometry,
     tile_l0: float,
     stride_l0: float | None = None,
     min_coverage: float = 0.5,
     bounds: tuple[float, float, float, float] | None = None,
+    *,
+    max_tiles: int | None = None,
 ) -> np.ndarray:
     """Tiles (N, 4) float64 x, y, w, h whose area inside ``geometry`` is at least ``min_coverage``.
 
@@ -71,12 +110,15 @@ def grid_for_geometry(
     first, so the part of an annotation drawn beyond the image never counts as coverage, and only
     tiles lying wholly inside the bounds are kept (no tile is padded with made-up glass).
     ``min_coverage`` 0 keeps every tile that touches the geometry with a positive area.
+    Candidates are tested a band of rows at a time, so memory follows the tiles kept, and more
+    than ``max_tiles`` grid positions over the geometry's bounding box raise :class:`InputError`
+    before anything is allocated.
     """
-    if not tile_l0 > 0:
-        raise ValueError(f"tile size must be positive, got {tile_l0}")
+    if not (math.isfinite(tile_l0) and tile_l0 > 0):
+        raise InputError(f"tile size must be a positive finite number of pixels, got {tile_l0}")
     stride = tile_l0 if stride_l0 is None else float(stride_l0)
-    if not stride > 0:
-        raise ValueError(f"stride must be positive, got {stride}")
+    if not (math.isfinite(stride) and stride > 0):
+        raise InputError(f"stride must be a positive finite number of pixels, got {stride}")
     geom = area_parts(geometry)
     if bounds is not None and not geom.is_empty:
         geom = geom.intersection(box(*bounds))
@@ -84,27 +126,29 @@ def grid_for_geometry(
     if geom.is_empty or geom.area <= 0:
         return np.zeros((0, 4), np.float64)
     minx, miny, maxx, maxy = geom.bounds
-    kx = np.arange(max(0, math.floor((minx - tile_l0) / stride)), math.floor(maxx / stride) + 1)
-    ky = np.arange(max(0, math.floor((miny - tile_l0) / stride)), math.floor(maxy / stride) + 1)
-    if bounds is None:  # negative coordinates are possible only without slide bounds
-        kx = np.arange(math.floor((minx - tile_l0) / stride), math.floor(maxx / stride) + 1)
-        ky = np.arange(math.floor((miny - tile_l0) / stride), math.floor(maxy / stride) + 1)
-    xs = kx * stride
-    ys = ky * stride
-    xs = xs[(xs + tile_l0 > minx) & (xs < maxx)]
-    ys = ys[(ys + tile_l0 > miny) & (ys < maxy)]
-    if bounds is not None:  # whole tiles only: a tile never reaches past the image edge
-        xs = xs[(xs >= bounds[0] - 1e-6) & (xs + tile_l0 <= bounds[2] + 1e-6)]
-        ys = ys[(ys >= bounds[1] - 1e-6) & (ys + tile_l0 <= bounds[3] + 1e-6)]
-    gx, gy = np.meshgrid(xs, ys)  # row-major: y outer, x inner
-    gx, gy = gx.ravel(), gy.ravel()
-    cover = tile_coverage(geom, gx, gy, tile_l0)
-    keep = cover >= min_coverage - 1e-9 if min_coverage > 0 else cover > 0
-    n = int(keep.sum())
-    out = np.empty((n, 4), np.float64)
-    out[:, 0], out[:, 1] = gx[keep], gy[keep]
-    out[:, 2] = out[:, 3] = tile_l0
-    return out
+    if max_tiles is not None:
+        n = candidate_count((minx, miny, maxx, maxy), tile_l0, stride)
+        if n > max_tiles:
+            raise InputError(
+                f"{n:,} tile positions over a {maxx - minx:.0f} x {maxy - miny:.0f} px region "
+                f"({tile_l0:.4g}-px tiles) exceed the limit of {max_tiles:,}; "
+                "use larger tiles or raise the limit"
+            )
+    xs = _axis(minx, maxx, tile_l0, stride, None if bounds is None else (bounds[0], bounds[2]))
+    ys = _axis(miny, maxy, tile_l0, stride, None if bounds is None else (bounds[1], bounds[3]))
+    rows_per_band = max(1, PLAN_CHUNK // max(1, len(xs)))
+    shapely.prepare(geom)
+    parts = [np.zeros((0, 4), np.float64)]
+    for start in range(0, len(ys), rows_per_band):
+        gx, gy = np.meshgrid(xs, ys[start : start + rows_per_band])  # row-major: y outer, x inner
+        gx, gy = gx.ravel(), gy.ravel()
+        cover = tile_coverage(geom, gx, gy, tile_l0)
+        keep = cover >= min_coverage - 1e-9 if min_coverage > 0 else cover > 0
+        band = np.empty((int(keep.sum()), 4), np.float64)
+        band[:, 0], band[:, 1] = gx[keep], gy[keep]
+        band[:, 2] = band[:, 3] = tile_l0
+        parts.append(band)
+    return np.concatenate(parts)
 
 
 def tile_coverage(geom: BaseGeometry, xs: np.ndarray, ys: np.ndarray, size: float) -> np.ndarray:

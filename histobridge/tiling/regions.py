@@ -10,8 +10,12 @@ from typing import Any
 import numpy as np
 from shapely.geometry.base import BaseGeometry
 
+from histobridge.errors import InputError
+from histobridge.qupath.annotations import Annotation
+from histobridge.qupath.project import ImageEntry, Project
+from histobridge.slides import Slide
 from histobridge.slides.tissue import tissue_geometry
-from histobridge.tiling.grid import area_parts, grid_for_geometry
+from histobridge.tiling.grid import area_parts, candidate_count, grid_for_geometry
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +41,28 @@ class Region:
         }
 
 
-def _class_names(project: Any, annotations: Sequence[Any], classes: Sequence[str] | None) -> list[str]:
+def _class_names(
+    project: Project, annotations: Sequence[Annotation], classes: Sequence[str] | None
+) -> list[str]:
     if classes is not None:
         return list(classes)
-    names = [getattr(c, "name", str(c)) for c in getattr(project, "classes", None) or []]
+    names = [c.name for c in project.classes]
     for a in annotations:
         if a.path_class is not None and a.path_class not in names:
             names.append(a.path_class)
     return names
 
 
+def tiled_annotations(project: Project, entry: ImageEntry) -> list[Annotation]:
+    """The image's objects that get tiled (annotations and TMA cores; detections never)."""
+    found = project.annotations(entry)
+    return [a for a in found.annotations if a.object_type in TILED_TYPES]
+
+
 def collect_regions(
-    project: Any,
-    entry: Any,
-    slide: Any,
+    project: Project,
+    entry: ImageEntry,
+    slide: Slide,
     *,
     classes: Sequence[str] | None = None,
     tissue: bool = False,
@@ -62,11 +74,10 @@ def collect_regions(
     ``tissue`` keeps only the tissue part of each annotation.
     """
     if whole_tissue:
-        geom = tissue_geometry(slide)
+        tissue_all = tissue_geometry(slide)
         names = list(classes) if classes is not None else []
-        return ([Region(geom, None, "tissue", "tissue")] if not geom.is_empty else []), names
-    found = project.annotations(entry)
-    annotations = [a for a in found.annotations if getattr(a, "object_type", "annotation") in TILED_TYPES]
+        return ([Region(tissue_all, None, "tissue", "tissue")] if not tissue_all.is_empty else []), names
+    annotations = tiled_annotations(project, entry)
     if classes is not None:
         wanted = set(classes)
         annotations = [a for a in annotations if a.path_class in wanted]
@@ -79,8 +90,9 @@ def collect_regions(
             continue
         if tissue_geom is not None:
             geom = area_parts(geom.intersection(tissue_geom))
-        rid = getattr(a, "object_id", None) or str(i)
-        regions.append(Region(geom, a.path_class, str(rid), getattr(a, "name", None)))
+            if geom.is_empty:
+                continue
+        regions.append(Region(geom, a.path_class, a.object_id or str(i), a.name))
     return regions, names
 
 
@@ -90,14 +102,34 @@ def grid_regions(
     tile_l0: float,
     stride_l0: float,
     min_coverage: float,
-    slide: Any,
+    slide: Slide,
+    *,
+    max_tiles: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(coords (N, 4), labels int16, region index int32) over all regions, clipped to the slide."""
+    """(coords (N, 4), labels int16, region index int32) over all regions, clipped to the slide.
+
+    More than ``max_tiles`` grid positions over the regions' bounding boxes raise
+    :class:`InputError` before any is allocated (a typo such as ``--tile-um 0.001`` asks for
+    trillions).
+    """
     w, h = slide.dimensions
+    clip = (0.0, 0.0, float(w), float(h))
+    if max_tiles is not None:
+        planned = sum(
+            candidate_count(r.geometry.bounds, tile_l0, stride_l0, clip)
+            for r in regions
+            if not r.geometry.is_empty
+        )
+        if planned > max_tiles:
+            raise InputError(
+                f"{slide.path}: {tile_l0:.4g}-px tiles (stride {stride_l0:.4g} px) would need up to "
+                f"{planned:,} tile positions, over the limit of {max_tiles:,} per image; use larger tiles "
+                "or raise the limit (--max-tiles)"
+            )
     index = {c: i for i, c in enumerate(class_names)}
     parts, labels, idx = [], [], []
     for i, r in enumerate(regions):
-        c = grid_for_geometry(r.geometry, tile_l0, stride_l0, min_coverage, (0.0, 0.0, float(w), float(h)))
+        c = grid_for_geometry(r.geometry, tile_l0, stride_l0, min_coverage, clip)
         parts.append(c)
         labels.append(np.full(len(c), index.get(r.path_class, -1) if r.path_class else -1, np.int16))
         idx.append(np.full(len(c), i, np.int32))

@@ -21,10 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from shapely.geometry import box
 
-from histobridge.errors import HistobridgeError
+from histobridge.errors import HistobridgeError, InputError, StoreError
+from histobridge.qupath.project import ImageEntry, Project
+from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done, no_progress
+from histobridge.slides import Slide
 from histobridge.tiling.grid import TileSpec
-from histobridge.tiling.regions import Region, collect_regions, grid_regions
+from histobridge.tiling.options import TilingOptions
+from histobridge.tiling.regions import Region, collect_regions, grid_regions, tiled_annotations
 from histobridge.tiling.store import GroupWriter, open_store, shard_tiles
 
 log = logging.getLogger(__name__)
@@ -33,32 +38,50 @@ CELL_TILES = 8  # tiles per side of the spatial cell a batch is read from (8 x 8
 
 
 @dataclass(frozen=True)
-class ImageTiling:
-    """What happened to one image entry."""
+class TiledImage:
+    """One requested image: its :class:`ImageOutcome` plus how it was tiled (pixel size, time, notes)."""
 
-    entry_id: str
-    name: str
-    status: str  # "written", "up-to-date", "skipped" or "failed"
-    tiles: int = 0
-    reason: str | None = None
+    outcome: ImageOutcome
+    mpp: float | None = None
+    mpp_source: str | None = None
     seconds: float = 0.0
+    up_to_date: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class TilingReport:
-    """Per-image outcomes of one :func:`tile_project` run."""
+    """Per-image outcomes of one :func:`tile_project` run (``ok`` only when every image was done)."""
 
     store_path: Path
-    images: tuple[ImageTiling, ...] = field(default_factory=tuple)
+    details: tuple[TiledImage, ...] = field(default_factory=tuple)
     seconds: float = 0.0
 
     @property
-    def tiles(self) -> int:
-        return sum(i.tiles for i in self.images if i.status == "written")
+    def images(self) -> tuple[ImageOutcome, ...]:
+        return tuple(d.outcome for d in self.details)
 
     @property
-    def failed(self) -> tuple[ImageTiling, ...]:
-        return tuple(i for i in self.images if i.status == "failed")
+    def tiles(self) -> int:
+        """Tiles written by this run (images found up to date add nothing)."""
+        return sum(d.outcome.count for d in self.details if d.outcome.ok and not d.up_to_date)
+
+    @property
+    def failed(self) -> tuple[ImageOutcome, ...]:
+        return tuple(o for o in self.images if o.status == "failed")
+
+    @property
+    def not_done(self) -> tuple[ImageOutcome, ...]:
+        """Images skipped or failed: requested work that did not happen."""
+        return tuple(o for o in self.images if not o.ok)
+
+    @property
+    def ok(self) -> bool:
+        return all_done(self.images)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(w for d in self.details for w in d.warnings)
 
 
 def slide_fingerprint(path: Path) -> tuple[str, int]:
@@ -84,7 +107,7 @@ def spatial_order(coords: np.ndarray, region_idx: np.ndarray, stride: float) -> 
 
 
 def read_batch(
-    slide: Any, coords: np.ndarray, tile_px: int, stride: float, out: np.ndarray | None = None
+    slide: Slide, coords: np.ndarray, tile_px: int, stride: float, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Read tiles of one batch, one decoded block per spatial cell the batch touches."""
     if out is None:
@@ -114,15 +137,19 @@ def _buffer(n: int, tile_px: int) -> np.ndarray:
     return buf[:n]
 
 
+class _Skip(Exception):
+    """An image with nothing to tile, and why (reported as ``skipped``)."""
+
+
 @dataclass
 class _Job:
-    entry: Any
+    project: Project
+    entry: ImageEntry
     spec: TileSpec
+    options: TilingOptions
     store_path: Path
-    options: dict[str, Any]
     pool: ThreadPoolExecutor
-    workers: int
-    on_tiles: Callable[[int], None]
+    on_tiles: Callable[[int, int], None]  # (tiles done in this image, tiles planned)
 
 
 def _matches(store_path: Path, name: str, params: dict[str, Any], slide_sha: str) -> bool:
@@ -135,7 +162,8 @@ def _matches(store_path: Path, name: str, params: dict[str, Any], slide_sha: str
     attrs = group.attrs
     return (
         bool(attrs.get("complete")) and attrs.get("params") == params and attrs.get("slide_sha") == slide_sha
-    )
+        and len(group) > 0
+    )  # fmt: skip
 
 
 def _regions_sha(regions: Sequence[Region]) -> str:
@@ -146,68 +174,174 @@ def _regions_sha(regions: Sequence[Region]) -> str:
     return digest.hexdigest()
 
 
-def _tile_image(job: _Job) -> ImageTiling:
-    entry, opts = job.entry, job.options
-    name, entry_id = str(getattr(entry, "name", entry.entry_id)), str(entry.entry_id)
+def _open(job: _Job) -> Slide:
+    opts = job.options
+    return job.entry.open_slide(mpp=opts.mpp_override, fill_mpp=opts.mpp)
+
+
+def _calibration_notes(job: _Job, slide: Slide, tile_l0: float) -> list[str]:
+    """Warnings about the pixel size: an override that replaced a known value, heavy upsampling."""
+    label, notes = _label(job.entry), []
+    own = job.entry.mpp_override if job.entry.mpp_override is not None else slide.recorded_mpp
+    if job.options.mpp_override is not None and own is not None and own != slide.mpp:
+        where = "project" if job.entry.mpp_override is not None else "slide"
+        notes.append(f"{label}: pixel size {own:.4g} µm/px ({where}) overridden with {slide.mpp:.4g}")
+    upsample = job.spec.tile_px / tile_l0
+    if upsample > job.options.max_upsample:
+        notes.append(
+            f"{label}: tiles are upsampled {upsample:.3g}x ({job.spec.tile_px} px over "
+            f"{job.spec.tile_um:g} µm at {slide.mpp:.4g} µm/px is {tile_l0:.4g} slide px each); "
+            "they hold no detail the slide lacks"
+        )
+    return notes
+
+
+def _label(entry: ImageEntry) -> str:
+    return f"image {entry.entry_id} ({entry.name!r})"
+
+
+def _regions_or_skip(job: _Job, slide: Slide) -> tuple[list[Region], list[str]]:
+    opts = job.options
+    classes = list(opts.classes) if opts.classes else None
+    regions, class_names = collect_regions(
+        job.project, job.entry, slide, classes=classes, tissue=opts.tissue, whole_tissue=opts.whole_tissue
+    )
+    w, h = slide.dimensions
+    inside = [r for r in regions if r.geometry.intersects(box(0, 0, w, h))]
+    if inside:
+        return inside, class_names
+    if opts.whole_tissue:
+        raise _Skip("no tissue detected")
+    if regions:
+        raise _Skip(f"the annotations lie outside the image ({w} x {h} px)")
+    if opts.tissue and tiled_annotations(job.project, job.entry):
+        raise _Skip("no tissue inside the annotations")
+    if classes:
+        raise _Skip(f"no annotations of class {', '.join(classes)}")
+    raise _Skip("no annotations (tile the tissue instead with whole-tissue mode)")
+
+
+def _no_tile_reason(job: _Job, regions: Sequence[Region], tile_l0: float) -> str:
+    largest = max(regions, key=lambda r: r.geometry.area)
+    x0, y0, x1, y1 = largest.geometry.bounds
+    return (
+        f"no {tile_l0:.4g}-px tile ({job.spec.tile_um:g} µm) is {job.spec.min_coverage:.0%} inside the "
+        f"annotations (the largest spans {x1 - x0:.0f} x {y1 - y0:.0f} px); use smaller tiles or a lower "
+        "minimum coverage"
+    )
+
+
+def _tile_image(job: _Job) -> TiledImage:
+    entry = job.entry
+    name, entry_id = entry.name, entry.entry_id
     t0 = time.perf_counter()
-    if not getattr(entry, "found", True) or getattr(entry, "path", None) is None:
-        reason = getattr(entry, "problem", None) or "slide file not found"
-        return ImageTiling(entry_id, name, "skipped", reason=reason)
-    with entry.open_slide(mpp=opts["mpp"]) as slide:
-        regions, class_names = collect_regions(
-            opts["project"], entry, slide, classes=opts["classes"],
-            tissue=opts["tissue"], whole_tissue=opts["whole_tissue"],
-        )  # fmt: skip
-        if not regions:
-            hint = "" if opts["whole_tissue"] else " (use whole-tissue mode to tile tissue)"
-            return ImageTiling(entry_id, name, "skipped", reason="no annotations" + hint,
-                               seconds=time.perf_counter() - t0)  # fmt: skip
+    if not entry.found or entry.path is None:
+        reason = entry.problem or "slide file not found"
+        return TiledImage(ImageOutcome(entry_id, name, "skipped", reason=reason))
+    with _open(job) as slide:
+        mpp, source = slide.mpp, slide.mpp_source
+        tile_l0, stride_l0 = job.spec.level0(mpp)
+        notes = tuple(_calibration_notes(job, slide, tile_l0))
+
+        def record(outcome: ImageOutcome, up_to_date: bool = False) -> TiledImage:
+            return TiledImage(outcome, mpp, source, time.perf_counter() - t0, up_to_date, notes)
+
+        try:
+            regions, class_names = _regions_or_skip(job, slide)
+        except _Skip as why:
+            return record(ImageOutcome(entry_id, name, "skipped", reason=str(why)))
         params = _params(job, slide, regions, class_names)
         slide_sha, slide_size = slide_fingerprint(Path(slide.path))
-        if _matches(job.store_path, entry_id, params, slide_sha):
-            return ImageTiling(entry_id, name, "up-to-date", tiles=_count(job.store_path, entry_id))
-        tile_l0, stride_l0 = job.spec.level0(slide.mpp)
+        if _matches(job.store_path, str(entry_id), params, slide_sha):
+            count = _count(job.store_path, str(entry_id))
+            return record(ImageOutcome(entry_id, name, "done", count, "up to date"), up_to_date=True)
         coords, labels, region_idx = grid_regions(
-            regions, class_names, tile_l0, stride_l0, job.spec.min_coverage, slide
+            regions,
+            class_names,
+            tile_l0,
+            stride_l0,
+            job.spec.min_coverage,
+            slide,
+            max_tiles=job.options.max_tiles,
         )
+        if len(coords) == 0:  # the store keeps whatever it held: a run that made nothing replaces nothing
+            return record(
+                ImageOutcome(entry_id, name, "skipped", reason=_no_tile_reason(job, regions, tile_l0))
+            )
         order = spatial_order(coords, region_idx, stride_l0)
         coords, labels, region_idx = coords[order], labels[order], region_idx[order]
         attrs = {
-            "slide_path": str(slide.path), "entry_id": entry_id, "entry_name": name, "mpp": slide.mpp,
-            "tile_px": job.spec.tile_px, "tile_um": job.spec.tile_um, "classes": class_names,
-            "histobridge_version": _version(), "params": params, "backend": slide.backend,
-            "regions": [r.record() for r in regions], "slide_sha": slide_sha, "slide_size": slide_size,
-            "tile_l0_px": tile_l0, "stride_l0_px": stride_l0,
+            "slide_path": str(slide.path), "entry_id": str(entry_id), "entry_name": name, "mpp": mpp,
+            "mpp_source": source, "tile_px": job.spec.tile_px, "tile_um": job.spec.tile_um,
+            "classes": class_names, "histobridge_version": _version(), "params": params,
+            "backend": slide.backend, "regions": [r.record() for r in regions], "slide_sha": slide_sha,
+            "slide_size": slide_size, "tile_l0_px": tile_l0, "stride_l0_px": stride_l0,
             "level": slide.best_level(tile_l0 / job.spec.tile_px),
         }  # fmt: skip
-        writer = GroupWriter(job.store_path, entry_id, len(coords), job.spec.tile_px, attrs)
-        try:
-            writer.write_meta(coords, labels, region_idx)
-            _write_tiles(job, slide, writer, coords, stride_l0)
-            writer.finish()
-        except HistobridgeError:
-            writer.abort()  # a clean failure (unreadable tiles...): leave nothing behind
-            raise
-        except BaseException:
-            log.warning("tiling of %s (%s) interrupted; its partial group will be redone", name, slide.path)
-            raise
-    return ImageTiling(entry_id, name, "written", tiles=len(coords), seconds=time.perf_counter() - t0)
+        _write_group(job, slide, attrs, coords, labels, region_idx, stride_l0)
+    return record(ImageOutcome(entry_id, name, "done", len(coords)))
 
 
-def _params(job: _Job, slide: Any, regions: Sequence[Region], class_names: list[str]) -> dict[str, Any]:
+def _write_group(
+    job: _Job, slide: Slide, attrs: dict[str, Any], coords: np.ndarray, labels: np.ndarray,
+    region_idx: np.ndarray, stride_l0: float,
+) -> None:  # fmt: skip
+    """Write one image's group; a write the file system refuses becomes one :class:`StoreError`."""
+    try:
+        writer = GroupWriter(job.store_path, str(job.entry.entry_id), len(coords), job.spec.tile_px, attrs)
+    except HistobridgeError:
+        raise
+    except OSError as err:
+        raise _store_error(job.store_path, err) from err
+    try:
+        writer.write_meta(coords, labels, region_idx)
+        _write_tiles(job, slide, writer, coords, stride_l0)
+        writer.finish()
+    except HistobridgeError:
+        _abort(writer)  # a clean failure (unreadable tiles...): leave nothing behind
+        raise
+    except OSError as err:
+        _abort(writer)
+        raise _store_error(job.store_path, err) from err
+    except BaseException:
+        log.warning(
+            "tiling of %s (%s) interrupted; its partial group will be redone", job.entry.name, slide.path
+        )
+        raise
+
+
+def _abort(writer: GroupWriter) -> None:
+    try:
+        writer.abort()
+    except OSError as err:  # the store refuses even deletion (read-only): the rerun will replace it
+        log.debug("cannot remove %s/%s.partial: %s", writer.store_path, writer.name, err)
+
+
+class _StoreWriteError(StoreError):
+    """The file system refused a write to the store: every later image would fail the same way."""
+
+
+def _store_error(store: Path, err: OSError) -> StoreError:
+    what = err.strerror or str(err)
+    where = f" ({err.filename})" if err.filename else ""
+    return _StoreWriteError(f"{store}: cannot write the tile store: {what}{where}")
+
+
+def _params(job: _Job, slide: Slide, regions: Sequence[Region], class_names: list[str]) -> dict[str, Any]:
     """Everything that decides a group's content: a rerun with equal params can skip the image."""
     spec, opts = job.spec, job.options
     return {
         "tile_px": spec.tile_px, "tile_um": spec.tile_um, "stride_px": spec.stride_px,
-        "min_coverage": spec.min_coverage, "tissue": opts["tissue"], "whole_tissue": opts["whole_tissue"],
+        "min_coverage": spec.min_coverage, "tissue": opts.tissue, "whole_tissue": opts.whole_tissue,
         "classes": class_names, "mpp": slide.mpp, "offset": list(slide.offset),
         "dimensions": list(slide.dimensions), "regions_sha": _regions_sha(regions),
     }  # fmt: skip
 
 
-def _write_tiles(job: _Job, slide: Any, writer: GroupWriter, coords: np.ndarray, stride: float) -> None:
+def _write_tiles(job: _Job, slide: Slide, writer: GroupWriter, coords: np.ndarray, stride: float) -> None:
     """Read and write shard-sized batches on the shared pool, at most two per worker in flight."""
     tile_px = job.spec.tile_px
+    done = 0
 
     def unit(start: int) -> int:
         stop = min(start + writer.shard, len(coords))
@@ -215,18 +349,23 @@ def _write_tiles(job: _Job, slide: Any, writer: GroupWriter, coords: np.ndarray,
         writer.write_tiles(start, batch)
         return stop - start
 
+    def finished(futures: set[Future[int]]) -> None:
+        nonlocal done
+        for f in futures:
+            done += f.result()
+        job.on_tiles(done, len(coords))
+
+    job.on_tiles(0, len(coords))
     pending: set[Future[int]] = set()
     try:
         for start in range(0, len(coords), writer.shard):
-            if len(pending) >= 2 * job.workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    job.on_tiles(f.result())
+            if len(pending) >= 2 * job.options.workers:
+                ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+                finished(ready)
             pending.add(job.pool.submit(unit, start))
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                job.on_tiles(f.result())
+            ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished(ready)
     finally:  # on failure: stop queued batches and let running ones end before the caller cleans up
         for f in pending:
             f.cancel()
@@ -243,100 +382,102 @@ def _version() -> str:
     return __version__
 
 
-def _select(entries: Sequence[Any], images: Iterable[str | int] | None) -> list[Any]:
+def _select(entries: Sequence[ImageEntry], images: Iterable[str | int] | None) -> list[ImageEntry]:
     if images is None:
         return list(entries)
-    wanted = {str(i) for i in images}
-    chosen = [e for e in entries if str(e.entry_id) in wanted or str(e.name) in wanted]
-    known = {str(e.entry_id) for e in chosen} | {str(e.name) for e in chosen}
-    missing = sorted(wanted - known)
+    wanted = [str(i) for i in images]
+    chosen = [e for e in entries if str(e.entry_id) in wanted or e.name in wanted]
+    known = {str(e.entry_id) for e in chosen} | {e.name for e in chosen}
+    missing = [w for w in dict.fromkeys(wanted) if w not in known]
     if missing:
-        from histobridge.errors import InputError
-
-        raise InputError(f"no image entry with id or name {', '.join(missing)} in the project")
+        listing = ", ".join(f"{e.entry_id} ({e.name})" for e in entries[:30])
+        listing += ", …" if len(entries) > 30 else ""
+        raise InputError(
+            f"no image with id or name {', '.join(repr(m) for m in missing)} in the project; "
+            f"its images are: {listing or 'none'}"
+        )
     return chosen
 
 
-class _Progress:
-    """A rich progress bar over images and tiles, or nothing."""
-
-    def __init__(self, enabled: bool, n_images: int) -> None:
-        self._lock = threading.Lock()
-        self._bar: Any = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=False,
-        )  # fmt: skip
-        self._images = self._bar.add_task("images", total=n_images)
-        self._tiles = self._bar.add_task("tiles", total=None)
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def tiles(self, n: int) -> None:
-        if self._bar is not None:
-            with self._lock:
-                self._bar.advance(self._tiles, n)
-
-    def image(self) -> None:
-        if self._bar is not None:
-            with self._lock:
-                self._bar.advance(self._images, 1)
+def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str]) -> None:
+    """Raise :class:`InputError` naming the classes that exist when a requested one does not (a typo)."""
+    known = list(dict.fromkeys(project.class_names()))
+    if all(c in known for c in classes):
+        return
+    for entry in entries:  # classes used in annotations but missing from classes.json count too
+        try:
+            found = tiled_annotations(project, entry)
+        except HistobridgeError:
+            continue
+        known += [a.path_class for a in found if a.path_class is not None and a.path_class not in known]
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        raise InputError(
+            f"no class {', '.join(repr(c) for c in unknown)} in the project; "
+            f"its classes are: {', '.join(known) or 'none'}"
+        )
 
 
 def tile_project(
-    project: Any,
+    project: Project,
     store_path: str | os.PathLike[str],
     spec: TileSpec,
+    options: TilingOptions | None = None,
     *,
     images: Iterable[str | int] | None = None,
-    classes: Sequence[str] | None = None,
-    tissue: bool = False,
-    whole_tissue: bool = False,
-    workers: int = 2,
-    mpp: float | None = None,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> TilingReport:
     """Tile the project's annotated regions (or tissue) of each image into the Zarr store.
 
     One image's failure (missing slide, unknown pixel size, unreadable tiles) is reported in the
-    returned :class:`TilingReport` and does not stop the others.
+    returned :class:`TilingReport` and does not stop the others; a store the file system refuses
+    to write stops the run with one :class:`StoreError`. ``progress`` receives ``"images"`` and
+    ``"tiles"`` events, one call at a time (the tiler serialises them across its threads).
     """
+    opts = options or TilingOptions()
     store = Path(store_path)
-    store.mkdir(parents=True, exist_ok=True)
     entries = _select(project.images, images)
-    workers = max(1, int(workers))
-    opts = {"project": project, "classes": list(classes) if classes else None, "tissue": tissue,
-            "whole_tissue": whole_tissue, "mpp": mpp}  # fmt: skip
+    if opts.classes:
+        check_classes(project, entries, opts.classes)
+    report = _serialised(progress or no_progress)
     t0 = time.perf_counter()
-    results: dict[int, ImageTiling] = {}
-    with _Progress(progress, len(entries)) as bar, ThreadPoolExecutor(workers, "hb-tiles") as pool:
+    report(ProgressEvent("images", 0, len(entries)))
+    results: dict[int, TiledImage] = {}
+    workers = opts.workers
+    with ThreadPoolExecutor(workers, "hb-tiles") as pool:
 
-        def run(i: int, entry: Any) -> None:
-            job = _Job(entry, spec, store, opts, pool, workers, bar.tiles)
+        def run(i: int, entry: ImageEntry) -> None:
+            def on_tiles(done: int, total: int) -> None:
+                report(ProgressEvent("tiles", done, total, item=entry.name))
+
             t = time.perf_counter()
             try:
-                results[i] = _tile_image(job)
+                results[i] = _tile_image(_Job(project, entry, spec, opts, store, pool, on_tiles))
+            except _StoreWriteError:
+                raise
             except HistobridgeError as err:
-                log.warning("image %s failed: %s", getattr(entry, "name", entry.entry_id), err)
-                results[i] = ImageTiling(str(entry.entry_id), str(entry.name), "failed", reason=str(err),
-                                         seconds=time.perf_counter() - t)  # fmt: skip
-            bar.image()
+                outcome = ImageOutcome(entry.entry_id, entry.name, "failed", reason=str(err))
+                results[i] = TiledImage(outcome, seconds=time.perf_counter() - t)
+            out = results[i].outcome
+            report(ProgressEvent("images", len(results), len(entries), item=entry.name, message=out.status))
 
         with ThreadPoolExecutor(min(workers, max(1, len(entries))), "hb-images") as outer:
             futures = [outer.submit(run, i, e) for i, e in enumerate(entries)]
-            for f in futures:
-                f.result()
-    report = tuple(results[i] for i in range(len(entries)))
-    return TilingReport(store, report, time.perf_counter() - t0)
+            try:
+                for f in futures:
+                    f.result()
+            finally:
+                for f in futures:
+                    f.cancel()
+    details = tuple(results[i] for i in range(len(entries)))
+    return TilingReport(store, details, time.perf_counter() - t0)
+
+
+def _serialised(callback: ProgressCallback) -> ProgressCallback:
+    lock = threading.Lock()
+
+    def call(event: ProgressEvent) -> None:
+        with lock:
+            callback(event)
+
+    return call

@@ -7,12 +7,14 @@ never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
+import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -66,6 +68,18 @@ def write_json(target: str | os.PathLike[str], obj: Any, *, indent: int | None =
     with atomic_open(target, "w") as fh:
         json.dump(obj, fh, indent=indent, allow_nan=False)
         fh.write("\n")
+
+
+def write_csv(
+    target: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[object]]
+) -> None:
+    """Write a CSV table atomically: one header row, then ``rows`` (``\\n`` line ends, UTF-8)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    with atomic_open(target, "w", newline="") as fh:
+        fh.write(buf.getvalue())
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

@@ -36,11 +36,11 @@ def test_second_heatmap_run_on_a_project_refuses_while_one_writes(tmp_path, monk
     running = FileLock(layout.histobridge_dir(project) / ".predictions.lock", "first run").acquire(0)
     try:
         with pytest.raises(ProjectError) as info:
-            run_heatmap(project, model, tmp_path / "out", progress=False)
+            run_heatmap(project, model, tmp_path / "out")
         msg = str(info.value)
         assert f"pid {os.getpid()}" in msg and str(project) in msg and "waited 0.2 s" in msg
         assert not layout.predictions_path(project, 1).exists()  # the refused run wrote nothing
     finally:
         running.release()
-    report = run_heatmap(project, model, tmp_path / "out", progress=False)  # free again: it runs
-    assert report.images and layout.predictions_path(project, 1).exists()
+    report = run_heatmap(project, model, tmp_path / "out")  # free again: it runs
+    assert report.results and layout.predictions_path(project, 1).exists()

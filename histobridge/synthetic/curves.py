@@ -87,14 +87,14 @@ def interpolation_curve(
     gan_um: float | None = None,
 ) -> InterpolationCurve:
     """Blend every seed of each group and normalise the end class's output along the blend."""
-    from histobridge.synthetic import synthesis as syn
+    from histobridge.synthetic import conditioning as cond
     from histobridge.synthetic.blending import class_blend
     from histobridge.synthetic.seeds import classifier_column
 
     if steps < 2:
         raise InputError(f"an interpolation curve needs at least 2 steps, got {steps}")
-    names = syn.class_names(G)
-    a, b = syn.resolve_class(G, class_from), syn.resolve_class(G, class_to)
+    names = cond.class_names(G)
+    a, b = cond.resolve_class(G, class_from), cond.resolve_class(G, class_to)
     col = classifier_column(names[b], b, tuple(classifier.config.class_names))
     groups = []
     ts = np.linspace(0.0, 1.0, steps)

@@ -81,7 +81,7 @@ def nearest_real(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
 
 
 def _predict(classifier: TileClassifier, raw: np.ndarray, gan_um: float) -> np.ndarray:
-    from histobridge.synthetic.synthesis import classifier_view
+    from histobridge.synthetic.fov import classifier_view
 
     if len(raw) == 0:
         return np.zeros((0, len(classifier.config.class_names)))
@@ -106,11 +106,16 @@ def real_tiles(
     Returns (tiles, class per tile, source per tile); tiles are kept in ``work_dir/real.zarr`` so a
     rerun reuses them.
     """
-    from histobridge.tiling import TileSpec, open_store, tile_project
+    from histobridge.tiling import TileSpec, TilingOptions, open_store, tile_project
 
+    known = {c.name for c in project.classes}
+    wanted = tuple(c for c in classes if c in known) or None  # unlisted classes still come from annotations
     store = work_dir / "real.zarr"
     tile_project(
-        project, store, TileSpec(tile_px=tile_px, tile_um=tile_um), classes=list(classes), workers=workers
+        project,
+        store,
+        TileSpec(tile_px=tile_px, tile_um=tile_um),
+        TilingOptions(classes=wanted, workers=workers),
     )
     images: list[np.ndarray] = []
     labels: list[str] = []
@@ -148,14 +153,16 @@ def collect_items(
     Synthetic seeds run consecutively from ``seed0`` (class by class), swapped pairs use the seeds
     after them, so the pool is reproducible from its arguments.
     """
+    from histobridge.synthetic import conditioning as cond
     from histobridge.synthetic import synthesis as syn
+    from histobridge.synthetic.fov import gan_tile_um
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    gen_classes = syn.class_names(G)
+    gen_classes = cond.class_names(G)
     if len(gen_classes) < 2:
         raise InputError("teaching needs a class-conditional generator with at least two classes")
-    um = syn.gan_tile_um(G, gan_um)
+    um = gan_tile_um(G, gan_um)
     px = int(G.img_resolution)
     clf_names = tuple(classifier.config.class_names)
     raw_real, real_cls, real_src = real_tiles(project, work, gen_classes, px, um, workers=workers)

@@ -9,7 +9,7 @@ import pytest
 from histobridge import _locks
 from histobridge._locks import FileLock
 from histobridge.errors import ProjectError
-from histobridge.heatmap.pipeline import run_heatmap
+from histobridge.heatmap.pipeline import predictions_lock, run_heatmap
 from histobridge.models.classifier import load_classifier
 from histobridge.qupath import layout
 from tests._heatmap_helpers import (
@@ -33,7 +33,7 @@ def test_second_heatmap_run_on_a_project_refuses_while_one_writes(tmp_path, monk
     )
     model = load_classifier(save_model(tmp_path, ColourNet((4.0, 0.0, 4.0)), config_dict()))
     monkeypatch.setattr(_locks, "DEFAULT_WAIT_S", 0.2)
-    running = FileLock(layout.histobridge_dir(project) / ".predictions.lock", "first run").acquire(0)
+    running = FileLock(predictions_lock(project, 1), "first run").acquire(0)
     try:
         with pytest.raises(ProjectError) as info:
             run_heatmap(project, model, tmp_path / "out")

@@ -507,6 +507,13 @@ def _guarded_entry(
         return ImageOutcome(entry.entry_id, entry.name, "failed", reason=f"{type(err).__name__}: {err}"), None
 
 
+def predictions_lock(folder: Path, entry_id: int | str) -> Path:
+    """The lock file held while one image's predictions are written."""
+    from histobridge.qupath import layout
+
+    return layout.histobridge_dir(folder) / f".predictions-{safe_name(str(entry_id))}.lock"
+
+
 def run_heatmap(
     project: Project | str | os.PathLike[str],
     classifier: TileClassifier | str | os.PathLike[str],
@@ -525,7 +532,6 @@ def run_heatmap(
     reading it) is recorded in its outcome and never stops the others; check :attr:`HeatmapReport.ok`.
     """
     from histobridge._locks import hold
-    from histobridge.qupath import layout
     from histobridge.qupath.project import Project
 
     opts = options or HeatmapOptions()
@@ -545,17 +551,20 @@ def run_heatmap(
     out = Path(out_dir)
     outcomes: list[ImageOutcome] = []
     results: list[ImageHeatmapResult] = []
-    lock = layout.histobridge_dir(proj.folder) / ".predictions.lock"  # a second run refuses, naming this one
-    with hold(lock, f"heatmap predictions of project {proj.folder}", error=ProjectError):
-        for i, entry in enumerate(entries):
-            if progress is not None:
-                progress(ProgressEvent("images", i, len(entries)))
+    for i, entry in enumerate(entries):
+        if progress is not None:
+            progress(ProgressEvent("images", i, len(entries)))
+        # one lock per image: a second run on the same image refuses, naming this one; runs on other
+        # images of the project (a batch's parallel tasks) go ahead
+        lock = predictions_lock(proj.folder, entry.entry_id)
+        what = f"heatmap predictions of image {entry.entry_id} of project {proj.folder}"
+        with hold(lock, what, error=ProjectError):
             outcome, result = _guarded_entry(proj, entry, clf, out, opts, progress)
-            if not outcome.ok:
-                log.info("image %s %s: %s", entry.name, outcome.status, outcome.reason)
-            outcomes.append(outcome)
-            if result is not None:
-                results.append(result)
+        if not outcome.ok:
+            log.info("image %s %s: %s", entry.name, outcome.status, outcome.reason)
+        outcomes.append(outcome)
+        if result is not None:
+            results.append(result)
     if progress is not None:
         progress(ProgressEvent("images", len(entries), len(entries)))
     return HeatmapReport(

@@ -243,11 +243,14 @@ def matched_synthetic(
     gan_um: float | None = None,
     montage_dir: str | os.PathLike[str] | None = None,
     batch_size: int = 16,
+    images: Sequence[str | int] | None = None,
 ) -> MatchedReport:
     """Fill every complete image group's ``synthetic`` sub-group and write one montage per region.
 
     Seeds run consecutively from ``seed0`` over groups (store order) and regions, so every region
     gets its own seeds and a rerun with the same arguments reproduces (or resumes) the same tiles.
+    ``images`` (entry ids) fills only those groups, with the seeds a run over all groups gives them,
+    so one image at a time writes what the whole-store run writes.
     """
     from histobridge.tiling.store import open_store
 
@@ -274,8 +277,11 @@ def matched_synthetic(
     out_dir = Path(montage_dir) if montage_dir is not None else default_dir
     run = _Run(G, um, classifier, batch_size)
     results, seed = [], int(seed0)
+    wanted = None if images is None else {str(i) for i in images}
     for group in groups:
         plans, skipped, seed = plan_group(group, G, mapping, n, seed)
+        if wanted is not None and str(group.entry_id) not in wanted:
+            continue
         if not plans:
             results.append(GroupResult(group.entry_id, 0, {}, skipped, "no-regions"))
             continue

@@ -73,15 +73,19 @@ def cohort(tmp: Path, n_good: int = 3, sample: Path | None = None) -> list[tuple
     return out
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def make_models(tmp: Path) -> tuple[Path, Path]:
+    """A heatmap classifier (colour means) and a tiny two-class generator (16 px over 64 µm), saved."""
     from histobridge.models.gan_format import save_generator
 
-    tmp = tmp_path_factory.mktemp("models")
     G = tiny_generator(c_dim=2, res=16, tile_um=64.0, names=("Red", "Blue"))
     gen = save_generator(G, tmp / "gen.safetensors")
     model = save_model(tmp, ColourNet((4.0, 0.0, 4.0)), config_dict(patch=16, spacing=4.0))
     return model, gen
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_models(tmp_path_factory.mktemp("models"))
 
 
 def settings_for(out: Path, models: tuple[Path, Path], steps: str = "tile,heatmap,synth") -> BatchSettings:
@@ -194,6 +198,11 @@ def test_settings_refuse_what_a_step_cannot_do(tmp_path) -> None:
         BatchSettings(steps=("tiles",), out=tmp_path)
     with pytest.raises(InputError, match="needs step tile"):
         BatchSettings(steps=("synth",), out=tmp_path, generator=tmp_path / "g.pkl")
+    with pytest.raises(InputError, match="paquo"):
+        from histobridge.heatmap.pipeline import HeatmapOptions
+
+        paquo = HeatmapOptions(write_back="paquo")
+        BatchSettings(steps=("heatmap",), out=tmp_path, model=tmp_path, heatmap=paquo)
     with pytest.raises(InputError, match="both"):
         BatchSettings(steps=("tile",), out=tmp_path, tile_px=16)
 
@@ -223,3 +232,26 @@ def test_heatmap_lock_is_per_image(tmp_path) -> None:
         held.release()
     assert report.ok
 
+
+
+def test_cli_batch_reports_the_bad_image_and_exits_non_zero(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from histobridge.cli import app
+
+    proj = build_project(tmp_path / "proj", cohort(tmp_path, 2))
+    other = build_project(tmp_path / "other" / "proj", cohort(tmp_path, 1)[:1])  # a second project
+    out = tmp_path / "out"
+    args = ["batch", str(proj), str(other), "--steps", "tile", "--tile-px", "16", "--tile-um", "64",
+            "--out", str(out),
+            "--workers", "1", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "3 of 4 image-steps done" in result.stdout
+    assert "failed:" in result.stderr and "proj/broken.tif" in result.stderr and "tile" in result.stderr
+    saved = json.loads((out / REPORT_NAME).read_text())
+    assert [(s["project"], s["status"]) for s in saved["steps"]] == [
+        ("proj", "done"), ("proj", "done"), ("proj", "failed"), ("proj-2", "done")
+    ]
+    assert sorted(p.name for p in (out / "proj" / "tiles.zarr").iterdir() if p.is_dir()) == ["1", "2"]
+    assert sorted(p.name for p in (out / "proj-2" / "tiles.zarr").iterdir() if p.is_dir()) == ["1"]

@@ -61,6 +61,8 @@ class BatchSettings:
             raise InputError("step tile needs --tile-px and --tile-um, or --generator to take them from")
         if self.tile_px is not None and (self.tile_px < 1 or not (self.tile_um or 0) > 0):
             raise InputError(f"tile size must be positive, got {self.tile_px} px over {self.tile_um} µm")
+        if self.heatmap.write_back == "paquo":
+            raise InputError("a batch writes predictions back as GeoJSON; paquo edits the one project file")
         if self.n is not None and self.n < 1:
             raise InputError(f"n must be positive, got {self.n}")
 

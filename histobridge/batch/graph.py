@@ -66,10 +66,22 @@ def connect(scheduler: str | None = None, workers: int | None = None) -> Iterato
             client.close()
         return
     n = workers or default_workers()
-    with dist.LocalCluster(
+    with local_environ(), dist.LocalCluster(
         n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
     ) as cluster, dist.Client(cluster) as client:  # fmt: skip
         yield client
+
+
+def local_environ() -> contextlib.AbstractContextManager[Any]:
+    """Dask's worker environment less ``MALLOC_TRIM_THRESHOLD_``: with Dask's low threshold every
+    freed batch buffer goes back to the OS and is faulted in again, which made tiling in a worker
+    up to twice as slow as in the parent (benchmarks/bench_batch.py)."""
+    import dask
+    import distributed  # noqa: F401  (registers the distributed.* settings)
+
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = {k: v for k, v in (dask.config.get(key) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    return dask.config.set({key: environ})
 
 
 def dashboard_of(client: Any) -> str | None:
@@ -254,4 +266,4 @@ def run_batch(
     return report
 
 
-__all__ = ["REPORT_NAME", "connect", "dashboard_of", "default_workers", "run_batch"]
+__all__ = ["REPORT_NAME", "connect", "dashboard_of", "default_workers", "local_environ", "run_batch"]

@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from histobridge._lazy import lazy_getattr
 from histobridge.qupath.annotations import Annotation, AnnotationSet, PathClass
 from histobridge.qupath.classes import argb_to_rgb, read_classes, rgb_to_argb
 
@@ -18,13 +17,7 @@ _LAZY = {
     "FeatureReadResult": "histobridge.qupath.geojson",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'histobridge.qupath' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

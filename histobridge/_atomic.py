@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 
 @contextlib.contextmanager
@@ -43,11 +43,13 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs: Any) 
     A ``.gz`` target is gzip-compressed transparently.
     """
     with atomic_path(target) as tmp:
+        fh: IO[Any]
         if str(target).endswith(".gz"):
-            text = "b" not in mode
-            fh: IO[Any] = gzip.open(  # noqa: SIM115 - closed below before the rename
-                tmp, "wt" if text else "wb", **({"encoding": "utf-8"} if text else {})
-            )
+            # GzipFile is binary but not typed IO[bytes]; either is closed below, before the rename.
+            if "b" in mode:
+                fh = cast(IO[bytes], gzip.open(tmp, "wb"))  # noqa: SIM115
+            else:
+                fh = gzip.open(tmp, "wt", encoding="utf-8")  # noqa: SIM115
         else:
             if "b" not in mode:
                 kwargs.setdefault("encoding", "utf-8")

@@ -11,9 +11,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _find_shared() -> Path | None:
+    """``$HISTOBRIDGE_SHARED``, else a ``shared/`` folder in the checkout or beside it or one of its
+    parents (a second working tree of the repository sits one level deeper than the first)."""
     env = os.environ.get("HISTOBRIDGE_SHARED")
     candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared", REPO / "shared"]
+    candidates += [REPO / "shared", *(parent / "shared" for parent in REPO.parents[:3])]
     for c in candidates:
         if (c / "fixtures").is_dir():
             return c

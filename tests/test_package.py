@@ -10,13 +10,15 @@ import pkgutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import histobridge
 import histobridge.cli
-from histobridge import _atomic, datasets, errors
+from histobridge import _atomic, datasets, errors, testing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -264,3 +266,37 @@ def test_wheel_ships_the_sample_project_and_scripts(tmp_path: Path, cmu_slide: P
     assert proc.returncode == 0, proc.stderr
     assert (work / "skin" / "project.qpproj").is_file()
     assert (work / "skin" / "models" / "classifier" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("layout", ["pages", "subifds", "ome"])
+def test_generated_pyramid_reads_back_exactly(tmp_path: Path, layout: testing.Layout) -> None:
+    from histobridge.slides import open_slide
+
+    level0 = np.random.default_rng(0).integers(0, 256, (300, 520, 3), dtype=np.uint8)
+    pyramid = testing.build_pyramid(level0, 3)
+    path = testing.write_pyramid(tmp_path / f"{layout}.tif", pyramid, mpp=0.25, tile=128, layout=layout)
+    with open_slide(path) as slide:
+        assert slide.level_dimensions == ((520, 300), (260, 150), (130, 75))
+        assert slide.mpp == pytest.approx(0.25)
+        np.testing.assert_array_equal(slide.read_region(0, 0, 520, 300), level0)
+        np.testing.assert_array_equal(slide.read_region(0, 0, 520, 300, level=1), pyramid[1])
+
+
+def test_streamed_tiles_write_the_same_slide_as_an_array(tmp_path: Path) -> None:
+    import tifffile
+
+    level0 = np.random.default_rng(1).integers(0, 256, (256, 384, 3), dtype=np.uint8)
+
+    def tiles() -> Iterator[np.ndarray]:
+        for ty in range(2):
+            for tx in range(3):
+                yield level0[ty * 128 : (ty + 1) * 128, tx * 128 : (tx + 1) * 128]
+
+    a = testing.write_pyramid(tmp_path / "a.tif", [level0], tile=128, mpp=None)
+    b = testing.write_pyramid(tmp_path / "b.tif", [testing.TiledLevel(384, 256, tiles)], tile=128, mpp=None)
+    np.testing.assert_array_equal(tifffile.imread(a), tifffile.imread(b))
+    np.testing.assert_array_equal(tifffile.imread(b), level0)
+    with pytest.raises(ValueError, match="layout"):
+        testing.write_pyramid(tmp_path / "c.tif", [level0], layout="strips")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least one level"):
+        testing.write_pyramid(tmp_path / "d.tif", [])

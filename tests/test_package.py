@@ -7,6 +7,7 @@ import inspect
 import json
 import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -167,6 +168,21 @@ def test_version_from_the_console_script_and_python_m() -> None:
     assert proc.stdout.strip() == f"histobridge {histobridge.__version__}"
     proc = _run_python("-m", "histobridge")
     assert proc.returncode in (0, 2) and "Usage: histobridge" in proc.stdout + proc.stderr
+    script = shutil.which("histobridge")
+    if script is not None:  # the console script exists once the package is installed
+        out = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120, check=True)
+        assert out.stdout.strip() == f"histobridge {histobridge.__version__}"
+
+
+def test_missing_bundled_data_names_the_fix() -> None:
+    """A source tree that was never installed has no data packages; the error says what to run."""
+    from histobridge import _bundled
+
+    with pytest.raises(errors.HistobridgeError, match=r"pip install -e \.") as info:
+        _bundled.bundled_roots("histobridge.no_such_data", "no_such_data")
+    assert "no_such_data/" in str(info.value)
+    (root,) = _bundled.bundled_roots("histobridge.sample_projects", "sample_projects")
+    assert (root / "skin" / "project.qpproj").is_file()
 
 
 def test_one_version_source() -> None:

@@ -72,33 +72,31 @@ def _texture_pool() -> tuple[list[np.ndarray], str]:
 
 
 def make_slide(path: Path, size: int, levels: int = 4) -> Path:
-    """JPEG-tiled pyramid (each level a reduced-resolution IFD), tiles streamed to keep memory small."""
-    import tifffile
+    """JPEG-tiled pyramid (each level a reduced-resolution page), tiles streamed to keep memory small."""
     from PIL import Image
 
+    from histobridge.testing import TiledLevel, write_pyramid
+
     pool, _ = _texture_pool()
-    with tifffile.TiffWriter(path, bigtiff=True) as tw:
-        for lvl in range(levels):
-            dim = size >> lvl
-            n = -(-dim // TILE)
-            scale = 2**lvl
 
-            def tiles(n: int = n, scale: int = scale):
-                for ty in range(n):
-                    for tx in range(n):
-                        t = pool[(tx * 7 + ty * 13) % len(pool)]
-                        if scale > 1:  # content of lower levels only needs to look plausible
-                            t = np.asarray(Image.fromarray(t).resize((TILE, TILE), Image.Resampling.BOX))
-                        yield t
+    def level(lvl: int) -> TiledLevel:
+        dim = size >> lvl
+        n = -(-dim // TILE)
 
-            res = 1e4 / (MPP * scale)
-            tw.write(
-                tiles(), shape=(dim, dim, 3), dtype=np.uint8, tile=(TILE, TILE),
-                compression="jpeg", compressionargs={"level": 90},
-                photometric="rgb", subfiletype=1 if lvl else 0, resolution=(res, res),
-                resolutionunit="CENTIMETER", metadata=None,
-            )  # fmt: skip
-    return path
+        def tiles():
+            for ty in range(n):
+                for tx in range(n):
+                    t = pool[(tx * 7 + ty * 13) % len(pool)]
+                    if lvl:  # content of lower levels only needs to look plausible
+                        t = np.asarray(Image.fromarray(t).resize((TILE, TILE), Image.Resampling.BOX))
+                    yield t
+
+        return TiledLevel(dim, dim, tiles)
+
+    return write_pyramid(
+        path, [level(lvl) for lvl in range(levels)], mpp=MPP, tile=TILE,
+        compression="jpeg", compression_level=90, bigtiff=True,
+    )  # fmt: skip
 
 
 def raw_decode(path: Path, threads: int = 1) -> tuple[int, float]:

@@ -239,7 +239,9 @@ UNMOD_LIST = Desc(
     fields=[("L", "list", "Ljava/util/List;")],
     superclass=UNMOD_COLL,
 )
-COLL_SER = Desc("java.util.ImmutableCollections$CollSer", SC_SER | SC_WRITE, [("I", "tag", None)])
+# List.copyOf (QuPath >= 0.6 measurement names) serializes through this proxy. It is declared in
+# ImmutableCollections.java but as a top-level class, so its name has no "ImmutableCollections$".
+COLL_SER = Desc("java.util.CollSer", SC_SER | SC_WRITE, [("I", "tag", None)], suid=6309168927139932177)
 HASH_MAP = Desc("java.util.HashMap", SC_SER | SC_WRITE, [("F", "loadFactor", None), ("I", "threshold", None)])
 LINKED_HASH_MAP = Desc("java.util.LinkedHashMap", fields=[("Z", "accessOrder", None)], superclass=HASH_MAP)
 UUID_DESC = Desc("java.util.UUID", fields=[("J", "leastSigBits", None), ("J", "mostSigBits", None)])

@@ -105,6 +105,15 @@ def op_read_qpdata(job: dict[str, Any]) -> Any:
     }
 
 
+def op_reresolve(job: dict[str, Any]) -> Any:
+    """Where QuPath itself puts the file's tiles: take them out, add them again (its placement rule)."""
+    h = _image_data(job["path"]).getHierarchy()
+    tiles = J("java.util.ArrayList")(h.getTileObjects())
+    h.removeObjects(tiles, False)
+    h.addObjects(tiles)
+    return {str(t.getID()): str(t.getParent().getID()) for t in tiles}
+
+
 def _plane(c: int = -1, z: int = 0, t: int = 0) -> Any:
     plane = J("qupath.lib.regions.ImagePlane")
     return plane.getPlaneWithChannel(c, z, t) if c >= 0 else plane.getPlane(z, t)
@@ -256,7 +265,12 @@ def op_write_variety(job: dict[str, Any]) -> Any:
     return [describe(p) for p in h.getObjects(None, None)]
 
 
-OPS = {"read_geojson": op_read_geojson, "read_qpdata": op_read_qpdata, "write_variety": op_write_variety}
+OPS = {
+    "read_geojson": op_read_geojson,
+    "read_qpdata": op_read_qpdata,
+    "write_variety": op_write_variety,
+    "reresolve": op_reresolve,
+}
 
 
 def main() -> None:

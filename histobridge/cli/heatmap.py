@@ -11,12 +11,14 @@ from typing import Any
 
 import typer
 
-WRITE_BACK_HELP = "geojson (for import_results.groovy), paquo (needs QuPath), or none."
+WRITE_BACK_HELP = ("geojson (for import_results.groovy), paquo (needs QuPath), qpdata (straight into "
+                   "data.qpdata, no QuPath needed; close the image in QuPath first), or none.")
 
 
 class WriteBack(str, Enum):
     geojson = "geojson"
     paquo = "paquo"
+    qpdata = "qpdata"
     none = "none"
 
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WRITE_BACK = ("geojson", "paquo", "none")
+WRITE_BACK = ("geojson", "paquo", "qpdata", "none")
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -260,6 +260,10 @@ def heatmap_entry(
         target = layout.predictions_path(project.folder, entry.entry_id)
         geojson.write_features(target, features)
         files.append(target)
+    if mode == "qpdata":
+        from histobridge.qupath.qpdata.writer import write_tiles_qpdata
+
+        write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
     if mode == "paquo":
         from histobridge.qupath.paquo.write import write_tiles_paquo
 

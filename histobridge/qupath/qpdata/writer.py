@@ -13,6 +13,7 @@ MetadataMap) are rewritten; anything else is refused with the reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import mmap
@@ -216,7 +217,7 @@ def new_qpdata_bytes(
 # ---------------------------------------------------------------------------------- project level
 
 
-def _entry(project_folder: Path, entry_id: int) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+def _entry(project_folder: Path, entry_id: int) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
     qpproj = next(iter(sorted(project_folder.glob("*.qpproj"))), None)
     if qpproj is None:
         raise ProjectError(f"{project_folder}: no QuPath project file (*.qpproj)")
@@ -227,7 +228,7 @@ def _entry(project_folder: Path, entry_id: int) -> tuple[Path, dict[str, Any], d
     for e in doc.get("images", []):
         if str(e.get("entryID")) == str(entry_id):
             return qpproj, doc, e
-    raise ProjectError(f"{qpproj}: no image entry with ID {entry_id}")
+    return qpproj, doc, None
 
 
 def _server_json(project: dict[str, Any], entry: dict[str, Any]) -> str:
@@ -298,15 +299,20 @@ def write_tiles_qpdata(
     An empty batch changes nothing (a run that produced nothing never replaces results).
     """
     folder = Path(project_folder)
-    batch = tiles if isinstance(tiles, TileBatch) else tiles_from_features(tiles, name=prefix)
-    if prefix is not None and batch.name != prefix:
+    batch = tiles if isinstance(tiles, TileBatch) else tiles_from_features(tiles)
+    if prefix is not None and batch.name is None:
+        batch = dataclasses.replace(batch, name=prefix)
+    elif prefix is not None and batch.name != prefix:
         raise QPDataError(f"tiles are named {batch.name!r}, not after the model prefix {prefix!r}")
     eid = int(entry_id)
-    qpproj, project, entry = _entry(folder, eid)
+    qpproj, project, found = _entry(folder, eid)
     path = layout.qpdata_path(folder, eid)
     if not len(batch):
         return QPDataWriteReport(path, 0, 0, False, None, 0, None)
     created = not path.exists()
+    if found is None and created:
+        raise ProjectError(f"{qpproj}: no image entry with ID {eid}")
+    entry = found or {}
     backup: Path | None = None
     if created:
         version = str(project.get("version") or "0.5.1")

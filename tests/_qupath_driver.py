@@ -39,7 +39,7 @@ def _float(v: Any) -> float | None:
     return None if f != f else f  # NaN to null (JSON)
 
 
-def describe(p: Any) -> dict[str, Any]:
+def describe(p: Any, wkt: bool = False) -> dict[str, Any]:
     """What QuPath itself says about one object."""
     roi = p.getROI()
     pc = p.getPathClass()
@@ -73,8 +73,9 @@ def describe(p: Any) -> dict[str, Any]:
                 float(roi.getBoundsY() + roi.getBoundsHeight()),
             ],
             plane=[int(roi.getC()), int(roi.getZ()), int(roi.getT())],
-            wkt=str(geom.toText()),
         )
+        if wkt:
+            out["wkt"] = str(geom.toText())
     if str(p.getClass().getSimpleName()) == "PathCellObject" and p.getNucleusROI() is not None:
         out["nucleus_area"] = float(p.getNucleusROI().getGeometry().getArea())
     if str(p.getClass().getSimpleName()) == "TMACoreObject":
@@ -95,22 +96,23 @@ def _image_data(path: str) -> Any:
 def op_read_qpdata(job: dict[str, Any]) -> Any:
     data = _image_data(job["path"])
     h = data.getHierarchy()
-    objs = [describe(p) for p in h.getObjects(None, None)]
+    objs = [describe(p, job.get("wkt", False)) for p in h.getObjects(None, None)]
     grid = h.getTMAGrid()
     return {
         "objects": objs,
-        "image_type": str(data.getImageType()),
+        "image_type": str(data.getImageType().name()),
         "tma": None if grid is None else [int(grid.getGridWidth()), int(grid.getGridHeight())],
         "properties": {str(k): str(v) for k, v in dict(data.getProperties()).items()},
     }
 
 
 def op_reresolve(job: dict[str, Any]) -> Any:
-    """Where QuPath itself puts the file's tiles: take them out, add them again (its placement rule)."""
+    """Where QuPath itself puts the file's tiles: take them out, add them again, resolveHierarchy()."""
     h = _image_data(job["path"]).getHierarchy()
     tiles = J("java.util.ArrayList")(h.getTileObjects())
     h.removeObjects(tiles, False)
-    h.addObjects(tiles)
+    h.addObjects(tiles)  # under the root, then placed by QuPath's rule as the import script does
+    h.resolveHierarchy()
     return {str(t.getID()): str(t.getParent().getID()) for t in tiles}
 
 
@@ -262,7 +264,7 @@ def op_write_variety(job: dict[str, Any]) -> Any:
     data = J("qupath.lib.images.ImageData")(server, h, itype.BRIGHTFIELD_H_E)
     data.setProperty("PROJECT_ENTRY_ID", "test::1")
     J("qupath.lib.io.PathIO").writeImageData(J("java.io.File")(job["path"]), data)
-    return [describe(p) for p in h.getObjects(None, None)]
+    return [describe(p, True) for p in h.getObjects(None, None)]
 
 
 OPS = {

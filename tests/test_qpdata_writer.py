@@ -28,7 +28,9 @@ from histobridge.qupath.qpdata.writer import rewrite_qpdata, summary, write_tile
 NAMES = ("model: Tumor probability", "model: Stroma probability")
 
 
-def batch(n: int, *, name: str | None = "model", seed: int = 0, extent: float = 1900.0, size: float = 64.0) -> TileBatch:
+def batch(
+    n: int, *, name: str | None = "model", seed: int = 0, extent: float = 1900.0, size: float = 64.0
+) -> TileBatch:
     rng = np.random.default_rng(seed)
     return TileBatch(
         boxes=np.c_[rng.uniform(0, extent, (n, 2)), np.full((n, 2), size)],
@@ -50,9 +52,19 @@ def _copy_unchanged(path: Path) -> bytes:
 
 def _key(o: QPObject, ids: dict[int, str | None]) -> tuple:
     return (
-        o.object_type, o.path_class, o.class_color, o.name, o.color, o.locked, dict(o.measurements).__repr__(),
-        None if o.geometry is None else o.geometry.wkb, o.plane, o.roi_type, ids.get(o.parent_index),
-        None if o.nucleus is None else o.nucleus.wkb, repr(o.metadata),
+        o.object_type,
+        o.path_class,
+        o.class_color,
+        o.name,
+        o.color,
+        o.locked,
+        dict(o.measurements).__repr__(),
+        None if o.geometry is None else o.geometry.wkb,
+        o.plane,
+        o.roi_type,
+        ids.get(o.parent_index),
+        None if o.nucleus is None else o.nucleus.wkb,
+        repr(o.metadata),
     )
 
 
@@ -84,7 +96,9 @@ def test_tiles_added_keep_every_object_and_nest_under_annotations(foci: Path) ->
     assert report.added == 300 and report.removed == 0 and not report.created
     assert report.backup is not None and report.backup.read_bytes() == original
     after = read_qpdata(path)
-    assert after.notes == () and after.image_type == before.image_type and after.properties == before.properties
+    assert (
+        after.notes == () and after.image_type == before.image_type and after.properties == before.properties
+    )
     old, new = _by_id(before.objects), _by_id(after.objects)
     assert all(new[k] == v for k, v in old.items())  # every original object, field for field
     tiles = [o for o in after.objects if o.object_type == "tile"]
@@ -104,7 +118,11 @@ def test_tiles_added_keep_every_object_and_nest_under_annotations(foci: Path) ->
             assert parent.object_id == min(hits, key=lambda a: (a.geometry.area, -a.depth)).object_id
         else:
             assert parent.object_type == "root"
-    assert sum(after.objects[t.parent_index].object_type == "annotation" for t in tiles) == report.in_annotations > 0
+    assert (
+        sum(after.objects[t.parent_index].object_type == "annotation" for t in tiles)
+        == report.in_annotations
+        > 0
+    )
     s = json.loads(layout.summary_path(foci, 242).read_text())
     assert s["hierarchy"]["nObjects"] == len(after.objects)
     assert s["hierarchy"]["objectTypeCounts"] == {"Root objects": 1, "Annotations": 1063, "Tiles": 300}
@@ -128,13 +146,22 @@ def test_removed_tile_that_first_wrote_shared_things(tmp_path: Path) -> None:
     """The dropped tile defines the class and the name list that a kept detection refers back to."""
     tumor = W.path_class("Tumor", -65536)
     names = W.coll_ser_list(["m1", "m2"])
-    old = W.PO("tile", roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10), name="model", path_class=tumor,
-               measurements=W.float_list(names, [0.1, 0.2]))
-    kept = W.PO("detection", roi=W.roi("rectangle", x=20, y=0, x2=30, y2=10), path_class=tumor,
-                measurements=W.float_list(names, [0.3, 0.4]))
+    old = W.PO(
+        "tile",
+        roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10),
+        name="model",
+        path_class=tumor,
+        measurements=W.float_list(names, [0.1, 0.2]),
+    )
+    kept = W.PO(
+        "detection",
+        roi=W.roi("rectangle", x=20, y=0, x2=30, y2=10),
+        path_class=tumor,
+        measurements=W.float_list(names, [0.3, 0.4]),
+    )
     src = tmp_path / "d.qpdata"
     src.write_bytes(W.qpdata_bytes(W.PO("root", children=[old, kept]), "0.6.0"))
-    data, before, removed, _ = rewrite_qpdata(src, batch(3, name="model"))
+    data, _before, removed, _ = rewrite_qpdata(src, batch(3, name="model"))
     assert len(removed) == 1
     out = tmp_path / "out.qpdata"
     out.write_bytes(data)
@@ -146,13 +173,17 @@ def test_removed_tile_that_first_wrote_shared_things(tmp_path: Path) -> None:
     assert after.notes == ()
 
 
-@pytest.mark.parametrize(("version", "layout_name", "match"), [
-    ("0.3.2", None, "only files of QuPath 0.4"),
-    ("0.2.3", None, "data file version 2"),
-    ("0.5.1", "v4", "v4"),
-])
-def test_refuses_layouts_it_cannot_reproduce(tmp_path: Path, version: str, layout_name: str | None,
-                                             match: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "layout_name", "match"),
+    [
+        ("0.3.2", None, "only files of QuPath 0.4"),
+        ("0.2.3", None, "data file version 2"),
+        ("0.5.1", "v4", "v4"),
+    ],
+)
+def test_refuses_layouts_it_cannot_reproduce(
+    tmp_path: Path, version: str, layout_name: str | None, match: str
+) -> None:
     root = W.PO("root", children=[W.PO("annotation", roi=W.roi("rectangle", x=0, y=0, x2=5, y2=5))])
     src = tmp_path / "old.qpdata"
     src.write_bytes(W.qpdata_bytes(root, version, layout=layout_name))

@@ -411,10 +411,14 @@ class StreamCopier:
         self.content()  # colour
         meta = self.content()
         if meta is None or meta.name != METADATA_MAP:
-            what = "a UUID (the opt-in 'v4' layout)" if meta is not None and meta.name == "java.util.UUID" else (
-                "no MetadataMap (a QuPath 0.2/0.3 layout)"
+            what = (
+                "a UUID (the opt-in 'v4' layout)"
+                if meta is not None and meta.name == "java.util.UUID"
+                else ("no MetadataMap (a QuPath 0.2/0.3 layout)")
             )
-            raise self.error(f"object #{index} starts with {what}; only QuPath's default 0.4+ layout is rewritten")
+            raise self.error(
+                f"object #{index} starts with {what}; only QuPath's default 0.4+ layout is rewritten"
+            )
         self.content()  # measurement list (or null)
         if self.pos + 6 > self.end or self.buf[self.pos] != TC_BLOCKDATA or self.buf[self.pos + 1] < 4:
             raise self.error(f"child count of object #{index} is not where QuPath writes it")
@@ -448,4 +452,3 @@ class StreamCopier:
         if rest:
             self.out.block(rest)
         self.custom()  # the rest of the object's external data
-

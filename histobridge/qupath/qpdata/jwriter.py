@@ -148,11 +148,17 @@ ENUM = JDesc("java.lang.Enum", 0, S | SC_ENUM)
 OBJECT_ARRAY = JDesc("[Ljava.lang.Object;", -8012369246846506644)
 FLOAT_ARRAY = JDesc("[F", 836686056779680834)
 HASH_MAP = JDesc(
-    "java.util.HashMap", 362498820763181265, S | SC_WRITE_METHOD, (("F", "loadFactor", None), ("I", "threshold", None))
+    "java.util.HashMap",
+    362498820763181265,
+    S | SC_WRITE_METHOD,
+    (("F", "loadFactor", None), ("I", "threshold", None)),
 )
 ARRAY_LIST = JDesc("java.util.ArrayList", 8683452581122892189, S | SC_WRITE_METHOD, (("I", "size", None),))
 UNMOD_COLLECTION = JDesc(
-    "java.util.Collections$UnmodifiableCollection", 1820017752578914078, S, (_obj("Ljava/util/Collection;", "c"),)
+    "java.util.Collections$UnmodifiableCollection",
+    1820017752578914078,
+    S,
+    (_obj("Ljava/util/Collection;", "c"),),
 )
 UNMOD_LIST = JDesc(
     "java.util.Collections$UnmodifiableList",

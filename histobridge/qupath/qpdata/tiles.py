@@ -44,13 +44,19 @@ class TileBatch:
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
-        if self.boxes.shape != (n, 4) or self.class_index.shape != (n,) or self.values.shape != (n, len(self.names)):
-            raise QPDataError("tile batch arrays do not agree in shape (boxes (N,4), classes (N,), values (N,M))")
+        if (
+            self.boxes.shape != (n, 4)
+            or self.class_index.shape != (n,)
+            or self.values.shape != (n, len(self.names))
+        ):
+            raise QPDataError(
+                "tile batch arrays do not agree in shape (boxes (N,4), classes (N,), values (N,M))"
+            )
         if len(self.colors) != len(self.classes):
             raise QPDataError("tile batch needs one colour (or None) per class")
         if n and not (np.isfinite(self.boxes).all() and (self.boxes[:, 2:] > 0).all()):
             raise QPDataError("tile boxes need finite coordinates and a positive width and height")
-        if n and not (-1 <= int(self.class_index.min()) and int(self.class_index.max()) < len(self.classes)):
+        if n and not (int(self.class_index.min()) >= -1 and int(self.class_index.max()) < len(self.classes)):
             raise QPDataError("tile class index out of range")
 
     def __len__(self) -> int:
@@ -226,7 +232,9 @@ class TileEmitter:
         w.string(parts[-1])
         if len(parts) > 1:
             parent = ": ".join(parts[:-1])
-            pcol = self.batch.colors[self.batch.classes.index(parent)] if parent in self.batch.classes else color
+            pcol = (
+                self.batch.colors[self.batch.classes.index(parent)] if parent in self.batch.classes else color
+            )
             self._class_chain(parent, pcol)
         else:
             w.null()

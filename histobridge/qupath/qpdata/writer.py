@@ -39,7 +39,13 @@ from histobridge.qupath.qpdata.copier import StreamCopier
 from histobridge.qupath.qpdata.reader import read_qpdata
 from histobridge.qupath.qpdata.records import QPData, QPObject
 from histobridge.qupath.qpdata.stream import TC_ENDBLOCKDATA, TC_ENUM, TC_NULL, TC_OBJECT
-from histobridge.qupath.qpdata.tiles import OBJECT_ID, TileBatch, TileEmitter, tiles_from_features, uuid4_strings
+from histobridge.qupath.qpdata.tiles import (
+    OBJECT_ID,
+    TileBatch,
+    TileEmitter,
+    tiles_from_features,
+    uuid4_strings,
+)
 
 BACKUP_SUFFIX = ".bkp"  # QuPath's DefaultProject moves data.qpdata to data.qpdata.bkp while saving
 SUMMARY_NAMES = {
@@ -84,8 +90,10 @@ def check_rewritable(data: QPData) -> None:
             "IDs; only files of QuPath 0.4 or later are rewritten (open and save it once in a newer QuPath)"
         )
     if data.notes:
-        raise QPDataError(f"{data.path}: not rewritten, the file holds things the reader did not expect: "
-                          + "; ".join(data.notes))
+        raise QPDataError(
+            f"{data.path}: not rewritten, the file holds things the reader did not expect: "
+            + "; ".join(data.notes)
+        )
 
 
 def _roi_area(o: QPObject) -> float:
@@ -101,14 +109,20 @@ def plan_parents(objects: list[QPObject], batch: TileBatch, removed: set[int], t
     out = np.zeros(len(batch), np.int64)  # the root
     kinds = ("annotation", "tmaCore") if tma else ("annotation",)
     cands = [
-        o for o in objects
-        if o.object_type in kinds and o.index not in removed and o.geometry is not None
-        and o.geometry.geom_type in ("Polygon", "MultiPolygon") and not o.geometry.is_empty
+        o
+        for o in objects
+        if o.object_type in kinds
+        and o.index not in removed
+        and o.geometry is not None
+        and o.geometry.geom_type in ("Polygon", "MultiPolygon")
+        and not o.geometry.is_empty
         and (o.plane or (-1, 0, 0))[1:] == (0, 0)
     ]
     if not cands or not len(batch):
         return out
-    centroids = shapely.points(batch.boxes[:, 0] + batch.boxes[:, 2] / 2, batch.boxes[:, 1] + batch.boxes[:, 3] / 2)
+    centroids = shapely.points(
+        batch.boxes[:, 0] + batch.boxes[:, 2] / 2, batch.boxes[:, 1] + batch.boxes[:, 3] / 2
+    )
     tree = shapely.STRtree([o.geometry for o in cands])
     tile_i, cand_i = tree.query(centroids, predicate="intersects")  # boundary counts as inside
     if not len(tile_i):
@@ -136,7 +150,9 @@ def _removed(data: QPData, name: str | None) -> set[int]:
     if not name:
         return set()
     parents = Counter(o.parent_index for o in data.objects)
-    return {o.index for o in data.objects if o.object_type == "tile" and o.name == name and not parents[o.index]}
+    return {
+        o.index for o in data.objects if o.object_type == "tile" and o.name == name and not parents[o.index]
+    }
 
 
 def rewrite_qpdata(src: Path, batch: TileBatch) -> tuple[bytes, QPData, set[int], np.ndarray]:
@@ -150,7 +166,9 @@ def rewrite_qpdata(src: Path, batch: TileBatch) -> tuple[bytes, QPData, set[int]
     emitter = TileEmitter(out, batch, coll_ser=version_tuple(data.qupath_version) >= (0, 6))
     with open(src, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         copier = StreamCopier(
-            buf, str(src), out,
+            buf,
+            str(src),
+            out,
             drop_child=removed.__contains__,
             add_children=lambda i: len(groups.get(i, ())),
             write_children=lambda i: emitter.tiles(groups[i]),
@@ -165,7 +183,11 @@ def rewrite_qpdata(src: Path, batch: TileBatch) -> tuple[bytes, QPData, set[int]
 
 
 def new_qpdata_bytes(
-    server_json: str, batch: TileBatch, *, image_type: str = "UNSET", entry_property: str | None = None,
+    server_json: str,
+    batch: TileBatch,
+    *,
+    image_type: str = "UNSET",
+    entry_property: str | None = None,
     coll_ser: bool = True,
 ) -> bytes:
     """A whole data file as QuPath writes one: header, server, image type, hierarchy, properties, EOF."""
@@ -245,7 +267,9 @@ def _server_json(project: dict[str, Any], entry: dict[str, Any]) -> str:
 
 
 def summary(
-    objects: Iterable[tuple[str, str | None]], image_type: str | None, server: Mapping[str, Any] | None,
+    objects: Iterable[tuple[str, str | None]],
+    image_type: str | None,
+    server: Mapping[str, Any] | None,
     timestamp_ms: int,
 ) -> dict[str, Any]:
     """QuPath's ``summary.json`` (``DefaultProject.ImageDataSummary``) for (type, class) pairs."""
@@ -280,8 +304,11 @@ def _server_summary(old: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
     meta = (entry.get("serverBuilder") or {}).get("metadata") or {}
     if "width" in meta and "height" in meta:
         return {
-            "width": meta["width"], "height": meta["height"], "sizeC": len(meta.get("channels") or []) or 3,
-            "sizeZ": meta.get("sizeZ", 1), "sizeT": meta.get("sizeT", 1),
+            "width": meta["width"],
+            "height": meta["height"],
+            "sizeC": len(meta.get("channels") or []) or 3,
+            "sizeZ": meta.get("sizeZ", 1),
+            "sizeT": meta.get("sizeT", 1),
         }
     return None
 
@@ -317,7 +344,9 @@ def write_tiles_qpdata(
     if created:
         version = str(project.get("version") or "0.5.1")
         data_bytes = new_qpdata_bytes(
-            _server_json(project, entry), batch, entry_property=f"{qpproj.resolve()}::{eid}",
+            _server_json(project, entry),
+            batch,
+            entry_property=f"{qpproj.resolve()}::{eid}",
             coll_ser=version_tuple(version) >= (0, 6),
         )
         objects: list[tuple[str, str | None]] = [("root", None)]
@@ -325,7 +354,12 @@ def write_tiles_qpdata(
     else:
         data_bytes, data, gone, parents = rewrite_qpdata(path, batch)
         objects = [(o.object_type, o.path_class) for o in data.objects if o.index not in gone]
-        image_type, removed, n_in, version = data.image_type, len(gone), int((parents != 0).sum()), data.qupath_version
+        image_type, removed, n_in, version = (
+            data.image_type,
+            len(gone),
+            int((parents != 0).sum()),
+            data.qupath_version,
+        )
         backup = path.with_name(path.name + BACKUP_SUFFIX)
         shutil.copy2(path, backup)
     objects += [("tile", batch.classes[k] if k >= 0 else None) for k in batch.class_index.tolist()]

@@ -134,6 +134,9 @@ class JavaWriter:
     def desc_handle(self, d: JDesc) -> int | None:
         return self._descs.get(id(d))
 
+    def string_handle(self, text: str) -> int | None:
+        return self._strings.get(text)
+
 
 def _obj(sig: str, name: str) -> tuple[str, str, str]:
     return ("[" if sig.startswith("[") else "L", name, sig)

@@ -138,7 +138,7 @@ class TileEmitter:
         self._shared: dict[Any, int] = {}
         self._ids = uuid4_strings(len(batch))
         self._values = np.ascontiguousarray(batch.values, dtype=">f4")
-        self._class_refs: dict[int, bytes] = {}
+        self._layouts: dict[int, list[tuple[str, Any]]] = {}
 
     # -- shared objects (defined by the first tile that needs them) ------------------------------
     def _shared_ref(self, key: Any) -> bool:
@@ -292,5 +292,107 @@ class TileEmitter:
         out += _PROB_BLOCK
 
     def tiles(self, indices: Sequence[int] | np.ndarray) -> None:
-        for i in indices:
-            self.tile(int(i))
+        """Write tiles; once everything they share has been written, in bulk (see :meth:`_bulk`)."""
+        idx = np.asarray(indices, np.int64)
+        ks = self.batch.class_index[idx]
+        for k in dict.fromkeys(ks.tolist()):
+            sel = idx[ks == k]
+            while len(sel) and self._layout(k) is None:
+                self.tile(int(sel[0]))  # defines what the following tiles refer back to
+                sel = sel[1:]
+            if len(sel):
+                self._bulk(k, sel)
+
+    def _layout(self, k: int) -> list[tuple[str, Any]] | None:
+        layout = self._layouts.get(k)
+        if layout is None:
+            layout = self._template(k)
+            if layout is not None:
+                self._layouts[k] = layout
+        return layout
+
+    def _template(self, k: int) -> list[tuple[str, Any]] | None:
+        """The byte layout of a tile of class k when it only refers back to shared things, else None.
+
+        Such a tile holds no handle of its own in its bytes: it is constant bytes around its UUID,
+        values, class reference and rectangle, and takes 8 new handles (tile, MetadataMap, 2 arrays,
+        UUID string, measurement list, values array, ROI).
+        """
+        w, b = self.w, self.batch
+        ref = J.JavaWriter.ref_bytes
+        descs = [
+            w.desc_handle(d)
+            for d in (J.TILE, J.METADATA_MAP, J.OBJECT_ARRAY, J.FLOAT_LIST, J.FLOAT_ARRAY, J.RECTANGLE)
+        ]
+        shared = [self._shared.get(key) for key in (("int", 1), "map", "names", ("bool", b.locked))]
+        oid = w.string_handle(OBJECT_ID)
+        name = None if b.name is None else w.string_handle(b.name)
+        cls = None if k < 0 else self._shared.get(("class", b.classes[k]))
+        if None in descs or None in shared or oid is None or (b.name is not None and name is None):
+            return None
+        if k >= 0 and cls is None:
+            return None
+        t, mm, arr, fl, fa, rect = (int(h) for h in descs)  # type: ignore[arg-type]
+        one, nmap, names, locked = (int(h) for h in shared)  # type: ignore[arg-type]
+        head = (
+            bytes((TC_OBJECT,))
+            + ref(t)
+            + (bytes((TC_NULL,)) if name is None else ref(name))
+            + bytes((TC_NULL, TC_OBJECT))
+            + ref(mm)
+            + ref(one)
+            + bytes((TC_ARRAY,))
+            + ref(arr)
+            + b"\x00\x00\x00\x01"
+            + ref(oid)
+            + bytes((TC_ARRAY,))
+            + ref(arr)
+            + b"\x00\x00\x00\x01"
+            + bytes((TC_STRING, 0, 36))
+        )
+        mid = (
+            bytes((TC_ENDBLOCKDATA, TC_OBJECT))
+            + ref(fl)
+            + b"\x01"
+            + ref(nmap)
+            + ref(names)
+            + bytes((TC_ARRAY,))
+            + ref(fa)
+            + struct.pack(">i", len(b.names))
+        )
+        cls_bytes = bytes((TC_NULL,)) if cls is None else ref(cls)
+        after = _ZERO_CHILDREN + ref(locked) + cls_bytes + bytes((TC_OBJECT,)) + ref(rect)
+        return [
+            ("head", head),
+            ("uuid", 36),
+            ("mid", mid),
+            ("values", len(b.names)),
+            ("after", after),
+            ("rect", None),
+            ("tail", bytes((TC_NULL,)) + _PROB_BLOCK),
+        ]
+
+    def _bulk(self, k: int, idx: np.ndarray) -> None:
+        """Tiles of one class as one numpy record array: constant bytes plus their own data."""
+        layout = self._layouts[k]
+        fields: list[tuple[str, Any, Any]] = []
+        for key, val in layout:
+            if key == "uuid":
+                fields.append((key, "S36", ()))
+            elif key == "values":
+                fields.append((key, ">f4", (val,)))
+            elif key == "rect":
+                fields += [("ct", ">i4", (2,)), ("box", ">f8", (4,)), ("z", ">i4", ())]
+            else:
+                fields.append((key, "u1", (len(val),)))
+        rec = np.zeros(len(idx), np.dtype([(f, t, s) for f, t, s in fields]))
+        for key, val in layout:
+            if isinstance(val, bytes):
+                rec[key] = np.frombuffer(val, np.uint8)
+        rec["uuid"] = np.array([self._ids[i] for i in idx.tolist()], dtype="S36")
+        rec["values"] = self.batch.values[idx]
+        rec["ct"] = (-1, 0)
+        x, y, bw, bh = self.batch.boxes[idx].T
+        rec["box"] = np.stack([x, x + bw, y, y + bh], axis=1)
+        self.w.out += rec.tobytes()
+        self.w.next_handle += 8 * len(idx)

@@ -89,7 +89,7 @@ def tiles_from_features(features: Iterable[Mapping[str, Any]], name: str | None 
             if cname not in classes:
                 classes[cname] = len(classes)
                 col = c.get("color")
-                colors.append(tuple(int(v) for v in col[:3]) if col is not None else None)  # type: ignore[misc]
+                colors.append((int(col[0]), int(col[1]), int(col[2])) if col is not None else None)
             cls_idx.append(classes[cname])
         meas = props.get("measurements") or {}
         for k in meas:

@@ -100,7 +100,7 @@ def _roi_area(o: QPObject) -> float:
     """``ROI.getArea()`` as QuPath sorts possible parents by it (exact for ellipses)."""
     if o.roi_type == "ellipse" and o.roi_stats is None and o.geometry is not None:
         x0, y0, x1, y1 = o.geometry.bounds
-        return math.pi * (x1 - x0) * (y1 - y0) / 4.0
+        return float(math.pi * (x1 - x0) * (y1 - y0) / 4.0)
     return float(o.geometry.area) if o.geometry is not None else 0.0
 
 
@@ -341,6 +341,8 @@ def write_tiles_qpdata(
         raise ProjectError(f"{qpproj}: no image entry with ID {eid}")
     entry = found or {}
     backup: Path | None = None
+    version: str | None
+    image_type: str | None
     if created:
         version = str(project.get("version") or "0.5.1")
         data_bytes = new_qpdata_bytes(

@@ -252,3 +252,26 @@ def test_mmap_free_reader_agrees(foci: Path) -> None:
         out = JavaWriter()
         StreamCopier(mm, str(path), out, lambda i: False, lambda i: 0, lambda i: None).top_level()
     assert bytes(out.out) == path.read_bytes()
+
+
+def test_heatmap_write_back_qpdata(tmp_path: Path) -> None:
+    """``--write-back qpdata``: the heatmap's tiles land in data.qpdata; a rerun replaces them."""
+    from histobridge.heatmap.pipeline import run_heatmap
+    from histobridge.models.classifier import load_classifier
+    from tests._heatmap_helpers import SLIDE_H, SLIDE_W, ColourNet, annotation, config_dict, make_project
+    from tests._heatmap_helpers import save_model, write_slide
+
+    slide = write_slide(tmp_path / "colours.tif")
+    anns = [annotation([(0, 0), (SLIDE_W / 2, 0), (SLIDE_W / 2, SLIDE_H), (0, SLIDE_H)], "Tumor", "left")]
+    project = make_project(tmp_path / "proj", slide, anns)
+    model = load_classifier(save_model(tmp_path, ColourNet((4.0, 0.0, 4.0)), config_dict()))
+    for _ in range(2):
+        report = run_heatmap(project, model, tmp_path / "out", write_back="qpdata", progress=False)
+    n = report.images[0].tiles
+    data = read_qpdata(layout.qpdata_path(project, 1))
+    tiles = [o for o in data.objects if o.object_type == "tile"]
+    assert n > 0 and len(tiles) == n and data.counts() == {"root": 1, "tile": n}
+    prefix = tiles[0].name
+    assert prefix and all(t.name == prefix and t.locked for t in tiles)
+    assert all(k.startswith(prefix + ": ") for t in tiles for k in t.measurements)
+    assert json.loads(layout.summary_path(project, 1).read_text())["hierarchy"]["nObjects"] == n + 1

@@ -258,8 +258,16 @@ def test_heatmap_write_back_qpdata(tmp_path: Path) -> None:
     """``--write-back qpdata``: the heatmap's tiles land in data.qpdata; a rerun replaces them."""
     from histobridge.heatmap.pipeline import run_heatmap
     from histobridge.models.classifier import load_classifier
-    from tests._heatmap_helpers import SLIDE_H, SLIDE_W, ColourNet, annotation, config_dict, make_project
-    from tests._heatmap_helpers import save_model, write_slide
+    from tests._heatmap_helpers import (
+        SLIDE_H,
+        SLIDE_W,
+        ColourNet,
+        annotation,
+        config_dict,
+        make_project,
+        save_model,
+        write_slide,
+    )
 
     slide = write_slide(tmp_path / "colours.tif")
     anns = [annotation([(0, 0), (SLIDE_W / 2, 0), (SLIDE_W / 2, SLIDE_H), (0, SLIDE_H)], "Tumor", "left")]

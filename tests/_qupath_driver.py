@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+GROOVY_JARS = [str(p) for p in (Path("/usr/share/java/groovy-all.jar"),) if p.is_file()]  # Debian: groovy
+
 
 def start_jvm(install: Path) -> None:
     import jpype
@@ -22,7 +24,7 @@ def start_jvm(install: Path) -> None:
         str(jvm) if jvm else jpype.getDefaultJVMPath(),
         "-Djava.awt.headless=true",
         "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
-        classpath=[str(install / "lib" / "app" / "*")],
+        classpath=[str(install / "lib" / "app" / "*"), *GROOVY_JARS],
         convertStrings=True,
     )
     J("qupath.lib.images.servers.ImageServers").getServerBuilderFactory()  # or Gson cannot build servers
@@ -114,6 +116,41 @@ def op_reresolve(job: dict[str, Any]) -> Any:
     h.addObjects(tiles)  # under the root, then placed by QuPath's rule as the import script does
     h.resolveHierarchy()
     return {str(t.getID()): str(t.getParent().getID()) for t in tiles}
+
+
+def op_groovy(job: dict[str, Any]) -> Any:
+    """Run histobridge's Groovy scripts on one project image (QP calls: tests/groovy/qp_standin.groovy).
+
+    ``scripts`` run in order on one ImageData (as "Run for project" does for an image); with
+    ``save`` the image is saved through the project (DefaultProject, as QuPath does afterwards).
+    """
+    for path in job.get("delete_first", []):  # e.g. swap a predictions file between runs
+        Path(path).unlink()
+    for path, text in job.get("write_first", {}).items():
+        Path(path).write_text(text, encoding="utf-8")
+    file = J("java.io.File")
+    project = J("qupath.lib.projects.ProjectIO").loadProject(
+        file(job["project"]), J("java.awt.image.BufferedImage")
+    )
+    entry = next(e for e in project.getImageList() if str(e.getID()) == str(job["entry"]))
+    data = entry.readImageData()
+    binding = J("groovy.lang.Binding")()
+    printed = J("java.io.StringWriter")()
+    for k, v in (
+        ("imageData", data),
+        ("entry", entry),
+        ("projectBase", str(Path(job["project"]).parent)),
+        ("out", J("java.io.PrintWriter")(printed, True)),
+    ):
+        binding.setVariable(k, v)
+    shell = J("groovy.lang.GroovyShell")(binding)
+    shell.evaluate(file(str(Path(__file__).with_name("groovy") / "qp_standin.groovy")))
+    for script in job["scripts"]:
+        shell.evaluate(file(script))
+    if job.get("save"):
+        entry.saveImageData(data)
+    objs = [describe(p) for p in data.getHierarchy().getObjects(None, None)]
+    return {"printed": str(printed.toString()), "objects": objs}
 
 
 def _plane(c: int = -1, z: int = 0, t: int = 0) -> Any:
@@ -272,6 +309,7 @@ OPS = {
     "read_qpdata": op_read_qpdata,
     "write_variety": op_write_variety,
     "reresolve": op_reresolve,
+    "groovy": op_groovy,
 }
 
 

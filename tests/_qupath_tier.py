@@ -13,6 +13,7 @@ import pytest
 
 DRIVER = Path(__file__).with_name("_qupath_driver.py")
 VERSIONS = ("0.5.1", "0.6.0")
+GROOVY = Path("/usr/share/java/groovy-all.jar")  # Debian's 'groovy' package
 
 
 def find_install(version: str) -> Path | None:

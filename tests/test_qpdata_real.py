@@ -206,3 +206,34 @@ def test_test_writer_writes_collser_as_quPath_does(shared_dir: Path) -> None:
     desc = bytes(w.out[4 : w.out.index(b"tagxp") + 5])
     real = (_written(shared_dir, "0.6.0") / "detection-1-measurement-closed.qpdata").read_bytes()
     assert desc in real
+
+
+def test_test_writer_descriptors_match_quPaths(shared_dir: Path) -> None:
+    """Every class the test writer shares with QuPath's own file has QuPath's exact descriptor."""
+    import _qpdata_writer as W
+
+    from histobridge.qupath.qpdata.reader import _open_buffer, _Parse
+    from histobridge.qupath.qpdata.stream import ClassDesc
+
+    def descriptors(path: Path) -> dict[str, tuple]:
+        with _open_buffer(path) as buf:
+            parse = _Parse(path, buf, None)
+            for _ in parse.run():
+                pass
+            return {
+                v.name: (v.suid, v.flags, tuple(v.fields), v.superclass.name if v.superclass else None)
+                for v in parse.s.values
+                if isinstance(v, ClassDesc)
+            }
+
+    real = descriptors(_written(shared_dir, "0.6.0") / "variety.qpdata")
+    real.update(descriptors(_written(shared_dir, "0.5.1") / "variety.qpdata"))
+    ours = [v for v in vars(W).values() if isinstance(v, W.Desc)] + list(W.ROI_DESCS.values())
+    ours += list(W.KIND_DESCS.values())
+    compared = 0
+    for d in ours:
+        if d.name in real:
+            sup = d.superclass.name if d.superclass else None
+            assert (d.suid, d.flags, tuple(d.fields), sup) == real[d.name], d.name
+            compared += 1
+    assert compared >= 25

@@ -4,6 +4,7 @@ and what we read. One driver process per version runs every QuPath step of this 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,8 +55,27 @@ def _rgb(argb: int | None) -> tuple[int, int, int] | None:
     return None if argb is None else ((argb >> 16) & 255, (argb >> 8) & 255, argb & 255)
 
 
+def _generated(tmp: Path, shared_dir: Path) -> list[Path]:
+    """Files of the test-only writer (the 0.5 and the 0.6 measurement-name layouts) behind a real server."""
+    import _qpdata_writer as W
+    from test_qpdata_generated import _scene
+
+    fixture = shared_dir / "fixtures" / "qupath" / "written-0.6.0" / "annotation-plain.qpdata"
+    server = read_qpdata(fixture).server
+    out = []
+    for version, names in (("0.5.1", W.unmodifiable_list), ("0.6.0", W.coll_ser_list)):
+        root, *_ = _scene(names(["m1", "m2"]))
+        wrapper = {"dataVersion": 3, "qupathVersion": version, "server": server, "id": "generated"}
+        path = tmp / f"generated-{version}.qpdata"
+        path.write_bytes(W.qpdata_bytes(root, version, server_json=wrapper))
+        out.append(path)
+    return out
+
+
 @pytest.fixture(scope="module", params=VERSIONS)
-def session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
+) -> dict[str, Any]:
     """Writes our files, runs QuPath once on all of them, returns inputs and QuPath's answers."""
     version = request.param
     install = require_install(version)
@@ -69,16 +89,25 @@ def session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     image = tmp / "plain.tif"
     tifffile.imwrite(image, np.zeros((1500, 2400, 3), np.uint8), photometric="rgb")
     qp = tmp / "variety.qpdata"
+    generated = _generated(tmp, shared_dir)
     run = run_quPath(
         install,
         [
             {"op": "read_geojson", "path": str(plain)},
             {"op": "read_geojson", "path": str(gz)},
             {"op": "write_variety", "path": str(qp), "image": str(image)},
+            *({"op": "read_qpdata", "path": str(p)} for p in generated),
         ],
     )
     assert run.version == version
-    return {"version": version, "run": run, "pred": pred, "colours": colours, "qpdata": qp}
+    return {
+        "version": version,
+        "run": run,
+        "pred": pred,
+        "colours": colours,
+        "qpdata": qp,
+        "generated": generated,
+    }
 
 
 def test_quPath_reads_our_prediction_tiles(session: dict[str, Any]) -> None:
@@ -146,3 +175,19 @@ def test_we_read_every_object_quPath_wrote(session: dict[str, Any]) -> None:
     assert roi_names == {"Rectangle", "Ellipse", "Geometry", "Polygon", "Polyline", "Line", "Points"}
     counts = data.counts()
     assert counts == {"root": 1, "annotation": 10, "detection": 3, "tile": 4, "cell": 3, "tmaCore": 4}
+
+
+def test_quPath_reads_the_test_writers_files(session: dict[str, Any]) -> None:
+    """The generated-file tests stand for real files only if QuPath reads them the same way."""
+    for j, path in enumerate(session["generated"]):
+        theirs = {o["id"]: o for o in session["run"].value(3 + j)["objects"]}
+        ours = read_qpdata(path).objects
+        assert len(theirs) == len(ours) == 6
+        for o in ours:
+            q = theirs[o.object_id]
+            assert o.object_type == KIND[q["type"]] and list(o.measurements) == q["measurement_names"]
+            assert all(
+                (v is None and math.isnan(o.measurements[k]))
+                or o.measurements[k] == pytest.approx(v, rel=1e-6)
+                for k, v in q["measurements"].items()
+            )

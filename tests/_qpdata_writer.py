@@ -4,7 +4,8 @@ It follows the Java Object Serialization Stream Protocol (spec chapter 6): block
 most 1024 bytes (primitives may straddle two records, as ``BlockDataOutputStream`` does), class
 descriptors with sorted fields, handles and back-references for repeated objects and strings.
 The QuPath part follows the layout described in docs/qpdata-format.md, for 0.2 through 0.7.
-It exists so the reader can be tested without QuPath files; the package itself never writes .qpdata.
+It builds whole files of any shape so the reader can be tested without QuPath; the package's own writer
+(histobridge/qupath/qpdata/writer.py) only adds tiles to real files.
 """
 
 from __future__ import annotations

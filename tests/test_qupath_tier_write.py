@@ -37,6 +37,34 @@ def _grid(extent: tuple[float, float], step: float, seed: int) -> TileBatch:
     )
 
 
+def _shares_with_removed_tile(path: Path, shared_dir: Path) -> Path:
+    import _qpdata_writer as W
+
+    from histobridge.qupath.qpdata import read_qpdata
+
+    server = read_qpdata(
+        shared_dir / "fixtures" / "qupath" / "written-0.6.0" / "annotation-plain.qpdata"
+    ).server
+    tumor = W.path_class("Tumor", -65536)
+    names = W.coll_ser_list(["m1", "m2"])
+    old = W.PO(
+        "tile",
+        roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10),
+        name="model",
+        path_class=tumor,
+        measurements=W.float_list(names, [0.1, 0.2]),
+    )
+    kept = W.PO(
+        "detection",
+        roi=W.roi("rectangle", x=20, y=0, x2=30, y2=10),
+        path_class=tumor,
+        measurements=W.float_list(names, [0.3, 0.4]),
+    )
+    wrapper = {"dataVersion": 3, "qupathVersion": "0.6.0", "server": server, "id": "generated"}
+    path.write_bytes(W.qpdata_bytes(W.PO("root", children=[old, kept]), "0.6.0", server_json=wrapper))
+    return path
+
+
 @pytest.fixture(scope="module", params=VERSIONS)
 def session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
@@ -64,6 +92,13 @@ def session(
         out = tmp / f"variety-{other}.qpdata"
         out.write_bytes(data)
         files[f"variety-{other}"] = (out, src, b)
+    # a removed tile that was the first to write the class and the name list a kept detection uses
+    src = _shares_with_removed_tile(tmp / "shared-first.qpdata", shared_dir)
+    b = _grid((2000, 1500), 500, 3)
+    data, *_ = rewrite_qpdata(src, b)
+    out = tmp / "shared-first-new.qpdata"
+    out.write_bytes(data)
+    files["shared-first"] = (out, src, b)
     skin = tmp / "skin"
     shutil.copytree(REPO / "sample_projects" / "skin", skin)
     feats = [
@@ -128,7 +163,7 @@ def test_quPath_reads_rewritten_files_with_originals_unchanged(session: dict) ->
             label
         )
         nested = sum(new_objs[p]["type"] != "PathRootObject" for p in placed.values())
-        assert nested > 0 or label in ("foci-10", "foci-216")  # those two hold no annotations
+        assert nested > 0 or label in ("foci-10", "foci-216", "shared-first")  # no annotations there
     assert checked > 1100
 
 

@@ -100,17 +100,19 @@ def op_read_qpdata(job: dict[str, Any]) -> Any:
     h = data.getHierarchy()
     objs = [describe(p, job.get("wkt", False)) for p in h.getObjects(None, None)]
     grid = h.getTMAGrid()
-    return {
+    out = {
         "objects": objs,
         "image_type": str(data.getImageType().name()),
         "tma": None if grid is None else [int(grid.getGridWidth()), int(grid.getGridHeight())],
         "properties": {str(k): str(v) for k, v in dict(data.getProperties()).items()},
     }
+    if job.get("reresolve"):
+        out["reresolved"] = _reresolve(h)
+    return out
 
 
-def op_reresolve(job: dict[str, Any]) -> Any:
-    """Where QuPath itself puts the file's tiles: take them out, add them again, resolveHierarchy()."""
-    h = _image_data(job["path"]).getHierarchy()
+def _reresolve(h: Any) -> dict[str, str]:
+    """Where QuPath itself puts the tiles: take them out, add them again, resolveHierarchy()."""
     tiles = J("java.util.ArrayList")(h.getTileObjects())
     h.removeObjects(tiles, False)
     h.addObjects(tiles)  # under the root, then placed by QuPath's rule as the import script does
@@ -308,7 +310,6 @@ OPS = {
     "read_geojson": op_read_geojson,
     "read_qpdata": op_read_qpdata,
     "write_variety": op_write_variety,
-    "reresolve": op_reresolve,
     "groovy": op_groovy,
 }
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,21 +54,60 @@ class QuPathRun:
         return r["value"]
 
 
-def run_quPath(install: Path, jobs: list[dict[str, Any]], timeout: float = 120) -> QuPathRun:
-    """One JVM for all ``jobs``; a JVM cannot be restarted in a process, hence the subprocess."""
+def _start(install: Path, jobs: list[dict[str, Any]]) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, str(DRIVER), str(install)],
-        input=json.dumps(jobs),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         env=env,
     )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(jobs))
+    proc.stdin.close()
+    proc.stdin = None  # communicate() must not touch it again
+    return proc
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> QuPathRun:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"QuPath driver did not finish within {timeout:.0f} s") from None
     if proc.returncode != 0:
-        raise AssertionError(f"QuPath driver failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    out = json.loads(proc.stdout)
-    return QuPathRun(out["version"], out["results"])
+        raise AssertionError(f"QuPath driver failed ({proc.returncode}):\n{err[-4000:]}")
+    doc = json.loads(out)
+    return QuPathRun(doc["version"], doc["results"])
+
+
+def run_quPath(install: Path, jobs: list[dict[str, Any]], timeout: float = 180) -> QuPathRun:
+    """One JVM for all ``jobs``; a JVM cannot be restarted in a process, hence the subprocess."""
+    return _finish(_start(install, jobs), timeout)
+
+
+_RUNS: dict[tuple[str, str], tuple[QuPathRun, Any]] = {}
+
+
+def run_each_version(
+    key: str, version: str, prepare: Callable[[str], tuple[list[dict[str, Any]], Any]], timeout: float = 180
+) -> tuple[QuPathRun, Any]:
+    """The run for ``version``; on first use, ``prepare(v)`` (jobs, extra) for every installed version
+    and one JVM per version, all at once (they are independent)."""
+    require_install(version)
+    if (key, version) not in _RUNS:
+        started = []
+        for v in VERSIONS:
+            install = find_install(v)
+            if install is not None and (key, v) not in _RUNS:
+                jobs, extra = prepare(v)
+                started.append((v, _start(install, jobs), extra))
+        for v, proc, extra in started:
+            _RUNS[(key, v)] = (_finish(proc, timeout), extra)
+    return _RUNS[(key, version)]

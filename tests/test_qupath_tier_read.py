@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from _qupath_tier import VERSIONS, QuPathRun, require_install, run_quPath
+from _qupath_tier import VERSIONS, QuPathRun, run_each_version
 from shapely import wkt as shapely_wkt
 from shapely.geometry import box
 
@@ -78,36 +78,30 @@ def session(
 ) -> dict[str, Any]:
     """Writes our files, runs QuPath once on all of them, returns inputs and QuPath's answers."""
     version = request.param
-    install = require_install(version)
-    tmp = tmp_path_factory.mktemp(f"tier-read-{version}")
-    pred = _prediction()
-    colours = class_colours(pred.class_names)
-    feats = tile_features(pred, "model", colours)
-    plain, gz = tmp / "tiles.geojson", tmp / "tiles.geojson.gz"
-    geojson.write_features(plain, feats)
-    geojson.write_features(gz, feats)
-    image = tmp / "plain.tif"
-    tifffile.imwrite(image, np.zeros((1500, 2400, 3), np.uint8), photometric="rgb")
-    qp = tmp / "variety.qpdata"
-    generated = _generated(tmp, shared_dir)
-    run = run_quPath(
-        install,
-        [
+
+    def prepare(v: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        tmp = tmp_path_factory.mktemp(f"tier-read-{v}")
+        pred = _prediction()
+        colours = class_colours(pred.class_names)
+        feats = tile_features(pred, "model", colours)
+        plain, gz = tmp / "tiles.geojson", tmp / "tiles.geojson.gz"
+        geojson.write_features(plain, feats)
+        geojson.write_features(gz, feats)
+        image = tmp / "plain.tif"
+        tifffile.imwrite(image, np.zeros((1500, 2400, 3), np.uint8), photometric="rgb")
+        qp = tmp / "variety.qpdata"
+        generated = _generated(tmp, shared_dir)
+        jobs = [
             {"op": "read_geojson", "path": str(plain)},
             {"op": "read_geojson", "path": str(gz)},
             {"op": "write_variety", "path": str(qp), "image": str(image)},
             *({"op": "read_qpdata", "path": str(p)} for p in generated),
-        ],
-    )
+        ]
+        return jobs, {"pred": pred, "colours": colours, "qpdata": qp, "generated": generated}
+
+    run, extra = run_each_version("read", version, prepare)
     assert run.version == version
-    return {
-        "version": version,
-        "run": run,
-        "pred": pred,
-        "colours": colours,
-        "qpdata": qp,
-        "generated": generated,
-    }
+    return {"version": version, "run": run, **extra}
 
 
 def test_quPath_reads_our_prediction_tiles(session: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from _qupath_tier import GROOVY, VERSIONS, QuPathRun, require_install, run_quPath
+from _qupath_tier import GROOVY, VERSIONS, QuPathRun, run_each_version
 
 from histobridge.qupath import geojson, layout
 from histobridge.qupath.qpdata import read_qpdata
@@ -67,9 +67,18 @@ def session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
 ) -> dict:
     version = request.param
-    install = require_install(version)
     if not GROOVY.is_file():
         pytest.skip(f"no Groovy jar ({GROOVY}; Debian package 'groovy')")
+    run, extra = run_each_version("scripts", version, lambda v: _inputs(v, tmp_path_factory, shared_dir))
+    assert run.version == version
+    saved = read_qpdata(extra["data"])  # what QuPath saved (the last job does not save)
+    return {"run": run, "project": extra["project"], "saved": saved}
+
+
+def _inputs(
+    version: str, tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A project whose image 1 holds what QuPath ``version`` wrote, and the jobs that run the scripts."""
     tmp = tmp_path_factory.mktemp(f"tier-scripts-{version}")
     image = tmp / "plain.tif"  # QuPath's ImageJ server opens it, so entries load and save
     tifffile.imwrite(image, np.zeros((1500, 2000, 3), np.uint8), photometric="rgb")  # H&E needs RGB
@@ -86,24 +95,20 @@ def session(
     empty = {"type": "FeatureCollection", "histobridge": {"model": "histo"}, "features": []}
     plain = layout.predictions_path(proj, 1).with_suffix("")  # <id>.geojson, read when no .gz
     gz = layout.predictions_path(proj, 1)
-    run = run_quPath(
-        install,
-        [
-            {"op": "groovy", "project": str(qpproj), "entry": 1, "scripts": [imp, imp, exp], "save": True},
-            {"op": "groovy", "project": str(qpproj), "entry": 2, "scripts": [exp]},
-            {"op": "read_qpdata", "path": str(data)},
-            {
-                "op": "groovy",
-                "project": str(qpproj),
-                "entry": 1,
-                "scripts": [imp],
-                "delete_first": [str(gz)],
-                "write_first": {str(plain): json.dumps(empty)},
-            },
-        ],
-    )
-    saved = read_qpdata(data)  # what QuPath saved (the last job does not save)
-    return {"run": run, "project": proj, "saved": saved}
+    jobs = [
+        {"op": "groovy", "project": str(qpproj), "entry": 1, "scripts": [imp, imp, exp], "save": True},
+        {"op": "groovy", "project": str(qpproj), "entry": 2, "scripts": [exp]},
+        {"op": "read_qpdata", "path": str(data)},
+        {
+            "op": "groovy",
+            "project": str(qpproj),
+            "entry": 1,
+            "scripts": [imp],
+            "delete_first": [str(gz)],
+            "write_first": {str(plain): json.dumps(empty)},
+        },
+    ]
+    return jobs, {"project": proj, "data": data}
 
 
 def test_import_twice_replaces_and_nests(session: dict) -> None:

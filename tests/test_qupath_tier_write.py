@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _qupath_tier import VERSIONS, QuPathRun, require_install, run_quPath
+from _qupath_tier import VERSIONS, QuPathRun, run_each_version
 
 from histobridge.qupath import geojson
 from histobridge.qupath.qpdata.tiles import TileBatch
@@ -70,8 +70,20 @@ def session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
 ) -> dict:
     version = request.param
-    install = require_install(version)
-    tmp = tmp_path_factory.mktemp(f"tier-write-{version}")
+    inputs: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
+
+    def prepare(v: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        if not inputs:  # the same files serve every version: QuPath only reads them
+            inputs.append(_inputs(tmp_path_factory.mktemp("tier-write"), shared_dir))
+        return inputs[0]
+
+    run, extra = run_each_version("write", version, prepare)
+    assert run.version == version
+    return {"run": run, **extra}
+
+
+def _inputs(tmp: Path, shared_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Files histobridge wrote (and their originals), and the QuPath jobs that read them."""
     foci = tmp / "foci"
     shutil.copytree(shared_dir / "fixtures" / "qupath" / "foci-0.4", foci)
     files: dict[str, tuple[Path, Path, TileBatch]] = {}  # label -> (new file, original, tiles)
@@ -123,9 +135,7 @@ def session(
             {"op": "read_qpdata", "path": str(old)},
         ]
     jobs.append({"op": "read_qpdata", "path": str(report.path)})
-    run = run_quPath(install, jobs)
-    assert run.version == version
-    return {"run": run, "files": files, "skin_tiles": feats}
+    return jobs, {"files": files, "skin_tiles": feats}
 
 
 def test_quPath_reads_rewritten_files_with_originals_unchanged(session: dict) -> None:

@@ -19,7 +19,8 @@ from histobridge.cli._common import DEVICE_HELP, split_list, torch_device
 if TYPE_CHECKING:
     from histobridge.heatmap.pipeline import HeatmapReport
 
-WRITE_BACK_HELP = "geojson (for import_results.groovy), paquo (needs QuPath), or none."
+WRITE_BACK_HELP = ("geojson (for import_results.groovy), paquo (needs QuPath), qpdata (straight into "
+                   "data.qpdata, no QuPath needed; close the image in QuPath first), or none.")
 TISSUE_HELP = ("Classify only the tissue inside annotations; glass is left out (default). "
                "--no-tissue classifies the whole annotation.")
 
@@ -27,6 +28,7 @@ TISSUE_HELP = ("Classify only the tissue inside annotations; glass is left out (
 class WriteBack(str, Enum):
     geojson = "geojson"
     paquo = "paquo"
+    qpdata = "qpdata"
     none = "none"
 
 

@@ -10,7 +10,6 @@ by the number of batches in flight, never by the slide size.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import os
 import threading
@@ -351,13 +350,14 @@ def work_units(n: int, shard: int, workers: int) -> list[tuple[int, int]]:
     two shards) are split across the workers instead of leaving all but one idle.
     """
     want = max(MIN_UNIT_TILES, -(-n // (2 * max(1, workers))))
-    units: list[tuple[int, int]] = []
-    for start in range(0, n, shard):
-        stop = min(start + shard, n)
-        parts = max(1, -(-(stop - start) // want))
-        bounds = np.linspace(start, stop, parts + 1).round().astype(int)
-        units += [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
-    return units
+    step = -(-want // CELL_TILES) * CELL_TILES  # whole rows of a spatial cell: fewer tiles decoded twice
+    if step >= shard:
+        return [(a, min(a + shard, n)) for a in range(0, n, shard)]
+    return [
+        (a, min(a + step, s + shard, n))
+        for s in range(0, n, shard)
+        for a in range(s, min(s + shard, n), step)
+    ]
 
 
 class _Shard:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,11 @@ class Slide:
                 f"level {level} (downsample {ds:g}) because the slide has no level near the {w / out_w:.3g}x "
                 "reduction asked for; use smaller tiles in µm or a pyramidal copy of the slide"
             )
-        block = Image.fromarray(self._level_rect(level, ix0, iy0, ix1 - ix0, iy1 - iy0, cache=cache))
+        block = Image.fromarray(
+            self._level_rect(
+                level, ix0, iy0, ix1 - ix0, iy1 - iy0, out=_scratch(iy1 - iy0, ix1 - ix0), cache=cache
+            )
+        )
         if _resample_as_mosaic(block, fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0, out):
             return out
         for i in range(len(coords)):
@@ -282,7 +287,7 @@ class Slide:
         bw, bh = math.ceil(float(fx1.max())) + margin - ix0, math.ceil(float(fy1.max())) + margin - iy0
         if bw * bh * 3 > MAX_READ_BYTES:
             return False
-        block = Image.fromarray(self._level_rect(level, ix0, iy0, bw, bh, cache=cache))
+        block = Image.fromarray(self._level_rect(level, ix0, iy0, bw, bh, out=_scratch(bh, bw), cache=cache))
         wx, wy = k * out_w, k * out_h
         lx = np.clip(_centred(fx0 - ix0, fx1 - ix0, wx), 0, bw - wx)
         ly = np.clip(_centred(fy0 - iy0, fy1 - iy0, wy), 0, bh - wy)
@@ -332,6 +337,26 @@ def _is_identity(fx0: np.ndarray, fy0: np.ndarray, fx1: np.ndarray, fy1: np.ndar
         and np.all(np.abs((fx1 - fx0) - w) < 1e-6)
         and np.all(np.abs((fy1 - fy0) - h) < 1e-6)
     )
+
+
+SCRATCH_BYTES = 64 << 20  # blocks up to this size are decoded into a reused per-thread buffer
+_scratch_local = threading.local()
+
+
+def _scratch(h: int, w: int) -> np.ndarray | None:
+    """A reused (h, w, 3) block buffer for this thread (None: too big, allocate afresh).
+
+    Faulting in fresh pages for every ~18 MB block costs about a third of decoding it; Pillow
+    copies the block, so the buffer is free again once the resampling has begun.
+    """
+    need = h * w * 3
+    if need > SCRATCH_BYTES:
+        return None
+    buf: np.ndarray | None = getattr(_scratch_local, "buf", None)
+    if buf is None or buf.size < need:
+        buf = np.empty(max(need, 1 << 20), np.uint8)
+        _scratch_local.buf = buf
+    return buf[:need].reshape(h, w, 3)
 
 
 def _unit_scale(fx0: np.ndarray, fy0: np.ndarray, fx1: np.ndarray, fy1: np.ndarray, w: int, h: int) -> bool:

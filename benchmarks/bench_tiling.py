@@ -287,6 +287,68 @@ def native_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
     print(f"  tiler 2 workers / 1 worker:          {rate[w2] / rate[w1]:.2f}x")
     print(f"  raw decode 2 threads / 1:            {rate[raw2] / rate[raw]:.2f}x")
     print(f"  raw decode 2 processes / 1:          {rate[rawp] / rate[raw]:.2f}x  (what the machine allows)")
+    costs = stage_costs(slide, MPP, tmp)
+    _print_stages(costs)
+    print(f"  decode / sum of stages: {costs['decode'] / sum(costs.values()):.2f}x (the tiler's ceiling)")
+
+
+def stage_costs(slide_path: Path, um_px: float, tmp: Path, batches: int = 8) -> dict[str, float]:
+    """CPU ms per output tile of each stage of a 64-tile batch, timed alone in this thread.
+
+    Stages: decode (the batch's source block, or its tiles in place at the native scale),
+    resample (Pillow, as the tiler does it), Blosc (the store's shard encoder) and the shard file
+    write. Their sum is what one worker spends per tile besides Python overhead.
+    """
+    from PIL import Image
+
+    from histobridge.slides import open_slide
+    from histobridge.tiling.store import shard_parts
+    from histobridge.tiling.tiler import CELL_TILES, read_batch
+
+    tile_l0 = TILE * um_px / MPP
+    cell = int(tile_l0 * CELL_TILES)
+    cost = dict.fromkeys(("decode", "resample", "blosc", "write"), 0.0)
+    out = np.empty((CELL_TILES * CELL_TILES, TILE, TILE, 3), np.uint8)
+    with open_slide(slide_path) as s:
+        for b in range(batches):
+            x0 = b * cell
+            coords = np.array(
+                [
+                    [x0 + c * tile_l0, r * tile_l0, tile_l0, tile_l0]
+                    for r in range(CELL_TILES)
+                    for c in range(CELL_TILES)
+                ]
+            )
+            c0 = time.process_time()
+            if um_px == MPP:
+                read_batch(s, coords, TILE, tile_l0, out=out)  # decoded straight into the tiles
+                cost["decode"] += time.process_time() - c0
+            else:
+                block = s.read_region(x0, 0, cell + 1, cell + 1)
+                c1 = time.process_time()
+                big = np.asarray(
+                    Image.fromarray(block).resize(
+                        (TILE * CELL_TILES,) * 2, Image.Resampling.BOX, box=(0, 0, cell * 1.0, cell * 1.0)
+                    )
+                )
+                out[:] = big.reshape(CELL_TILES, TILE, CELL_TILES, TILE, 3).swapaxes(1, 2).reshape(out.shape)
+                cost["decode"] += c1 - c0
+                cost["resample"] += time.process_time() - c1
+            c2 = time.process_time()
+            parts = shard_parts(out, len(out))
+            c3 = time.process_time()
+            with open(tmp / "shard.bin", "wb") as fh:
+                fh.writelines(parts)
+            cost["write"] += time.process_time() - c3
+            cost["blosc"] += c3 - c2
+    n = batches * len(out)
+    return {k: v / n * 1e3 for k, v in cost.items()}
+
+
+def _print_stages(costs: dict[str, float]) -> None:
+    total = sum(costs.values())
+    parts = ", ".join(f"{k} {v:.3f} ({v / total:.0%})" for k, v in costs.items())
+    print(f"  stages, CPU ms per tile (1 thread): {parts}; sum {total:.3f}")
 
 
 RESAMPLED_UM_PX = 0.6  # 1.2x shrink from level 0 of the 0.5 µm/px slide
@@ -319,6 +381,9 @@ def resampled_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
     best = min(_cpu_per_tile(t, w1) / floor(t) for t in rounds)
     print(f"  decode floor: {min(floor(t) for t in rounds) * 1e3:.3f} ms CPU per output tile")
     print(f"  tiler CPU per tile / decode floor (best round): {best:.2f}x  (target <= 2)")
+    costs = stage_costs(slide, RESAMPLED_UM_PX, tmp)
+    _print_stages(costs)
+    print(f"  Pillow resample / decode floor: {costs['resample'] / min(floor(t) for t in rounds) / 1e3:.2f}x")
 
 
 SMALL_TILE_UM = 128.0  # 256.5 px of CMU-1-Small-Region (0.499 µm/px) -> 256 px: a 1.002x shrink

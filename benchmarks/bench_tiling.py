@@ -15,6 +15,10 @@ Two more sections (``--sections``), each in interleaved rounds with the ratios o
 - small: the real CMU-1-Small-Region slide (~100 tiles of 128 µm = 256.5 px -> 256 px, a 1.002x
   shrink), against a naive loop of ``openslide.read_region`` + Pillow resize in 2 threads.
 
+The native and resampled sections end with the CPU cost of each stage (decode, resample, Blosc,
+shard write) per tile, timed alone: decode / their sum is the most any tiler using this store can
+reach against raw decoding.
+
 Run: ``python benchmarks/bench_tiling.py [--size 16384] [--sections native,resampled,small]``
 """
 

@@ -397,6 +397,7 @@ def _write_tiles(job: _Job, slide: Slide, writer: GroupWriter, coords: np.ndarra
         if not shard.part_done():
             return 0
         writer.write_tiles(shard.start, tiles)
+        shard.shared = None  # a small image's split shards hold memory only until written
         return shard.stop - shard.start
 
     def finished(futures: set[Future[int]]) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from histobridge.cli._common import DEVICE_HELP, split_list, torch_device
+from histobridge.cli._common import DEVICE_HELP, resolve_device, split_list
 
 if TYPE_CHECKING:
     from histobridge.heatmap.pipeline import HeatmapReport
@@ -69,7 +69,10 @@ def heatmap(
         closed_lines_as_areas=closed_lines_as_areas,
     )
     proj = Project.open(project)
-    clf = load_classifier(model, device=torch_device(device))
+    from histobridge._threads import configure_torch_threads, reader_threads
+
+    configure_torch_threads(readers=reader_threads(workers))  # readers + torch never exceed the cores
+    clf = load_classifier(model, device=resolve_device(device))
     typer.echo(f"model: {clf}", err=as_json)
     with ProgressDrawer() as progress:
         report = run_heatmap(proj, clf, out, options, images=split_list(images), progress=progress)

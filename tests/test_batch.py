@@ -255,3 +255,28 @@ def test_cli_batch_reports_the_bad_image_and_exits_non_zero(tmp_path) -> None:
     ]
     assert sorted(p.name for p in (out / "proj" / "tiles.zarr").iterdir() if p.is_dir()) == ["1", "2"]
     assert sorted(p.name for p in (out / "proj-2" / "tiles.zarr").iterdir() if p.is_dir()) == ["1"]
+
+
+@pytest.mark.slow
+def test_teach_step_runs_once_per_project_and_resumes(tmp_path, cmu_slide) -> None:
+    from histobridge.demo.run import sample_model_paths
+    from histobridge.qupath.sample import init_sample_project
+    from histobridge.teach import TeachSettings
+    from histobridge.teach.quiz import QuizPlan
+    from histobridge.teach.sheet import SheetSettings
+
+    project = init_sample_project(tmp_path / "skin", "skin", offline=True)
+    clf_dir, gen = sample_model_paths()
+    teach = TeachSettings(
+        synthetic_per_class=16, swaps_per_direction=4, search_seeds=12, transition_rows=3, transition_steps=5,
+        quiz=QuizPlan(class_real=3, class_synthetic=3, origin_real=3, origin_synthetic=3, pairs=2),
+        sheet=SheetSettings(examples=4, blend_strips=2, blend_steps=5, curve_seeds=4, curve_steps=9),
+    )  # fmt: skip
+    out = tmp_path / "out"
+    settings = BatchSettings(steps=("teach",), out=out, model=clf_dir, generator=gen, teach=teach)
+    report = run_batch([project], settings, workers=1)
+    assert report.ok and [(r.step, r.outcome.status) for r in report.results] == [("teach", "done")]
+    material = tmp_path / "out" / "skin" / "teach"
+    assert (material / "teach.json").is_file() and (material / "qupath" / "project.qpproj").is_file()
+    again = run_batch([project], settings, workers=1)
+    assert again.ok and again.results[0].resumed  # not refused as "already exists": skipped

@@ -40,11 +40,11 @@ class _Pending:
 
 
 def default_workers() -> int:
-    """Worker processes for a local cluster: one per CPU this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    """Worker processes for a local cluster: one per core this process may use (affinity, cgroup
+    quota or ``HISTOBRIDGE_THREADS``, see :mod:`histobridge._threads`)."""
+    from histobridge._threads import available_cores
+
+    return available_cores()
 
 
 @contextlib.contextmanager

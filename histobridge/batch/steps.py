@@ -29,10 +29,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=1)
+def _torch_threads() -> int:
+    """Torch threads in this worker: what the core budget leaves beside the task's one reader thread
+    (Dask starts workers with ``OMP_NUM_THREADS=1``, which caps it at one)."""
+    from histobridge._threads import configure_torch_threads
+
+    return configure_torch_threads(readers=1)
+
+
 @functools.lru_cache(maxsize=4)
 def _classifier(path: str, stamp: int, device: str) -> TileClassifier:
     from histobridge.models.classifier import load_classifier
 
+    _torch_threads()
     return load_classifier(Path(path), device=device)
 
 
@@ -40,6 +50,7 @@ def _classifier(path: str, stamp: int, device: str) -> TileClassifier:
 def _generator(path: str, stamp: int, gan_um: float | None, device: str) -> Generator:
     from histobridge.models.checkpoints import load_generator
 
+    _torch_threads()
     return load_generator(path, gan_um=gan_um, device=device)
 
 

@@ -79,9 +79,8 @@ def local_environ() -> contextlib.AbstractContextManager[Any]:
     import dask
     import distributed  # noqa: F401  (registers the distributed.* settings)
 
-    key = "distributed.nanny.pre-spawn-environ"
-    environ = {k: v for k, v in (dask.config.get(key) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
-    return dask.config.set({key: environ})
+    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    return dask.config.set({key: None})  # None unsets it
 
 
 def dashboard_of(client: Any) -> str | None:

@@ -280,3 +280,35 @@ def test_teach_step_runs_once_per_project_and_resumes(tmp_path, cmu_slide) -> No
     assert (material / "teach.json").is_file() and (material / "qupath" / "project.qpproj").is_file()
     again = run_batch([project], settings, workers=1)
     assert again.ok and again.results[0].resumed  # not refused as "already exists": skipped
+
+
+class _Recorder:
+    """A stand-in client: records what would be submitted, with which resources."""
+
+    def __init__(self, resources: dict[str, float]) -> None:
+        self.resources = resources
+        self.submitted: list[tuple[str, object]] = []
+
+    def scheduler_info(self) -> dict:
+        return {"workers": {"tcp://a": {"resources": self.resources}, "tcp://b": {"resources": {}}}}
+
+    def submit(self, fn, *args, key: str, pure: bool, resources: object) -> str:
+        self.submitted.append((key.split("-")[0], resources))
+        return key
+
+
+@pytest.mark.parametrize("declared, wanted", [({"GPU": 1}, {"GPU": 1}), ({}, None)])
+def test_model_steps_ask_for_a_gpu_only_when_a_worker_declares_one(
+    tmp_path, models, declared, wanted
+) -> None:
+    from histobridge.batch.graph import _Graph
+    from histobridge.batch.layout import project_paths
+    from histobridge.qupath.project import Project
+
+    proj = build_project(tmp_path / "proj", cohort(tmp_path, 1)[:1])
+    client = _Recorder(declared)
+    graph = _Graph(client, settings_for(tmp_path / "out", models), (16, 64.0))
+    graph.add_project(project_paths([proj], tmp_path / "out")[0], Project.open(proj))
+    assert sorted(client.submitted, key=str) == sorted(
+        [("tile", None), ("heatmap", wanted), ("synth", wanted)], key=str
+    )

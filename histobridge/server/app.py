@@ -4,10 +4,11 @@ explorer page. All coordinates are QuPath level-0 pixels; OpenAPI is at ``/docs`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import fields
 from importlib.resources import files
 from typing import Any
@@ -156,15 +157,16 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
     settings.check_token_rule()
     res = resources or Resources(settings)
     jobs = JobManager(settings.workers, settings.job_ttl_s)
-    app = FastAPI(title="histobridge", version=_version(),
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown()
+        res.close()
+
+    app = FastAPI(title="histobridge", version=_version(), lifespan=lifespan,
                   description="QuPath plugin backend: classify and synthesise regions of project images. "
                               "Coordinates are QuPath level-0 pixels.")
     app.state.resources, app.state.jobs, app.state.settings = res, jobs, settings
-
-    @app.on_event("shutdown")
-    def _stop() -> None:
-        jobs.shutdown()
-        res.close()
 
     @app.exception_handler(HistobridgeError)
     async def _known(_: Request, err: HistobridgeError) -> JSONResponse:

@@ -37,8 +37,9 @@ def parse_roi(roi: Any) -> list[Any]:
     """
     from histobridge.qupath.geojson import read_features
 
-    if roi is None:
-        raise RoiError("roi: missing; send QuPath GeoJSON (a Feature or FeatureCollection)")
+    if not isinstance(roi, (dict, list)):  # a string would be read as a file name: never from a request
+        raise RoiError(f"roi: expected QuPath GeoJSON (a Feature, FeatureCollection or list), "
+                       f"got {type(roi).__name__}")
     if isinstance(roi, dict) and roi.get("type") in ("Polygon", "MultiPolygon"):
         roi = {"type": "Feature", "geometry": roi, "properties": {"objectType": "annotation"}}
     try:

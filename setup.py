@@ -16,6 +16,7 @@ setup(
     },
     package_data={
         "histobridge": ["py.typed"],
+        "histobridge.server": ["static/*"],
         "histobridge.sample_projects": ["**/*"],
         "histobridge.qupath_scripts": ["*.groovy"],
     },

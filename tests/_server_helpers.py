@@ -40,3 +40,45 @@ def square(x: float, y: float, size: float, cls: str | None = "Epidermis") -> di
     if cls:
         props["classification"] = {"name": cls}
     return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn in a thread on a free loopback port (for a real browser or real sockets)."""
+
+    def __init__(self, project: Path, **settings: Any) -> None:
+        import uvicorn
+
+        from histobridge.server.app import create_app
+        from histobridge.server.settings import ServerSettings
+
+        self.port = free_port()
+        opts: dict[str, Any] = {"projects": (project,), "workers": 2, "port": self.port}
+        opts.update(settings)
+        self.app = create_app(ServerSettings(**opts))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,9 +45,23 @@ def _start(folder: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("HISTOBRIDGE_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-c", "from histobridge.cli import main; main()", "serve",
-                             "--project", str(folder), "--port", str(port), "--workers", str(workers),
-                             "--host", "127.0.0.1"], env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from histobridge.cli import main; main()",
+            "serve",
+            "--project",
+            str(folder),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--host",
+            "127.0.0.1",
+        ],
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -90,7 +103,9 @@ def main() -> None:
     clf = load_classifier(clf_dir)
     run_heatmap(folder, clf, tmp / "warm", stride_div=args.stride, write_back="none", progress=False)
     t0 = time.perf_counter()
-    report = run_heatmap(folder, clf, tmp / "batch", stride_div=args.stride, write_back="none", progress=False)
+    report = run_heatmap(
+        folder, clf, tmp / "batch", stride_div=args.stride, write_back="none", progress=False
+    )
     batch_s = time.perf_counter() - t0
     batch_tiles = report.tiles
     batch_rate = batch_tiles / batch_s
@@ -98,13 +113,24 @@ def main() -> None:
     port = _free_port()
     proc = _start(folder, port, args.workers)
     base = f"http://127.0.0.1:{port}"
-    figures: dict[str, Any] = {"batch_tiles": batch_tiles, "batch_s": round(batch_s, 3),
-                               "batch_tiles_per_s": round(batch_rate, 1)}
+    figures: dict[str, Any] = {
+        "batch_tiles": batch_tiles,
+        "batch_s": round(batch_s, 3),
+        "batch_tiles_per_s": round(batch_rate, 1),
+    }
     try:
         with httpx.Client(base_url=base, timeout=args.time_limit) as c:
             roi = c.get("/api/projects/skin/images/1/annotations").json()
-            body = {"project": "skin", "image": "1", "model": "classifier", "roi": roi, "stride_div": args.stride}
-            c.post("/api/classify?wait=120", json=body).raise_for_status()  # warm: model and slide loaded once
+            body = {
+                "project": "skin",
+                "image": "1",
+                "model": "classifier",
+                "roi": roi,
+                "stride_div": args.stride,
+            }
+            c.post(
+                "/api/classify?wait=120", json=body
+            ).raise_for_status()  # warm: model and slide loaded once
 
         deadline = time.monotonic() + args.time_limit
         latencies: list[float] = []
@@ -123,27 +149,53 @@ def main() -> None:
                         latencies.append(time.perf_counter() - t)
                         tiles[0] += r.json()["histobridge"]["tiles"]
 
-        share = [args.requests // args.clients + (i < args.requests % args.clients) for i in range(args.clients)]
+        share = [
+            args.requests // args.clients + (i < args.requests % args.clients) for i in range(args.clients)
+        ]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(client, share))
         wall = time.perf_counter() - t0
         served_rate = tiles[0] / wall
-        figures.update({
-            "clients": args.clients, "requests": len(latencies), "wall_s": round(wall, 3),
-            "requests_per_s": round(len(latencies) / wall, 3), "p50_s": round(_pct(latencies, 0.5), 3),
-            "p95_s": round(_pct(latencies, 0.95), 3), "served_tiles_per_s": round(served_rate, 1),
-            "served_over_batch": round(served_rate / batch_rate, 3),
-        })
+        figures.update(
+            {
+                "clients": args.clients,
+                "requests": len(latencies),
+                "wall_s": round(wall, 3),
+                "requests_per_s": round(len(latencies) / wall, 3),
+                "p50_s": round(_pct(latencies, 0.5), 3),
+                "p95_s": round(_pct(latencies, 0.95), 3),
+                "served_tiles_per_s": round(served_rate, 1),
+                "served_over_batch": round(served_rate / batch_rate, 3),
+            }
+        )
 
         with httpx.Client(base_url=base, timeout=30) as c:
-            long_body = {**body, "stride_div": 4, "roi": {"type": "Feature", "properties": {}, "geometry": {
-                "type": "Polygon", "coordinates": [[[0, 0], [2220, 0], [2220, 2967], [0, 2967], [0, 0]]]}}}
+            long_body = {
+                **body,
+                "stride_div": 4,
+                "roi": {
+                    "type": "Feature",
+                    "properties": {},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [[[0, 0], [2220, 0], [2220, 2967], [0, 2967], [0, 0]]],
+                    },
+                },
+            }
             job = c.post("/api/classify", json=long_body).json()
             while c.get(f"/api/jobs/{job['id']}").json()["state"] == "queued":
                 time.sleep(0.02)
-            busy: dict[str, list[float]] = {p: [] for p in ("/api/health", "/api/projects", "/api/models",
-                                                            "/api/projects/skin/images", f"/api/jobs/{job['id']}")}
+            busy: dict[str, list[float]] = {
+                p: []
+                for p in (
+                    "/api/health",
+                    "/api/projects",
+                    "/api/models",
+                    "/api/projects/skin/images",
+                    f"/api/jobs/{job['id']}",
+                )
+            }
             for _ in range(20):
                 for path, values in busy.items():
                     t = time.perf_counter()
@@ -161,12 +213,17 @@ def main() -> None:
         proc.wait(30)
 
     print(f"batch heatmap : {batch_tiles} tiles in {batch_s:.2f} s = {batch_rate:.1f} tiles/s")
-    print(f"served        : {figures['requests']} requests from {args.clients} clients in {figures['wall_s']} s = "
-          f"{figures['requests_per_s']} req/s, p50 {figures['p50_s']} s, p95 {figures['p95_s']} s, "
-          f"{figures['served_tiles_per_s']} tiles/s")
+    print(
+        f"served        : {figures['requests']} requests from {args.clients} clients "
+        f"in {figures['wall_s']} s = "
+        f"{figures['requests_per_s']} req/s, p50 {figures['p50_s']} s, p95 {figures['p95_s']} s, "
+        f"{figures['served_tiles_per_s']} tiles/s"
+    )
     print(f"served / batch tiles/s = {figures['served_over_batch']:.3f} (goal ≥ 0.8)")
-    print(f"while a long job runs ({'running' if running else 'finished early'}): max latency ms "
-          f"{figures['busy_ms_max']} (all < 100 ms: {figures['busy_all_within_100ms']})")
+    print(
+        f"while a long job runs ({'running' if running else 'finished early'}): max latency ms "
+        f"{figures['busy_ms_max']} (all < 100 ms: {figures['busy_all_within_100ms']})"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -63,7 +63,9 @@ class LiveServer:
         opts: dict[str, Any] = {"projects": (project,), "workers": 2, "port": self.port}
         opts.update(settings)
         self.app = create_app(ServerSettings(**opts))
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:

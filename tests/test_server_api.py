@@ -49,19 +49,34 @@ def test_classify_equals_the_batch_heatmap(served, tmp_path):
     from histobridge.heatmap.pipeline import run_heatmap
 
     client, folder = served
-    roi = [f for f in annotations(client)["features"]
-           if (f["properties"].get("classification") or {}).get("name") == "Epidermis"]
-    r = client.post("/api/classify?wait=60", json={"project": "skin", "image": "1", "roi": roi,
-                                                   "model": "classifier", "stride_div": 2})
+    roi = [
+        f
+        for f in annotations(client)["features"]
+        if (f["properties"].get("classification") or {}).get("name") == "Epidermis"
+    ]
+    r = client.post(
+        "/api/classify?wait=60",
+        json={"project": "skin", "image": "1", "roi": roi, "model": "classifier", "stride_div": 2},
+    )
     assert r.status_code == 200, r.text
     served_features = r.json()["features"]
     clf_dir, _ = sample_model_paths()
-    report = run_heatmap(folder, clf_dir, tmp_path / "batch", stride_div=2, write_back="none",
-                         classes=["Epidermis"], progress=False, device="cpu", thumbnail_px=64)
+    report = run_heatmap(
+        folder,
+        clf_dir,
+        tmp_path / "batch",
+        stride_div=2,
+        write_back="none",
+        classes=["Epidermis"],
+        progress=False,
+        device="cpu",
+        thumbnail_px=64,
+    )
     batch_file = next(f for f in report.images[0].files if f.name == "tiles.geojson.gz")
     with gzip.open(batch_file, "rb") as fh:
         batch = json.loads(fh.read())["features"]
     assert len(served_features) == len(batch) == report.images[0].tiles > 20
+
     def no_id(features):  # each tile gets a fresh object id, as in every batch run
         return [{k: v for k, v in f.items() if k != "id"} for f in features]
 
@@ -94,11 +109,23 @@ def test_synthesis_gives_real_synthetic_and_swapped_tiles(served):
     from histobridge.synthetic import conditioning as cond
 
     client, _ = served
-    roi = next(f for f in annotations(client)["features"]
-               if (f["properties"].get("classification") or {}).get("name") == "Dermis")
-    r = client.post("/api/synthesize?wait=60", json={"project": "skin", "image": "1", "roi": roi,
-                                                     "generator": "generator", "classifier": "classifier",
-                                                     "n": 3, "seed": 40})
+    roi = next(
+        f
+        for f in annotations(client)["features"]
+        if (f["properties"].get("classification") or {}).get("name") == "Dermis"
+    )
+    r = client.post(
+        "/api/synthesize?wait=60",
+        json={
+            "project": "skin",
+            "image": "1",
+            "roi": roi,
+            "generator": "generator",
+            "classifier": "classifier",
+            "n": 3,
+            "seed": 40,
+        },
+    )
     assert r.status_code == 200, r.text
     doc = r.json()
     region = doc["regions"][0]
@@ -119,19 +146,30 @@ def test_synthesis_gives_real_synthetic_and_swapped_tiles(served):
 
 def test_generator_tools_class_blend_layer_blend_seed_search(served):
     client, _ = served
-    blend = client.post("/api/blend/class?wait=60", json={"generator": "generator", "classifier": "classifier",
-                                                          "seed": 5, "class_from": "Epidermis",
-                                                          "class_to": "Dermis", "steps": 5}).json()
+    blend = client.post(
+        "/api/blend/class?wait=60",
+        json={
+            "generator": "generator",
+            "classifier": "classifier",
+            "seed": 5,
+            "class_from": "Epidermis",
+            "class_to": "Dermis",
+            "steps": 5,
+        },
+    ).json()
     p = [s["prediction"]["Dermis"] for s in blend["steps"]]
     assert len(p) == 5 and p[-1] > p[0]
     first = client.get(blend["image_base"] + blend["steps"][0]["image"]).content
     last = client.get(blend["image_base"] + blend["steps"][-1]["image"]).content
     assert first != last
-    layers = client.post("/api/blend/layers?wait=60",
-                         json={"generator": "generator", "seeds": [1, 2], "splits": [0, 5, 10]}).json()
+    layers = client.post(
+        "/api/blend/layers?wait=60", json={"generator": "generator", "seeds": [1, 2], "splits": [0, 5, 10]}
+    ).json()
     assert len(layers["cells"]) == 6 and layers["splits"] == [0, 5, 10]
-    seeds = client.post("/api/seeds?wait=60", json={"generator": "generator", "classifier": "classifier",
-                                                    "count": 20, "thumbnails": 3}).json()
+    seeds = client.post(
+        "/api/seeds?wait=60",
+        json={"generator": "generator", "classifier": "classifier", "count": 20, "thumbnails": 3},
+    ).json()
     rows = seeds["rows"]
     assert sorted(r["seed"] for r in rows) == list(range(20))
     assert sum(1 for r in rows if r["images"]) == 3

@@ -46,8 +46,11 @@ def test_explorer_slider_and_seed_click_change_image_and_prediction(browser, cmu
         page.screenshot(path=str(shots / "slider.png"))
 
         page.click("#classify")
-        page.wait_for_function("document.getElementById('status').textContent.startsWith('classify:') && "
-                               "document.getElementById('status').textContent.includes('tiles')", timeout=60_000)
+        page.wait_for_function(
+            "document.getElementById('status').textContent.startsWith('classify:') && "
+            "document.getElementById('status').textContent.includes('tiles')",
+            timeout=60_000,
+        )
         page.click("#synthesize")
         page.wait_for_selector("#synth-grid img", timeout=60_000)
         page.click("#search")
@@ -56,11 +59,14 @@ def test_explorer_slider_and_seed_click_change_image_and_prediction(browser, cmu
         row = page.locator("#seeds-table tr[data-seed]").nth(1)
         seed = row.get_attribute("data-seed")
         row.click()
-        page.wait_for_function(f"document.getElementById('seed').value === '{seed}' && "
-                               f"!document.getElementById('blend-image').src.includes('{job_before}')",
-                               timeout=60_000)
-        page.wait_for_function("document.getElementById('status').textContent === 'layer blend: done'",
-                               timeout=60_000)
+        page.wait_for_function(
+            f"document.getElementById('seed').value === '{seed}' && "
+            f"!document.getElementById('blend-image').src.includes('{job_before}')",
+            timeout=60_000,
+        )
+        page.wait_for_function(
+            "document.getElementById('status').textContent === 'layer blend: done'", timeout=60_000
+        )
         page.fill("#blend-slider", "8")
         page.dispatch_event("#blend-slider", "input")
         assert page.text_content("#blend-pred") not in ("", first_pred)

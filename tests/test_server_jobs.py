@@ -85,6 +85,7 @@ def test_failed_job_keeps_its_problem_document():
 
     jobs = JobManager(workers=1)
     try:
+
         def bad(ctx):
             raise AnnotationError("roi: no area")
 
@@ -105,8 +106,13 @@ def client(cmu_slide, tmp_path_factory):
         yield c
 
 
-BIG = {"project": "skin", "image": "1", "model": "classifier", "stride_div": 4,
-       "roi": square(0, 0, 2200, None)}
+BIG = {
+    "project": "skin",
+    "image": "1",
+    "model": "classifier",
+    "stride_div": 4,
+    "roi": square(0, 0, 2200, None),
+}
 
 
 def test_cancel_a_running_classification_over_http(client):
@@ -159,5 +165,5 @@ def test_two_jobs_on_one_image_share_its_slide(client):
         return [(f["geometry"], f["properties"]) for f in doc["features"]]
 
     assert strip(ra) == strip(rb) and ra["histobridge"]["tiles"] > 0
-    assert [k for k in res.slide_cache.keys() if k[0] == "skin"] == [("skin", 1)]
-    assert res.model_cache.keys().count(("classifier", "classifier")) == 1
+    assert [k for k in res.slide_cache.cached() if k[0] == "skin"] == [("skin", 1)]
+    assert res.model_cache.cached().count(("classifier", "classifier")) == 1

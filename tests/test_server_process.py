@@ -22,8 +22,22 @@ def _start(folder: Path, port: int) -> tuple[subprocess.Popen[bytes], object]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("HISTOBRIDGE_TOKEN", None)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from histobridge.cli import main; main()", "serve", "--project", str(folder),
-         "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-c",
+            "from histobridge.cli import main; main()",
+            "serve",
+            "--project",
+            str(folder),
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     deadline = time.monotonic() + 90
     while True:
@@ -53,7 +67,9 @@ def test_killed_server_leaves_earlier_results_whole_and_a_restart_finishes(cmu_s
         first = client.post("/api/classify?wait=60", json={**body, "roi": square(800, 800, 500)})
         assert first.status_code == 200, first.text
         before = target.read_bytes()
-        job = client.post("/api/classify", json={**body, "stride_div": 4, "roi": square(0, 0, 2220, None)}).json()
+        job = client.post(
+            "/api/classify", json={**body, "stride_div": 4, "roi": square(0, 0, 2220, None)}
+        ).json()
         deadline = time.monotonic() + 60
         while client.get(f"/api/jobs/{job['id']}").json()["done"] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -68,7 +84,9 @@ def test_killed_server_leaves_earlier_results_whole_and_a_restart_finishes(cmu_s
 
     proc, client = _start(folder, port)
     try:
-        again = client.post("/api/classify?wait=120", json={**body, "stride_div": 2, "roi": square(0, 0, 2220, None)})
+        again = client.post(
+            "/api/classify?wait=120", json={**body, "stride_div": 2, "roi": square(0, 0, 2220, None)}
+        )
         assert again.status_code == 200, again.text
         tiles = again.json()["histobridge"]["tiles"]
     finally:

@@ -58,7 +58,10 @@ def test_loopback_answers_without_a_token(client):
 
 def test_unknown_image_model_job_are_404(client):
     body = {"project": "skin", "roi": square(100, 100, 300), "model": "classifier"}
-    assert "no image" in _problem(client.post("/api/classify?wait=30", json={**body, "image": "99"}), 404)["detail"]
+    assert (
+        "no image"
+        in _problem(client.post("/api/classify?wait=30", json={**body, "image": "99"}), 404)["detail"]
+    )
     doc = _problem(client.post("/api/classify?wait=30", json={**body, "image": "1", "model": "nope"}), 404)
     assert "no classifier 'nope'" in doc["detail"] and "classifier" in doc["detail"]
     _problem(client.get("/api/projects/other/images"), 404)
@@ -69,9 +72,16 @@ def test_unknown_image_model_job_are_404(client):
 def test_bad_input_is_400_and_bad_roi_is_422(client):
     base = {"project": "skin", "image": "1", "model": "classifier"}
     _problem(client.post("/api/classify", json={"project": "skin"}), 400)  # no roi, no model
-    _problem(client.post("/api/classify?wait=30", json={**base, "roi": square(0, 0, 300), "stride_div": 3}), 400)
-    for roi in ({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": "zz"}},
-                {"type": "Point", "coordinates": [1, 2]}, "not geojson", [], 42):
+    _problem(
+        client.post("/api/classify?wait=30", json={**base, "roi": square(0, 0, 300), "stride_div": 3}), 400
+    )
+    for roi in (
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": "zz"}},
+        {"type": "Point", "coordinates": [1, 2]},
+        "not geojson",
+        [],
+        42,
+    ):
         doc = _problem(client.post("/api/classify?wait=30", json={**base, "roi": roi}), 422)
         assert doc["detail"].startswith("roi:")
     r = client.post("/api/classify", content=b"{not json", headers={"content-type": "application/json"})
@@ -80,19 +90,36 @@ def test_bad_input_is_400_and_bad_roi_is_422(client):
 
 def test_huge_roi_is_refused_before_any_work(client):
     t0 = time.perf_counter()
-    doc = _problem(client.post("/api/classify?wait=30", json={
-        "project": "skin", "image": "1", "model": "classifier", "stride_div": 4,
-        "roi": square(-1e9, -1e9, 2e9)}), 413)
+    doc = _problem(
+        client.post(
+            "/api/classify?wait=30",
+            json={
+                "project": "skin",
+                "image": "1",
+                "model": "classifier",
+                "stride_div": 4,
+                "roi": square(-1e9, -1e9, 2e9),
+            },
+        ),
+        413,
+    )
     assert "limit" in doc["detail"]
     assert time.perf_counter() - t0 < 10
 
 
 def test_request_body_limit_is_413(client):
     ring = [[float(i % 1000), float(i // 1000)] for i in range(20_000)]
-    feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-               "properties": {"objectType": "annotation"}}
-    doc = _problem(client.post("/api/classify", json={"project": "skin", "image": "1", "model": "classifier",
-                                                      "roi": feature}), 413)
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"objectType": "annotation"},
+    }
+    doc = _problem(
+        client.post(
+            "/api/classify", json={"project": "skin", "image": "1", "model": "classifier", "roi": feature}
+        ),
+        413,
+    )
     assert "200,000" in doc["detail"]
 
 
@@ -103,8 +130,15 @@ def test_only_files_under_served_folders_can_be_named(client, folder, tmp_path):
     link = folder / "images" / "escape.svs"
     os.symlink(outside, link)
     try:
-        for slide in ("../../etc/passwd", "images/../../x.svs", str(outside), "file:///etc/passwd",
-                      "http://example.org/a.svs", "images/escape.svs", str(link)):
+        for slide in (
+            "../../etc/passwd",
+            "images/../../x.svs",
+            str(outside),
+            "file:///etc/passwd",
+            "http://example.org/a.svs",
+            "images/escape.svs",
+            str(link),
+        ):
             doc = _problem(client.post("/api/classify?wait=30", json={**base, "slide": slide}), 400)
             assert "served folders" in doc["detail"] or "URL" in doc["detail"]
         _problem(client.post("/api/classify?wait=30", json={**base, "slide": "images/none.svs"}), 404)
@@ -121,10 +155,17 @@ def test_error_mapping_is_one_table():
     from histobridge.server import problems
 
     cases = {
-        errors.AnnotationError("a"): 422, errors.InputError("b"): 400, errors.ModelError("c"): 400,
-        errors.SlideNotFoundError("d"): 404, errors.CalibrationError("e"): 422, errors.SlideError("f"): 500,
-        problems.ConflictError("g"): 409, problems.TooLargeError("h"): 413, problems.NotFoundError("i"): 404,
-        problems.RoiError("j"): 422, RuntimeError("secret"): 500,
+        errors.AnnotationError("a"): 422,
+        errors.InputError("b"): 400,
+        errors.ModelError("c"): 400,
+        errors.SlideNotFoundError("d"): 404,
+        errors.CalibrationError("e"): 422,
+        errors.SlideError("f"): 500,
+        problems.ConflictError("g"): 409,
+        problems.TooLargeError("h"): 413,
+        problems.NotFoundError("i"): 404,
+        problems.RoiError("j"): 422,
+        RuntimeError("secret"): 500,
     }
     for err, status in cases.items():
         doc = problems.problem_for(err)

@@ -48,8 +48,12 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self.token and not self._authorised(headers):
-            doc = problem(401, "unauthorized", "this server needs its access token: send "
-                          "'Authorization: Bearer <token>' or 'X-Histobridge-Token: <token>'")
+            doc = problem(
+                401,
+                "unauthorized",
+                "this server needs its access token: send "
+                "'Authorization: Bearer <token>' or 'X-Histobridge-Token: <token>'",
+            )
             await problem_response(doc, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
         length = headers.get("content-length")
@@ -81,8 +85,12 @@ class Guard:
         return bool(sent) and hmac.compare_digest(sent.encode(), self.token.encode())
 
     def _too_large(self, size: int) -> dict[str, Any]:
-        return problem(413, "too large", f"request body of {size:,} bytes or more is over the limit of "
-                       f"{self.max_body:,} bytes; send a smaller region")
+        return problem(
+            413,
+            "too large",
+            f"request body of {size:,} bytes or more is over the limit of "
+            f"{self.max_body:,} bytes; send a smaller region",
+        )
 
 
 class _BodyTooLarge(Exception):
@@ -144,8 +152,11 @@ class SeedSearchBody(BaseModel):
 def _request(cls: type[Any], body: BaseModel) -> Any:
     data = body.model_dump()
     names = {f.name for f in fields(cls)}
-    kept = {k: (tuple(v) if isinstance(v, list) and k in ("seeds", "splits") else v)
-            for k, v in data.items() if k in names}
+    kept = {
+        k: (tuple(v) if isinstance(v, list) and k in ("seeds", "splits") else v)
+        for k, v in data.items()
+        if k in names
+    }
     return cls(**kept)
 
 
@@ -157,15 +168,20 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
     settings.check_token_rule()
     res = resources or Resources(settings)
     jobs = JobManager(settings.workers, settings.job_ttl_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         jobs.shutdown()
         res.close()
 
-    app = FastAPI(title="histobridge", version=_version(), lifespan=lifespan,
-                  description="QuPath plugin backend: classify and synthesise regions of project images. "
-                              "Coordinates are QuPath level-0 pixels.")
+    app = FastAPI(
+        title="histobridge",
+        version=_version(),
+        lifespan=lifespan,
+        description="QuPath plugin backend: classify and synthesise regions of project images. "
+        "Coordinates are QuPath level-0 pixels.",
+    )
     app.state.resources, app.state.jobs, app.state.settings = res, jobs, settings
 
     @app.exception_handler(HistobridgeError)
@@ -201,14 +217,25 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
     # -- status and listings (async: they answer while the workers are busy) -------------------------
     @app.get("/api/health", tags=["server"])
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": _version(), "jobs": jobs.counts(),
-                "models_loaded": len(res.model_cache.keys()), "slides_open": len(res.slide_cache.keys())}
+        return {
+            "status": "ok",
+            "version": _version(),
+            "jobs": jobs.counts(),
+            "models_loaded": len(res.model_cache.cached()),
+            "slides_open": len(res.slide_cache.cached()),
+        }
 
     @app.get("/api/projects", tags=["projects"])
     async def projects() -> list[dict[str, Any]]:
-        return [{"id": k, "name": p.folder.name, "images": len(p.images),
-                 "classes": [{"name": c.name, "color": c.color} for c in p.classes]}
-                for k, p in res.projects.items()]
+        return [
+            {
+                "id": k,
+                "name": p.folder.name,
+                "images": len(p.images),
+                "classes": [{"name": c.name, "color": c.color} for c in p.classes],
+            }
+            for k, p in res.projects.items()
+        ]
 
     @app.get("/api/projects/{project}/images", tags=["projects"])
     def images(project: str) -> list[dict[str, Any]]:
@@ -228,14 +255,16 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
         found = proj.annotations(entry)
         return {"type": "FeatureCollection", "features": [path_object_feature(a) for a in found.annotations]}
 
-    @app.get("/api/projects/{project}/images/{image}/thumbnail.png", tags=["projects"],
-             response_class=Response)
+    @app.get(
+        "/api/projects/{project}/images/{image}/thumbnail.png", tags=["projects"], response_class=Response
+    )
     def thumbnail(project: str, image: str, max_px: int = Query(1024, ge=16, le=4096)) -> Response:
         _, entry = res.image(project, image)
         with res.slide(project, entry) as slide:
             pixels, downsample = slide.thumbnail(max_px)
-        return Response(ops.png(pixels), media_type="image/png",
-                        headers={"X-Downsample": repr(float(downsample))})
+        return Response(
+            ops.png(pixels), media_type="image/png", headers={"X-Downsample": repr(float(downsample))}
+        )
 
     @app.get("/api/models", tags=["models"])
     async def models() -> list[dict[str, Any]]:
@@ -245,16 +274,22 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
     @app.post("/api/classify", tags=["work"])
     async def classify(body: ClassifyBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
         """Classify the ROI: QuPath tile features with measurements, as the batch heatmap writes them."""
-        return await answer(submit("classify", ops.classify, _request(ops.ClassifyRequest, body)).job_id, wait)
+        return await answer(
+            submit("classify", ops.classify, _request(ops.ClassifyRequest, body)).job_id, wait
+        )
 
     @app.post("/api/synthesize", tags=["work"])
     async def synthesize(body: SynthBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
         """Real tiles of the ROI, matched synthetic tiles of its class and their class-swapped twins."""
-        return await answer(submit("synthesize", ops.synthesise, _request(ops.SynthRequest, body)).job_id, wait)
+        return await answer(
+            submit("synthesize", ops.synthesise, _request(ops.SynthRequest, body)).job_id, wait
+        )
 
     @app.post("/api/blend/class", tags=["generator"])
     async def blend(body: BlendBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
-        return await answer(submit("class-blend", ops.class_blend, _request(ops.BlendRequest, body)).job_id, wait)
+        return await answer(
+            submit("class-blend", ops.class_blend, _request(ops.BlendRequest, body)).job_id, wait
+        )
 
     @app.post("/api/blend/layers", tags=["generator"])
     async def layers(body: LayerBlendBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
@@ -308,8 +343,11 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
                     return
                 await asyncio.sleep(0.1)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     # -- explorer ----------------------------------------------------------------------------------
     static = files("histobridge.server") / "static"
@@ -346,8 +384,13 @@ def _public(result: Any, job_id: str) -> Any:
 
 
 def _image_record(res: Resources, project: str, entry: Any, open_slide: bool = False) -> dict[str, Any]:
-    rec: dict[str, Any] = {"id": entry.entry_id, "name": entry.name, "found": entry.found,
-                           "problem": entry.problem, "mpp_source": entry.mpp_source()}
+    rec: dict[str, Any] = {
+        "id": entry.entry_id,
+        "name": entry.name,
+        "found": entry.found,
+        "problem": entry.problem,
+        "mpp_source": entry.mpp_source(),
+    }
     try:
         rec["annotations"] = res.annotation_counts(project, entry)
     except HistobridgeError as err:

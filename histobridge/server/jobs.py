@@ -50,9 +50,17 @@ class Job:
 
     def record(self, position: int | None) -> dict[str, Any]:
         return {
-            "id": self.job_id, "kind": self.kind, "state": self.state, "done": self.done, "total": self.total,
-            "message": self.message, "queue_position": position, "error": self.error,
-            "created": self.created, "started": self.started, "finished": self.finished,
+            "id": self.job_id,
+            "kind": self.kind,
+            "state": self.state,
+            "done": self.done,
+            "total": self.total,
+            "message": self.message,
+            "queue_position": position,
+            "error": self.error,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
         }
 
 
@@ -131,8 +139,9 @@ class JobManager:
             return job.result
         if job.state == "failed":
             return None
-        raise ConflictError(f"job {job_id} is {job.state}; no result"
-                            + (" yet" if job.state in ("queued", "running") else ""))
+        raise ConflictError(
+            f"job {job_id} is {job.state}; no result" + (" yet" if job.state in ("queued", "running") else "")
+        )
 
     def wait(self, job_id: str, until: Callable[[Job], bool], timeout: float) -> Job:
         job = self.get(job_id)
@@ -159,8 +168,12 @@ class JobManager:
     def counts(self) -> dict[str, int]:
         with self.cond:
             states = collections.Counter(j.state for j in self.jobs.values())
-            return {"queued": len(self.queue), "running": states.get("running", 0),
-                    "workers": len(self.threads), "kept": len(self.jobs)}
+            return {
+                "queued": len(self.queue),
+                "running": states.get("running", 0),
+                "workers": len(self.threads),
+                "kept": len(self.jobs),
+            }
 
     def shutdown(self) -> None:
         with self.cond:
@@ -202,8 +215,11 @@ class JobManager:
 
     def _purge(self) -> None:
         now = time.time()
-        for job_id in [k for k, j in self.jobs.items()
-                       if j.state in FINISHED and j.finished is not None and now - j.finished > self.ttl_s]:
+        for job_id in [
+            k
+            for k, j in self.jobs.items()
+            if j.state in FINISHED and j.finished is not None and now - j.finished > self.ttl_s
+        ]:
             del self.jobs[job_id]
 
     def _worker(self) -> None:

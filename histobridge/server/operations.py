@@ -38,8 +38,9 @@ def parse_roi(roi: Any) -> list[Any]:
     from histobridge.qupath.geojson import read_features
 
     if not isinstance(roi, (dict, list)):  # a string would be read as a file name: never from a request
-        raise RoiError(f"roi: expected QuPath GeoJSON (a Feature, FeatureCollection or list), "
-                       f"got {type(roi).__name__}")
+        raise RoiError(
+            f"roi: expected QuPath GeoJSON (a Feature, FeatureCollection or list), got {type(roi).__name__}"
+        )
     if isinstance(roi, dict) and roi.get("type") in ("Polygon", "MultiPolygon"):
         roi = {"type": "Feature", "geometry": roi, "properties": {"objectType": "annotation"}}
     try:
@@ -87,11 +88,15 @@ def _regions(res: Resources, req: RegionRequest, slide: Any, tile_l0: float, str
     if not regions:
         raise RoiError("roi: nothing left to tile (only Ignore*/Region* objects, or all of it ignored)")
     w, h = slide.dimensions
-    planned = sum(candidate_count(r.geometry.bounds, tile_l0, stride_l0, (0.0, 0.0, float(w), float(h)))
-                  for r in regions)
+    planned = sum(
+        candidate_count(r.geometry.bounds, tile_l0, stride_l0, (0.0, 0.0, float(w), float(h)))
+        for r in regions
+    )
     if planned > res.settings.max_tiles:
-        raise TooLargeError(f"roi: up to {planned:,} tiles of {tile_l0:.1f} px (stride {stride_l0:.1f} px), "
-                            f"over the server's limit of {res.settings.max_tiles:,}; send a smaller region")
+        raise TooLargeError(
+            f"roi: up to {planned:,} tiles of {tile_l0:.1f} px (stride {stride_l0:.1f} px), "
+            f"over the server's limit of {res.settings.max_tiles:,}; send a smaller region"
+        )
     return regions
 
 
@@ -119,9 +124,14 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
         tile_l0, stride_l0 = tile_geometry(clf, slide.mpp, req.stride_div)
         regions = _regions(res, req, slide, tile_l0, stride_l0)
         ctx.check()
-        pred = predict_regions(slide, regions, clf, stride_div=req.stride_div,
-                               workers=res.settings.inference_workers,
-                               progress=lambda done, total: ctx.progress(done, total))
+        pred = predict_regions(
+            slide,
+            regions,
+            clf,
+            stride_div=req.stride_div,
+            workers=res.settings.inference_workers,
+            progress=lambda done, total: ctx.progress(done, total),
+        )
     colours = class_colours(pred.class_names, proj.classes if proj is not None else ())
     features = json.loads(features_bytes(tile_features(pred, clf.name, colours)))["features"]
     written = None
@@ -130,10 +140,18 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
             raise _bad("write_back needs a project image, not a bare slide path")
         written = str(write_back(res, proj, key, entry, clf.name, features, regions))
     return {
-        "type": "FeatureCollection", "features": features,
-        "histobridge": {"model": clf.name, "classes": list(pred.class_names), "tiles": len(pred),
-                        "tile_l0": pred.tile_l0, "stride_l0": pred.stride_l0, "mpp": pred.mpp,
-                        "seconds": round(pred.seconds, 3), "written": written},
+        "type": "FeatureCollection",
+        "features": features,
+        "histobridge": {
+            "model": clf.name,
+            "classes": list(pred.class_names),
+            "tiles": len(pred),
+            "tile_l0": pred.tile_l0,
+            "stride_l0": pred.stride_l0,
+            "mpp": pred.mpp,
+            "seconds": round(pred.seconds, 3),
+            "written": written,
+        },
     }
 
 
@@ -143,8 +161,15 @@ def _bad(message: str) -> Exception:
     return InputError(message)
 
 
-def write_back(res: Resources, proj: Any, key: str, entry: Any, prefix: str, features: list[dict[str, Any]],
-               regions: Sequence[Any]) -> Any:
+def write_back(
+    res: Resources,
+    proj: Any,
+    key: str,
+    entry: Any,
+    prefix: str,
+    features: list[dict[str, Any]],
+    regions: Sequence[Any],
+) -> Any:
     """Merge the tiles into the project's predictions file (the one the batch path writes): this
     model's earlier tiles inside the ROI are replaced, everything else is kept. Atomic, per image locked."""
     import shapely
@@ -221,13 +246,25 @@ def synthesise(res: Resources, req: SynthRequest, ctx: JobContext) -> dict[str, 
             gen_class = mapping.get(region.path_class) if region.path_class else None
             coords, _ = region_tiles([region], tile_l0, tile_l0, slide, 0.5)
             real = [slide.read_scaled(*map(float, c), px) for c in coords[: req.n]]
-            entry_out: dict[str, Any] = {"region": region.region_id, "name": region.name,
-                                         "class": region.path_class, "real": [], "tiles": []}
+            entry_out: dict[str, Any] = {
+                "region": region.region_id,
+                "name": region.name,
+                "class": region.path_class,
+                "real": [],
+                "tiles": [],
+            }
             for j, tile in enumerate(real):
                 key = f"r{i}_real_{j}.png"
                 images[key] = png(tile)
-                entry_out["real"].append({"image": key, "x": float(coords[j, 0]), "y": float(coords[j, 1]),
-                                          "w": float(coords[j, 2]), "h": float(coords[j, 3])})
+                entry_out["real"].append(
+                    {
+                        "image": key,
+                        "x": float(coords[j, 0]),
+                        "y": float(coords[j, 1]),
+                        "w": float(coords[j, 2]),
+                        "h": float(coords[j, 3]),
+                    }
+                )
             if gen_class is None:
                 entry_out["problem"] = f"class {region.path_class!r} has no generator class"
                 out_regions.append(entry_out)
@@ -240,8 +277,11 @@ def synthesise(res: Resources, req: SynthRequest, ctx: JobContext) -> dict[str, 
                 a, b = f"r{i}_syn_{s}.png", f"r{i}_swap_{s}.png"
                 images[a], images[b] = png(twins.tiles[j]), png(twins.swapped[j])
                 rec: dict[str, Any] = {
-                    "seed": s, "class": _name(names, twins.gen_class), "swap_class": _name(names, twins.swap_class),
-                    "image": a, "swapped": b,
+                    "seed": s,
+                    "class": _name(names, twins.gen_class),
+                    "swap_class": _name(names, twins.swap_class),
+                    "image": a,
+                    "swapped": b,
                 }
                 if twins.predictions is not None and twins.swap_predictions is not None and clf is not None:
                     rec["prediction"] = _probs(clf.class_names, twins.predictions[j])
@@ -249,8 +289,14 @@ def synthesise(res: Resources, req: SynthRequest, ctx: JobContext) -> dict[str, 
                 entry_out["tiles"].append(rec)
             out_regions.append(entry_out)
         ctx.progress(total, total)
-    return {"generator": req.generator, "classifier": req.classifier, "gan_um": gan_um, "tile_px": px,
-            "regions": out_regions, "images": images}
+    return {
+        "generator": req.generator,
+        "classifier": req.classifier,
+        "gan_um": gan_um,
+        "tile_px": px,
+        "regions": out_regions,
+        "images": images,
+    }
 
 
 def _name(names: Sequence[str], index: int) -> str:
@@ -286,7 +332,9 @@ def class_blend(res: Resources, req: BlendRequest, ctx: JobContext) -> dict[str,
         raise _bad(f"steps must be 2..33, got {req.steps}")
     G = res.generator(req.generator)
     clf = res.classifier(req.classifier) if req.classifier else None
-    blend = blending.class_blend(G, req.seed, _cls(req.class_from), _cls(req.class_to), req.steps, classifier=clf)
+    blend = blending.class_blend(
+        G, req.seed, _cls(req.class_from), _cls(req.class_to), req.steps, classifier=clf
+    )
     images = {f"blend_{i}.png": png(img) for i, img in enumerate(blend.raw)}
     steps = []
     for i, t in enumerate(blend.ts):
@@ -294,8 +342,13 @@ def class_blend(res: Resources, req: BlendRequest, ctx: JobContext) -> dict[str,
         if blend.predictions is not None:
             rec["prediction"] = _probs(blend.classifier_classes, blend.predictions[i])
         steps.append(rec)
-    return {"seed": blend.seed, "class_from": blend.class_from, "class_to": blend.class_to,
-            "steps": steps, "images": images}
+    return {
+        "seed": blend.seed,
+        "class_from": blend.class_from,
+        "class_to": blend.class_to,
+        "steps": steps,
+        "images": images,
+    }
 
 
 @dataclass(frozen=True)
@@ -364,10 +417,16 @@ def seed_search(res: Resources, req: SeedSearchRequest, ctx: JobContext) -> dict
             images[f"seed_{r.seed}_end.png"] = png(twins.swapped[j])
     thumbs = {r.seed for r in top}
     table = [
-        {"seed": r.seed, "class_start": r.class_start, "class_end": r.class_end,
-         "pred_start": _finite(r.pred_start), "pred_end": _finite(r.pred_end), "concordance": r.concordance,
-         "delta": _finite(r.pred_end - r.pred_start),
-         "images": [f"seed_{r.seed}_start.png", f"seed_{r.seed}_end.png"] if r.seed in thumbs else []}
+        {
+            "seed": r.seed,
+            "class_start": r.class_start,
+            "class_end": r.class_end,
+            "pred_start": _finite(r.pred_start),
+            "pred_end": _finite(r.pred_end),
+            "concordance": r.concordance,
+            "delta": _finite(r.pred_end - r.pred_start),
+            "images": [f"seed_{r.seed}_start.png", f"seed_{r.seed}_end.png"] if r.seed in thumbs else [],
+        }
         for r in ranked
     ]
     return {"rows": table, "images": images}

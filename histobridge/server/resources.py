@@ -39,8 +39,14 @@ class ModelInfo:
     problem: str | None = None
 
     def record(self) -> dict[str, Any]:
-        return {"id": self.model_id, "kind": self.kind, "classes": list(self.classes), "tile_px": self.tile_px,
-                "tile_um": self.tile_um, "problem": self.problem}
+        return {
+            "id": self.model_id,
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "tile_px": self.tile_px,
+            "tile_um": self.tile_um,
+            "problem": self.problem,
+        }
 
 
 def _classifier_info(folder: Path, model_id: str) -> ModelInfo:
@@ -51,8 +57,9 @@ def _classifier_info(folder: Path, model_id: str) -> ModelInfo:
         cfg = ClassifierConfig.from_file(folder / "config.json")
     except HistobridgeError as err:
         return ModelInfo(model_id, "classifier", folder, (), 0, None, str(err))
-    return ModelInfo(model_id, "classifier", folder, tuple(cfg.class_names), int(cfg.patch_size_pixels),
-                     float(cfg.tile_um))
+    return ModelInfo(
+        model_id, "classifier", folder, tuple(cfg.class_names), int(cfg.patch_size_pixels), float(cfg.tile_um)
+    )
 
 
 def _generator_info(path: Path, model_id: str) -> ModelInfo:
@@ -67,7 +74,7 @@ def _generator_info(path: Path, model_id: str) -> ModelInfo:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             return ModelInfo(model_id, "generator", path, (), 0, None, f"{sidecar}: {err}")
-    m = meta.get("meta") if isinstance(meta.get("meta"), dict) else meta
+    m: dict[str, Any] = meta["meta"] if isinstance(meta.get("meta"), dict) else meta
     classes = tuple(str(c) for c in (m.get("class_names") or ()))
     px = m.get("tile_px") or (meta.get("config") or {}).get("img_resolution") or 0
     um = m.get("tile_um")
@@ -93,8 +100,10 @@ def discover_models(folders: list[Path]) -> dict[str, ModelInfo]:
         if (folder / "config.json").is_file() and (folder / "torchscript_model.pt").is_file():
             add(_classifier_info, folder.resolve(), folder.name)
         for f in sorted(folder.iterdir()):
-            if f.is_file() and f.suffix == ".safetensors" and (
-                f.with_suffix(".json").is_file() or (folder / "generator.json").is_file()
+            if (
+                f.is_file()
+                and f.suffix == ".safetensors"
+                and (f.with_suffix(".json").is_file() or (folder / "generator.json").is_file())
             ):
                 add(_generator_info, f.resolve(), folder.name if f.stem == "generator" else f.stem)
             elif f.is_file() and f.suffix == ".pkl":
@@ -156,7 +165,7 @@ class LRUCache(Generic[T]):
                 self.on_evict(v)
         return value
 
-    def keys(self) -> list[Any]:
+    def cached(self) -> list[Any]:
         with self.lock:
             return list(self.items)
 
@@ -221,8 +230,9 @@ class Resources:
         for e in proj.images:
             if str(e.entry_id) == str(image) or e.name == image:
                 return proj, e
-        raise NotFoundError(f"{proj.path}: no image {image!r} (ids: "
-                            f"{', '.join(str(e.entry_id) for e in proj.images[:30])})")
+        raise NotFoundError(
+            f"{proj.path}: no image {image!r} (ids: {', '.join(str(e.entry_id) for e in proj.images[:30])})"
+        )
 
     def target(self, project_key: str | None, image: str | None, slide: str | None) -> tuple[Any, Any, str]:
         """(project or None, entry, cache key) for a project image or a slide path under a served folder."""
@@ -266,8 +276,9 @@ class Resources:
         from histobridge.models.classifier import load_classifier
 
         info = self.model(model_id, "classifier")
-        return self.model_cache.get(("classifier", model_id),
-                                    lambda: load_classifier(info.path, device=self.settings.device))
+        return self.model_cache.get(
+            ("classifier", model_id), lambda: load_classifier(info.path, device=self.settings.device)
+        )
 
     def generator(self, model_id: str) -> Any:
         from histobridge.models.checkpoints import load_generator

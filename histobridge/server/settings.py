@@ -56,8 +56,10 @@ class ServerSettings:
         from histobridge.errors import InputError
 
         if not is_loopback(self.host) and not self.token:
-            raise InputError(f"binding {self.host} (not loopback) needs an access token; set {TOKEN_ENV} "
-                             "or let `histobridge serve` generate one")
+            raise InputError(
+                f"binding {self.host} (not loopback) needs an access token; set {TOKEN_ENV} "
+                "or let `histobridge serve` generate one"
+            )
 
 
 __all__ = ["TOKEN_ENV", "ServerSettings", "is_loopback", "new_token"]

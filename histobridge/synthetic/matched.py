@@ -310,7 +310,8 @@ def region_twins(
     checked = cond.check_seeds(seeds)
 
     def render(cls: int) -> tuple[np.ndarray, np.ndarray | None]:
-        raw = cond.render_uint8(G, checked, cond.class_weights(n_cls, cls, len(checked)), batch_size=batch_size)
+        weights = cond.class_weights(n_cls, cls, len(checked))
+        raw = cond.render_uint8(G, checked, weights, batch_size=batch_size)
         if classifier is None:
             return raw, None
         return raw, classify_tiles(raw, gan_tile_um(G, gan_um), classifier, batch_size)[1]

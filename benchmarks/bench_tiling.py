@@ -8,7 +8,14 @@ References:
 histobridge's tiler is timed end to end (grid, read, write to Zarr with compression) with 1 and 2
 workers. Output tiles are 256 px at the slide's own resolution, so one output tile = one source tile.
 
+``--store-only`` times just the Zarr write of the same 256-px tiles, three ways, in one run: the
+hand-written shard encoder (the tiler's path), zarr's own default codec pipeline, and zarr's fused
+codec pipeline where the installed zarr has one (``FusedCodecPipeline``, zarr >= 3.3; both zarr
+pipelines with a whole shard per batch), each with 1 and 2 writer threads on disjoint shards, and
+prints each one's throughput relative to the encoder.
+
 Run: ``python benchmarks/bench_tiling.py [--size 16384] [--naive-tiles 1500]``
+     ``python benchmarks/bench_tiling.py --store-only [--store-tiles 1024]``
 """
 
 from __future__ import annotations
@@ -201,13 +208,86 @@ def histobridge_tiler(path: Path, size: int, workers: int, out: Path) -> tuple[i
     return report.tiles, seconds
 
 
+FUSED = "zarr.core.codec_pipeline.FusedCodecPipeline"
+
+
+def store_write(tiles: np.ndarray, out: Path, how: str, threads: int) -> float:
+    """Seconds to write ``tiles`` as one group: ``how`` is "encoder", "zarr" or "fused"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+
+    from histobridge.tiling.store import GroupWriter
+
+    shutil.rmtree(out, ignore_errors=True)
+    n = len(tiles)
+    # zarr at its best: a whole shard's chunks encoded as one batch (the default batch is 1 chunk)
+    pipeline: dict[str, object] = {"codec_pipeline.batch_size": 64}
+    if how == "fused":
+        pipeline["codec_pipeline.path"] = FUSED
+    with zarr.config.set(pipeline):
+        t0 = time.perf_counter()
+        w = GroupWriter(out, "1", n, tiles.shape[1], {"tile_px": tiles.shape[1], "tile_um": 128.0})
+        w._direct_shards = w._direct_shards and how == "encoder"
+        w.write_meta(np.zeros((n, 4)), np.zeros(n), np.zeros(n))
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda s: w.write_tiles(s, tiles[s : s + w.shard]), range(0, n, w.shard)))
+        w.finish()
+        return time.perf_counter() - t0
+
+
+def store_only(n_tiles: int, rounds: int) -> None:
+    """Throughput of the three shard writers (best of ``rounds``), relative to the hand encoder."""
+    import zarr
+
+    pool, what = _texture_pool()
+    tiles = np.stack([pool[i % len(pool)] for i in range(n_tiles)])
+    try:
+        import importlib
+
+        module, name = FUSED.rsplit(".", 1)
+        getattr(importlib.import_module(module), name)
+        hows = ["encoder", "zarr", "fused"]
+    except AttributeError:
+        hows = ["encoder", "zarr"]
+    print(f"zarr {zarr.__version__}; {n_tiles} tiles of {TILE} px; content: {what}")
+    print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
+    tmp = Path(tempfile.mkdtemp(prefix="hb-bench-store-"))
+    best: dict[tuple[str, int], float] = {}
+    try:
+        for _ in range(rounds):  # interleaved, best of each: load from elsewhere hurts all alike
+            for how in hows:
+                for threads in (1, 2):
+                    s = store_write(tiles, tmp / f"{how}{threads}.zarr", how, threads)
+                    best[how, threads] = min(best.get((how, threads), float("inf")), s)
+        same = all(
+            (tmp / f"encoder1.zarr/1/tiles/c/{i}/0/0/0").read_bytes()
+            == (tmp / f"{how}1.zarr/1/tiles/c/{i}/0/0/0").read_bytes()
+            for how in hows
+            for i in range(-(-n_tiles // 64))
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{'writer':34s} {'threads':>7s} {'tiles/s':>9s} {'vs encoder':>10s}")
+    for (how, threads), s in best.items():
+        ratio = best["encoder", threads] / s
+        print(f"{how:34s} {threads:7d} {n_tiles / s:9.0f} {ratio:9.2f}x")
+    print(f"shards byte-identical across writers: {same}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=16384, help="level-0 width = height (px)")
     ap.add_argument("--naive-tiles", type=int, default=1500, help="tiles timed for the naive loop")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best time counts")
     ap.add_argument("--keep", type=Path, default=None, help="folder to keep the generated slide in")
+    ap.add_argument("--store-only", action="store_true", help="time only the Zarr shard writers")
+    ap.add_argument("--store-tiles", type=int, default=1024, help="tiles written per --store-only run")
     args = ap.parse_args()
+    if args.store_only:
+        store_only(args.store_tiles, args.rounds)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="hb-bench-"))
     try:
         folder = args.keep or tmp

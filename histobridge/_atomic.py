@@ -7,14 +7,16 @@ never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
+import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 
 @contextlib.contextmanager
@@ -30,8 +32,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield out
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(out, target)
+            replace_dir(out, target)  # old one aside, new one in, then old one deleted
+        else:
+            os.replace(out, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -44,10 +47,8 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs: Any) 
     """
     with atomic_path(target) as tmp:
         if str(target).endswith(".gz"):
-            text = "b" not in mode
-            fh: IO[Any] = gzip.open(  # noqa: SIM115 - closed below before the rename
-                tmp, "wt" if text else "wb", **({"encoding": "utf-8"} if text else {})
-            )
+            gz = gzip.open(tmp, "wb") if "b" in mode else gzip.open(tmp, "wt", encoding="utf-8")  # noqa: SIM115
+            fh: IO[Any] = cast("IO[Any]", gz)  # closed below before the rename
         else:
             if "b" not in mode:
                 kwargs.setdefault("encoding", "utf-8")
@@ -69,10 +70,49 @@ def write_json(target: str | os.PathLike[str], obj: Any, *, indent: int | None =
         fh.write("\n")
 
 
+def write_csv(
+    target: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[object]]
+) -> None:
+    """Write a CSV table atomically: one header row, then ``rows`` (``\\n`` line ends, UTF-8)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    with atomic_open(target, "w", newline="") as fh:
+        fh.write(buf.getvalue())
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     """Write bytes atomically."""
     with atomic_open(target, "wb") as fh:
         fh.write(data)
+
+
+def replace_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Put directory ``new`` in place of ``target``: old one renamed aside, new one moved in, old deleted.
+
+    At every moment one complete version sits at ``target`` or beside it, so a crash (or a full
+    disk) midway never loses both; if moving the new one in fails, the old one is put back.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, aside / target.name)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside / target.name, target)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def copy_file(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy a file atomically (temporary sibling, fsync, rename): never a half-copied target."""
+    with atomic_open(target, "wb") as fh, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, fh, 1 << 20)
 
 
 def backup_file(path: str | os.PathLike[str], suffix: str = ".backup") -> Path | None:

@@ -4,33 +4,43 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import zarr
 
 from histobridge.demo.run import DemoOptions, run_demo, sample_model_paths
+from histobridge.errors import InputError
 from histobridge.qupath import layout
 from histobridge.qupath.geojson import read_features
+from histobridge.runs import ProgressEvent
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, cmu_slide):
     out = tmp_path_factory.mktemp("demo")
-    opts = DemoOptions(out_dir=out, seeds=6, blend_seeds=1, blend_steps=3, synthetic_per_region=2, workers=2)
+    opts = DemoOptions(out_dir=out, seeds=6, blend_seeds=1, blend_steps=3, synthetic_per_region=2, workers=2,
+                       heatmap_stride_div=1)  # a quarter of the default's heatmap tiles: same checks, faster
     stages: list[tuple[str, str]] = []
-    first = run_demo(opts, hook=lambda s, e: stages.append((s, e)), progress=False)
-    return opts, first, stages
+    events: list[ProgressEvent] = []
+    first = run_demo(opts, hook=lambda s, e: stages.append((s, e)), progress=events.append)
+    return opts, first, stages, events
 
 
 def test_every_stage_runs_in_order(demo_run) -> None:
-    _, _, stages = demo_run
+    _, _, stages, events = demo_run
     started = [s for s, e in stages if e == "start"]
     assert started == ["sample", "tile", "heatmap", "synthetic", "seeds", "blend", "report"]
+    # Within stages, progress arrives as ProgressEvents: heatmap tiles, seeds, blends.
+    last = {e.task: e for e in events}
+    assert {"heatmap", "seeds", "blend"} <= set(last)
+    assert last["seeds"].done == last["seeds"].total == 2 * 6
+    assert last["heatmap"].done == last["heatmap"].total > 0
 
 
 def test_metrics_have_the_promised_figures(demo_run) -> None:
-    opts, result, _ = demo_run
+    opts, result, _, _ = demo_run
     m = json.loads((opts.out_dir / "metrics.json").read_text())
     assert m == result.metrics
     for key in ("tiles", "classifier_heldout_accuracy", "synthetic_agreement", "strong_swap_rate"):
@@ -51,7 +61,7 @@ def test_metrics_have_the_promised_figures(demo_run) -> None:
 
 
 def test_report_is_self_contained(demo_run) -> None:
-    _, result, _ = demo_run
+    _, result, _, _ = demo_run
     html = result.report.read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 5
     assert not re.search(r'<img src="(?!data:)', html)
@@ -61,7 +71,7 @@ def test_report_is_self_contained(demo_run) -> None:
 
 
 def test_heatmap_written_back_as_qupath_tiles(demo_run) -> None:
-    opts, _, _ = demo_run
+    opts, _, _, _ = demo_run
     path = layout.predictions_path(opts.out_dir / "project", 1)
     doc = json.loads(__import__("gzip").decompress(path.read_bytes()))
     props = [f["properties"] for f in doc["features"]]
@@ -73,7 +83,7 @@ def test_heatmap_written_back_as_qupath_tiles(demo_run) -> None:
 
 
 def test_synthetic_tiles_sit_next_to_real_ones(demo_run) -> None:
-    opts, _, _ = demo_run
+    opts, _, _, _ = demo_run
     group = zarr.open_group(str(opts.out_dir / "tiles.zarr"), mode="r")["1"]
     syn = group["synthetic"]
     assert syn["tiles"].shape[1:] == group["tiles"].shape[1:]
@@ -84,12 +94,39 @@ def test_synthetic_tiles_sit_next_to_real_ones(demo_run) -> None:
 
 
 def test_rerun_resumes_without_duplicating(demo_run) -> None:
-    opts, first, _ = demo_run
-    again = run_demo(opts, progress=False)
+    opts, first, _, _ = demo_run
+    again = run_demo(replace(opts, seeds=2, blend_seeds=1, blend_steps=2))  # cheaper; tiles are what count
     assert again.metrics["tiles"] == first.metrics["tiles"]
     assert again.metrics["heatmap_tiles"] == first.metrics["heatmap_tiles"]
     path = layout.predictions_path(opts.out_dir / "project", 1)
     assert len(read_features(path).annotations) == first.metrics["heatmap_tiles"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"seeds": -1}, "seeds must be at least 1"), ({"blend_seeds": 9, "seeds": 4}, "blend_seeds"),
+     ({"blend_steps": 1}, "blend_steps"), ({"synthetic_per_region": 0}, "synthetic_per_region"),
+     ({"workers": 0}, "workers"), ({"heatmap_stride_div": 3}, "heatmap_stride_div"),
+     ({"classifier": "/nonexistent/model"}, "classifier not found")],
+)
+def test_options_are_checked_before_any_work(tmp_path, change, message) -> None:
+    with pytest.raises(InputError, match=message):
+        DemoOptions(out_dir=tmp_path / "d", **change)
+    assert not (tmp_path / "d").exists()
+
+
+def test_cli_bad_seeds_fail_at_once(tmp_path) -> None:
+    """``demo --seeds -1`` is refused before the slide is fetched or anything is tiled."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from histobridge.cli import app
+
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--seeds", "-1"])
+    assert isinstance(res.exception, InputError) and "seeds must be at least 1" in str(res.exception)
+    assert not (tmp_path / "d").exists() and time.perf_counter() - t0 < 5
 
 
 def test_sample_models_are_shipped() -> None:
@@ -98,7 +135,7 @@ def test_sample_models_are_shipped() -> None:
 
 
 def test_groovy_scripts_are_placed_in_the_project(demo_run) -> None:
-    opts, _, _ = demo_run
+    opts, _, _, _ = demo_run
     scripts = opts.out_dir / "project" / "scripts"
     names = sorted(p.name for p in scripts.glob("*.groovy"))
     assert names == ["export_annotations.groovy", "import_results.groovy"]

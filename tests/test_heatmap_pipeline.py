@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histobridge.errors import SlideError
+from histobridge.errors import InputError, SlideError
 from histobridge.heatmap.inference import infer_tiles
 from histobridge.models.classifier import load_classifier
 from histobridge.viz.overlay import HeatGrid, colour_lut, overlay_picture, write_overlays
@@ -111,8 +111,14 @@ def test_overlay_places_cells_at_their_level0_position(tmp_path):
     lut = colour_lut()
     assert lut.shape == (256, 3) and tuple(lut[0]) != tuple(lut[-1])
     paths = [tmp_path / "a.png", tmp_path / "b.png"]
-    write_overlays(thumb, 2.0, np.stack([values, values], -1), (80.0, 40.0), 40.0, ["A", "B"], paths)
+    stack = HeatGrid(np.stack([values, values], -1), (80.0, 40.0), 40.0)
+    assert stack.shape == (2, 3) and np.array_equal(stack.channel(1).values, values, equal_nan=True)
+    write_overlays(thumb, 2.0, stack, ["A", "B"], paths)
     assert all(Image.open(p).size == Image.fromarray(pic).size for p in paths)
+    with pytest.raises(InputError, match="does not match"):
+        write_overlays(thumb, 2.0, stack, ["A"], paths[:1])
+    with pytest.raises(InputError, match=r"one \(rows, cols\) map"):
+        overlay_picture(thumb, 2.0, stack)
 
 
 def test_cli_module_does_not_import_torch():

@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from histobridge.errors import InputError
-from histobridge.heatmap.pipeline import measurement_names, run_heatmap
+from histobridge.heatmap.pipeline import HeatmapOptions, measurement_names, run_heatmap
 from histobridge.models.classifier import load_classifier
 from histobridge.qupath import geojson, layout
+from histobridge.runs import ProgressEvent
 from tests._heatmap_helpers import (
     CLASSES,
     RED_POLY,
@@ -46,6 +46,10 @@ def project(tmp_path, slide_path):
     return make_project(tmp_path / "proj", slide_path, anns, {"Red": -3670016, "Tumor": -65536})
 
 
+# The generated slide's grey-green ramp is not all "tissue"; exact tile counts need the whole annotations.
+ALL = HeatmapOptions(tissue=False)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     cfg = config_dict(histobridge={"name": "colours"})
@@ -61,9 +65,9 @@ def _no_nan(text: str) -> dict:
 
 def test_outputs_and_qupath_geojson(project, model, tmp_path):
     out = tmp_path / "out"
-    report = run_heatmap(project, model, out, progress=False)
-    assert report.model == "colours" and len(report.images) == 1
-    res = report.images[0]
+    report = run_heatmap(project, model, out, ALL)
+    assert report.model == "colours" and report.ok and len(report.results) == 1
+    res = report.results[0]
     # Left half: 8 × 12 tiles of 64 px; box x 640–960, y 360–700: 5 × 5 tiles with ≥ 50 % inside.
     assert res.tiles == 8 * 12 + 5 * 5 and res.tiles_per_s > 0
     target = layout.predictions_path(project, 1)
@@ -121,21 +125,21 @@ def test_outputs_and_qupath_geojson(project, model, tmp_path):
 
 def test_rerun_replaces_and_filters(project, model, tmp_path):
     out = tmp_path / "out"
-    first = run_heatmap(project, model, out, progress=False, classes=["Stroma"])
-    assert first.images[0].tiles == 25
-    again = run_heatmap(project, model, out, progress=False, classes=["Stroma"])
+    opts = HeatmapOptions(classes=("Stroma",), tissue=False)
+    first = run_heatmap(project, model, out, opts)
+    assert first.results[0].tiles == 25
+    again = run_heatmap(project, model, out, opts)
     target = layout.predictions_path(project, 1)
-    assert len(geojson.read_features(target).annotations) == again.images[0].tiles == 25
+    assert len(geojson.read_features(target).annotations) == again.results[0].tiles == 25
     # Nothing left over from earlier runs in the output folder either.
-    folder = next(p.parent for p in again.images[0].files if p.name == "tiles.csv")
+    folder = next(p.parent for p in again.results[0].files if p.name == "tiles.csv")
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
 def test_uncertainty_measurements(project, tmp_path):
     clf = load_classifier(save_model(tmp_path, DropoutNet(3), config_dict(histobridge={"name": "mc"})))
-    report = run_heatmap(project, clf, tmp_path / "o", progress=False, uncertainty=4, write_back="none",
-                         classes=["Stroma"])
-    res = report.images[0]
+    opts = HeatmapOptions(uncertainty=4, write_back="none", classes=("Stroma",), tissue=False)
+    res = run_heatmap(project, clf, tmp_path / "o", opts).results[0]
     assert not layout.predictions_path(project, 1).exists()
     feats = geojson.read_features(next(p for p in res.files if p.name == "tiles.geojson.gz")).annotations
     unc = measurement_names("mc", CLASSES, "uncertainty")
@@ -146,15 +150,21 @@ def test_uncertainty_measurements(project, tmp_path):
 
 def test_whole_tissue_and_bad_arguments(project, model, tmp_path):
     with pytest.raises(InputError, match="no image entry with id or name 'nope'"):
-        run_heatmap(project, model, tmp_path, images=["nope"], progress=False)
+        run_heatmap(project, model, tmp_path, images=["nope"])
     with pytest.raises(InputError, match="write_back must be one of"):
-        run_heatmap(project, model, tmp_path, write_back="zip", progress=False)
+        HeatmapOptions(write_back="zip")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="stride_div"):
-        run_heatmap(project, model, tmp_path, stride_div=0, progress=False)
-    calls = []
-    report = run_heatmap(project, model, tmp_path / "w", whole_tissue=True, images=["1"],
-                         progress=lambda name, done, total: calls.append((name, done, total)))
-    assert report.images[0].tiles > 0 and calls[-1][1] == calls[-1][2] == report.images[0].tiles
+        HeatmapOptions(stride_div=0)
+    with pytest.raises(InputError, match="mpp"):
+        HeatmapOptions(mpp=-1.0)
+    events: list[ProgressEvent] = []
+    report = run_heatmap(project, model, tmp_path / "w", HeatmapOptions(whole_tissue=True), images=["1"],
+                         progress=events.append)
+    n = report.results[0].tiles
+    tiles = [e for e in events if e.task == "heatmap"]
+    assert n > 0 and tiles[0].done == 0 and tiles[-1].done == tiles[-1].total == n
+    assert {e.item for e in tiles} == {"colours.tif"}
+    assert [(e.done, e.total) for e in events if e.task == "images"] == [(0, 1), (1, 1)]
 
 
 def test_cli_heatmap(project, tmp_path):
@@ -166,7 +176,7 @@ def test_cli_heatmap(project, tmp_path):
     result = CliRunner().invoke(app, ["heatmap", str(project), "--model", str(model_dir), "--out",
                                       str(tmp_path / "cli"), "--stride-div", "2", "--classes", "Stroma"])
     assert result.exit_code == 0, result.output
-    assert "tiles over 1 image(s)" in result.output
+    assert "tiles over 1 of 1 image(s)" in result.output
     assert layout.predictions_path(project, 1).exists()
     bad = CliRunner().invoke(app, ["heatmap", str(project), "--model", str(model_dir), "--stride-div", "3"])
     assert bad.exit_code != 0
@@ -179,9 +189,11 @@ def test_real_slide_sample_project(cmu_slide, tmp_path):
     proj = init_sample_project(tmp_path / "skin", "skin", offline=True).parent  # cmu_slide filled the cache
     cfg = config_dict(classes=("Epidermis", "Dermis", "Background"), patch=32, spacing=4.0)
     clf = load_classifier(save_model(tmp_path, ColourNet((2.0, -2.0, 1.0)), cfg))
-    report = run_heatmap(proj, clf, tmp_path / "out", progress=False, classes=["Epidermis", "Dermis"])
-    res = report.images[0]
-    assert res.tiles > 10
+    on_tissue = run_heatmap(proj, clf, tmp_path / "t", HeatmapOptions(classes=("Epidermis", "Dermis")))
+    report = run_heatmap(proj, clf, tmp_path / "out", HeatmapOptions(classes=("Epidermis", "Dermis"),
+                                                                      tissue=False))
+    res = report.results[0]
+    assert res.tiles > 10 and 0 < on_tissue.tiles < res.tiles  # loose dermis has glass between fibres
     feats = geojson.read_features(layout.predictions_path(proj, 1)).annotations
     assert len(feats) == res.tiles
     tile_l0 = 32 * 4.0 / 0.499
@@ -211,17 +223,17 @@ def test_paquo_write_back(project, model, tmp_path):
     ok, why = paquo_ready()
     if not ok:
         with pytest.raises(ProjectError, match="--write-back paquo needs QuPath through paquo"):
-            run_heatmap(project, model, tmp_path / "p", write_back="paquo", progress=False)
+            run_heatmap(project, model, tmp_path / "p", HeatmapOptions(write_back="paquo"))
         assert not (tmp_path / "p").exists()
         pytest.skip(f"QuPath/paquo not available: {why}")
     import subprocess
     import sys
 
     for _ in range(2):  # the second run replaces the first
-        report = run_heatmap(project, model, tmp_path / "p", write_back="paquo", progress=False,
-                             classes=["Stroma"])
+        report = run_heatmap(project, model, tmp_path / "p",
+                             HeatmapOptions(write_back="paquo", classes=("Stroma",), tissue=False))
     assert (project / "project.qpproj.backup").exists()
-    assert report.images[0].tiles == 25
+    assert report.results[0].tiles == 25
     count = (  # paquo starts a JVM, so count the tiles QuPath sees in a child process
         "import sys; from paquo.projects import QuPathProject\n"
         "with QuPathProject(sys.argv[1], mode='r') as qp:\n"
@@ -231,29 +243,3 @@ def test_paquo_write_back(project, model, tmp_path):
     out = subprocess.run([sys.executable, "-c", count, str(project / "project.qpproj")],
                          capture_output=True, text=True, check=True).stdout
     assert int(out.split()[-1]) == 25
-
-
-def test_unusable_image_is_skipped_not_fatal(tmp_path, slide_path, model):
-    """An image without pixel size is reported and skipped; alone, its error is raised."""
-    import tifffile
-
-    from histobridge.errors import CalibrationError
-
-    bare = tmp_path / "bare.tif"
-    tifffile.imwrite(bare, np.zeros((256, 256, 3), np.uint8), photometric="rgb")
-    ann = [annotation([(0, 0), (256, 0), (256, 256), (0, 256)], "Tumor")]
-    proj = make_project(tmp_path / "p1", bare, ann, name="bare.tif")
-    with pytest.raises(CalibrationError, match="pixel size"):
-        run_heatmap(proj, model, tmp_path / "o1", progress=False)
-    # With a second, usable image, the batch goes on and reports the first one.
-    qp = json.loads((proj / "project.qpproj").read_text())
-    good = json.loads(json.dumps(qp["images"][0]))
-    good["entryID"], good["imageName"] = 2, "colours.tif"
-    good["serverBuilder"]["uri"] = "file:" + slide_path.resolve().as_posix()
-    qp["images"].append(good)
-    qp["lastID"] = 2
-    (proj / "project.qpproj").write_text(json.dumps(qp))
-    shutil.copy(layout.annotation_path(proj, 1), layout.annotation_path(proj, 2))
-    report = run_heatmap(proj, model, tmp_path / "o2", progress=False)
-    assert [r.name for r in report.images] == ["colours.tif"] and report.images[0].tiles == 16
-    assert len(report.skipped) == 1 and report.skipped[0].startswith("bare.tif: ")

@@ -95,3 +95,20 @@ def test_big_tiles_get_smaller_shards(tmp_path: Path) -> None:
     g = open_store(tmp_path / "b.zarr").group(1)
     assert len(list((tmp_path / "b.zarr" / "1" / "tiles" / "c").iterdir())) == 3  # 5 + 5 + 2
     np.testing.assert_array_equal(g.tiles[:], tiles)
+
+
+def test_encoder_is_used_only_where_zarr_writes_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    """The hand-written shard encoder sits behind a zarr version check, and a probe elsewhere."""
+    from histobridge.tiling import _shards
+
+    assert _shards.probe_matches()  # the installed zarr writes exactly the encoder's bytes
+    _shards.encoder_allowed.cache_clear()
+    monkeypatch.setattr(_shards, "_zarr_version", lambda: (9, 0))  # an unverified zarr release
+    monkeypatch.setattr(_shards, "shard_parts", lambda tiles, n: [b"not what zarr writes"])
+    try:
+        assert not _shards.probe_matches() and not _shards.encoder_allowed()
+        w = GroupWriter(tmp_path / "v.zarr", "1", 4, 8, {})
+        assert not w._direct_shards  # falls back to zarr's own writer
+        w.abort()
+    finally:
+        _shards.encoder_allowed.cache_clear()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from histobridge.cli._common import DEVICE_HELP
+
 _LABELS = {
     "sample": "Sample project (slide fetched once, then cached)",
     "tile": "Tiling annotated regions into Zarr",
@@ -25,30 +27,31 @@ def demo(
     ),
     workers: int = typer.Option(2, help="Reader threads."),
     offline: bool = typer.Option(False, help="Use only the local cache for the sample slide."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Run the whole mission on the embedded skin sample and write report.html."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from histobridge.cli._progress import ProgressDrawer
     from histobridge.demo.run import STAGES, DemoOptions, run_demo
+    from histobridge.runs import ProgressEvent
 
-    console = Console()
-    options = DemoOptions(
-        out_dir=out, seeds=seeds, synthetic_per_region=per_region or None, workers=workers, offline=offline
+    options = DemoOptions(  # checked here, before anything is fetched or computed
+        out_dir=out, seeds=seeds, synthetic_per_region=per_region if per_region != 0 else None,
+        workers=workers, offline=offline, device=device,
     )
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as bar:
-        tasks = {s: bar.add_task(_LABELS[s], total=1, start=False) for s in STAGES}
+    console = Console()
+    with ProgressDrawer() as progress:
 
         def hook(stage: str, event: str) -> None:
+            i = STAGES.index(stage)
             if event == "start":
-                bar.start_task(tasks[stage])
+                progress(ProgressEvent("stages", i, len(STAGES), message=_LABELS[stage]))
             else:
-                bar.update(tasks[stage], completed=1)
+                progress(ProgressEvent("stages", i + 1, len(STAGES)))
 
-        result = run_demo(options, hook=hook, progress=False)
+        result = run_demo(options, hook=hook, progress=progress)
     m = result.metrics
     table = Table(title="histobridge demo", show_header=False)
     for key in (
@@ -62,8 +65,9 @@ def demo(
         table.add_row(key, f"{v:.3f}" if isinstance(v, float) else str(v))
     table.add_row("seconds", f"{m['seconds']['total']:.1f}")
     console.print(table)
-    console.print(f"report:  {result.report}")
-    console.print(f"project: {result.out_dir / 'project' / 'project.qpproj'} (open it in QuPath)")
+    console.print(f"report:  {result.report}", soft_wrap=True)
+    qpproj = result.out_dir / "project" / "project.qpproj"
+    console.print(f"project: {qpproj} (open it in QuPath)", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -54,6 +54,12 @@ def tile(
         (0.05, 20.0), "--mpp-range", help="Plausible µm/px for --mpp/--mpp-override (catches typos)."
     ),
     max_tiles: int = typer.Option(2_000_000, "--max-tiles", help="Refuse an image planning more tiles."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace groups written with another tile size (refused otherwise)."
+    ),
+    closed_lines_as_areas: bool = typer.Option(
+        False, "--closed-lines-as-areas", help="Read closed outlines (polylines) as areas."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -65,7 +71,8 @@ def tile(
     chosen = _split(classes)
     options = TilingOptions(
         classes=tuple(chosen) if chosen else None, tissue=tissue, whole_tissue=whole_tissue, workers=workers,
-        mpp=mpp, mpp_override=mpp_override, mpp_range=mpp_range, max_tiles=max_tiles,
+        mpp=mpp, mpp_override=mpp_override, mpp_range=mpp_range, max_tiles=max_tiles, replace=replace,
+        closed_lines_as_areas=closed_lines_as_areas,
     )  # fmt: skip
     qp = Project.open(project)
     with _Bars(progress and not as_json) as bars:

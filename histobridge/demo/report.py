@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from importlib.resources import as_file
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from histobridge.report.html import Report
+
+if TYPE_CHECKING:
+    from histobridge.demo.run import DemoRun
 
 _QUPATH_STEPS = """\
 1. In QuPath (0.4 or newer): File > Open project... and choose {project}.
@@ -19,8 +22,8 @@ _QUPATH_STEPS = """\
 """
 
 
-def _heatmap_pictures(ctx: dict[str, Any]) -> list[tuple[Path, str]]:
-    pics = [p for p in ctx.get("files", {}).get("heatmap", []) if p.suffix == ".png"]
+def _heatmap_pictures(run: DemoRun) -> list[tuple[Path, str]]:
+    pics = [p for p in run.files["heatmap"] if p.suffix == ".png"]
     return [(p, p.stem.replace("_", " ")) for p in sorted(pics)]
 
 
@@ -50,11 +53,11 @@ def _summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def write_demo_report(ctx: dict[str, Any], metrics: dict[str, Any], path: Path) -> Path:
-    """Assemble ``report.html`` from the demo's context (see :mod:`histobridge.demo.run`)."""
+def write_demo_report(run: DemoRun, metrics: dict[str, Any], path: Path) -> Path:
+    """Assemble ``report.html`` from what the demo's stages produced (see :mod:`histobridge.demo.run`)."""
     from histobridge.qupath import layout
 
-    G, clf = ctx["G"], ctx["classifier"]
+    clf = run.models.classifier
     rep = Report(
         "histobridge demo: skin H&E, Epidermis vs Dermis",
         lead=(
@@ -77,17 +80,17 @@ def write_demo_report(ctx: dict[str, Any], metrics: dict[str, Any], path: Path) 
     rep.paragraph(
         f"Tiles of {clf.config.patch_size_pixels} px over {clf.config.tile_um:g} µm were cut from every "
         f"Epidermis and Dermis annotation (at least half the tile inside, holes excluded) into "
-        f"{ctx['store'].name}."
+        f"{run.store.name}."
     )
     rep.heading("2. Classifier heatmap, written back into QuPath")
-    rep.figures(_heatmap_pictures(ctx))
+    rep.figures(_heatmap_pictures(run))
     rep.paragraph(
         "Each tile is a QuPath tile object whose measurements hold the class probabilities, in "
-        f"{layout.predictions_path(ctx['project'].folder, ctx['project'].images[0].entry_id)}."
+        f"{layout.predictions_path(run.project.folder, run.project.images[0].entry_id)}."
     )
-    _synthetic_section(rep, ctx)
-    _seed_section(rep, ctx)
-    _blend_section(rep, ctx, G)
+    _synthetic_section(rep, run)
+    _seed_section(rep, run)
+    _blend_section(rep, run)
     rep.heading("6. Timings")
     rows = [{"stage": k, "seconds": float(v)} for k, v in metrics["seconds"].items()]
     rows.append({"stage": "all stages before this report", "seconds": float(sum(r["seconds"] for r in rows))})
@@ -95,13 +98,13 @@ def write_demo_report(ctx: dict[str, Any], metrics: dict[str, Any], path: Path) 
     rep.heading("7. Open the result in QuPath")
     rep.code(
         _QUPATH_STEPS.format(
-            project=ctx["project"].path, script=ctx["project"].folder / "scripts", prefix=clf.name
+            project=run.project.path, script=run.project.folder / "scripts", prefix=clf.name
         )
     )
     return rep.write(path)
 
 
-def _synthetic_section(rep: Report, ctx: dict[str, Any]) -> None:
+def _synthetic_section(rep: Report, run: DemoRun) -> None:
     rep.heading("3. Matched synthetic tiles: real | synthetic | class-swapped")
     rep.paragraph(
         "For every annotated region the generator made as many tiles as the region has real tiles, "
@@ -109,12 +112,12 @@ def _synthetic_section(rep: Report, ctx: dict[str, Any]) -> None:
         "synthetic tile has a twin from the same seed conditioned on the other class: what changes between "
         "the two rows is what the generator ties to the class."
     )
-    for path, caption in _largest_montages(ctx, per_class=2):
+    for path, caption in _largest_montages(run, per_class=2):
         rep.figure(path, caption)
-    rep.paragraph(f"Montages of every region are in {ctx['out'] / 'synthetic'}.")
+    rep.paragraph(f"Montages of every region are in {run.out / 'synthetic'}.")
 
 
-def _largest_montages(ctx: dict[str, Any], per_class: int) -> list[tuple[Path, str]]:
+def _largest_montages(run: DemoRun, per_class: int) -> list[tuple[Path, str]]:
     """The montages of the regions with the most tiles, ``per_class`` for each class."""
     import re
 
@@ -122,9 +125,9 @@ def _largest_montages(ctx: dict[str, Any], per_class: int) -> list[tuple[Path, s
 
     from histobridge.tiling.store import open_store
 
-    store = open_store(ctx["store"])
+    store = open_store(run.store)
     picked: dict[str, list[tuple[int, Path, str]]] = {}
-    for path in ctx.get("files", {}).get("montages", []):
+    for path in run.files["montages"]:
         m = re.fullmatch(r"(.+)_region(\d+)", path.stem)
         if not m or m.group(1) not in store:
             continue
@@ -140,32 +143,32 @@ def _largest_montages(ctx: dict[str, Any], per_class: int) -> list[tuple[Path, s
     return out
 
 
-def _seed_section(rep: Report, ctx: dict[str, Any]) -> None:
+def _seed_section(rep: Report, run: DemoRun) -> None:
     rep.heading("4. Seeds that swap class")
-    for (a, b), res in ctx["seeds"].items():
+    for (a, b), res in run.seeds.items():
         c = res.counts()
         rep.paragraph(
             f"{a} → {b}: {len(res.rows)} seeds, strong {c.get('strong', 0)}, weak {c.get('weak', 0)}, "
             f"none {c.get('none', 0)} (thresholds {', '.join(f'{t:g}' for t in res.thresholds.as_tuple())}, "
             "on the classifier's probability of the target class)."
         )
-    best = ctx["seeds"][next(iter(ctx["seeds"]))].best(10)
+    best = run.seeds[next(iter(run.seeds))].best(10)
     rep.table(
         [r.to_row() for r in best],
         ["seed", "class_start", "class_end", "pred_start", "pred_end", "concordance"],
     )
 
 
-def _blend_section(rep: Report, ctx: dict[str, Any], G: Any) -> None:
+def _blend_section(rep: Report, run: DemoRun) -> None:
     rep.heading("5. Class blending and layer blending")
     rep.paragraph(
         "Class blending moves one seed's class label from Epidermis to Dermis in equal steps (a soft one-hot "
         "label, the same as interpolating the class embeddings); the caption under each image is the "
         "classifier's probability. Layer blending keeps class A's style vectors for the first k layers "
         f"(coarse structure) and takes class B's for the rest (fine texture and colour); this generator has "
-        f"{G.num_ws} layers."
+        f"{run.models.G.num_ws} layers."
     )
-    for blend, paths in ctx["blends"]:
+    for blend, paths in run.blends:
         rep.figure(paths["png"], f"seed {blend.seed}: {blend.class_from} → {blend.class_to}")
-    _grid, paths = ctx["layer_blend"]
+    _grid, paths = run.layer_blend
     rep.figure(paths["png"], "layer blending: rows keep class A at layers 0..k-1, columns are seeds")

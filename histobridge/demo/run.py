@@ -17,12 +17,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import as_file
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from histobridge._atomic import write_json
 from histobridge.errors import InputError
+from histobridge.runs import ProgressCallback, ProgressEvent
+
+if TYPE_CHECKING:
+    from histobridge.heatmap.pipeline import HeatmapReport
+    from histobridge.models.classifier import TileClassifier
+    from histobridge.models.stylegan2 import Generator
+    from histobridge.qupath.project import Project
+    from histobridge.synthetic.blending import ClassBlend, LayerBlendGrid
+    from histobridge.synthetic.matched import MatchedReport
+    from histobridge.synthetic.seeds import SeedSearchResult
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +43,10 @@ STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "report")
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """What the demo does; the defaults finish in a few minutes on two CPU cores."""
+    """What the demo does; the defaults finish in a few minutes on two CPU cores.
+
+    Checked when made, so a bad value fails before the slide is fetched or anything is computed.
+    """
 
     out_dir: Path
     seeds: int = 256
@@ -44,6 +57,64 @@ class DemoOptions:
     offline: bool = False
     classifier: Path | None = None  # default: the sample project's own models
     generator: Path | None = None
+    device: str = "auto"  # auto: CUDA, then Apple MPS, then CPU
+    heatmap_stride_div: int = 2  # heatmap tiles overlap: stride = tile / this (1, 2 or 4)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.seeds < 1:
+            raise InputError(f"demo: seeds must be at least 1, got {self.seeds}")
+        if not 1 <= self.blend_seeds <= self.seeds:
+            raise InputError(f"demo: blend_seeds must be between 1 and seeds ({self.seeds}), "
+                             f"got {self.blend_seeds}")
+        if self.blend_steps < 2:
+            raise InputError(f"demo: blend_steps must be at least 2, got {self.blend_steps}")
+        if self.synthetic_per_region is not None and self.synthetic_per_region < 1:
+            raise InputError(f"demo: synthetic_per_region must be at least 1 (or None), "
+                             f"got {self.synthetic_per_region}")
+        if self.heatmap_stride_div not in (1, 2, 4):
+            raise InputError(f"demo: heatmap_stride_div must be 1, 2 or 4, got {self.heatmap_stride_div}")
+        if self.workers < 1:
+            raise InputError(f"demo: workers must be at least 1, got {self.workers}")
+        for what, path in (("classifier", self.classifier), ("generator", self.generator)):
+            if path is not None and not Path(path).exists():
+                raise InputError(f"{path}: demo {what} not found")
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise InputError(f"{self.out_dir}: demo output must be a folder, found a file")
+
+
+@dataclass(frozen=True)
+class DemoModels:
+    """The classifier and generator the demo runs, and where the classifier came from."""
+
+    classifier: TileClassifier
+    G: Generator
+    clf_dir: Path
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """Everything the stages produced, for the report and the metrics."""
+
+    out: Path
+    options: DemoOptions
+    models: DemoModels
+    project: Project
+    store: Path
+    tiles: int
+    heatmap: HeatmapReport
+    matched: MatchedReport
+    agreement: dict[str, Any]
+    seeds: dict[tuple[str, str], SeedSearchResult]
+    blends: list[tuple[ClassBlend, dict[str, Path]]]
+    layer_blend: tuple[LayerBlendGrid, dict[str, Path]]
+
+    @property
+    def files(self) -> dict[str, list[Path]]:
+        return {
+            "heatmap": [p for r in self.heatmap.results for p in r.files],
+            "montages": [p for g in self.matched.groups for p in g.montages],
+        }
 
 
 @dataclass
@@ -87,117 +158,131 @@ def sample_model_paths(name: str = SAMPLE) -> tuple[Path, Path]:
         return Path(clf), Path(gen)
 
 
-def run_demo(options: DemoOptions, *, hook: StageHook | None = None, progress: bool = True) -> DemoResult:
-    """Run every stage into ``options.out_dir``; returns the report path and the metrics."""
+def load_models(options: DemoOptions) -> DemoModels:
+    """The models named in ``options``, else the sample project's, on ``options.device``."""
     from histobridge.models.checkpoints import load_generator
-    from histobridge.models.classifier import load_classifier
+    from histobridge.models.classifier import load_classifier, select_device
 
-    out = Path(options.out_dir).expanduser().absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    timer = _Timer(hook)
     clf_dir, gen_path = sample_model_paths()
     clf_dir, gen_path = Path(options.classifier or clf_dir), Path(options.generator or gen_path)
     if not (clf_dir / "config.json").exists() or not gen_path.exists():
         raise InputError(f"demo models missing: need {clf_dir / 'config.json'} and {gen_path}")
-    classifier = load_classifier(clf_dir, device="cpu")
-    G = load_generator(gen_path)
-    ctx: dict[str, Any] = {
-        "out": out,
-        "options": options,
-        "classifier": classifier,
-        "G": G,
-        "clf_dir": clf_dir,
-        "progress": progress,
-    }
-    for name, stage in _STAGES:
-        with timer.stage(name):
-            stage(ctx)
-    with timer.stage("report"):
-        metrics = _metrics(ctx, timer.seconds)
-        from histobridge.demo.report import write_demo_report
+    device = str(select_device(None if options.device == "auto" else options.device))
+    classifier = load_classifier(clf_dir, device=device)
+    return DemoModels(classifier, load_generator(gen_path, device=device), clf_dir)
 
-        report = write_demo_report(ctx, metrics, out / "report.html")
+
+def run_demo(
+    options: DemoOptions, *, hook: StageHook | None = None, progress: ProgressCallback | None = None
+) -> DemoResult:
+    """Run every stage into ``options.out_dir``; returns the report path and the metrics.
+
+    ``hook(stage, "start" | "done")`` marks the stages; ``progress`` gets the units within them.
+    """
+    from histobridge.demo.report import write_demo_report
+
+    out = options.out_dir.expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    timer = _Timer(hook)
+    models = load_models(options)
+    with timer.stage("sample"):
+        project = _stage_sample(out, options)
+    with timer.stage("tile"):
+        store, tiles = _stage_tile(out, options, project, models.classifier, progress)
+    with timer.stage("heatmap"):
+        heat = _stage_heatmap(out, options, project, models.classifier, progress)
+    with timer.stage("synthetic"):
+        matched, agreement = _stage_synthetic(out, options, store, models)
+    with timer.stage("seeds"):
+        seeds = _stage_seeds(out, options, models, progress)
+    with timer.stage("blend"):
+        blends, layer = _stage_blend(out, options, models, seeds[(CLASS_A, CLASS_B)], progress)
+    run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, seeds, blends, layer)
+    with timer.stage("report"):
+        metrics = _metrics(run, timer.seconds)
+        report = write_demo_report(run, metrics, out / "report.html")
     metrics["seconds"]["report"] = timer.seconds["report"]
     metrics["seconds"]["total"] = round(sum(v for k, v in timer.seconds.items() if k != "total"), 2)
     write_json(out / "metrics.json", metrics)
-    return DemoResult(out, report, metrics, ctx.get("files", {}))
+    return DemoResult(out, report, metrics, run.files)
 
 
 # --------------------------------------------------------------------------------------- stages
 
 
-def _stage_sample(ctx: dict[str, Any]) -> None:
+def _stage_sample(out: Path, options: DemoOptions) -> Project:
     from histobridge.qupath.project import Project
     from histobridge.qupath.sample import init_sample_project
     from histobridge.qupath.scripts import install_scripts
 
-    qpproj = init_sample_project(ctx["out"] / "project", SAMPLE, force=True, offline=ctx["options"].offline)
+    qpproj = init_sample_project(out / "project", SAMPLE, force=True, offline=options.offline)
     install_scripts(qpproj.parent)  # QuPath lists them under Automate > Project scripts
-    ctx["project"] = Project.open(qpproj)
+    return Project.open(qpproj)
 
 
-def _stage_tile(ctx: dict[str, Any]) -> None:
+def _stage_tile(
+    out: Path, options: DemoOptions, project: Project, classifier: TileClassifier,
+    progress: ProgressCallback | None,
+) -> tuple[Path, int]:
     from histobridge.tiling import TileSpec, TilingOptions, tile_project
     from histobridge.tiling.store import open_store
 
-    cfg = ctx["classifier"].config
+    cfg = classifier.config
     spec = TileSpec(tile_px=cfg.patch_size_pixels, tile_um=cfg.tile_um, stride_px=None, min_coverage=0.5)
-    store = ctx["out"] / "tiles.zarr"
+    store = out / "tiles.zarr"
     report = tile_project(
-        ctx["project"],
+        project,
         store,
         spec,
-        TilingOptions(classes=(CLASS_A, CLASS_B), workers=ctx["options"].workers),
+        TilingOptions(classes=(CLASS_A, CLASS_B), workers=options.workers),
+        progress=progress,
     )
     if not report.ok:
         problems = "; ".join(f"{r.name}: {r.reason}" for r in report.not_done)
         raise InputError(f"tiling the sample project failed: {problems}")
-    ctx["store"] = store
-    ctx["tiles"] = sum(len(g) for g in open_store(store).groups())  # this run's and earlier runs' tiles
+    tiles = sum(len(g) for g in open_store(store).groups())  # this run's and earlier runs' tiles
+    return store, tiles
 
 
-def _stage_heatmap(ctx: dict[str, Any]) -> None:
-    from histobridge.heatmap.pipeline import run_heatmap
+def _stage_heatmap(
+    out: Path, options: DemoOptions, project: Project, classifier: TileClassifier,
+    progress: ProgressCallback | None,
+) -> HeatmapReport:
+    from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
 
-    report = run_heatmap(
-        ctx["project"],
-        ctx["classifier"],
-        ctx["out"] / "heatmap",
-        whole_tissue=True,
-        stride_div=2,
-        write_back="geojson",
-        workers=ctx["options"].workers,
-        progress=False,
-    )
-    ctx["heatmap"] = report
-    ctx.setdefault("files", {})["heatmap"] = [p for r in report.images for p in r.files]
+    opts = HeatmapOptions(whole_tissue=True, stride_div=options.heatmap_stride_div, write_back="geojson",
+                          workers=options.workers)
+    report = run_heatmap(project, classifier, out / "heatmap", opts, progress=progress)
+    if not report.ok:
+        problems = "; ".join(f"{o.name}: {o.status} ({o.reason})" for o in report.not_done)
+        raise InputError(f"heatmap of the sample project: {problems}")
+    return report
 
 
-def _stage_synthetic(ctx: dict[str, Any]) -> None:
+def _stage_synthetic(
+    out: Path, options: DemoOptions, store: Path, models: DemoModels
+) -> tuple[MatchedReport, dict[str, Any]]:
     from histobridge.synthetic.synthesis import matched_synthetic
 
     report = matched_synthetic(
-        ctx["store"],
-        ctx["G"],
-        ctx["classifier"],
-        n=ctx["options"].synthetic_per_region,
-        montage_dir=ctx["out"] / "synthetic",
+        store,
+        models.G,
+        models.classifier,
+        n=options.synthetic_per_region,
+        montage_dir=out / "synthetic",
     )
-    ctx["matched"] = report
-    ctx.setdefault("files", {})["montages"] = [p for g in report.groups for p in g.montages]
-    ctx["agreement"] = synthetic_agreement(ctx["store"], ctx["classifier"].config.class_names)
+    return report, synthetic_agreement(store, models.classifier.config.class_names)
 
 
 def synthetic_agreement(store_path: Path, classifier_classes: Sequence[str]) -> dict[str, Any]:
     """Share of synthetic tiles (and swapped twins) the classifier assigns to their conditioning class."""
-    import zarr
+    from histobridge.tiling.store import open_store
 
-    root = zarr.open_group(str(store_path), mode="r")
     hits = total = swap_hits = swap_total = 0
-    for _, group in root.groups():
-        if "synthetic" not in group or "predictions" not in group["synthetic"]:
+    for group in open_store(store_path).groups():
+        sub = group.synthetic()
+        if sub is None or "predictions" not in sub:
             continue
-        sub = group["synthetic"]
         names = list(sub.attrs["params"]["generator"]["class_names"])
         clf_names = list(classifier_classes)
         for cls_arr, pred_arr in (("classes", "predictions"), ("swap_classes", "swap_predictions")):
@@ -215,60 +300,64 @@ def synthetic_agreement(store_path: Path, classifier_classes: Sequence[str]) -> 
     }
 
 
-def _stage_seeds(ctx: dict[str, Any]) -> None:
+def _stage_seeds(
+    out: Path, options: DemoOptions, models: DemoModels, progress: ProgressCallback | None
+) -> dict[tuple[str, str], SeedSearchResult]:
     from histobridge.synthetic.seeds import seed_search, table_csv
 
-    out = ctx["out"] / "seeds"
-    out.mkdir(exist_ok=True)
-    seeds = range(ctx["options"].seeds)
+    folder = out / "seeds"
+    folder.mkdir(exist_ok=True)
+    seeds = range(options.seeds)
     results = {}
-    for a, b in ((CLASS_A, CLASS_B), (CLASS_B, CLASS_A)):
-        res = seed_search(ctx["G"], ctx["classifier"], seeds, a, b)
-        (out / f"seeds_{a}_to_{b}.csv").write_text(table_csv(res.rows), encoding="utf-8")
-        write_json(out / f"seeds_{a}_to_{b}.json", [r.to_row() for r in res.rows])
+    directions = ((CLASS_A, CLASS_B), (CLASS_B, CLASS_A))
+    for i, (a, b) in enumerate(directions):
+        if progress is not None:
+            progress(ProgressEvent("seeds", i * len(seeds), len(directions) * len(seeds), f"{a} → {b}"))
+        res = seed_search(models.G, models.classifier, seeds, a, b)
+        (folder / f"seeds_{a}_to_{b}.csv").write_text(table_csv(res.rows), encoding="utf-8")
+        write_json(folder / f"seeds_{a}_to_{b}.json", [r.to_row() for r in res.rows])
         results[(a, b)] = res
-    ctx["seeds"] = results
+    if progress is not None:
+        total = len(directions) * len(seeds)
+        progress(ProgressEvent("seeds", total, total))
+    return results
 
 
-def _stage_blend(ctx: dict[str, Any]) -> None:
+def _stage_blend(
+    out: Path, options: DemoOptions, models: DemoModels, res: SeedSearchResult,
+    progress: ProgressCallback | None,
+) -> tuple[list[tuple[ClassBlend, dict[str, Path]]], tuple[LayerBlendGrid, dict[str, Path]]]:
     from histobridge.synthetic.blending import class_blend, layer_blend, write_class_blend, write_layer_blend
 
-    out = ctx["out"] / "blends"
-    res = ctx["seeds"][(CLASS_A, CLASS_B)]
-    best = [r.seed for r in res.best(ctx["options"].blend_seeds)]
+    folder = out / "blends"
+    best = [r.seed for r in res.best(options.blend_seeds)]
     blends = []
-    for seed in best:
+    for i, seed in enumerate(best):
+        if progress is not None:
+            progress(ProgressEvent("blend", i, len(best) + 1))
         blend = class_blend(
-            ctx["G"], seed, CLASS_A, CLASS_B, ctx["options"].blend_steps, classifier=ctx["classifier"]
+            models.G, seed, CLASS_A, CLASS_B, options.blend_steps, classifier=models.classifier
         )
-        blends.append((blend, write_class_blend(blend, out)))
-    grid = layer_blend(ctx["G"], best, CLASS_A, CLASS_B)
-    ctx["blends"], ctx["layer_blend"] = blends, (grid, write_layer_blend(grid, out))
+        blends.append((blend, write_class_blend(blend, folder)))
+    grid = layer_blend(models.G, best, CLASS_A, CLASS_B)
+    if progress is not None:
+        progress(ProgressEvent("blend", len(best) + 1, len(best) + 1))
+    return blends, (grid, write_layer_blend(grid, folder))
 
 
-_STAGES: tuple[tuple[str, Callable[[dict[str, Any]], None]], ...] = (
-    ("sample", _stage_sample),
-    ("tile", _stage_tile),
-    ("heatmap", _stage_heatmap),
-    ("synthetic", _stage_synthetic),
-    ("seeds", _stage_seeds),
-    ("blend", _stage_blend),
-)
-
-
-def _metrics(ctx: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
-    clf_metrics = json.loads((ctx["clf_dir"] / "metrics.json").read_text(encoding="utf-8"))
-    res = ctx["seeds"][(CLASS_A, CLASS_B)]
-    rev = ctx["seeds"][(CLASS_B, CLASS_A)]
+def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
+    clf_metrics = json.loads((run.models.clf_dir / "metrics.json").read_text(encoding="utf-8"))
+    res = run.seeds[(CLASS_A, CLASS_B)]
+    rev = run.seeds[(CLASS_B, CLASS_A)]
     counts, rev_counts = res.counts(), rev.counts()
     n = max(1, len(res.rows))
     return {
-        "tiles": int(ctx["tiles"]),
-        "heatmap_tiles": int(ctx["heatmap"].tiles),
+        "tiles": int(run.tiles),
+        "heatmap_tiles": int(run.heatmap.tiles),
         "classifier_heldout_accuracy": float(clf_metrics["heldout_accuracy"]),
-        "synthetic_agreement": float(ctx["agreement"]["synthetic_agreement"]),
-        "swapped_agreement": float(ctx["agreement"]["swapped_agreement"]),
-        "synthetic_tiles": int(ctx["agreement"]["synthetic_tiles"]),
+        "synthetic_agreement": float(run.agreement["synthetic_agreement"]),
+        "swapped_agreement": float(run.agreement["swapped_agreement"]),
+        "synthetic_tiles": int(run.agreement["synthetic_tiles"]),
         "strong_swap_rate": counts.get("strong", 0) / n,
         "weak_swap_rate": counts.get("weak", 0) / n,
         "strong_swap_rate_reverse": rev_counts.get("strong", 0) / max(1, len(rev.rows)),

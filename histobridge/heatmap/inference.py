@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from histobridge.models.classifier import TileClassifier
+    from histobridge.slides import Slide
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class InferenceResult:
         return len(self.probs) / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def read_tiles(slide: Any, coords: np.ndarray, tile_px: int) -> np.ndarray:
+def read_tiles(slide: Slide, coords: np.ndarray, tile_px: int) -> np.ndarray:
     """uint8 (N, tile_px, tile_px, 3) for level-0 float rectangles (x, y, w, h), each resampled once.
 
     Uses the tiler's block reader (one decode per spatial cell) when the slide offers batch reads.
@@ -59,7 +60,7 @@ def read_tiles(slide: Any, coords: np.ndarray, tile_px: int) -> np.ndarray:
     return out
 
 
-def read_batch(slide: Any, coords: np.ndarray, classifier: TileClassifier) -> torch.Tensor:
+def read_batch(slide: Slide, coords: np.ndarray, classifier: TileClassifier) -> torch.Tensor:
     """One model-ready batch: tiles read at the model's size, then its own preprocessing (on CPU)."""
     tiles = read_tiles(slide, coords, classifier.config.patch_size_pixels)
     batch = classifier.preprocess(tiles)
@@ -75,7 +76,7 @@ def batch_slices(n: int, batch_size: int) -> list[slice]:
 
 
 def iter_batches(
-    slide: Any, coords: np.ndarray, classifier: TileClassifier, *, batch_size: int = 64,
+    slide: Slide, coords: np.ndarray, classifier: TileClassifier, *, batch_size: int = 64,
     workers: int = 2, prefetch: int | None = None,
 ) -> Iterator[tuple[slice, torch.Tensor, float]]:
     """Yield (slice, batch, seconds waited) in order while up to ``prefetch`` batches are being read."""
@@ -106,7 +107,7 @@ def iter_batches(
 
 
 def infer_tiles(
-    slide: Any, coords: np.ndarray, classifier: TileClassifier, *, batch_size: int = 64, workers: int = 2,
+    slide: Slide, coords: np.ndarray, classifier: TileClassifier, *, batch_size: int = 64, workers: int = 2,
     uncertainty: int = 0, prefetch: int | None = None, progress: Callable[[int], None] | None = None,
 ) -> InferenceResult:
     """Run ``classifier`` over every rectangle of ``coords`` on ``slide``; see the module docstring."""

@@ -7,48 +7,39 @@ NaN), and every classification carries a colour (QuPath aborts the whole import 
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from histobridge._atomic import atomic_open, atomic_path
+from histobridge._atomic import atomic_path, write_csv
+from histobridge._names import safe_name
+from histobridge.viz.overlay import HeatGrid
 
 if TYPE_CHECKING:
     from histobridge.heatmap.pipeline import ImagePrediction
+    from histobridge.qupath.annotations import PathClass
+
+Colour = tuple[int, int, int]
+Feature = dict[str, Any]
 
 # Fallback colours for classes the project does not define (distinct, readable on H&E).
-PALETTE: tuple[tuple[int, int, int], ...] = (
+PALETTE: tuple[Colour, ...] = (
     (230, 25, 75), (60, 120, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180),
     (70, 200, 200), (240, 50, 230), (160, 120, 40), (0, 128, 128), (128, 128, 0),
 )
 
 
-@dataclass(frozen=True)
-class HeatmapGrid:
-    """Per-class heatmap (rows, cols, C), NaN where no tile; cell (r, c) starts at origin + (c, r)·step."""
-
-    values: np.ndarray
-    origin: tuple[float, float]
-    step: float
-    std: np.ndarray | None = None
-
-
-
 # ------------------------------------------------------------------------------------------ heatmap
 
 
-def heatmap_grid(pred: ImagePrediction) -> HeatmapGrid:
+def heatmap_grid(pred: ImagePrediction) -> HeatGrid:
     """Rasterise tiles on their shared grid: each tile fills the stride-sized cell at its centre."""
     step = pred.stride_l0
     c = len(pred.class_names)
     if not len(pred):
-        return HeatmapGrid(np.full((0, 0, c), np.nan, np.float32), (0.0, 0.0), step)
+        return HeatGrid(np.full((0, 0, c), np.nan, np.float32), (0.0, 0.0), step)
     cx = pred.coords[:, 0] + (pred.coords[:, 2] - step) / 2.0
     cy = pred.coords[:, 1] + (pred.coords[:, 3] - step) / 2.0
     origin = (float(cx.min()), float(cy.min()))
@@ -66,10 +57,10 @@ def heatmap_grid(pred: ImagePrediction) -> HeatmapGrid:
         return out.astype(np.float32)  # 0/0 → NaN: no tile there
 
     std = rasterise(pred.std) if pred.std is not None else None
-    return HeatmapGrid(rasterise(pred.probs), origin, step, std)
+    return HeatGrid(rasterise(pred.probs), origin, step, std)
 
 
-def write_npz(path: Path, pred: ImagePrediction, grid: HeatmapGrid, *, model: str) -> None:
+def write_npz(path: Path, pred: ImagePrediction, grid: HeatGrid, *, model: str) -> None:
     """``predictions`` (rows, cols, C) like Slideflow's NPZ, plus the geometry needed to place it."""
     arrays: dict[str, Any] = {
         "predictions": grid.values,
@@ -94,20 +85,17 @@ def measurement_names(prefix: str, classes: Sequence[str], kind: str = "probabil
     return [f"{prefix}: {c} {kind}" for c in classes]
 
 
-Colour = tuple[int, int, int]
-
-
-def class_colours(classes: Sequence[str], project_classes: Sequence[Any] = ()) -> dict[str, Colour]:
+def class_colours(classes: Sequence[str], project_classes: Sequence[PathClass] = ()) -> dict[str, Colour]:
     """The project's colour where the class name matches, else a fixed palette (always a colour)."""
-    known = {pc.name: pc.color for pc in project_classes if getattr(pc, "color", None) is not None}
-    out: dict[str, tuple[int, int, int]] = {}
+    known = {pc.name: pc.color for pc in project_classes if pc.color is not None}
+    out: dict[str, Colour] = {}
     for i, name in enumerate(classes):
         col = known.get(name)
-        out[name] = tuple(int(v) for v in col[:3]) if col is not None else PALETTE[i % len(PALETTE)]
+        out[name] = (int(col[0]), int(col[1]), int(col[2])) if col is not None else PALETTE[i % len(PALETTE)]
     return out
 
 
-def tile_features(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]) -> list[dict]:
+def tile_features(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]) -> list[Feature]:
     """QuPath ``tile`` features: float rectangles, top class with colour, finite measurements.
 
     Every tile is named ``prefix`` so the import script can find and replace earlier results.
@@ -129,35 +117,29 @@ def tile_features(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colo
     return feats
 
 
-def write_csv(path: Path, pred: ImagePrediction) -> None:
+def tile_table(pred: ImagePrediction) -> tuple[list[str], Iterator[list[str]]]:
     """WSInfer's columns (minx, miny, width, height, prob_<class>…) plus top class, SD and region."""
     head = ["minx", "miny", "width", "height", *[f"prob_{c}" for c in pred.class_names]]
     if pred.std is not None:
         head += [f"std_{c}" for c in pred.class_names]
     head += ["top_class", "region", "region_class"]
-    buf = io.StringIO()
-    wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(head)
-    top = pred.top
-    for i, (x, y, w, h) in enumerate(pred.coords):
-        reg = pred.regions[int(pred.region[i])]
-        row = [f"{x:.3f}", f"{y:.3f}", f"{w:.3f}", f"{h:.3f}", *[f"{p:.6f}" for p in pred.probs[i]]]
-        if pred.std is not None:
-            row += [f"{s:.6f}" for s in pred.std[i]]
-        row += [pred.class_names[int(top[i])], reg.name or reg.region_id, reg.path_class or ""]
-        wr.writerow(row)
-    with atomic_open(path, "w", newline="") as fh:
-        fh.write(buf.getvalue())
 
+    def rows() -> Iterator[list[str]]:
+        top = pred.top
+        for i, (x, y, w, h) in enumerate(pred.coords):
+            reg = pred.regions[int(pred.region[i])]
+            row = [f"{x:.3f}", f"{y:.3f}", f"{w:.3f}", f"{h:.3f}", *[f"{p:.6f}" for p in pred.probs[i]]]
+            if pred.std is not None:
+                row += [f"{s:.6f}" for s in pred.std[i]]
+            row += [pred.class_names[int(top[i])], reg.name or reg.region_id, reg.path_class or ""]
+            yield row
 
-def safe_name(text: str) -> str:
-    """A file-name-safe form of an image or class name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
+    return head, rows()
 
 
 def write_image_outputs(
-    pred: ImagePrediction, folder: Path, *, prefix: str, colours: Mapping[str, tuple[int, int, int]],
-    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, features: list[dict] | None = None,
+    pred: ImagePrediction, folder: Path, *, prefix: str, colours: Mapping[str, Colour],
+    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, features: list[Feature] | None = None,
 ) -> list[Path]:
     """GeoJSON, NPZ, CSV and PNG overlays for one image in ``folder``; returns the paths written."""
     from histobridge.qupath import geojson
@@ -170,11 +152,22 @@ def write_image_outputs(
     files.append(gj)
     grid = heatmap_grid(pred)
     write_npz(folder / "heatmap.npz", pred, grid, model=prefix)
-    write_csv(folder / "tiles.csv", pred)
+    write_csv(folder / "tiles.csv", *tile_table(pred))
     files += [folder / "heatmap.npz", folder / "tiles.csv"]
     if thumbnail is not None and len(pred):
-        pngs = [folder / f"overlay_{safe_name(c)}.png" for c in pred.class_names]
-        write_overlays(thumbnail[0], thumbnail[1], grid.values, grid.origin, grid.step, pred.class_names,
-                       pngs, title_prefix=f"{prefix}: ")
+        pngs = [folder / f"overlay_{safe_name(c, 'class')}.png" for c in pred.class_names]
+        write_overlays(thumbnail[0], thumbnail[1], grid, pred.class_names, pngs, title_prefix=f"{prefix}: ")
         files += pngs
     return files
+
+
+__all__ = [
+    "PALETTE",
+    "class_colours",
+    "heatmap_grid",
+    "measurement_names",
+    "tile_features",
+    "tile_table",
+    "write_image_outputs",
+    "write_npz",
+]

@@ -3,53 +3,102 @@
 For each image, tiles are laid on the annotations (or the whole tissue) at the model's own tile size
 in µm, converted to level-0 pixels as floats (never truncated, so grids do not drift, unlike an
 integer tile size: Slideflow #440). Tiles share one grid anchored at the image origin, which makes
-the heatmap array exact: cell (row, col) is the stride × stride square centred in its tile.
+the heatmap array exact: cell (row, col) is the stride × stride square centred in its tile. By
+default only the tissue part of each annotation is tiled, so glass inside an annotation gets no
+(meaningless, often confident) prediction.
 
 Per image this writes, atomically: QuPath GeoJSON tiles (project layout path and a copy in the output
 folder), an NPZ heatmap per class with its level-0 origin and step, PNG overlays and a CSV table.
+Every requested image ends as one :class:`~histobridge.runs.ImageOutcome`; an image that yields no
+tile is ``skipped`` and its earlier results are left as they were.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from histobridge.errors import (
-    AnnotationError,
-    CalibrationError,
-    HistobridgeError,
-    InputError,
-    ModelError,
-    ProjectError,
-    SlideError,
-)
+from histobridge._names import safe_name
+from histobridge.errors import AnnotationError, HistobridgeError, InputError, ModelError, ProjectError
 from histobridge.heatmap.outputs import (
-    HeatmapGrid,
     class_colours,
     heatmap_grid,
     measurement_names,
-    safe_name,
     tile_features,
-    write_csv,
+    tile_table,
     write_image_outputs,
     write_npz,
 )
+from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done
 from histobridge.tiling.regions import Region
+from histobridge.viz.overlay import HeatGrid
 
 if TYPE_CHECKING:
     from histobridge.models.classifier import TileClassifier
+    from histobridge.qupath.annotations import AnnotationSet
+    from histobridge.qupath.project import ImageEntry, Project
+    from histobridge.slides import Slide
 
 log = logging.getLogger(__name__)
 
-WRITE_BACK = ("geojson", "paquo", "none")
-ProgressFn = Callable[[str, int, int], None]
+WriteBack = Literal["geojson", "paquo", "none"]
+WRITE_BACK: tuple[str, ...] = get_args(WriteBack)
+TASK = "heatmap"
+BaseGeometry = Any  # a shapely geometry (shapely ships no type information)
+
+
+@dataclass(frozen=True)
+class HeatmapOptions:
+    """How :func:`run_heatmap` tiles and classifies; checked once, before any image is opened.
+
+    ``tissue`` keeps only the tissue part of each annotation (glass inside an annotation is not
+    classified); ``mpp`` is the pixel size for images that record none, ``mpp_override`` replaces
+    every image's own; ``closed_lines_as_areas`` reads closed outlines (polylines) as areas.
+    """
+
+    classes: tuple[str, ...] | None = None
+    whole_tissue: bool = False
+    tissue: bool = True
+    stride_div: int = 1
+    batch_size: int = 64
+    uncertainty: int = 0
+    write_back: WriteBack = "geojson"
+    workers: int = 2
+    mpp: float | None = None
+    mpp_override: float | None = None
+    prefix: str | None = None
+    gzip: bool = True
+    min_coverage: float = 0.5
+    thumbnail_px: int = 1024
+    closed_lines_as_areas: bool = False
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            names = tuple(str(c) for c in self.classes)
+            object.__setattr__(self, "classes", names or None)
+        if self.write_back not in WRITE_BACK:
+            raise InputError(f"write_back must be one of {', '.join(WRITE_BACK)}, got {self.write_back!r}")
+        if isinstance(self.stride_div, bool) or not isinstance(self.stride_div, int) or self.stride_div < 1:
+            raise InputError(f"stride_div must be a positive integer (1, 2, 4 …), got {self.stride_div!r}")
+        if self.uncertainty < 0 or self.batch_size < 1 or self.workers < 1:
+            raise InputError(
+                f"uncertainty ≥ 0, batch_size ≥ 1 and workers ≥ 1 are required "
+                f"(got {self.uncertainty}, {self.batch_size}, {self.workers})"
+            )
+        for name, value in (("mpp", self.mpp), ("mpp_override", self.mpp_override)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise InputError(f"{name} must be a positive number of µm per pixel, got {value!r}")
+        if not 0.0 < self.min_coverage <= 1.0:
+            raise InputError(f"min_coverage must be in (0, 1], got {self.min_coverage!r}")
+        if self.thumbnail_px < 16:
+            raise InputError(f"thumbnail_px must be at least 16, got {self.thumbnail_px!r}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +126,7 @@ class ImagePrediction:
 
 @dataclass(frozen=True)
 class ImageHeatmapResult:
-    """What was done for one image entry."""
+    """The files and timing of one image that was processed."""
 
     entry_id: str
     name: str
@@ -93,16 +142,51 @@ class ImageHeatmapResult:
 
 @dataclass(frozen=True)
 class HeatmapReport:
-    """The result of :func:`run_heatmap`: one record per image and where everything went."""
+    """The result of :func:`run_heatmap`: one outcome per requested image, details of the done ones."""
 
     model: str
     out_dir: Path
-    images: tuple[ImageHeatmapResult, ...]
-    skipped: tuple[str, ...] = field(default_factory=tuple)
+    outcomes: tuple[ImageOutcome, ...]
+    results: tuple[ImageHeatmapResult, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """Every requested image was processed."""
+        return all_done(self.outcomes)
 
     @property
     def tiles(self) -> int:
-        return sum(r.tiles for r in self.images)
+        return sum(r.tiles for r in self.results)
+
+    @property
+    def not_done(self) -> tuple[ImageOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``histobridge heatmap --json`` prints)."""
+        details = {r.entry_id: r for r in self.results}
+        images = []
+        for o in self.outcomes:
+            r = details.get(str(o.entry_id)) if o.ok else None
+            images.append(
+                {
+                    "entry_id": o.entry_id,
+                    "name": o.name,
+                    "status": o.status,
+                    "tiles": o.count,
+                    "reason": o.reason,
+                    "seconds": round(r.seconds, 3) if r else None,
+                    "files": [str(p) for p in r.files] if r else [],
+                    "notes": list(r.notes) if r else [],
+                }
+            )
+        return {
+            "model": self.model,
+            "out_dir": str(self.out_dir),
+            "ok": self.ok,
+            "tiles": self.tiles,
+            "images": images,
+        }
 
 
 # ------------------------------------------------------------------------------------------- tiling
@@ -117,7 +201,7 @@ def tile_geometry(classifier: TileClassifier, mpp: float, stride_div: int) -> tu
 
 
 def region_tiles(
-    regions: Sequence[Region], tile_l0: float, stride_l0: float, slide: Any, min_coverage: float
+    regions: Sequence[Region], tile_l0: float, stride_l0: float, slide: Slide, min_coverage: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tiles of every region on the shared origin-anchored grid, in reading order, and their region index.
 
@@ -139,13 +223,21 @@ def region_tiles(
 
 
 def predict_regions(
-    slide: Any, regions: Sequence[Region], classifier: TileClassifier, *, stride_div: int = 1,
-    batch_size: int = 64, workers: int = 2, uncertainty: int = 0, min_coverage: float = 0.5,
-    progress: Callable[[int, int], None] | None = None,
+    slide: Slide,
+    regions: Sequence[Region],
+    classifier: TileClassifier,
+    *,
+    stride_div: int = 1,
+    batch_size: int = 64,
+    workers: int = 2,
+    uncertainty: int = 0,
+    min_coverage: float = 0.5,
+    progress: ProgressCallback | None = None,
+    item: str | None = None,
 ) -> ImagePrediction:
     """Tile ``regions`` at the model's size and µm/px and run the model (reads overlap inference).
 
-    ``progress(done, total)`` is called after each batch.
+    ``progress`` gets a ``heatmap`` :class:`~histobridge.runs.ProgressEvent` for ``item`` after each batch.
     """
     from histobridge.heatmap.inference import infer_tiles
 
@@ -153,179 +245,327 @@ def predict_regions(
     mpp = slide.mpp
     tile_l0, stride_l0 = tile_geometry(classifier, mpp, stride_div)
     coords, owner = region_tiles(regions, tile_l0, stride_l0, slide, min_coverage)
-    done = [0]
+    done = 0
 
     def step(n: int) -> None:
-        done[0] += n
+        nonlocal done
+        done += n
         if progress is not None:
-            progress(done[0], len(coords))
+            progress(ProgressEvent(TASK, done, len(coords), item))
 
-    res = infer_tiles(slide, coords, classifier, batch_size=batch_size, workers=workers,
-                      uncertainty=uncertainty, progress=step)
+    if progress is not None:
+        progress(ProgressEvent(TASK, 0, len(coords), item))
+    res = infer_tiles(
+        slide,
+        coords,
+        classifier,
+        batch_size=batch_size,
+        workers=workers,
+        uncertainty=uncertainty,
+        progress=step,
+    )
     return ImagePrediction(
-        coords=coords, region=owner, regions=tuple(regions), probs=res.probs, std=res.std,
-        class_names=classifier.class_names, tile_l0=tile_l0, stride_l0=stride_l0, mpp=mpp,
+        coords=coords,
+        region=owner,
+        regions=tuple(regions),
+        probs=res.probs,
+        std=res.std,
+        class_names=classifier.class_names,
+        tile_l0=tile_l0,
+        stride_l0=stride_l0,
+        mpp=mpp,
         seconds=time.perf_counter() - t0,
     )
 
 
-def check_write_back(mode: str) -> str:
-    if mode not in WRITE_BACK:
-        raise InputError(f"write_back must be one of {', '.join(WRITE_BACK)}, got {mode!r}")
-    return mode
-
-
-def check_classifier(classifier: Any, device: str | None) -> TileClassifier:
+def check_classifier(
+    classifier: TileClassifier | str | os.PathLike[str], device: str | None
+) -> TileClassifier:
     from histobridge.models.classifier import TileClassifier, load_classifier
 
     if isinstance(classifier, TileClassifier):
         return classifier
-    if isinstance(classifier, (str, Path)):
-        return load_classifier(classifier, device=device)
+    if isinstance(classifier, (str, os.PathLike)):
+        return load_classifier(Path(classifier), device=device)
     raise ModelError(f"expected a TileClassifier or a model path, got {type(classifier).__name__}")
 
 
 # ------------------------------------------------------------------------------------------ project
 
 
-def select_entries(project: Any, images: Sequence[str | int] | None) -> list[Any]:
+def select_entries(project: Project, images: Sequence[str | int] | None) -> list[ImageEntry]:
     """Entries named by id or image name (all when None); unknown names are an error, not a silent skip."""
     entries = list(project.images)
     if not images:
         return entries
     wanted = [str(v) for v in images]
-    by_key: dict[str, Any] = {}
+    by_key: dict[str, ImageEntry] = {}
     for e in entries:
         by_key.setdefault(str(e.entry_id), e)
         by_key.setdefault(e.name, e)
     missing = [w for w in wanted if w not in by_key]
     if missing:
         raise InputError(f"{project.path}: no image entry with id or name {', '.join(map(repr, missing))}")
-    out: list[Any] = []
+    out: list[ImageEntry] = []
     for w in wanted:
         if by_key[w] not in out:
             out.append(by_key[w])
     return out
 
 
-def entry_regions(
-    project: Any, entry: Any, slide: Any, *, classes: Sequence[str] | None, whole_tissue: bool
-) -> tuple[list[Region], list[str]]:
-    """Annotations to tile (filtered by class), or the tissue when asked or when there are none."""
-    from histobridge.tiling.regions import collect_regions
+def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str] | None) -> None:
+    """Every requested class exists in the project (``classes.json`` or the selected images' annotations).
 
-    notes: list[str] = []
-    regions, _ = collect_regions(project, entry, slide, classes=classes, whole_tissue=whole_tissue)
-    if not regions and not whole_tissue:
-        if classes:
-            notes.append(f"no annotation of class {', '.join(classes)}; nothing to tile")
-            return [], notes
-        notes.append("no annotations; tiling the detected tissue instead")
-        regions, _ = collect_regions(project, entry, slide, whole_tissue=True)
+    A typo is an error that lists the classes there are, before any image is opened.
+    """
+    if not classes:
+        return
+    known = project.class_names()
+    if all(c in known for c in classes):
+        return
+    for entry in entries:
+        if not entry.found:
+            continue
+        try:
+            names = project.annotations(entry).classes()
+        except HistobridgeError:  # reported per image later
+            continue
+        known += [n for n in names if n not in known]
+    missing = [c for c in classes if c not in known]
+    if missing:
+        raise InputError(
+            f"{project.path}: no class {', '.join(map(repr, missing))} in the project; "
+            f"classes that exist: {', '.join(known) or 'none'}"
+        )
+
+
+def entry_annotations(
+    project: Project, entry: ImageEntry, *, closed_lines_as_areas: bool = False
+) -> AnnotationSet:
+    """The entry's annotations; an error naming the file when one exists but cannot be read.
+
+    Without this check an unreadable export would look like "no annotations" and the whole tissue
+    would be classified instead.
+    """
+    from histobridge.qupath import layout
+
+    found = project.annotations(entry, closed_lines_as_areas=closed_lines_as_areas)
+    if found.source == "none":
+        stored = [
+            layout.qpdata_path(project.folder, entry.entry_id),
+            *layout.annotation_candidates(project.folder, entry.entry_id),
+        ]
+        unreadable = [p for p in stored if p.is_file()]
+        if unreadable:
+            why = "; ".join(found.notes) or "unreadable"
+            raise AnnotationError(
+                f"{unreadable[0]}: annotations of image {entry.entry_id} ({entry.name!r}) "
+                f"exist but cannot be read: {why}"
+            )
+    return found
+
+
+def tissue_of(thumbnail: tuple[np.ndarray, float]) -> BaseGeometry:
+    """The tissue outline in level-0 px from a slide thumbnail and its downsample.
+
+    The same mask as ``histobridge tile --tissue`` (:func:`~histobridge.slides.tissue.tissue_mask`),
+    computed from the thumbnail the overlays use, so the slide's overview is read once.
+    """
+    from histobridge.slides.tissue import mask_to_geometry, tissue_mask
+
+    thumb, downsample = thumbnail
+    return mask_to_geometry(tissue_mask(thumb), downsample, min_area_px=16.0)
+
+
+def plan_regions(
+    annotations: AnnotationSet, thumbnail: tuple[np.ndarray, float], options: HeatmapOptions
+) -> tuple[list[Region], list[str]]:
+    """The regions to tile and notes on what was chosen (empty when there is nothing to tile, with why)."""
+    from histobridge.tiling.grid import area_parts
+    from histobridge.tiling.regions import TILED_TYPES, is_special_class, work_area
+
+    every = [a for a in annotations if a.object_type in TILED_TYPES]
+    area = work_area(every)  # Ignore* cut out, Region* limits the work, as in tiling
+    tissue: BaseGeometry | None = None
+
+    def whole() -> list[Region]:
+        nonlocal tissue
+        tissue = tissue if tissue is not None else tissue_of(thumbnail)
+        geom = area.apply(tissue)
+        return [Region(geom, None, "tissue", "tissue")] if not geom.is_empty else []
+
+    if options.whole_tissue:
+        regions = whole()
+        return regions, ([] if regions else ["no tissue detected"])
+    drawn = [a for a in every if not is_special_class(a.path_class)]
+    if options.classes is not None:
+        drawn = [a for a in drawn if a.path_class in options.classes]
+    if not drawn:
+        if options.classes:
+            return [], [f"no annotation of class {', '.join(options.classes)} on this image"]
+        if annotations.notes:  # objects were there but none is usable: say why, never guess the tissue
+            return [], ["no usable annotation: " + "; ".join(annotations.notes)]
+        regions = whole()
+        note = "no annotations; tiling the detected tissue instead"
+        return regions, [note if regions else f"{note}, but no tissue was detected"]
+    if options.tissue:
+        tissue = tissue_of(thumbnail)
+    regions = []
+    for i, a in enumerate(drawn):
+        geom = area.apply(a.geometry)
+        if tissue is not None and not geom.is_empty:
+            geom = area_parts(geom.intersection(tissue))
+        if not geom.is_empty:
+            regions.append(Region(geom, a.path_class, a.object_id or str(i), a.name))
     if not regions:
-        notes.append("no tissue detected")
-    return regions, notes
+        where = (
+            "no tissue inside the annotations (--no-tissue classifies them anyway)"
+            if options.tissue
+            else "the annotations have no area"
+        )
+        return [], [where]
+    return regions, []
 
 
 def heatmap_entry(
-    project: Any, entry: Any, classifier: TileClassifier, out_dir: Path, *, options: Mapping[str, Any],
-) -> ImageHeatmapResult:
-    """Predict one image entry and write its outputs (project layout path, copy in ``out_dir``)."""
+    project: Project,
+    entry: ImageEntry,
+    classifier: TileClassifier,
+    out_dir: Path,
+    options: HeatmapOptions,
+    *,
+    progress: ProgressCallback | None = None,
+) -> tuple[ImageOutcome, ImageHeatmapResult | None]:
+    """Predict one image entry and write its outputs (project layout path, copy in ``out_dir``).
+
+    Nothing is written when the image yields no tile: earlier results stay as they were.
+    """
     from histobridge.qupath import geojson, layout
 
     t0 = time.perf_counter()
     eid, name = str(entry.entry_id), entry.name
-    with entry.open_slide(mpp=options["mpp"]) as slide:
-        regions, notes = entry_regions(project, entry, slide, classes=options["classes"],
-                                       whole_tissue=options["whole_tissue"])
-        report = options["progress"]
-        step = (lambda done, total: report(name, done, total)) if callable(report) else None
-        # The overlay thumbnail is read alongside inference (the slide reader is thread-safe).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="histobridge-thumb") as pool:
-            thumb_job = pool.submit(slide.thumbnail, options["thumbnail_px"]) if regions else None
-            pred = predict_regions(
-                slide, regions, classifier, stride_div=options["stride_div"],
-                batch_size=options["batch_size"], workers=options["workers"],
-                uncertainty=options["uncertainty"], min_coverage=options["min_coverage"], progress=step,
-            )
-            thumb = thumb_job.result() if thumb_job is not None and len(pred) else None
-    prefix = options["prefix"]
-    colours = class_colours(pred.class_names, getattr(project, "classes", ()))
+    annotations = entry_annotations(project, entry, closed_lines_as_areas=options.closed_lines_as_areas)
+    with entry.open_slide(mpp=options.mpp_override, fill_mpp=options.mpp) as slide:
+        thumb = slide.thumbnail(options.thumbnail_px)
+        regions, notes = plan_regions(annotations, thumb, options)
+        if not regions:
+            return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join(notes)), None
+        pred = predict_regions(
+            slide,
+            regions,
+            classifier,
+            stride_div=options.stride_div,
+            batch_size=options.batch_size,
+            workers=options.workers,
+            uncertainty=options.uncertainty,
+            min_coverage=options.min_coverage,
+            progress=progress,
+            item=name,
+        )
+    if not len(pred):
+        why = f"no tile position has {options.min_coverage:.0%} of its area inside the regions"
+        return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join([*notes, why])), None
+    prefix = options.prefix or classifier.name
+    colours = class_colours(pred.class_names, project.classes)
     features = tile_features(pred, prefix, colours)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
-    files = write_image_outputs(pred, folder, prefix=prefix, colours=colours, thumbnail=thumb,
-                                gzip=options["gzip"], features=features)
-    mode = options["write_back"]
-    if mode in ("geojson", "paquo"):
+    files = write_image_outputs(
+        pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, features=features
+    )
+    if options.write_back in ("geojson", "paquo"):
         target = layout.predictions_path(project.folder, entry.entry_id)
         geojson.write_features(target, features)
         files.append(target)
-    if mode == "paquo":
+    if options.write_back == "paquo":
         from histobridge.qupath.paquo.write import write_tiles_paquo
 
         write_tiles_paquo(project.path, entry.entry_id, files[0], prefix=prefix)
     seconds = time.perf_counter() - t0
     log.info("%s: %d tiles in %.1fs (%.1f tiles/s)", name, len(pred), seconds, len(pred) / max(seconds, 1e-9))
-    return ImageHeatmapResult(eid, name, len(pred), tuple(files), seconds, tuple(notes))
+    outcome = ImageOutcome(entry.entry_id, name, "done", count=len(pred))
+    return outcome, ImageHeatmapResult(eid, name, len(pred), tuple(files), seconds, tuple(notes))
+
+
+def _guarded_entry(
+    project: Project,
+    entry: ImageEntry,
+    classifier: TileClassifier,
+    out_dir: Path,
+    options: HeatmapOptions,
+    progress: ProgressCallback | None,
+) -> tuple[ImageOutcome, ImageHeatmapResult | None]:
+    """:func:`heatmap_entry`, with any error turned into a ``failed`` outcome for this image alone."""
+    if not entry.found:
+        why = entry.problem or "image file not found"
+        return ImageOutcome(entry.entry_id, entry.name, "failed", reason=why), None
+    try:
+        return heatmap_entry(project, entry, classifier, out_dir, options, progress=progress)
+    except HistobridgeError as err:
+        return ImageOutcome(entry.entry_id, entry.name, "failed", reason=str(err)), None
+    except Exception as err:  # one bad image (a broken shape, a decoder error) must not stop a batch
+        log.debug("image %s failed", entry.name, exc_info=True)
+        return ImageOutcome(entry.entry_id, entry.name, "failed", reason=f"{type(err).__name__}: {err}"), None
 
 
 def run_heatmap(
-    project: Any, classifier: Any, out_dir: str | Path, *, images: Sequence[str | int] | None = None,
-    classes: Sequence[str] | None = None, whole_tissue: bool = False, stride_div: int = 1,
-    batch_size: int = 64, uncertainty: int = 0, write_back: str = "geojson", workers: int = 2,
-    progress: bool | ProgressFn = True, mpp: float | None = None, device: str | None = None,
-    prefix: str | None = None, gzip: bool = True, min_coverage: float = 0.5, thumbnail_px: int = 1024,
+    project: Project | str | os.PathLike[str],
+    classifier: TileClassifier | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    options: HeatmapOptions | None = None,
+    *,
+    images: Sequence[str | int] | None = None,
+    progress: ProgressCallback | None = None,
+    device: str | None = None,
 ) -> HeatmapReport:
-    """Run a tile classifier over a QuPath project's images; one result set per image entry.
+    """Run a tile classifier over a QuPath project's images; one outcome per requested image.
 
     ``project`` is a :class:`~histobridge.qupath.project.Project` or its path; ``classifier`` a
-    :class:`~histobridge.models.classifier.TileClassifier` or a model path. ``progress`` may be a
-    callback ``(image name, tiles done, tiles total)``; ``True`` logs per image.
+    :class:`~histobridge.models.classifier.TileClassifier` or a model path (loaded on ``device``).
+    One image's failure (missing slide, unknown pixel size, unreadable annotations, any error while
+    reading it) is recorded in its outcome and never stops the others; check :attr:`HeatmapReport.ok`.
     """
+    from histobridge._locks import hold
+    from histobridge.qupath import layout
     from histobridge.qupath.project import Project
 
-    check_write_back(write_back)
-    if isinstance(stride_div, bool) or not isinstance(stride_div, int) or stride_div < 1:
-        raise InputError(f"stride_div must be a positive integer (1, 2, 4 …), got {stride_div!r}")
-    if uncertainty < 0 or batch_size < 1 or workers < 1:
-        raise InputError(f"uncertainty ≥ 0, batch_size ≥ 1 and workers ≥ 1 are required "
-                         f"(got {uncertainty}, {batch_size}, {workers})")
-    if write_back == "paquo":
+    opts = options or HeatmapOptions()
+    if opts.write_back == "paquo":
         from histobridge.qupath.paquo.write import paquo_ready
 
         ok, why = paquo_ready()
         if not ok:
-            raise ProjectError(f"--write-back paquo needs QuPath through paquo: {why}; use "
-                               "--write-back geojson and qupath_scripts/import_results.groovy instead")
-    proj = project if hasattr(project, "images") else Project.open(project)
+            raise ProjectError(
+                f"--write-back paquo needs QuPath through paquo: {why}; use "
+                "--write-back geojson and qupath_scripts/import_results.groovy instead"
+            )
+    proj = project if isinstance(project, Project) else Project.open(project)
+    entries = select_entries(proj, images)
+    check_classes(proj, entries, opts.classes)
     clf = check_classifier(classifier, device)
     out = Path(out_dir)
-    options = {
-        "classes": list(classes) if classes else None, "whole_tissue": whole_tissue, "stride_div": stride_div,
-        "batch_size": batch_size, "uncertainty": uncertainty, "write_back": write_back, "workers": workers,
-        "progress": progress, "mpp": mpp, "prefix": prefix or clf.name, "gzip": gzip,
-        "min_coverage": min_coverage, "thumbnail_px": thumbnail_px,
-    }
-    results, skipped = [], []
-    first_error: HistobridgeError | None = None
-    for entry in select_entries(proj, images):
-        if not entry.found:
-            skipped.append(f"{entry.name}: {entry.problem or 'image file not found'}")
-            log.warning("skipping %s", skipped[-1])
-            continue
-        try:
-            results.append(heatmap_entry(proj, entry, clf, out, options=options))
-        except (SlideError, CalibrationError, AnnotationError) as err:  # one bad image must not stop a batch
-            first_error = first_error or err
-            skipped.append(f"{entry.name}: {err}")
-            log.error("skipping %s", skipped[-1])
-    if first_error is not None and not results:
-        raise first_error
-    return HeatmapReport(model=options["prefix"], out_dir=out, images=tuple(results), skipped=tuple(skipped))
+    outcomes: list[ImageOutcome] = []
+    results: list[ImageHeatmapResult] = []
+    lock = layout.histobridge_dir(proj.folder) / ".predictions.lock"  # a second run refuses, naming this one
+    with hold(lock, f"heatmap predictions of project {proj.folder}", error=ProjectError):
+        for i, entry in enumerate(entries):
+            if progress is not None:
+                progress(ProgressEvent("images", i, len(entries)))
+            outcome, result = _guarded_entry(proj, entry, clf, out, opts, progress)
+            if not outcome.ok:
+                log.info("image %s %s: %s", entry.name, outcome.status, outcome.reason)
+            outcomes.append(outcome)
+            if result is not None:
+                results.append(result)
+    if progress is not None:
+        progress(ProgressEvent("images", len(entries), len(entries)))
+    return HeatmapReport(
+        model=opts.prefix or clf.name, out_dir=out, outcomes=tuple(outcomes), results=tuple(results)
+    )
 
 
 __all__ = [
-    "HeatmapGrid",
+    "HeatGrid",
+    "HeatmapOptions",
     "HeatmapReport",
     "ImageHeatmapResult",
     "ImagePrediction",
@@ -338,7 +578,7 @@ __all__ = [
     "run_heatmap",
     "tile_features",
     "tile_geometry",
-    "write_csv",
+    "tile_table",
     "write_image_outputs",
     "write_npz",
 ]

@@ -16,7 +16,7 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from histobridge._atomic import write_json
+from histobridge._atomic import copy_file, write_bytes, write_json
 from histobridge._bundled import bundled_roots
 from histobridge.errors import InputError, ProjectError
 from histobridge.qupath import layout
@@ -51,19 +51,85 @@ def sample_template(name: str = "skin") -> Traversable:
     raise InputError(f"no sample project {name!r} (available: {known})")
 
 
-def _copy_tree(src: Traversable, dest: Path) -> list[Path]:
+BACKUP_SUFFIX = ".bkp"  # QuPath's own suffix for the copy it keeps before saving a file
+
+
+def _copy_tree(src: Traversable, dest: Path, rel: str = "") -> list[Path]:
+    """Copy the sample's files atomically; files QuPath users edit are merged, the old copy kept."""
     written = []
     for item in src.iterdir():
         if item.name in SKIP_NAMES:
             continue
         target = dest / item.name
+        name = f"{rel}{item.name}"
         if item.is_dir():
-            written += _copy_tree(item, target)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(item.read_bytes())
-            written.append(target)
+            written += _copy_tree(item, target, name + "/")
+            continue
+        data = item.read_bytes()
+        if target.is_file() and _is_user_file(name):
+            merged = _merge_user_file(name, data, target)
+            if merged is None:  # nothing of the user's to keep beyond the sample's content
+                continue
+            data = merged
+        elif target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+            continue  # unchanged: no rewrite
+        write_bytes(target, data)  # temporary file + rename: never a 0-byte model after a kill
+        written.append(target)
     return written
+
+
+def _is_user_file(rel: str) -> bool:
+    """QuPath-side files a user changes in QuPath: the class list and the annotation exports."""
+    annotations = f"{layout.HISTOBRIDGE_DIR}/{layout.ANNOTATIONS_DIR}/"
+    return rel == "classifiers/classes.json" or (rel.startswith(annotations) and rel.endswith(".geojson"))
+
+
+def _merge_user_file(rel: str, sample: bytes, target: Path) -> bytes | None:
+    """The sample's content plus what the user added (classes by name, features by id); None when the
+    file already is exactly that. The user's file is kept as ``<file>.bkp`` before it is replaced."""
+    try:
+        mine = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        log.warning("%s: unreadable (%s); replaced by the sample's copy, old one kept as %s", target, err,
+                    BACKUP_SUFFIX)  # fmt: skip
+        mine = None
+    theirs = json.loads(sample.decode("utf-8"))
+    merged = _merge_classes(theirs, mine) if rel.endswith("classes.json") else _merge_features(theirs, mine)
+    if mine is not None and merged == mine:
+        return None
+    copy_file(target, target.with_name(target.name + BACKUP_SUFFIX))
+    return (json.dumps(merged, indent=2) + "\n").encode("utf-8")
+
+
+def _merge_classes(sample: Any, mine: Any) -> Any:
+    """The sample's classes, then every class of the user's file that the sample lacks (by name)."""
+    ours = list(sample.get("pathClasses", [])) if isinstance(sample, dict) else []
+    theirs = mine.get("pathClasses", []) if isinstance(mine, dict) else []
+    names = {c.get("name") for c in ours if isinstance(c, dict)}
+    added = [c for c in theirs if isinstance(c, dict) and c.get("name") not in names]
+    return {**(mine if isinstance(mine, dict) else {}), **sample, "pathClasses": ours + added}
+
+
+def _feature_key(feature: Any) -> str:
+    if isinstance(feature, dict) and feature.get("id") is not None:
+        return f"id:{feature['id']}"
+    return "json:" + json.dumps(feature, sort_keys=True)
+
+
+def _merge_features(sample: Any, mine: Any) -> Any:
+    """The sample's features, then every feature of the user's export the sample lacks (by id)."""
+
+    def features(doc: Any) -> list[Any]:
+        if isinstance(doc, dict):
+            return list(doc.get("features", []))
+        return list(doc) if isinstance(doc, list) else []
+
+    ours = features(sample)
+    keys = {_feature_key(f) for f in ours}
+    added = [f for f in features(mine) if _feature_key(f) not in keys]
+    if isinstance(sample, dict):
+        return {**sample, "features": ours + added}
+    return ours + added
 
 
 def _place_slide(source: Path, images_dir: Path) -> Path:

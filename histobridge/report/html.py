@@ -8,9 +8,12 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from histobridge._atomic import atomic_open
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -24,8 +27,10 @@ code{background:#f4f4f4;padding:0 .25em} .grid{display:flex;flex-wrap:wrap;gap:1
 .grid figure{flex:1 1 300px} .note{background:#fff8e1;border-left:4px solid #f0c000;padding:.5em 1em}
 """
 
+ReportImage = Union[str, Path, bytes, "Image.Image"]  # a PNG path, PNG bytes, or a PIL image
 
-def image_data_uri(image: Any) -> str:
+
+def image_data_uri(image: ReportImage) -> str:
     """A ``data:`` URI for a PIL image, a PNG path, or PNG bytes."""
     if isinstance(image, (str, Path)):
         data = Path(image).read_bytes()
@@ -55,14 +60,14 @@ class Report:
     def note(self, text: str) -> None:
         self.parts.append(f'<p class="note">{html.escape(text)}</p>')
 
-    def figure(self, image: Any, caption: str = "", *, width: int | None = None) -> None:
+    def figure(self, image: ReportImage, caption: str = "", *, width: int | None = None) -> None:
         style = f' style="width:{width}px"' if width else ""
         self.parts.append(
             f'<figure><img src="{image_data_uri(image)}" alt="{html.escape(caption)}"{style}>'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
 
-    def figures(self, items: Iterable[tuple[Any, str]]) -> None:
+    def figures(self, items: Iterable[tuple[ReportImage, str]]) -> None:
         self.parts.append('<div class="grid">')
         for image, caption in items:
             self.figure(image, caption)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +30,14 @@ from histobridge.synthetic import conditioning as cond
 from histobridge.synthetic.fov import classify_tiles, crop_box, crop_then_resize, gan_tile_um
 
 if TYPE_CHECKING:
-    import zarr
-
     from histobridge.models.classifier import TileClassifier
     from histobridge.models.stylegan2 import Generator
     from histobridge.tiling.store import TileGroup
+    from histobridge.tiling.synthetic_store import SyntheticWriter
 
 log = logging.getLogger(__name__)
 
-SUBGROUP = "synthetic"
-PARTIAL = SUBGROUP + ".partial"
+SUBGROUP = "synthetic"  # the sub-group itself is written by histobridge.tiling.synthetic_store
 MONTAGE_COLS = 8
 
 
@@ -211,70 +208,28 @@ def _flatten(plans: list[RegionPlan]) -> dict[str, np.ndarray]:
     return {n: np.asarray(c, dtype=d) for n, c, d in zip(names, cols, dtypes, strict=True)}
 
 
-def _open_partial(
-    img_group: zarr.Group,
-    group_dir: Path,
-    params: dict[str, Any],
-    plans: list[RegionPlan],
-    px: int,
-    n_out: int | None,
-) -> zarr.Group:
-    """The partial sub-group to continue, or a fresh one when absent or made with other parameters."""
-    import zarr.codecs
-
-    if PARTIAL in img_group:
-        sub = img_group[PARTIAL]
-        if isinstance(sub, zarr.Group) and sub.attrs.get("params") == params:
-            return sub
-        shutil.rmtree(group_dir / PARTIAL)
-    records = _flatten(plans)
-    n = len(records["seeds"])
-    sub = img_group.create_group(PARTIAL)
-    sub.attrs.update({"params": params, "filled": 0, "complete": False, "tile_px": px, "n_tiles": n})
-    zstd = (zarr.codecs.ZstdCodec(level=1),)
-    for name in ("tiles", "swapped"):
-        sub.create_array(
-            name,
-            shape=(n, px, px, 3),
-            dtype="uint8",
-            chunks=(1, px, px, 3),
-            shards=(max(1, min(64, n)), px, px, 3),
-            compressors=zstd,
-            fill_value=0,
-        )
-    for name, arr in records.items():
-        sub.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(max(1, n),))
-        if n:
-            sub[name][:] = arr  # type: ignore[index]
-    if n_out is not None:
-        for name in ("predictions", "swap_predictions"):
-            sub.create_array(name, shape=(n, n_out), dtype="float32", chunks=(max(1, n), n_out))
-    return sub
-
-
-def _fill(run: _Run, sub: Any, geometry: tuple[int, float, bool]) -> None:
-    """Generate from ``attrs["filled"]`` to the end, recording progress after every batch."""
+def _fill(run: _Run, writer: SyntheticWriter, geometry: tuple[int, float, bool]) -> None:
+    """Generate from ``writer.filled`` to the end; the writer records progress after every batch."""
     G, gan_um, batch_size = run.G, run.gan_um, run.batch_size
     px, um, transform = geometry
-    seeds = np.asarray(sub["seeds"][:])
+    seeds = writer.read("seeds")
     n, n_cls = len(seeds), cond.num_classes(G)
-    start = int(sub.attrs.get("filled", 0))
-    for i in range(start, n, max(1, batch_size)):
+    for i in range(writer.filled, n, max(1, batch_size)):
         j = min(n, i + batch_size)
+        batch: dict[str, np.ndarray] = {}
         for cls_name, tile_name, pred_name in (
             ("classes", "tiles", "predictions"),
             ("swap_classes", "swapped", "swap_predictions"),
         ):
-            cls = np.asarray(sub[cls_name][i:j], dtype=np.int64)
+            cls = writer.read(cls_name)[i:j].astype(np.int64)
             weights = np.zeros((j - i, n_cls))
             weights[np.arange(j - i), cls] = 1.0
             raw = cond.render_uint8(G, seeds[i:j], weights, batch_size=batch_size)
-            tiles = crop_then_resize(raw, gan_um, um, px) if transform else raw
-            sub[tile_name][i:j] = tiles
+            batch[tile_name] = crop_then_resize(raw, gan_um, um, px) if transform else raw
             if run.classifier is not None:
                 _, predictions = classify_tiles(raw, gan_um, run.classifier, batch_size)
-                sub[pred_name][i:j] = predictions.astype(np.float32)
-        sub.attrs["filled"] = j
+                batch[pred_name] = predictions.astype(np.float32)
+        writer.write_batch(i, batch)
 
 
 @dataclass(frozen=True)
@@ -338,8 +293,6 @@ def matched_synthetic(
     Seeds run consecutively from ``seed0`` over groups (store order) and regions, so every region
     gets its own seeds and a rerun with the same arguments reproduces (or resumes) the same tiles.
     """
-    import zarr
-
     from histobridge.tiling.store import open_store
 
     store_path = Path(store_path)
@@ -361,7 +314,6 @@ def matched_synthetic(
         )
     if classifier is not None:  # fail before writing anything when the classifier sees more than the GAN
         crop_box(int(G.img_resolution), um, float(classifier.config.tile_um))
-    root = zarr.open_group(str(store_path), mode="r+", zarr_format=3)
     default_dir = store_path.with_name(store_path.name + ".montages")
     out_dir = Path(montage_dir) if montage_dir is not None else default_dir
     run = _Run(G, um, classifier, batch_size)
@@ -373,8 +325,10 @@ def matched_synthetic(
             continue
         geometry = _geometry(group, store_path, G, um)
         params = _params(plans, G, um, classifier, mapping)
-        status = _write_group(run, root[group.name], store_path / group.name, params, plans, geometry)
-        montages = write_region_montages(root[group.name], plans, out_dir, group.entry_id)
+        status = _write_group(run, store_path, group.name, params, plans, geometry)
+        montages = write_region_montages(
+            open_store(store_path).group(group.name), plans, out_dir, group.entry_id
+        )
         per_region = {p.region: len(p.seeds) for p in plans}
         n_tiles = sum(per_region.values())
         results.append(GroupResult(group.entry_id, n_tiles, per_region, skipped, status, montages))
@@ -383,46 +337,44 @@ def matched_synthetic(
 
 def _write_group(
     run: _Run,
-    img_group: Any,
-    group_dir: Path,
+    store_path: Path,
+    group_name: str,
     params: dict[str, Any],
     plans: list[RegionPlan],
     geometry: tuple[int, float, bool],
 ) -> str:
     """Write (or resume, or keep) one image group's sub-group; returns what happened."""
-    done = img_group.get(SUBGROUP) if SUBGROUP in img_group else None
-    if done is not None and done.attrs.get("complete") and done.attrs.get("params") == params:
-        return "up-to-date"
-    resumed = PARTIAL in img_group and img_group[PARTIAL].attrs.get("params") == params
-    sub = _open_partial(img_group, group_dir, params, plans, geometry[0], run.n_out)
-    _fill(run, sub, geometry)
-    sub.attrs.update({"complete": True, "class_map": params["class_map"], "generator": params["generator"]})
-    if (group_dir / SUBGROUP).exists():
-        shutil.rmtree(group_dir / SUBGROUP)
-    os.replace(group_dir / PARTIAL, group_dir / SUBGROUP)
-    return "resumed" if resumed else "written"
+    from histobridge.tiling.synthetic_store import SyntheticWriter
+
+    records = _flatten(plans)
+    with SyntheticWriter(
+        store_path, group_name, params=params, tile_px=geometry[0], records=records, n_out=run.n_out
+    ) as writer:
+        if writer.status != "up-to-date":
+            _fill(run, writer, geometry)
+            writer.finish({"class_map": params["class_map"], "generator": params["generator"]})
+        return writer.status
 
 
 def write_region_montages(
-    img_group: Any, plans: list[RegionPlan], out_dir: Path, entry_id: str
+    img_group: TileGroup, plans: list[RegionPlan], out_dir: Path, entry_id: str
 ) -> tuple[Path, ...]:
     """One PNG per region: real tiles | synthetic | class-swapped (at most ``MONTAGE_COLS`` each)."""
-    import zarr
-
     from histobridge.viz.pictures import montage, save_png
 
-    grp: Any = zarr.open_group(store=img_group.store, path=img_group.path, mode="r")
-    sub = grp[SUBGROUP]
-    real_regions = np.asarray(grp["regions"][:])
+    sub = img_group.synthetic()
+    if sub is None:
+        raise StoreError(f"group {img_group.name!r} has no complete synthetic sub-group")
+    real_regions = np.asarray(img_group.regions[:])
     syn_regions = np.asarray(sub["regions"][:])
     seeds = np.asarray(sub["seeds"][:])
     paths = []
     for p in plans:
         real_idx = np.flatnonzero(real_regions == p.region)[:MONTAGE_COLS]
         syn_idx = np.flatnonzero(syn_regions == p.region)[:MONTAGE_COLS]
-        real = [grp["tiles"][int(i)] for i in real_idx]
-        synth = [sub["tiles"][int(i)] for i in syn_idx]
-        swapped = [sub["swapped"][int(i)] for i in syn_idx]
+        real: list[np.ndarray | None] = [np.asarray(img_group.tiles[int(i)]) for i in real_idx]
+        synth: list[np.ndarray | None] = [np.asarray(sub["tiles"][int(i)]) for i in syn_idx]
+        swapped: list[np.ndarray | None] = [np.asarray(sub["swapped"][int(i)]) for i in syn_idx]
         names = dict(enumerate(sub.attrs["params"]["generator"]["class_names"]))
         labels = [
             f"real\n{p.region_class}",

@@ -19,6 +19,8 @@ class TilingOptions:
     ``mpp`` fills in images whose file and project record no pixel size; ``mpp_override`` replaces
     every image's own value (the run reports each replacement). Values outside ``mpp_range`` are
     refused as typos (``--mpp 50``). ``max_tiles`` caps the grid positions planned per image.
+    ``replace`` lets a run replace groups written with another tile size (refused otherwise);
+    ``closed_lines_as_areas`` reads closed outlines (LineStrings) as areas.
     """
 
     classes: tuple[str, ...] | None = None
@@ -30,6 +32,8 @@ class TilingOptions:
     mpp_range: tuple[float, float] = MPP_RANGE
     max_tiles: int = MAX_TILES_PER_IMAGE
     max_upsample: float = MAX_UPSAMPLE
+    replace: bool = False
+    closed_lines_as_areas: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.mpp_range

@@ -204,7 +204,8 @@ def _regions_or_skip(job: _Job, slide: Slide) -> tuple[list[Region], list[str]]:
     opts = job.options
     classes = list(opts.classes) if opts.classes else None
     regions, class_names = collect_regions(
-        job.project, job.entry, slide, classes=classes, tissue=opts.tissue, whole_tissue=opts.whole_tissue
+        job.project, job.entry, slide, classes=classes, tissue=opts.tissue, whole_tissue=opts.whole_tissue,
+        closed_lines_as_areas=opts.closed_lines_as_areas,
     )
     w, h = slide.dimensions
     inside = [r for r in regions if r.geometry.intersects(box(0, 0, w, h))]
@@ -288,7 +289,10 @@ def _write_group(
 ) -> None:  # fmt: skip
     """Write one image's group; a write the file system refuses becomes one :class:`StoreError`."""
     try:
-        writer = GroupWriter(job.store_path, str(job.entry.entry_id), len(coords), job.spec.tile_px, attrs)
+        writer = GroupWriter(
+            job.store_path, str(job.entry.entry_id), len(coords), job.spec.tile_px, attrs,
+            replace=job.options.replace,
+        )
     except HistobridgeError:
         raise
     except OSError as err:
@@ -307,6 +311,7 @@ def _write_group(
         log.warning(
             "tiling of %s (%s) interrupted; its partial group will be redone", job.entry.name, slide.path
         )
+        writer.close()  # release the group's lock; the next run clears the partial group
         raise
 
 

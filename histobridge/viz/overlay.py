@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from histobridge._atomic import atomic_path
 from histobridge.errors import InputError
+from histobridge.viz.text import font
 
 # A perceptually ordered dark-blue → teal → yellow ramp (anchor colours, interpolated linearly).
 RAMP_ANCHORS: tuple[tuple[float, tuple[int, int, int]], ...] = (
@@ -30,11 +31,34 @@ MARGIN = 8
 
 @dataclass(frozen=True)
 class HeatGrid:
-    """A regular grid of values in level-0 pixels: cell (row, col) covers origin + (col, row) · step."""
+    """A regular grid of values in level-0 pixels: cell (row, col) covers origin + (col, row) · step.
 
-    values: np.ndarray  # (rows, cols) float, NaN where no tile
+    ``values`` is (rows, cols) for one map or (rows, cols, C) for one map per class, NaN where no tile;
+    ``std`` (same shape) holds the per-cell uncertainty when it was estimated.
+    """
+
+    values: np.ndarray
     origin: tuple[float, float]
     step: float
+    std: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.values.ndim not in (2, 3):
+            raise InputError(f"a heat grid is (rows, cols) or (rows, cols, classes), got {self.values.shape}")
+        if self.std is not None and self.std.shape != self.values.shape:
+            raise InputError(f"heat grid: std {self.std.shape} does not match values {self.values.shape}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)."""
+        return int(self.values.shape[0]), int(self.values.shape[1])
+
+    def channel(self, k: int) -> HeatGrid:
+        """The (rows, cols) map of class ``k`` of a per-class grid."""
+        if self.values.ndim != 3:
+            raise InputError("channel() needs a per-class (rows, cols, classes) grid")
+        std = self.std[..., k] if self.std is not None else None
+        return HeatGrid(self.values[..., k], self.origin, self.step, std)
 
 
 def colour_lut(n: int = 256) -> np.ndarray:
@@ -58,20 +82,15 @@ def colourise(values: np.ndarray, vmin: float = 0.0, vmax: float = 1.0, alpha: i
     return rgba
 
 
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=12)
-    except TypeError:  # Pillow < 10.1 has no sized default font
-        return ImageFont.load_default()
-
-
 def overlay_picture(
     thumbnail: np.ndarray, thumb_downsample: float, grid: HeatGrid, *, title: str = "",
     vmin: float = 0.0, vmax: float = 1.0,
 ) -> Image.Image:
     """The thumbnail with ``grid`` blended on at its exact level-0 position, plus a labelled colour bar."""
+    if grid.values.ndim != 2:
+        raise InputError(f"overlay: one (rows, cols) map expected, got {grid.values.shape}")
     base = Image.fromarray(np.ascontiguousarray(thumbnail[..., :3])).convert("RGBA")
-    rows, cols = grid.values.shape
+    rows, cols = grid.shape
     if rows and cols:
         heat = Image.fromarray(colourise(grid.values, vmin, vmax), "RGBA")
         x0 = grid.origin[0] / thumb_downsample
@@ -86,14 +105,14 @@ def overlay_picture(
 
 
 def _with_colour_bar(img: Image.Image, title: str, vmin: float, vmax: float) -> Image.Image:
-    font = _font()
+    text_font = font(12)
     label_w = 44
     top = 22 if title else MARGIN
     out = Image.new("RGB", (img.width + 2 * MARGIN + BAR_W + label_w, img.height + top + MARGIN), "white")
     out.paste(img, (0, top))
     draw = ImageDraw.Draw(out)
     if title:
-        draw.text((MARGIN, 4), title, fill=(0, 0, 0), font=font)
+        draw.text((MARGIN, 4), title, fill=(0, 0, 0), font=text_font)
     bar_h = max(32, min(img.height, 256))
     ramp = colour_lut(bar_h)[::-1]
     bar = np.repeat(ramp[:, None, :], BAR_W, axis=1)
@@ -103,22 +122,22 @@ def _with_colour_bar(img: Image.Image, title: str, vmin: float, vmax: float) -> 
     for frac in (0.0, 0.5, 1.0):
         y = by + round((1 - frac) * (bar_h - 1))
         draw.line((bx + BAR_W, y, bx + BAR_W + 3, y), fill=(0, 0, 0))
-        draw.text((bx + BAR_W + 5, y - 6), f"{vmin + frac * (vmax - vmin):.2g}", fill=(0, 0, 0), font=font)
+        label = f"{vmin + frac * (vmax - vmin):.2g}"
+        draw.text((bx + BAR_W + 5, y - 6), label, fill=(0, 0, 0), font=text_font)
     return out
 
 
 def write_overlays(
-    thumbnail: np.ndarray, thumb_downsample: float, stack: np.ndarray, origin: tuple[float, float],
-    step: float, names: Sequence[str], paths: Sequence[str | os.PathLike[str]], *, title_prefix: str = "",
+    thumbnail: np.ndarray, thumb_downsample: float, grid: HeatGrid, names: Sequence[str],
+    paths: Sequence[str | os.PathLike[str]], *, title_prefix: str = "",
 ) -> None:
-    """One PNG per class (``stack`` is (rows, cols, classes)), each written atomically."""
-    if stack.ndim != 3 or stack.shape[2] != len(names) or len(names) != len(paths):
+    """One PNG per class of a per-class ``grid`` (rows, cols, classes), each written atomically."""
+    if grid.values.ndim != 3 or grid.values.shape[2] != len(names) or len(names) != len(paths):
         raise InputError(
-            f"overlay: {stack.shape} heatmap does not match {len(names)} names / {len(paths)} paths"
+            f"overlay: {grid.values.shape} heatmap does not match {len(names)} names / {len(paths)} paths"
         )
     for k, (name, path) in enumerate(zip(names, paths, strict=True)):
-        grid = HeatGrid(stack[..., k], origin, step)
-        pic = overlay_picture(thumbnail, thumb_downsample, grid, title=f"{title_prefix}{name}")
+        pic = overlay_picture(thumbnail, thumb_downsample, grid.channel(k), title=f"{title_prefix}{name}")
         with atomic_path(path) as tmp:
             pic.save(tmp, format="PNG", compress_level=1)  # fast: level 6 costs ~0.5 s per 1024² picture
 

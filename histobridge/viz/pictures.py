@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from histobridge._atomic import atomic_path
 from histobridge.errors import InputError
+from histobridge.viz.text import font as _font
 
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
@@ -52,14 +52,6 @@ class Layout:
 
     def column_left(self, col: int) -> int:
         return self.left + self.pad + col * (self.col_w + self.pad)
-
-
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: the bitmap font has one size
-        return ImageFont.load_default()
 
 
 def _text_size(text: str, size: int) -> tuple[int, int]:

@@ -1,0 +1,137 @@
+"""Command-line options that mean one thing everywhere: training defaults, --device, --json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from histobridge.cli import app
+from histobridge.cli._common import split_list, torch_device
+
+
+@dataclass
+class _Data:
+    tiles: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        return {"A": len(self.tiles)}
+
+
+@dataclass
+class _GanResult:
+    finished: bool = True
+    kimg: float = 0.0
+    steps: int = 0
+    generator_path: Path = Path("g")
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replace data loading and training by recorders: only the config the CLI builds is checked."""
+    import histobridge.models.train_gan as tg
+    import histobridge.models.training_data as td
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(td, "load_tiles", lambda store, classes: _Data(np.zeros((3, 8, 8, 3), np.uint8)))
+
+    def fake_train(data, out, cfg, progress):
+        seen["cfg"] = cfg
+        return _GanResult()
+
+    monkeypatch.setattr(tg, "train_gan", fake_train)
+    return seen
+
+
+def test_train_gan_takes_its_defaults_from_the_config(captured, tmp_path):
+    from histobridge.models.train_gan import GanTrainConfig
+
+    res = CliRunner().invoke(app, ["train", "gan", str(tmp_path / "s"), "-o", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    assert captured["cfg"] == GanTrainConfig()
+    res = CliRunner().invoke(app, ["train", "gan", str(tmp_path / "s"), "-o", str(tmp_path / "g"),
+                                   "--batch", "8", "--no-noise", "--ada-target", "0", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    cfg = captured["cfg"]
+    assert (cfg.batch, cfg.noise, cfg.ada_target, cfg.device) == (8, False, None, "cpu")
+    assert cfg.kimg == GanTrainConfig().kimg and "config: GanTrainConfig(" in res.output
+
+
+def test_device_and_list_options():
+    assert torch_device("auto") is None and torch_device("AUTO") is None
+    assert torch_device("cuda:1") == "cuda:1"
+    assert split_list(["a,b", " c "]) == ["a", "b", "c"] and split_list([",", ""]) is None
+
+
+def test_train_classifier_takes_its_defaults_from_the_config(monkeypatch, tmp_path):
+    import histobridge.models.train_classifier as tc
+    import histobridge.models.training_data as td
+    from histobridge.models.train_classifier import ClassifierTrainConfig
+
+    seen = []
+    monkeypatch.setattr(td, "load_tiles", lambda store, classes: _Data(np.zeros((3, 8, 8, 3), np.uint8)))
+
+    def fake_train(data, out, cfg, progress):
+        seen.append(cfg)
+        raise SystemExit(0)  # stop before the summary, which needs real metrics
+
+    monkeypatch.setattr(tc, "train_classifier", fake_train)
+    CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m")])
+    CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m"),
+                             "--no-jitter", "--epochs", "3"])
+    assert seen[0] == ClassifierTrainConfig()
+    assert (seen[1].jitter, seen[1].epochs, seen[1].lr) == (False, 3, ClassifierTrainConfig().lr)
+
+
+def test_project_info_json(tmp_path, cmu_slide):
+    """``project info --json``: every field in full, whatever the terminal width or redirection."""
+    import json
+
+    from histobridge.qupath.sample import init_sample_project
+
+    proj = init_sample_project(tmp_path / "skin", "skin", offline=True).parent
+    res = CliRunner().invoke(app, ["project", "info", str(proj), "--json"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    (img,) = doc["images"]
+    assert doc["project"].endswith("project.qpproj") and "Epidermis" in doc["classes"]
+    assert img["name"] == "CMU-1-Small-Region.svs" and img["found"] is True and img["size"] == [2220, 2967]
+    assert img["mpp"] == pytest.approx(0.499) and img["mpp_source"] == "slide"
+    assert img["annotations"] == "geojson" and img["annotation_count"] == 15
+    assert img["per_class"]["Epidermis"] == 6 and img["problems"] == []
+    table = CliRunner().invoke(app, ["project", "info", str(proj)], env={"COLUMNS": "220"})
+    assert "2220×2967" in table.output and "0.499 (slide)" in table.output and "Epidermis: 6" in table.output
+
+
+def test_progress_drawer_draws_events_and_messages():
+    """One drawer for every command: a bar per (task, item), messages above; nothing for 0-of-1 counts."""
+    import io
+
+    from rich.console import Console
+
+    from histobridge.cli._progress import ProgressDrawer
+    from histobridge.runs import ProgressEvent
+
+    buf = io.StringIO()
+    with ProgressDrawer(Console(file=buf, width=100, force_terminal=False)) as draw:
+        draw(ProgressEvent("images", 0, 1))
+        draw(ProgressEvent("heatmap", 0, 40, "slide-a.svs"))
+        draw(ProgressEvent("heatmap", 40, 40, "slide-a.svs", message="written"))
+        tasks = {t.description: (t.completed, t.total) for t in draw._bar.tasks}  # type: ignore[union-attr]
+    assert tasks == {"heatmap: slide-a.svs": (40, 40)}
+    assert "slide-a.svs: written" in buf.getvalue()
+    with ProgressDrawer(enabled=False) as quiet:
+        quiet(ProgressEvent("heatmap", 1, 2))  # disabled: accepted and ignored
+
+
+def test_library_does_not_import_rich():
+    import subprocess
+    import sys
+
+    code = ("import sys, histobridge.heatmap.pipeline, histobridge.demo.run, histobridge.viz.overlay; "
+            "print('rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

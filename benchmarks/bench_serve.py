@@ -93,7 +93,7 @@ def main() -> None:
     import httpx
 
     from histobridge.demo.run import sample_model_paths
-    from histobridge.heatmap.pipeline import run_heatmap
+    from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
     from histobridge.models.classifier import load_classifier
     from histobridge.qupath.sample import init_sample_project
 

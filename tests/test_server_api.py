@@ -46,7 +46,7 @@ def test_listings_describe_projects_images_and_models(served):
 def test_classify_equals_the_batch_heatmap(served, tmp_path):
     """Same grid, same values, same QuPath features as ``run_heatmap`` writes for the image."""
     from histobridge.demo.run import sample_model_paths
-    from histobridge.heatmap.pipeline import run_heatmap
+    from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
 
     client, folder = served
     roi = [
@@ -61,21 +61,13 @@ def test_classify_equals_the_batch_heatmap(served, tmp_path):
     assert r.status_code == 200, r.text
     served_features = r.json()["features"]
     clf_dir, _ = sample_model_paths()
-    report = run_heatmap(
-        folder,
-        clf_dir,
-        tmp_path / "batch",
-        stride_div=2,
-        write_back="none",
-        classes=["Epidermis"],
-        progress=False,
-        device="cpu",
-        thumbnail_px=64,
-    )
-    batch_file = next(f for f in report.images[0].files if f.name == "tiles.geojson.gz")
+    options = HeatmapOptions(stride_div=2, write_back="none", classes=("Epidermis",))
+    report = run_heatmap(folder, clf_dir, tmp_path / "batch", options, device="cpu")
+    assert report.ok
+    batch_file = next(f for f in report.results[0].files if f.name == "tiles.geojson.gz")
     with gzip.open(batch_file, "rb") as fh:
         batch = json.loads(fh.read())["features"]
-    assert len(served_features) == len(batch) == report.images[0].tiles > 20
+    assert len(served_features) == len(batch) == report.results[0].tiles > 20
 
     def no_id(features):  # each tile gets a fresh object id, as in every batch run
         return [{k: v for k, v in f.items() if k != "id"} for f in features]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests._server_helpers import annotations, make_client, sample_project, square
+from tests._server_helpers import make_client, sample_project, square
 
 
 def _blocker(gate: threading.Event, steps: int = 3):
@@ -115,6 +115,7 @@ BIG = {
 }
 
 
+@pytest.mark.slow
 def test_cancel_a_running_classification_over_http(client):
     job = client.post("/api/classify", json=BIG).json()
     assert job["state"] in ("queued", "running")
@@ -154,8 +155,7 @@ def test_progress_stream_and_a_client_that_disconnects(client):
 
 def test_two_jobs_on_one_image_share_its_slide(client):
     res = client.app.state.resources
-    roi = annotations(client)
-    body = {"project": "skin", "image": "1", "model": "classifier", "roi": roi}
+    body = {"project": "skin", "image": "1", "model": "classifier", "roi": square(800, 800, 600)}
     a = client.post("/api/classify", json=body).json()["id"]
     b = client.post("/api/classify", json=body).json()["id"]
     ra = client.get(f"/api/jobs/{a}/result?wait=60").json()

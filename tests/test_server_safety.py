@@ -143,7 +143,8 @@ def test_only_files_under_served_folders_can_be_named(client, folder, tmp_path):
             assert "served folders" in doc["detail"] or "URL" in doc["detail"]
         _problem(client.post("/api/classify?wait=30", json={**base, "slide": "images/none.svs"}), 404)
         inside = next((folder / "images").glob("*.svs"))
-        r = client.post("/api/classify?wait=60", json={**base, "slide": str(inside.relative_to(folder))})
+        body = {**base, "roi": square(900, 900, 300), "slide": str(inside.relative_to(folder))}
+        r = client.post("/api/classify?wait=60", json=body)
         assert r.status_code == 200, r.text
         assert r.json()["histobridge"]["tiles"] > 0
     finally:

@@ -111,6 +111,7 @@ class Target(BaseModel):
 class ClassifyBody(Target):
     model: str = Field(..., description="classifier id (see /api/models)")
     stride_div: int = Field(1, description="tile overlap: stride = tile / N (1, 2 or 4)")
+    tissue: bool = Field(True, description="classify only the tissue inside the ROI, as the batch heatmap does")
     write_back: bool = Field(False, description="also merge the tiles into the project's predictions file")
 
 
@@ -260,8 +261,7 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
     )
     def thumbnail(project: str, image: str, max_px: int = Query(1024, ge=16, le=4096)) -> Response:
         _, entry = res.image(project, image)
-        with res.slide(project, entry) as slide:
-            pixels, downsample = slide.thumbnail(max_px)
+        pixels, downsample = res.thumbnail(project, entry, max_px)
         return Response(
             ops.png(pixels), media_type="image/png", headers={"X-Downsample": repr(float(downsample))}
         )

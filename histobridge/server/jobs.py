@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from histobridge.runs import ProgressEvent
 from histobridge.server.problems import ConflictError, NotFoundError, problem_for
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class JobContext:
         if self.job.cancel.is_set():
             raise JobCancelled(self.job.job_id)
         self.manager._update(self.job, done=done, total=total, message=message)
+
+    def event(self, event: ProgressEvent) -> None:
+        """The library's progress callback (:data:`histobridge.runs.ProgressCallback`)."""
+        self.progress(event.done, event.total, event.message)
 
     def check(self) -> None:
         if self.job.cancel.is_set():

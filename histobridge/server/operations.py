@@ -76,28 +76,47 @@ class RegionRequest:
     slide: str | None = None
 
 
-def _regions(res: Resources, req: RegionRequest, slide: Any, tile_l0: float, stride_l0: float) -> list[Any]:
-    """The ROI's regions shaped by the image's own Ignore*/Region* areas, within the tile limit."""
-    from histobridge.tiling.grid import candidate_count
-    from histobridge.tiling.regions import annotation_regions
+def _annotation_set(res: Resources, req: RegionRequest) -> Any:
+    """The ROI's annotations plus the image's own ``Ignore*``/``Region*`` objects (they shape every
+    region in the batch path too)."""
+    from histobridge.qupath.annotations import AnnotationSet
+    from histobridge.tiling.regions import is_special_class
 
     proj, entry, _ = res.target(req.project, req.image, req.slide)
     annotations = parse_roi(req.roi)
-    context = proj.annotations(entry).annotations if proj is not None else []
-    regions = annotation_regions(annotations, context)
-    if not regions:
-        raise RoiError("roi: nothing left to tile (only Ignore*/Region* objects, or all of it ignored)")
+    if all(is_special_class(a.path_class) for a in annotations):
+        raise RoiError("roi: only Ignore*/Region* objects; send the annotations to work on")
+    context = []
+    if proj is not None:
+        context = [a for a in proj.annotations(entry).annotations if is_special_class(a.path_class)]
+    return AnnotationSet(tuple(annotations) + tuple(context), source="request")
+
+
+def _check_size(res: Resources, regions: Sequence[Any], slide: Any, tile_l0: float, stride_l0: float) -> None:
+    """Refuse before any grid is allocated when the ROI asks for more tiles than the server allows."""
+    from histobridge.tiling.grid import candidate_count
+
     w, h = slide.dimensions
-    planned = sum(
-        candidate_count(r.geometry.bounds, tile_l0, stride_l0, (0.0, 0.0, float(w), float(h)))
-        for r in regions
-    )
+    clip = (0.0, 0.0, float(w), float(h))
+    planned = sum(candidate_count(r.geometry.bounds, tile_l0, stride_l0, clip) for r in regions)
     if planned > res.settings.max_tiles:
         raise TooLargeError(
             f"roi: up to {planned:,} tiles of {tile_l0:.1f} px (stride {stride_l0:.1f} px), "
             f"over the server's limit of {res.settings.max_tiles:,}; send a smaller region"
         )
-    return regions
+
+
+def _plan(res: Resources, req: RegionRequest, key: str, entry: Any, options: Any) -> list[Any]:
+    """Regions exactly as :func:`histobridge.heatmap.pipeline.plan_regions` makes them for the batch."""
+    from histobridge.heatmap.pipeline import plan_regions
+
+    aset = _annotation_set(res, req)
+    # the tissue outline comes from the same thumbnail size the batch reads (and is kept warm)
+    thumb = res.thumbnail(key, entry, options.thumbnail_px) if options.tissue else (None, 1.0)
+    regions, notes = plan_regions(aset, thumb, options)
+    if not regions:
+        raise RoiError("roi: nothing to tile: " + ("; ".join(notes) or "no area left"))
+    return list(regions)
 
 
 # ------------------------------------------------------------------------------------------ classify
@@ -107,30 +126,31 @@ def _regions(res: Resources, req: RegionRequest, slide: Any, tile_l0: float, str
 class ClassifyRequest(RegionRequest):
     model: str = ""
     stride_div: int = 1
+    tissue: bool = True
     write_back: bool = False
 
 
 def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str, Any]:
     """QuPath tile features for the ROI, exactly as the batch heatmap writes them for that area."""
     from histobridge.heatmap.outputs import class_colours, tile_features
-    from histobridge.heatmap.pipeline import predict_regions, tile_geometry
+    from histobridge.heatmap.pipeline import HeatmapOptions, predict_regions, tile_geometry
     from histobridge.qupath.geojson import features_bytes
 
     if req.stride_div not in STRIDE_DIVS:
         raise _bad(f"stride_div must be one of {STRIDE_DIVS}, got {req.stride_div}")
+    options = HeatmapOptions(stride_div=req.stride_div, tissue=req.tissue, write_back="none",
+                             workers=res.settings.inference_workers)
     proj, entry, key = res.target(req.project, req.image, req.slide)
     clf = res.classifier(req.model)
     with res.slide(key, entry) as slide:
         tile_l0, stride_l0 = tile_geometry(clf, slide.mpp, req.stride_div)
-        regions = _regions(res, req, slide, tile_l0, stride_l0)
+        _check_size(res, parse_roi(req.roi), slide, tile_l0, stride_l0)
+        regions = _plan(res, req, key, entry, options)
         ctx.check()
         pred = predict_regions(
-            slide,
-            regions,
-            clf,
-            stride_div=req.stride_div,
-            workers=res.settings.inference_workers,
-            progress=lambda done, total: ctx.progress(done, total),
+            slide, regions, clf, stride_div=options.stride_div, batch_size=options.batch_size,
+            workers=options.workers, uncertainty=options.uncertainty, min_coverage=options.min_coverage,
+            progress=ctx.event, item=entry.name,
         )
     colours = class_colours(pred.class_names, proj.classes if proj is not None else ())
     features = json.loads(features_bytes(tile_features(pred, clf.name, colours)))["features"]
@@ -138,19 +158,15 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
     if req.write_back:
         if proj is None:
             raise _bad("write_back needs a project image, not a bare slide path")
-        written = str(write_back(res, proj, key, entry, clf.name, features, regions))
+        if features:  # a region that yielded no tile never replaces earlier results
+            written = str(write_back(res, proj, key, entry, clf.name, features, regions))
     return {
         "type": "FeatureCollection",
         "features": features,
         "histobridge": {
-            "model": clf.name,
-            "classes": list(pred.class_names),
-            "tiles": len(pred),
-            "tile_l0": pred.tile_l0,
-            "stride_l0": pred.stride_l0,
-            "mpp": pred.mpp,
-            "seconds": round(pred.seconds, 3),
-            "written": written,
+            "model": clf.name, "classes": list(pred.class_names), "tiles": len(pred),
+            "tile_l0": pred.tile_l0, "stride_l0": pred.stride_l0, "mpp": pred.mpp,
+            "seconds": round(pred.seconds, 3), "written": written,
         },
     }
 
@@ -222,7 +238,7 @@ class SynthRequest(RegionRequest):
 def synthesise(res: Resources, req: SynthRequest, ctx: JobContext) -> dict[str, Any]:
     """For each ROI region: its real tiles at the generator's field, matched synthetic tiles of its
     class and their class-swapped twins (same seeds), with the classifier's predictions."""
-    from histobridge.heatmap.pipeline import region_tiles
+    from histobridge.heatmap.pipeline import HeatmapOptions, region_tiles
     from histobridge.synthetic.fov import gan_tile_um
     from histobridge.synthetic.matched import region_twins, resolve_class_map
 
@@ -237,7 +253,8 @@ def synthesise(res: Resources, req: SynthRequest, ctx: JobContext) -> dict[str, 
     out_regions = []
     with res.slide(key, entry) as slide:
         tile_l0 = gan_um / slide.mpp
-        regions = _regions(res, req, slide, tile_l0, tile_l0)
+        _check_size(res, parse_roi(req.roi), slide, tile_l0, tile_l0)
+        regions = _plan(res, req, key, entry, HeatmapOptions())
         mapping = resolve_class_map(G, [r.path_class for r in regions if r.path_class], req.class_map)
         seed = int(req.seed)
         total = len(regions) * req.n

@@ -205,6 +205,7 @@ class Resources:
         self.guard = PathGuard(roots)
         self.model_cache: LRUCache[Any] = LRUCache(settings.model_cache)
         self.slide_cache: LRUCache[_SharedSlide] = LRUCache(settings.slide_cache, self._evict_slide)
+        self.thumbnails: LRUCache[tuple[Any, float]] = LRUCache(4 * settings.slide_cache)
         self.image_locks: dict[tuple[str, int | str], threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._counts: dict[tuple[str, int], dict[str, int]] = {}
@@ -300,6 +301,16 @@ class Resources:
             with shared.lock:
                 shared.users -= 1
             shared.close_if_unused()
+
+    def thumbnail(self, key: str, entry: Any, max_px: int) -> tuple[Any, float]:
+        """The image's (thumbnail, downsample) at ``max_px``, read once."""
+
+        def read() -> tuple[Any, float]:
+            with self.slide(key, entry) as slide:
+                pixels, downsample = slide.thumbnail(max_px)
+            return pixels, float(downsample)
+
+        return self.thumbnails.get((key, entry.entry_id, max_px), read)
 
     @staticmethod
     def _evict_slide(shared: _SharedSlide) -> None:

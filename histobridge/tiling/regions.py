@@ -194,26 +194,6 @@ def collect_regions(
     return regions, names
 
 
-def annotation_regions(
-    annotations: Sequence[Annotation], context: Sequence[Annotation] = ()
-) -> list[Region]:
-    """Regions of the given labelled annotations, shaped by the ``Ignore*``/``Region*`` areas among them
-    and ``context`` (the image's other annotations), exactly as :func:`collect_regions` shapes them.
-
-    For callers that name the annotations themselves (a live request for a selection of objects).
-    """
-    every = [a for a in (*context, *annotations) if a.object_type in TILED_TYPES]
-    area = work_area(every)
-    regions = []
-    for i, a in enumerate(annotations):
-        if a.object_type not in TILED_TYPES or is_special_class(a.path_class):
-            continue
-        geom = area.apply(a.geometry)
-        if not geom.is_empty:
-            regions.append(Region(geom, a.path_class, a.object_id or str(i), a.name))
-    return regions
-
-
 def _log(entry: ImageEntry, lines: Sequence[str]) -> None:
     for line in lines:
         log.info("image %s: %s", entry.entry_id, line)

@@ -101,11 +101,10 @@ def main() -> None:
     folder = init_sample_project(tmp / "skin", "skin", offline=True).parent
     clf_dir, _ = sample_model_paths()
     clf = load_classifier(clf_dir)
-    run_heatmap(folder, clf, tmp / "warm", stride_div=args.stride, write_back="none", progress=False)
+    options = HeatmapOptions(stride_div=args.stride, write_back="none")
+    run_heatmap(folder, clf, tmp / "warm", options)
     t0 = time.perf_counter()
-    report = run_heatmap(
-        folder, clf, tmp / "batch", stride_div=args.stride, write_back="none", progress=False
-    )
+    report = run_heatmap(folder, clf, tmp / "batch", options)
     batch_s = time.perf_counter() - t0
     batch_tiles = report.tiles
     batch_rate = batch_tiles / batch_s

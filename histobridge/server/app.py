@@ -111,7 +111,9 @@ class Target(BaseModel):
 class ClassifyBody(Target):
     model: str = Field(..., description="classifier id (see /api/models)")
     stride_div: int = Field(1, description="tile overlap: stride = tile / N (1, 2 or 4)")
-    tissue: bool = Field(True, description="classify only the tissue inside the ROI, as the batch heatmap does")
+    tissue: bool = Field(
+        True, description="classify only the tissue inside the ROI, as the batch heatmap does"
+    )
     write_back: bool = Field(False, description="also merge the tiles into the project's predictions file")
 
 

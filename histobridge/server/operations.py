@@ -112,7 +112,7 @@ def _plan(res: Resources, req: RegionRequest, key: str, entry: Any, options: Any
 
     aset = _annotation_set(res, req)
     # the tissue outline comes from the same thumbnail size the batch reads (and is kept warm)
-    thumb = res.thumbnail(key, entry, options.thumbnail_px) if options.tissue else (None, 1.0)
+    thumb = res.thumbnail(key, entry, options.thumbnail_px)
     regions, notes = plan_regions(aset, thumb, options)
     if not regions:
         raise RoiError("roi: nothing to tile: " + ("; ".join(notes) or "no area left"))
@@ -138,8 +138,12 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
 
     if req.stride_div not in STRIDE_DIVS:
         raise _bad(f"stride_div must be one of {STRIDE_DIVS}, got {req.stride_div}")
-    options = HeatmapOptions(stride_div=req.stride_div, tissue=req.tissue, write_back="none",
-                             workers=res.settings.inference_workers)
+    options = HeatmapOptions(
+        stride_div=req.stride_div,
+        tissue=req.tissue,
+        write_back="none",
+        workers=res.settings.inference_workers,
+    )
     proj, entry, key = res.target(req.project, req.image, req.slide)
     clf = res.classifier(req.model)
     with res.slide(key, entry) as slide:
@@ -148,9 +152,16 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
         regions = _plan(res, req, key, entry, options)
         ctx.check()
         pred = predict_regions(
-            slide, regions, clf, stride_div=options.stride_div, batch_size=options.batch_size,
-            workers=options.workers, uncertainty=options.uncertainty, min_coverage=options.min_coverage,
-            progress=ctx.event, item=entry.name,
+            slide,
+            regions,
+            clf,
+            stride_div=options.stride_div,
+            batch_size=options.batch_size,
+            workers=options.workers,
+            uncertainty=options.uncertainty,
+            min_coverage=options.min_coverage,
+            progress=ctx.event,
+            item=entry.name,
         )
     colours = class_colours(pred.class_names, proj.classes if proj is not None else ())
     features = json.loads(features_bytes(tile_features(pred, clf.name, colours)))["features"]
@@ -164,9 +175,14 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
         "type": "FeatureCollection",
         "features": features,
         "histobridge": {
-            "model": clf.name, "classes": list(pred.class_names), "tiles": len(pred),
-            "tile_l0": pred.tile_l0, "stride_l0": pred.stride_l0, "mpp": pred.mpp,
-            "seconds": round(pred.seconds, 3), "written": written,
+            "model": clf.name,
+            "classes": list(pred.class_names),
+            "tiles": len(pred),
+            "tile_l0": pred.tile_l0,
+            "stride_l0": pred.stride_l0,
+            "mpp": pred.mpp,
+            "seconds": round(pred.seconds, 3),
+            "written": written,
         },
     }
 

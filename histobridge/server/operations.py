@@ -113,7 +113,8 @@ def _plan(res: Resources, req: RegionRequest, key: str, entry: Any, options: Any
     aset = _annotation_set(res, req)
     # the tissue outline comes from the same thumbnail size the batch reads (and is kept warm)
     thumb = res.thumbnail(key, entry, options.thumbnail_px)
-    regions, notes = plan_regions(aset, thumb, options)
+    tissue = res.tissue(key, entry, options.thumbnail_px) if options.tissue else None
+    regions, notes = plan_regions(aset, thumb, options, known_tissue=tissue)
     if not regions:
         raise RoiError("roi: nothing to tile: " + ("; ".join(notes) or "no area left"))
     return list(regions)

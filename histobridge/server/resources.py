@@ -205,7 +205,7 @@ class Resources:
         self.guard = PathGuard(roots)
         self.model_cache: LRUCache[Any] = LRUCache(settings.model_cache)
         self.slide_cache: LRUCache[_SharedSlide] = LRUCache(settings.slide_cache, self._evict_slide)
-        self.thumbnails: LRUCache[tuple[Any, float]] = LRUCache(4 * settings.slide_cache)
+        self.thumbnails: LRUCache[Any] = LRUCache(4 * settings.slide_cache)
         self.image_locks: dict[tuple[str, int | str], threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._counts: dict[tuple[str, int], dict[str, int]] = {}
@@ -310,7 +310,16 @@ class Resources:
                 pixels, downsample = slide.thumbnail(max_px)
             return pixels, float(downsample)
 
-        return self.thumbnails.get((key, entry.entry_id, max_px), read)
+        found: tuple[Any, float] = self.thumbnails.get((key, entry.entry_id, max_px), read)
+        return found
+
+    def tissue(self, key: str, entry: Any, max_px: int) -> Any:
+        """The image's tissue outline (level 0) from that thumbnail, computed once."""
+        from histobridge.heatmap.pipeline import tissue_of
+
+        return self.thumbnails.get(
+            ("tissue", key, entry.entry_id, max_px), lambda: tissue_of(self.thumbnail(key, entry, max_px))
+        )
 
     @staticmethod
     def _evict_slide(shared: _SharedSlide) -> None:

@@ -10,6 +10,7 @@
 import com.google.gson.JsonArray
 import com.google.gson.JsonElement
 import com.google.gson.JsonObject
+import com.google.gson.JsonParser
 import qupath.lib.io.GsonTools
 import qupath.lib.objects.PathObject
 
@@ -32,7 +33,7 @@ if (entry == null) {
     println 'histobridge: open an image of a QuPath project first'
     return
 }
-def projectKey = PROJECT_KEY ?: getProject().getPath().getParent().getFileName().toString()
+def projectKey = PROJECT_KEY ?: new File(buildFilePath(PROJECT_BASE_DIR)).getName()
 def annotations = getSelectedObjects().findAll { it.isAnnotation() }
 if (annotations.isEmpty())
     annotations = getAnnotationObjects()
@@ -62,7 +63,8 @@ def call = { String method, String path, String body ->
 }
 
 def roi = new JsonArray()
-annotations.each { roi.add(gson.toJsonTree(it, PathObject)) }
+// toJson then parse: QuPath's object adapter writes raw JSON, which toJsonTree cannot take
+annotations.each { roi.add(JsonParser.parseString(gson.toJson(it, PathObject))) }
 def body = new JsonObject()
 body.addProperty('project', projectKey)
 body.addProperty('image', entry.getID().toString())
@@ -96,12 +98,17 @@ def result = call('GET', '/api/jobs/' + jobId + '/result', null).getAsJsonObject
 def prefix = result.getAsJsonObject('histobridge').get('model').getAsString()
 def tiles = result.getAsJsonArray('features').collect { gson.fromJson(it, PathObject) }
 
-// Earlier tiles of this model inside the sent annotations are replaced; other objects are left alone.
+// This model's earlier tiles are replaced: those at the grid positions just returned, and those centred
+// inside the sent annotations (positions no longer tiled). Other objects are left alone.
+def position = { PathObject t -> "${Math.round(t.getROI().getBoundsX() * 100)}:${Math.round(t.getROI().getBoundsY() * 100)}" }
+def returned = tiles.collect { position(it) } as Set
 def inside = { PathObject t ->
     def r = t.getROI()
     annotations.any { a -> a.getROI().contains(r.getCentroidX(), r.getCentroidY()) }
 }
-def previous = getDetectionObjects().findAll { it.isTile() && it.getName() == prefix && inside(it) }
+def previous = getDetectionObjects().findAll {
+    it.isTile() && it.getName() == prefix && (returned.contains(position(it)) || inside(it))
+}
 if (!previous.isEmpty())
     removeObjects(previous, true)
 addObjects(tiles)

@@ -9,6 +9,7 @@
 import com.google.gson.JsonArray
 import com.google.gson.JsonElement
 import com.google.gson.JsonObject
+import com.google.gson.JsonParser
 import qupath.lib.io.GsonTools
 import qupath.lib.objects.PathObject
 
@@ -39,7 +40,7 @@ if (annotation == null) {
     println 'histobridge: select one annotation first'
     return
 }
-def projectKey = PROJECT_KEY ?: getProject().getPath().getParent().getFileName().toString()
+def projectKey = PROJECT_KEY ?: new File(buildFilePath(PROJECT_BASE_DIR)).getName()
 def gson = GsonTools.getInstance()
 def http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build()
 def send = { String method, String path, String body, boolean bytes ->
@@ -62,7 +63,8 @@ def send = { String method, String path, String body, boolean bytes ->
 }
 
 def roi = new JsonArray()
-roi.add(gson.toJsonTree(annotation, PathObject))
+// toJson then parse: QuPath's object adapter writes raw JSON, which toJsonTree cannot take
+roi.add(JsonParser.parseString(gson.toJson(annotation, PathObject)))
 def body = new JsonObject()
 body.addProperty('project', projectKey)
 body.addProperty('image', entry.getID().toString())

@@ -204,7 +204,8 @@ def write_back(
     regions: Sequence[Any],
 ) -> Any:
     """Merge the tiles into the project's predictions file (the one the batch path writes): this
-    model's earlier tiles inside the ROI are replaced, everything else is kept. Atomic, per image locked."""
+    model's earlier tiles at the returned grid positions or centred inside the ROI are replaced,
+    everything else is kept. Atomic, and one writer per image at a time."""
     import shapely
 
     from histobridge.qupath import geojson, layout
@@ -213,6 +214,7 @@ def write_back(
     target = layout.predictions_path(proj.folder, entry.entry_id)
     area = shapely.unary_union([r.geometry for r in regions])
     shapely.prepare(area)
+    returned = {_position(f) for f in features}
     with res.image_lock(key, entry.entry_id):
         kept: list[dict[str, Any]] = []
         if target.is_file():
@@ -221,12 +223,21 @@ def write_back(
             for f in old:
                 if not isinstance(f, dict):
                     continue
-                props = f.get("properties") or {}
-                if props.get("name") == prefix and _centre_inside(f, area):
+                ours = (f.get("properties") or {}).get("name") == prefix
+                if ours and (_position(f) in returned or _centre_inside(f, area)):
                     continue
                 kept.append(f)
         geojson.write_features(target, [*kept, *features])
     return target
+
+
+def _position(feature: dict[str, Any]) -> tuple[int, int] | None:
+    """A tile's grid position (its top-left corner to 1/100 px), to find the tile it replaces."""
+    try:
+        ring = feature["geometry"]["coordinates"][0]
+        return round(min(p[0] for p in ring) * 100), round(min(p[1] for p in ring) * 100)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def _centre_inside(feature: dict[str, Any], area: Any) -> bool:

@@ -14,17 +14,12 @@ from histobridge._bundled import bundled_roots
 from histobridge.errors import ProjectError
 
 PACKAGE = "histobridge.qupath_scripts"
-SCRIPTS = (
-    "export_annotations.groovy",
-    "import_results.groovy",
-    "histobridge_live.groovy",
-    "histobridge_synthetic.groovy",
-)
+SCRIPTS = ("export_annotations.groovy", "import_results.groovy")
 
 
 def _root() -> Traversable:
     for root in bundled_roots(PACKAGE, "qupath_scripts"):
-        if all((root / name).is_file() for name in SCRIPTS):
+        if (root / SCRIPTS[0]).is_file():
             return root
     raise ProjectError("histobridge's QuPath scripts are missing from this installation")
 

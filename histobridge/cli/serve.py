@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from histobridge.cli._common import DEVICE_HELP
+
 
 def serve(
     project: list[Path] = typer.Option(
@@ -23,7 +25,7 @@ def serve(
     ),
     port: int = typer.Option(8321, "--port", help="TCP port."),
     workers: int = typer.Option(2, "--workers", help="Jobs run at once; more wait in a queue."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (default: GPU if any)."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     no_sample_models: bool = typer.Option(
         False, "--no-sample-models", help="Do not offer the sample models."
     ),
@@ -48,6 +50,8 @@ def serve(
     if token is None and not is_loopback(host):
         token = new_token()
         typer.echo(f"access token (send as 'Authorization: Bearer <token>'): {token}", err=True)
+    from histobridge.cli._common import resolve_device
+
     settings = ServerSettings(
         projects=tuple(project),
         model_dirs=tuple(models),
@@ -55,7 +59,7 @@ def serve(
         port=port,
         token=token,
         workers=workers,
-        device=device,
+        device=resolve_device(device),
         sample_models=not no_sample_models,
     )
     app = create_app(settings)

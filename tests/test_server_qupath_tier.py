@@ -16,7 +16,7 @@ from _qupath_tier import GROOVY, VERSIONS, require_install, run_quPath
 from histobridge.qupath import layout
 from tests._server_helpers import LiveServer
 
-pytestmark = pytest.mark.qupath
+pytestmark = [pytest.mark.qupath, pytest.mark.slow]  # selected by `pytest -m qupath`
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "qupath_scripts"
 

@@ -78,13 +78,30 @@ def test_fixture_noise_none_soft_label_and_blend(fixture_gan):
 
 
 def test_fixture_uint8_and_batch_independence(fixture_gan):
+    """uint8 equals the reference except where float rounding straddles a truncation boundary.
+
+    fp32 results depend on the BLAS/conv kernels' summation order (CPU ISA, thread count, batch
+    size): on an AVX2 machine the mapping output differs from a float64 recomputation by about
+    2e-6 here and the reference by about 1e-6. ``to_uint8`` truncates, so a value that lies within
+    that noise of an integer level may land on either side. The float contract (<= 1e-5) is checked
+    strictly above; here a pixel may differ by one level only where the reference value is within
+    that float tolerance of a level boundary, and such pixels must stay rare.
+    """
     G, ref = fixture_gan
     z, c = _t(ref["z_float64"]), _t(ref["c0"])
     with torch.no_grad():
         img = G(z, c)
         singles = torch.cat([G(z[i : i + 1], c[i : i + 1]) for i in range(4)])
-    assert np.array_equal(to_uint8(img), ref["uint8_fp32_c0_psi1.0"])
     assert (singles - img).abs().max() <= 1e-5
+    want = ref["uint8_fp32_c0_psi1.0"].astype(np.int16)
+    level = np.transpose(ref["img_fp32_c0_psi1.0"].astype(np.float64), (0, 2, 3, 1)) * 127.5 + 128
+    near_boundary = np.abs(level - np.round(level)) <= 1e-5 * 127.5
+    assert np.array_equal(to_uint8(_t(ref["img_fp32_c0_psi1.0"])), ref["uint8_fp32_c0_psi1.0"])
+    for images in (img, singles):
+        diff = to_uint8(images).astype(np.int16) - want
+        assert np.abs(diff).max() <= 1
+        assert not np.any((diff != 0) & ~near_boundary), "a level moved away from a truncation boundary"
+        assert np.count_nonzero(diff) <= 1e-3 * diff.size
 
 
 # ----------------------------------------------------------------------------- API

@@ -23,7 +23,7 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
     """Separable FIR filter as a 2-D outer product normalised to sum 1."""
     f = torch.as_tensor(taps, dtype=torch.float32)
-    f = torch.outer(f, f)
+    f = f[:, None] * f[None, :]  # outer product (torch.outer on 'meta' pulls in a slow import)
     return f / f.sum()
 
 

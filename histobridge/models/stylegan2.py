@@ -35,6 +35,36 @@ _SQRT2 = math.sqrt(2.0)
 _SQRT_HALF = math.sqrt(0.5)
 
 
+_INT_LIMITS = {
+    "z_dim": 1 << 16, "c_dim": 1 << 16, "w_dim": 1 << 16, "img_resolution": 1 << 13, "img_channels": 64,
+    "mapping_layers": 64, "embed_features": 1 << 16, "layer_features": 1 << 16, "channel_base": 1 << 24,
+    "channel_max": 1 << 16,
+}
+_OPTIONAL = frozenset({"embed_features", "layer_features", "conv_clamp", "w_avg_beta"})
+
+
+def _check_types(cfg: GeneratorConfig) -> None:
+    """Each field has its declared type and a sane size, so a bad file cannot ask for absurd models."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None and f.name in _OPTIONAL:
+            continue
+        if f.name in _INT_LIMITS:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT_LIMITS[f.name]:
+                raise ModelError(
+                    f"{f.name} must be an integer in [0, {_INT_LIMITS[f.name]}], got {value!r:.40}"
+                )
+        elif f.name in ("mapping_lr_mul", "w_avg_beta", "conv_clamp"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or (f.name != "w_avg_beta" and value <= 0):
+                raise ModelError(f"{f.name} must be a finite positive number, got {value!r:.40}")
+        elif f.name == "architecture":
+            if not isinstance(value, str):
+                raise ModelError(f"architecture must be text, got {value!r:.40}")
+        elif not isinstance(value, bool):
+            raise ModelError(f"{f.name} must be true or false, got {value!r:.40}")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Everything needed to rebuild a generator; saved as JSON next to the weights."""
@@ -48,7 +78,7 @@ class GeneratorConfig:
     embed_features: int | None = None  # None: w_dim (0 without labels)
     layer_features: int | None = None  # None: w_dim
     mapping_lr_mul: float = 0.01
-    w_avg_beta: float = 0.995
+    w_avg_beta: float | None = 0.995
     channel_base: int = 32768
     channel_max: int = 512
     conv_clamp: float | None = None
@@ -57,6 +87,7 @@ class GeneratorConfig:
     use_noise: bool = True
 
     def __post_init__(self) -> None:
+        _check_types(self)
         res = self.img_resolution
         if res < 4 or res & (res - 1):
             raise ModelError(f"img_resolution must be a power of two >= 4, got {res!r}")
@@ -85,6 +116,8 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
         """Build from a dict, rejecting unknown keys so typos do not pass silently."""
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise ModelError("the generator config is not an object of named values")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -106,11 +139,28 @@ class GanMeta:
         return {**dataclasses.asdict(self), "class_names": list(self.class_names)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GanMeta:
+    def from_dict(cls, data: Any) -> GanMeta:
+        """From saved JSON; every value is type-checked and a bad one is named."""
+        if not isinstance(data, dict):
+            raise ModelError("meta is not an object")
+        names = data.get("class_names", ())
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise ModelError(f"meta.class_names must be a list of text, got {names!r:.60}")
+        tile_px = data.get("tile_px", 0)
+        if not isinstance(tile_px, int) or isinstance(tile_px, bool) or not 0 <= tile_px <= 1 << 16:
+            raise ModelError(f"meta.tile_px must be an integer in [0, 65536], got {tile_px!r:.40}")
         tile_um = data.get("tile_um")
+        if tile_um is not None and not (
+            isinstance(tile_um, int | float) and not isinstance(tile_um, bool) and math.isfinite(tile_um)
+            and tile_um > 0
+        ):
+            raise ModelError(f"meta.tile_um must be a positive number of µm, got {tile_um!r:.40}")
+        for key in ("source", "variant"):
+            if not isinstance(data.get(key, ""), str):
+                raise ModelError(f"meta.{key} must be text, got {data.get(key)!r:.40}")
         return cls(
-            class_names=tuple(str(n) for n in data.get("class_names", ())),
-            tile_px=int(data.get("tile_px", 0)),
+            class_names=tuple(names),
+            tile_px=tile_px,
             tile_um=None if tile_um is None else float(tile_um),
             source=str(data.get("source", "")),
             variant=str(data.get("variant", "histobridge")),
@@ -445,6 +495,56 @@ class Generator(nn.Module):
 # ----------------------------------------------------------------------------- helpers
 
 
+def state_shapes(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of ``Generator(cfg).state_dict()``, computed without allocating anything.
+
+    Loaders compare these with the tensors a file holds before building the model, so a small file
+    that declares a huge configuration is refused before memory is spent on it.
+    """
+    shapes: dict[str, tuple[int, ...]] = {"mapping.w_avg": (cfg.w_dim,)}
+    embed = 0 if cfg.c_dim == 0 else (cfg.w_dim if cfg.embed_features is None else cfg.embed_features)
+    hidden = cfg.w_dim if cfg.layer_features is None else cfg.layer_features
+    if cfg.c_dim > 0:
+        shapes["mapping.embed.weight"] = (embed, 2 if cfg.interp_embed else cfg.c_dim)
+        shapes["mapping.embed.bias"] = (embed,)
+    widths = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    for i in range(cfg.mapping_layers):
+        shapes[f"mapping.fc{i}.weight"] = (widths[i + 1], widths[i])
+        shapes[f"mapping.fc{i}.bias"] = (widths[i + 1],)
+
+    def layer(prefix: str, cin: int, cout: int, res: int, k: int = 3, noise: bool = True) -> None:
+        shapes[f"{prefix}.weight"] = (cout, cin, k, k)
+        shapes[f"{prefix}.bias"] = (cout,)
+        if k == 3:
+            shapes[f"{prefix}.resample_filter"] = (4, 4)
+        if noise and cfg.use_noise:
+            shapes[f"{prefix}.noise_const"] = (res, res)
+            shapes[f"{prefix}.noise_strength"] = ()
+        shapes[f"{prefix}.affine.weight"] = (cin, cfg.w_dim)
+        shapes[f"{prefix}.affine.bias"] = (cin,)
+
+    res = 4
+    while res <= cfg.img_resolution:
+        b = f"synthesis.b{res}"
+        cout = cfg.channels(res)
+        cin = cfg.channels(res // 2) if res > 4 else 0
+        shapes[f"{b}.resample_filter"] = (4, 4)
+        if cin == 0:
+            shapes[f"{b}.const"] = (cout, res, res)
+        else:
+            layer(f"{b}.conv0", cin, cout, res)
+        layer(f"{b}.conv1", cout, cout, res)
+        if res == cfg.img_resolution or cfg.architecture == "skip":
+            layer(f"{b}.torgb", cout, cfg.img_channels, res, k=1, noise=False)
+        if cin and cfg.architecture == "resnet":
+            shapes[f"{b}.skip.resample_filter"] = (4, 4)
+            shapes[f"{b}.skip.weight"] = (cout, cin, 1, 1)
+        res *= 2
+    return shapes
+
+
+
+
 def z_from_seed(seed: int, z_dim: int) -> torch.Tensor:
     """[1, z_dim] float32 latent from ``RandomState(seed).randn`` (float64 draws, cast once)."""
     return torch.from_numpy(np.random.RandomState(int(seed)).randn(1, z_dim)).to(torch.float32)
@@ -535,6 +635,7 @@ __all__ = [
     "label_for",
     "onehot",
     "parse_seeds",
+    "state_shapes",
     "to_uint8",
     "z_from_seed",
     "z_from_seeds",

@@ -116,6 +116,13 @@ def _codecs_encode(obj: Any, encoding: Any = "utf-8", errors: Any = "strict") ->
     return obj.encode(encoding, errors)
 
 
+def _bytes(*args: Any) -> bytes:
+    """Protocol 2 writes an empty bytes object as ``bytes()``; any argument (a size) is refused."""
+    if args:
+        raise UnsafePickleError("refused bytes(...) with arguments")
+    return b""
+
+
 _EXACT: dict[tuple[str, str], Callable[..., Any]] = {
     ("torch.storage", "_load_from_bytes"): load_storage,
     ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
@@ -127,6 +134,8 @@ _EXACT: dict[tuple[str, str], Callable[..., Any]] = {
     ("__builtin__", "set"): set,
     ("__builtin__", "frozenset"): frozenset,
     ("_codecs", "encode"): _codecs_encode,
+    ("__builtin__", "bytes"): _bytes,
+    ("builtins", "bytes"): _bytes,
     ("numpy", "dtype"): np_dtype,
 }
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):

@@ -172,7 +172,7 @@ def generator_state(si: StandIns, G: Generator, layout: str) -> _Persisted:
 
 
 def stub_state(obj: _Persisted, dotted: str = "") -> dict[str, Any]:
-    """The pickled ``state`` dict of a network object or of its sub-module at ``dotted`` (``"mapping.fc0"``)."""
+    """The pickled ``state`` dict of a network object or of its sub-module at ``dotted`` ("mapping.fc0")."""
     state: dict[str, Any] = obj.meta["state"]
     for name in filter(None, dotted.split(".")):
         state = state["_modules"][name].meta["state"]
@@ -306,7 +306,8 @@ class ForgedArray:
 
 def object_pointer_array(address: int = 0x4141414141414141) -> ForgedArray:
     """An object-dtype array whose "has references" flags were reset: its bytes would be read as a pointer."""
-    return ForgedArray((1,), ForgedDType("O8", (3, "|", None, None, None, -1, -1, 0)), address.to_bytes(8, "little"))
+    dt = ForgedDType("O8", (3, "|", None, None, None, -1, -1, 0))
+    return ForgedArray((1,), dt, address.to_bytes(8, "little"))
 
 
 def huge_offset_struct_array() -> ForgedArray:

@@ -34,8 +34,8 @@ from _gan_pickles import (
     load_in_subprocess,
     object_pointer_array,
     stub_state,
-    wrong_size_array,
     write_snapshot,
+    wrong_size_array,
 )
 
 TINY = GeneratorConfig(
@@ -43,6 +43,7 @@ TINY = GeneratorConfig(
     conv_clamp=256,
 )
 GIB = 1 << 30
+SUBARRAY = (np.dtype("<f8"), (2,))  # a dtype state's sub-array slot: (base dtype, shape)
 
 
 def _generator(seed: int = 0) -> Generator:
@@ -127,7 +128,7 @@ def test_plain_numpy_values_are_rebuilt_from_bytes(tmp_path, protocol):
         np.array(["text"]),
         np.array([1], dtype="M8[ns]"),
         np.zeros(2, dtype="V3"),
-        ForgedArray((1,), ForgedDType("f8", (3, "<", (np.dtype("f8"), (2,)), None, None, 16, 8, 0)), b"\0" * 16),
+        ForgedArray((1,), ForgedDType("f8", (3, "<", SUBARRAY, None, None, 16, 8, 0)), b"0" * 8),
     ],
     ids=["object", "structured", "unicode", "datetime", "void", "subarray"],
 )
@@ -203,7 +204,8 @@ def test_storage_sizes_checked_before_allocation(tmp_path):
     }
     paths = []
     for name, tensor in cases.items():
-        paths.append(write_snapshot(_generator(), tmp_path / f"{name}.pkl", training_set_kwargs={"t": tensor}))
+        path = write_snapshot(_generator(), tmp_path / f"{name}.pkl", training_set_kwargs={"t": tensor})
+        paths.append(path)
     results = load_in_subprocess(paths, address_space=2 * GIB)
     for path in paths:
         kind, msg = results[str(path)]
@@ -288,7 +290,10 @@ def test_declared_sizes_checked_before_allocation(tmp_path):
         assert sidecar.stat().st_size < 1024
         paths.append(weights)
     results = load_in_subprocess(paths, address_space=2 * GIB)
-    expected = ["z_dim must be an integer", "the config needs [60000]", "more than the", "the config needs [16, 60016]"]
+    expected = [
+        "z_dim must be an integer", "the config needs [60000]", "more than the",
+        "the config needs [16, 60016]",
+    ]
     for path, want in zip(paths, expected, strict=True):
         kind, msg = results[str(path)]
         assert kind == "CheckpointError" and want in msg, (path, msg)

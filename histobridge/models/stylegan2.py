@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from histobridge.errors import ModelError
+from histobridge.models._equalized import EqualConv2d, FullyConnectedLayer
 from histobridge.models._stylegan2_ops import (
     bias_act,
     modulated_conv2d,
@@ -176,41 +176,6 @@ def default_class_names(c_dim: int, interp_embed: bool = False) -> tuple[str, ..
 # ----------------------------------------------------------------------------- layers
 
 
-class FullyConnectedLayer(nn.Module):
-    """Dense layer with equalised learning rate: stored weight randn/lr_mul, gains at run time."""
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        activation: str = "linear",
-        lr_mul: float = 1.0,
-        bias: bool = True,
-        bias_init: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.activation = activation
-        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_mul)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
-        self.weight_gain = lr_mul / math.sqrt(in_features)
-        self.bias_gain = lr_mul
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        x = x.matmul(w.t())
-        return bias_act(x, b, act=self.activation, gain=_SQRT2 if self.activation == "lrelu" else 1.0)
-
-
 class MappingNetwork(nn.Module):
     """z (and label c) → w, broadcast to ``num_ws`` copies, with optional truncation."""
 
@@ -342,24 +307,19 @@ class ToRGBLayer(nn.Module):
         return bias_act(x, self.bias, clamp=self.conv_clamp, inplace=True)
 
 
-class Conv2dLayer(nn.Module):
-    """Plain 1×1 conv + 2× up-sampling: the residual branch of 'resnet' blocks."""
+class Conv2dLayer(EqualConv2d):
+    """Equalised 1×1 conv without bias, then 2× FIR up-sampling: the residual branch of 'resnet' blocks."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, 1, bias=False)
         self.activation = "linear"
         self.up = 2
-        self.down = 1
         self.conv_clamp = None
-        self.padding = 0
         self.act_gain = 1.0
         self.register_buffer("resample_filter", setup_filter())
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
-        self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        x = F.conv2d(x, self.weight.to(x.dtype) * self.weight_gain)
-        x = upsample2d(x, self.resample_filter)
+        x = upsample2d(super().forward(x), self.resample_filter)
         return bias_act(x, None, gain=self.act_gain * gain)
 
 

@@ -42,7 +42,7 @@ class FullyConnectedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
+        b: torch.Tensor | None = self.bias
         if b is not None:
             b = b.to(x.dtype)
             if self.bias_gain != 1:
@@ -62,6 +62,8 @@ def blur_down(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 class EqualConv2d(nn.Module):
     """k×k convolution (padding k // 2) with weight gain ``1/√(in·k·k)``; optional blur-and-halve first."""
+
+    blur: torch.Tensor
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True, down: bool = False

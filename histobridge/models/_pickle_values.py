@@ -56,8 +56,10 @@ class DTypeSpec(Buildable):
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        if self.byteorder in ("<", ">"):
-            return self.base.newbyteorder(self.byteorder)
+        if self.byteorder == "<":
+            return self.base.newbyteorder("<")
+        if self.byteorder == ">":
+            return self.base.newbyteorder(">")
         return self.base
 
 

@@ -55,7 +55,8 @@ def _find_generator(obj: Any, path: Path) -> PersistentStub:
             if isinstance(obj.get(key), PersistentStub):
                 if key == "G":
                     log.warning("%s: no G_ema in the snapshot; using G", path)
-                return obj[key]
+                found: PersistentStub = obj[key]
+                return found
         keys = sorted(repr(k)[:40] for k in obj if isinstance(k, str))[:10]
         raise CheckpointError(f"{path}: the snapshot has no G_ema network (keys: {keys})")
     if isinstance(obj, PersistentStub) and obj.class_name == "Generator":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +68,7 @@ class DiscriminatorBlock(nn.Module):
         self.skip = EqualConv2d(in_ch, out_ch, 1, bias=False, down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.skip(x)
+        y = cast(torch.Tensor, self.skip(x))
         x = _lrelu(self.conv1(_lrelu(self.conv0(x))))
         return (x + y) * _SQRT_HALF
 
@@ -95,7 +95,7 @@ class LabelMapping(nn.Module):
         self.fcs = nn.ModuleList(FullyConnectedLayer(cmap_dim, cmap_dim, lr_mul=0.01) for _ in range(layers))
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        x = self.embed(c.to(torch.float32))
+        x = cast(torch.Tensor, self.embed(c.to(torch.float32)))
         x = x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
         for fc in self.fcs:
             x = _lrelu(fc(x))
@@ -131,12 +131,12 @@ class Discriminator(nn.Module):
         x = minibatch_stddev(x, self.config.mbstd_group, self.config.mbstd_channels)
         x = _lrelu(self.conv(x))
         x = _lrelu(self.fc(x.flatten(1)))
-        x = self.out(x)
+        x = cast(torch.Tensor, self.out(x))
         if self.mapping is None:
             return x
         if c is None:
             raise ModelError(f"this discriminator is conditional (c_dim={self.config.c_dim}); pass a label c")
-        cmap = self.mapping(c)
+        cmap = cast(torch.Tensor, self.mapping(c))
         return (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -114,7 +114,7 @@ class GeneratorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+    def from_dict(cls, data: Any) -> GeneratorConfig:
         """Build from a dict, rejecting unknown keys so typos do not pass silently."""
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise ModelError("the generator config is not an object of named values")
@@ -179,6 +179,8 @@ def default_class_names(c_dim: int, interp_embed: bool = False) -> tuple[str, ..
 class MappingNetwork(nn.Module):
     """z (and label c) → w, broadcast to ``num_ws`` copies, with optional truncation."""
 
+    w_avg: torch.Tensor
+
     def __init__(self, cfg: GeneratorConfig, num_ws: int) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
@@ -201,7 +203,7 @@ class MappingNetwork(nn.Module):
     def embed_label(self, c: torch.Tensor) -> torch.Tensor:
         """Raw class embedding (before normalisation); slerp between two ends for scalar labels."""
         if not self.interp_embed:
-            return self.embed(c)
+            return cast(torch.Tensor, self.embed(c))
         ends = self.embed(torch.eye(2, dtype=c.dtype, device=c.device))
         lo, hi = ends[0], ends[1]
         cos = ((lo / lo.norm()) * (hi / hi.norm())).sum().clamp(-1.0, 1.0)
@@ -227,8 +229,10 @@ class MappingNetwork(nn.Module):
                 raise ModelError(f"this generator is conditional (c_dim={self.c_dim}); pass a label c")
             y = normalize_2nd_moment(self.embed_label(c.to(torch.float32)))
             x = y if x is None else torch.cat([x, y], dim=1)
+        if x is None:
+            raise ModelError("a generator needs z_dim > 0 or c_dim > 0")
         for idx in range(self.num_layers):
-            x = getattr(self, f"fc{idx}")(x)
+            x = cast(torch.Tensor, getattr(self, f"fc{idx}")(x))
         if update_emas and self.w_avg_beta is not None:
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
@@ -242,6 +246,9 @@ class MappingNetwork(nn.Module):
 
 class SynthesisLayer(nn.Module):
     """Modulated 3×3 conv (optionally 2× up), noise, bias, lrelu, clamp."""
+
+    resample_filter: torch.Tensor
+    noise_const: torch.Tensor
 
     def __init__(
         self,
@@ -310,6 +317,8 @@ class ToRGBLayer(nn.Module):
 class Conv2dLayer(EqualConv2d):
     """Equalised 1×1 conv without bias, then 2× FIR up-sampling: the residual branch of 'resnet' blocks."""
 
+    resample_filter: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 1, bias=False)
         self.activation = "linear"
@@ -326,6 +335,8 @@ class Conv2dLayer(EqualConv2d):
 class SynthesisBlock(nn.Module):
     """One resolution: (const |) conv0 (up) → conv1, plus ToRGB / residual as the architecture says."""
 
+    resample_filter: torch.Tensor
+
     def __init__(self, cfg: GeneratorConfig, in_channels: int, resolution: int) -> None:
         super().__init__()
         out_channels = cfg.channels(resolution)
@@ -338,7 +349,7 @@ class SynthesisBlock(nn.Module):
         self.use_fp16 = False
         self.channels_last = False
         self.register_buffer("resample_filter", setup_filter())
-        kw = {"use_noise": cfg.use_noise, "conv_clamp": cfg.conv_clamp}
+        kw: dict[str, Any] = {"use_noise": cfg.use_noise, "conv_clamp": cfg.conv_clamp}
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
@@ -402,10 +413,11 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ModelError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         ws = ws.to(torch.float32)
-        x = img = None
+        x: torch.Tensor | None = None
+        img: torch.Tensor | None = None
         w_idx = 0
         for res in self.block_resolutions:
-            block = getattr(self, f"b{res}")
+            block = cast(SynthesisBlock, getattr(self, f"b{res}"))
             x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), noise_mode)
             w_idx += block.num_conv
         assert img is not None
@@ -439,7 +451,7 @@ class Generator(nn.Module):
         update_emas: bool = False,
     ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        return cast(torch.Tensor, self.synthesis(ws, noise_mode=noise_mode))
 
     def compile(self, **kwargs: Any) -> Generator:  # type: ignore[override]
         """Compile mapping and synthesis with ``torch.compile`` (in place) so both entry points gain."""

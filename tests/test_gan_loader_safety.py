@@ -382,3 +382,28 @@ def test_tensor_shapes_must_match_the_config(tmp_path):
     save_file(tensors, str(weights))
     with pytest.raises(CheckpointError, match=r"mapping\.fc0\.weight is not finite"):
         load_generator(weights)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"\x80\x05\x96" + (1 << 40).to_bytes(8, "little") + b"abc.", UnsafePickleError),  # BYTEARRAY8
+        (b"\x80\x04X\x01\x00", CheckpointError),  # BINUNICODE with its length cut short
+        (b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"ab.", CheckpointError),  # BINBYTES8, short
+    ],
+    ids=["bytearray8", "short_length", "bytes8_past_end"],
+)
+def test_declared_lengths_never_allocate(tmp_path, data, error):
+    path = tmp_path / "len.pkl"
+    path.write_bytes(data)
+    with pytest.raises(error) as err:
+        load_generator(path)
+    assert str(path) in str(err.value)
+
+
+def test_storage_blob_header_lengths_never_allocate(tmp_path):
+    huge = b"\x80\x02\x8e" + (1 << 40).to_bytes(8, "little") + b"ab."  # BINBYTES8 in the blob's first pickle
+    path = write_snapshot(_generator(), tmp_path / "g.pkl",
+                          training_set_kwargs={"t": _tensor(huge, (1,), (1,))})
+    kind, msg = load_in_subprocess([path], address_space=2 * GIB)[str(path)]
+    assert kind == "CheckpointError" and "storage blob" in msg

@@ -13,23 +13,18 @@ import io
 import math
 import pickle
 import re
+import struct
 from typing import Any
 
 import numpy as np
 import torch
 
 from histobridge.errors import CheckpointError, UnsafePickleError
+from histobridge.models._gated_unpickler import Buildable, GatedUnpickler
 
 MAX_ARRAY_DIMS = 32
 _DTYPE_CODE = re.compile(r"^[<>=|]?(b1|[iu][1248]|f[248]|c(8|16))$")
 _BYTE_ORDERS = ("<", ">", "|", "=")
-
-
-class Buildable:
-    """Objects the pickle BUILD opcode may fill; everything else refuses BUILD."""
-
-    def build(self, state: Any) -> None:
-        raise NotImplementedError
 
 
 class DTypeSpec(Buildable):
@@ -146,7 +141,7 @@ class Storage:
         self.flat = flat
 
 
-class _BlobUnpickler(pickle.Unpickler):
+class _BlobUnpickler(GatedUnpickler):
     """Reads the small header pickles of a legacy storage blob: storage type names, nothing else."""
 
     def __init__(self, fh: Any) -> None:
@@ -183,8 +178,9 @@ def load_storage(blob: Any) -> Storage:
         reader = _BlobUnpickler(fh)
         root = reader.load()
         keys = _BlobUnpickler(fh).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError) as err:
-        raise CheckpointError(f"cannot read a tensor storage blob: {err}") from err
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+            OverflowError, RecursionError, UnicodeError, AssertionError, struct.error) as err:
+        raise CheckpointError(f"cannot read a tensor storage blob: {err!s:.200}") from err
     if magic != _LEGACY_MAGIC or proto != _LEGACY_PROTOCOL:
         raise CheckpointError("a tensor storage blob has an unknown header")
     if not isinstance(info, dict) or info.get("little_endian") is not True:

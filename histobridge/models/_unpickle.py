@@ -18,17 +18,18 @@ import io
 import logging
 import os
 import pickle
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from histobridge.errors import CheckpointError, UnsafePickleError
+from histobridge.models._gated_unpickler import GatedUnpickler
 from histobridge.models._pickle_values import (
     NDARRAY,
-    Buildable,
     load_storage,
     np_dtype,
     np_reconstruct,
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 PERSISTENCE_VERSION = 6
 _PERSISTENCE_SUFFIX = "torch_utils.persistence"
-MAX_OPCODES = 20_000_000
 MAX_TREE_DEPTH = 12
 MAX_TREE_NODES = 5_000
 
@@ -147,39 +147,12 @@ def _is_dnnlib_util(module: str) -> bool:
     return module in ("dnnlib", "dnnlib.util") or module.endswith((".dnnlib", ".dnnlib.util"))
 
 
-def _counted(op: Callable[[Any], None]) -> Callable[[Any], None]:
-    def run(self: Any) -> None:
-        self.opcodes += 1
-        if self.opcodes > MAX_OPCODES:
-            raise CheckpointError(f"more than {MAX_OPCODES} pickle opcodes; not a network snapshot")
-        op(self)
-
-    return run
-
-
-def _load_build(self: Any) -> None:
-    """BUILD only fills our own inert stand-ins; no library ``__setstate__`` ever sees file data."""
-    state = self.stack.pop()
-    inst = self.stack[-1]
-    if not isinstance(inst, Buildable):
-        raise UnsafePickleError(f"refused to BUILD (set the state of) a {type(inst).__name__} from file data")
-    inst.build(state)
-
-
-_BASE: Any = pickle._Unpickler  # the pure-Python unpickler: its opcode table can be narrowed
-
-
-class RestrictedUnpickler(_BASE):  # type: ignore[misc]
+class RestrictedUnpickler(GatedUnpickler):
     """Unpickler whose ``find_class`` resolves only allow-listed globals and whose BUILD is gated."""
-
-    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = {
-        key: _counted(_load_build if key == pickle.BUILD[0] else op) for key, op in _BASE.dispatch.items()
-    }
 
     def __init__(self, file: Any, *, source: str) -> None:
         super().__init__(file)
         self.source = source
-        self.opcodes = 0
 
     def find_class(self, module: str, name: str) -> Any:
         if not isinstance(module, str) or not isinstance(name, str):
@@ -227,7 +200,7 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
             raise
         raise type(err)(f"{path}: {err}") from err
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
-            OverflowError, RecursionError, UnicodeError, AssertionError) as err:
+            OverflowError, RecursionError, UnicodeError, AssertionError, struct.error) as err:
         raise CheckpointError(f"{path}: not a readable network snapshot pickle: {err!s:.200}") from err
 
 

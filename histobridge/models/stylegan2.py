@@ -290,7 +290,7 @@ class SynthesisLayer(nn.Module):
             noise = self.noise_const.to(x.dtype) * self.noise_strength
         x = modulated_conv2d(
             x, self.weight, styles, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, noise=noise, fused=not self.training or x.shape[0] == 1,
+            resample_filter=self.resample_filter, noise=noise, fused=x.shape[0] == 1,
         )
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp, inplace=True)
@@ -309,8 +309,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        fused = not self.training or x.shape[0] == 1
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=x.shape[0] == 1)
         return bias_act(x, self.bias, clamp=self.conv_clamp, inplace=True)
 
 

@@ -127,7 +127,7 @@ def modulated_conv2d(
     x = _conv(x, weight, up, padding, resample_filter, groups=1)
     if demodulate:
         dcoefs = (s.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
-        x = x * dcoefs.reshape(n, -1, 1, 1)
+        x = x * dcoefs.reshape(n, -1, 1, 1) if x.requires_grad else x.mul_(dcoefs.reshape(n, -1, 1, 1))
     return x if noise is None else _add_noise(x, noise)
 
 
@@ -150,4 +150,4 @@ def _conv(
     wt = w.reshape(groups, og // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, og // groups, kh, kw)
     # channels-last input: the CPU transposed conv is about 3x faster on it than on NCHW (same values)
     x = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), wt, stride=2, groups=groups)
-    return _fir_pad1(x, f).contiguous()
+    return _fir_pad1(x, f)

@@ -10,14 +10,13 @@ finished, so an interrupted demo resumes.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import as_file
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from histobridge.models.stylegan2 import Generator
     from histobridge.qupath.project import Project
     from histobridge.synthetic.blending import ClassBlend, LayerBlendGrid
+    from histobridge.synthetic.controls import ColourBaseline
     from histobridge.synthetic.matched import MatchedReport
     from histobridge.synthetic.seeds import SeedSearchResult
 
@@ -105,7 +105,9 @@ class DemoRun:
     heatmap: HeatmapReport
     matched: MatchedReport
     agreement: dict[str, Any]
+    controls: dict[str, Any]
     seeds: dict[tuple[str, str], SeedSearchResult]
+    baseline_seeds: dict[str, Any]
     blends: list[tuple[ClassBlend, dict[str, Path]]]
     layer_blend: tuple[LayerBlendGrid, dict[str, Path]]
 
@@ -179,6 +181,7 @@ def run_demo(
 
     ``hook(stage, "start" | "done")`` marks the stages; ``progress`` gets the units within them.
     """
+    from histobridge.demo.controls import run_controls
     from histobridge.demo.report import write_demo_report
 
     out = options.out_dir.expanduser().absolute()
@@ -193,11 +196,13 @@ def run_demo(
         heat = _stage_heatmap(out, options, project, models.classifier, progress)
     with timer.stage("synthetic"):
         matched, agreement = _stage_synthetic(out, options, store, models)
+        baseline, controls = run_controls(store, models.classifier, models.clf_dir)
     with timer.stage("seeds"):
-        seeds = _stage_seeds(out, options, models, progress)
+        seeds, baseline_seeds = _stage_seeds(out, options, models, baseline, progress)
     with timer.stage("blend"):
         blends, layer = _stage_blend(out, options, models, seeds[(CLASS_A, CLASS_B)], progress)
-    run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, seeds, blends, layer)
+    run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, controls, seeds,
+                  baseline_seeds, blends, layer)
     with timer.stage("report"):
         metrics = _metrics(run, timer.seconds)
         report = write_demo_report(run, metrics, out / "report.html")
@@ -301,26 +306,46 @@ def synthetic_agreement(store_path: Path, classifier_classes: Sequence[str]) -> 
 
 
 def _stage_seeds(
-    out: Path, options: DemoOptions, models: DemoModels, progress: ProgressCallback | None
-) -> dict[tuple[str, str], SeedSearchResult]:
+    out: Path, options: DemoOptions, models: DemoModels, baseline: ColourBaseline,
+    progress: ProgressCallback | None,
+) -> tuple[dict[tuple[str, str], SeedSearchResult], dict[str, Any]]:
+    """Seed search from Epidermis to Dermis; the colour baseline judges the very same images.
+
+    With two classes the reverse direction adds nothing: its strong seeds are the forward strong
+    seeds read backwards (p_B = 1 − p_A), so it is not run.
+    """
+    from histobridge.demo.controls import baseline_swaps
+    from histobridge.synthetic.controls import RecordingPredictor
     from histobridge.synthetic.seeds import seed_search, table_csv
 
     folder = out / "seeds"
     folder.mkdir(exist_ok=True)
-    seeds = range(options.seeds)
-    results = {}
-    directions = ((CLASS_A, CLASS_B), (CLASS_B, CLASS_A))
-    for i, (a, b) in enumerate(directions):
-        if progress is not None:
-            progress(ProgressEvent("seeds", i * len(seeds), len(directions) * len(seeds), f"{a} → {b}"))
-        res = seed_search(models.G, models.classifier, seeds, a, b)
-        (folder / f"seeds_{a}_to_{b}.csv").write_text(table_csv(res.rows), encoding="utf-8")
-        write_json(folder / f"seeds_{a}_to_{b}.json", [r.to_row() for r in res.rows])
-        results[(a, b)] = res
+    seeds = list(range(options.seeds))
+    a, b = CLASS_A, CLASS_B
     if progress is not None:
-        total = len(directions) * len(seeds)
-        progress(ProgressEvent("seeds", total, total))
-    return results
+        progress(ProgressEvent("seeds", 0, len(seeds), f"{a} → {b}"))
+    recorder = RecordingPredictor(models.classifier, baseline)
+    batch = 16
+    res = seed_search(models.G, cast("TileClassifier", recorder), seeds, a, b, batch_size=batch)
+    (folder / f"seeds_{a}_to_{b}.csv").write_text(table_csv(res.rows), encoding="utf-8")
+    write_json(folder / f"seeds_{a}_to_{b}.json", [r.to_row() for r in res.rows])
+    names = list(models.classifier.config.class_names)
+    sizes = [len(seeds[i : i + batch]) for i in range(0, len(seeds), batch)]
+    verdicts = baseline_swaps(recorder.other_predictions(), sizes, names.index(a), names.index(b),
+                              res.thresholds, res.margin)
+    agree = [v == r.concordance for v, r in zip(verdicts, res.rows, strict=True)]
+    pairs = list(zip(verdicts, res.rows, strict=True))
+    strong_both = sum(v == "strong" and r.concordance == "strong" for v, r in pairs)
+    base = {
+        "strong_swap_rate": verdicts.count("strong") / max(1, len(verdicts)),
+        "weak_swap_rate": verdicts.count("weak") / max(1, len(verdicts)),
+        "same_verdict_as_classifier": sum(agree) / max(1, len(agree)),
+        "strong_for_both": strong_both,
+        "verdicts": verdicts,
+    }
+    if progress is not None:
+        progress(ProgressEvent("seeds", len(seeds), len(seeds)))
+    return {(a, b): res}, base
 
 
 def _stage_blend(
@@ -346,21 +371,39 @@ def _stage_blend(
 
 
 def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
-    clf_metrics = json.loads((run.models.clf_dir / "metrics.json").read_text(encoding="utf-8"))
+    from histobridge.synthetic.controls import colour_carries
+
     res = run.seeds[(CLASS_A, CLASS_B)]
-    rev = run.seeds[(CLASS_B, CLASS_A)]
-    counts, rev_counts = res.counts(), rev.counts()
+    counts = res.counts()
     n = max(1, len(res.rows))
+    held = run.controls["heldout"]
+    strong = counts.get("strong", 0) / n
+    base_strong = float(run.baseline_seeds["strong_swap_rate"])
+    carried = {
+        "synthetic": run.controls["synthetic"]["colour_carries"],
+        "swapped": run.controls["swapped"]["colour_carries"],
+        "strong_swaps": colour_carries(strong, base_strong),
+    }
     return {
         "tiles": int(run.tiles),
         "heatmap_tiles": int(run.heatmap.tiles),
-        "classifier_heldout_accuracy": float(clf_metrics["heldout_accuracy"]),
+        "classifier_heldout_accuracy": float(held["balanced_accuracy"]),
+        "classifier_heldout_ci95": [float(v) for v in held["ci95"]],
+        "classifier_heldout_tiles": int(held["tiles"]),
+        "classifier_heldout_caveat": str(held["caveat"]),
         "synthetic_agreement": float(run.agreement["synthetic_agreement"]),
         "swapped_agreement": float(run.agreement["swapped_agreement"]),
         "synthetic_tiles": int(run.agreement["synthetic_tiles"]),
-        "strong_swap_rate": counts.get("strong", 0) / n,
+        "strong_swap_rate": strong,
         "weak_swap_rate": counts.get("weak", 0) / n,
-        "strong_swap_rate_reverse": rev_counts.get("strong", 0) / max(1, len(rev.rows)),
+        "colour_baseline_synthetic_agreement": float(run.controls["synthetic"]["colour_baseline_agreement"]),
+        "colour_baseline_swapped_agreement": float(run.controls["swapped"]["colour_baseline_agreement"]),
+        "colour_baseline_strong_swap_rate": base_strong,
+        "recolour_keeps_class": float(run.controls["recolour"]["keeps_class_mean"]),
+        "grayscale_balanced_accuracy": float(run.controls["grayscale"]["balanced_accuracy"]),
+        "colour_carries": carried,
+        "controls": {k: v for k, v in run.controls.items()},
+        "colour_baseline_seeds": {k: v for k, v in run.baseline_seeds.items() if k != "verdicts"},
         "seeds_searched": len(res.rows),
         "swap_direction": f"{CLASS_A} -> {CLASS_B}",
         "seconds": dict(seconds),

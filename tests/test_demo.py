@@ -59,6 +59,14 @@ def test_metrics_have_the_promised_figures(demo_run) -> None:
         assert 0.0 <= m[key] <= 1.0, key
     assert "strong_swap_rate_reverse" not in m
     assert set(m["colour_carries"]) == {"synthetic", "swapped", "strong_swaps"}
+    # the curve, the animation and the annotated layer grid are measured and recorded
+    assert m["interpolation_curve"] and all(0.0 <= r["mean"] <= 1.0 for r in m["interpolation_curve"])
+    anim = m["animation"]
+    assert anim["frames"] >= 25 and -1.0 <= anim["correlation_p_end_with_red_minus_blue"] <= 1.0
+    assert len(m["layer_sensitivity"]) == 10  # one row per w vector of the sample generator (num_ws)
+    grid = m["layer_grid_predictions"]
+    assert grid and all(0.0 <= r["pred_Dermis"] <= 1.0 and r["top"] in ("Epidermis", "Dermis") for r in grid)
+    assert (opts.out_dir / "blends" / f"blend_seed{anim['seed']}.gif").is_file()
     assert set(m["seconds"]) >= {
         "sample",
         "tile",
@@ -81,6 +89,8 @@ def test_report_is_self_contained(demo_run) -> None:
         assert section in html
     # the controls are printed next to the figures they qualify, with the verdict on colour
     assert html.count("colour-only baseline") >= 4 and "same slide" in html
+    assert "data:image/gif;base64," in html and "interpolation-probability curve" in html
+    assert "Per-layer sensitivity" in html and "correlates" in html
     m = result.metrics
     verdict = "Colour carries the explanation" if any(m["colour_carries"].values()) else "use more than"
     assert verdict in html

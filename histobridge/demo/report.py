@@ -221,6 +221,22 @@ def _seed_section(rep: Report, run: DemoRun) -> None:
     )
 
 
+CLASS_A_B = "Epidermis → Dermis"
+
+
+def _gif_figure(rep: Report, path: Path, caption: str) -> None:
+    """An animated GIF inlined like the PNG figures (the report stays one file)."""
+    import base64
+    import html
+
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    rep.paragraph(
+        f'<figure><img src="data:image/gif;base64,{data}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>",
+        raw=True,
+    )
+
+
 def _blend_section(rep: Report, run: DemoRun) -> None:
     rep.heading("5. Class blending and layer blending")
     rep.paragraph(
@@ -233,6 +249,22 @@ def _blend_section(rep: Report, run: DemoRun) -> None:
     )
     for blend, paths in run.blends:
         rep.figure(paths["png"], f"seed {blend.seed}: {blend.class_from} → {blend.class_to}")
-    _grid, paths = run.layer_blend
-    rep.figure(paths["png"], "layer blending: row k keeps class A's w at layers 0..k-1 and class B's "
-               "after; columns are seeds")
+    ex = run.explain
+    rep.figure(ex["curve_paths"]["png"], "interpolation-probability curve: the end class's probability along "
+               "the blend, min-max normalised per seed, mean ± SD over the strong and the weak seeds "
+               f"(CSV: {ex['curve_paths']['csv'].name})")
+    _gif_figure(rep, ex["gif"], f"seed {ex['gif_seed']} blended {CLASS_A_B}, {ex['gif_frames']} frames, "
+                f"{ex['gif_window_frames']} of them inside the transition window (P between 0.25 and 0.75); "
+                "each frame carries the classifier's prediction")
+    corr = ex["gif_colour_correlation"]
+    rep.paragraph(
+        f"Control: along this blend the classifier's P(end class) correlates {corr:.2f} with the tile's mean "
+        "red minus blue. A value near 1 means the blend can be read as a colour change alone."
+    )
+    rep.figure(ex["annotated_grid_png"], "layer blending with predictions: row k keeps class A's w at layers "
+               "0..k-1 and class B's after; every cell shows the classifier's P(B) and top class")
+    rep.paragraph("Per-layer sensitivity: the change in prediction when only one w vector is taken from the "
+                  "other class (mean over the grid's seeds).")
+    rows = ex["sensitivity"]
+    rep.table([{k: (f"{v:+.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+              list(rows[0]) if rows else None)

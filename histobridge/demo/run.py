@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE = "skin"
 CLASS_A, CLASS_B = "Epidermis", "Dermis"
+CURVE_STEPS = 25  # blend positions of the interpolation-probability curve
+ANIMATION_STEPS = 25  # even positions of the animated blend, before frames are added in the window
 STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "report")
 
 
@@ -110,6 +112,7 @@ class DemoRun:
     baseline_seeds: dict[str, Any]
     blends: list[tuple[ClassBlend, dict[str, Path]]]
     layer_blend: tuple[LayerBlendGrid, dict[str, Path]]
+    explain: dict[str, Any] = field(default_factory=dict)  # curve, animation, annotated grid, sensitivity
 
     @property
     def files(self) -> dict[str, list[Path]]:
@@ -201,8 +204,9 @@ def run_demo(
         seeds, baseline_seeds = _stage_seeds(out, options, models, baseline, progress)
     with timer.stage("blend"):
         blends, layer = _stage_blend(out, options, models, seeds[(CLASS_A, CLASS_B)], progress)
+        explain = _stage_explain(out, options, models, seeds[(CLASS_A, CLASS_B)], layer[0])
     run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, controls, seeds,
-                  baseline_seeds, blends, layer)
+                  baseline_seeds, blends, layer, explain)
     with timer.stage("report"):
         metrics = _metrics(run, timer.seconds)
         report = write_demo_report(run, metrics, out / "report.html")
@@ -370,6 +374,50 @@ def _stage_blend(
     return blends, (grid, write_layer_blend(grid, folder))
 
 
+def _stage_explain(
+    out: Path, options: DemoOptions, models: DemoModels, res: SeedSearchResult, grid: LayerBlendGrid
+) -> dict[str, Any]:
+    """The interpolation-probability curve, an animated blend, and the layer grid with predictions."""
+    from histobridge.synthetic.annotate import (
+        annotate_layer_grid,
+        annotated_grid_picture,
+        dense_blend,
+        layer_sensitivity,
+        window_frames,
+        write_blend_gif,
+    )
+    from histobridge.synthetic.curves import interpolation_curve, write_curve
+    from histobridge.viz.pictures import save_png
+
+    folder = out / "blends"
+    k = options.blend_seeds
+    by = {c: [r.seed for r in res.rows if r.concordance == c][:k] for c in ("strong", "weak")}
+    curve = interpolation_curve(models.G, models.classifier, by, CLASS_A, CLASS_B, steps=CURVE_STEPS)
+    curve_paths = write_curve(curve, folder)
+    best = res.best(1)[0].seed
+    dense = dense_blend(models.G, best, CLASS_A, CLASS_B, models.classifier, steps=ANIMATION_STEPS)
+    gif = write_blend_gif(dense, folder / f"blend_seed{best}.gif")
+    assert dense.predictions is not None
+    col = list(dense.classifier_classes).index(CLASS_B)
+    view = dense.ready if dense.ready is not None else dense.raw
+    red_blue = view[..., 0].astype(float).mean(axis=(1, 2)) - view[..., 2].astype(float).mean(axis=(1, 2))
+    p_b = dense.predictions[:, col]
+    corr = float(np.corrcoef(p_b, red_blue)[0, 1]) if p_b.std() > 0 and red_blue.std() > 0 else float("nan")
+    annotated = annotate_layer_grid(models.G, grid, models.classifier)
+    grid_png = folder / "layer_blend_annotated.png"
+    save_png(annotated_grid_picture(annotated, CLASS_B), grid_png)
+    write_json(folder / "layer_blend_annotated.json", annotated.records())
+    seeds = [c.seed for c in grid.cells[0]]
+    sensitivity = layer_sensitivity(models.G, models.classifier, seeds, CLASS_A, CLASS_B)
+    write_json(folder / "layer_sensitivity.json", sensitivity)
+    return {
+        "curve": curve, "curve_paths": curve_paths, "gif": gif, "gif_seed": best,
+        "gif_frames": len(dense.ts), "gif_colour_correlation": corr,
+        "gif_window_frames": window_frames(p_b),
+        "annotated_grid": annotated, "annotated_grid_png": grid_png, "sensitivity": sensitivity,
+    }
+
+
 def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
     from histobridge.synthetic.controls import colour_carries
 
@@ -405,6 +453,17 @@ def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
         "controls": {k: v for k, v in run.controls.items()},
         "colour_baseline_seeds": {k: v for k, v in run.baseline_seeds.items() if k != "verdicts"},
         "seeds_searched": len(res.rows),
+        "interpolation_curve": [
+            row for row in run.explain["curve"].rows() if row["step"] % 6 == 0 and row["seeds"]
+        ],
+        "animation": {"seed": run.explain["gif_seed"], "frames": run.explain["gif_frames"],
+                      "frames_in_transition_window": run.explain["gif_window_frames"],
+                      "correlation_p_end_with_red_minus_blue": run.explain["gif_colour_correlation"]},
+        "layer_sensitivity": run.explain["sensitivity"],
+        "layer_grid_predictions": [
+            {k: r[k] for k in ("row", "col", "split", "seed", "top", f"pred_{CLASS_B}")}
+            for r in run.explain["annotated_grid"].records()
+        ],
         "swap_direction": f"{CLASS_A} -> {CLASS_B}",
         "seconds": dict(seconds),
     }

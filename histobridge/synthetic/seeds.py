@@ -51,6 +51,7 @@ TABLE_COLUMNS = (
     "margin_start",
     "margin_end",
     "reversed",
+    "concordance_binary_rule",
 )
 
 
@@ -97,6 +98,7 @@ class SeedSwap:
     margin_start: float | None = None
     margin_end: float | None = None
     reversed: bool = False
+    binary_rule: str = ""  # the authors' binary verdict on the end-class output alone (no margin test)
 
     @property
     def delta(self) -> float:
@@ -115,6 +117,7 @@ class SeedSwap:
             "margin_start": self.margin_start,
             "margin_end": self.margin_end,
             "reversed": self.reversed,
+            "concordance_binary_rule": self.binary_rule or self.concordance,
         }
 
 
@@ -130,6 +133,7 @@ class SwapVerdict:
     margin_start: float | None
     margin_end: float | None
     reversed: bool
+    binary_rule: str = ""  # before the multi-class margin test; equals ``concordance`` for two classes
 
 
 def classify_binary(pred_start: float, pred_end: float, th: SwapThresholds) -> str:
@@ -168,14 +172,14 @@ def classify_swap(
     if not 0 <= col < n or (n > 1 and not 0 <= idx_start < n):
         raise InputError(f"class columns {idx_start}, {idx_end} out of range for {n} classifier outputs")
     pred_start, pred_end = float(p_start[col]), float(p_end[col])
-    verdict = classify_binary(pred_start, pred_end, thresholds)
+    verdict = binary = classify_binary(pred_start, pred_end, thresholds)
     reverse = pred_start > thresholds.high and pred_end < thresholds.low
     m_start = m_end = None
     if n > 1:
         m_start, m_end = one_vs_rest_margin(p_start, idx_start), one_vs_rest_margin(p_end, idx_end)
         if n > 2 and verdict != "none" and (m_start < margin or m_end < margin):
             verdict = "none"
-    return SwapVerdict(verdict, pred_start, pred_end, m_start, m_end, reverse)
+    return SwapVerdict(verdict, pred_start, pred_end, m_start, m_end, reverse, binary)
 
 
 def classifier_column(name: str, gen_index: int, classifier_names: Sequence[str]) -> int:
@@ -264,7 +268,7 @@ def seed_search(
         rows.append(
             SeedSwap(
                 seed, names[a], names[b], v.pred_start, v.pred_end, thresholds.as_tuple(), v.concordance,
-                v.margin_start, v.margin_end, v.reversed,
+                v.margin_start, v.margin_end, v.reversed, v.binary_rule,
             )
         )  # fmt: skip
     return SeedSearchResult(

@@ -21,7 +21,7 @@ from histobridge.runs import ProgressEvent
 def demo_run(tmp_path_factory, cmu_slide):
     out = tmp_path_factory.mktemp("demo")
     opts = DemoOptions(out_dir=out, seeds=6, blend_seeds=1, blend_steps=3, synthetic_per_region=2, workers=2,
-                       heatmap_stride_div=1)  # a quarter of the default's heatmap tiles: same checks, faster
+                       heatmap_stride_div=1, invert_steps=20)  # a quarter of the default's heatmap tiles
     stages: list[tuple[str, str]] = []
     events: list[ProgressEvent] = []
     first = run_demo(opts, hook=lambda s, e: stages.append((s, e)), progress=events.append)
@@ -31,7 +31,7 @@ def demo_run(tmp_path_factory, cmu_slide):
 def test_every_stage_runs_in_order(demo_run) -> None:
     _, _, stages, events = demo_run
     started = [s for s, e in stages if e == "start"]
-    assert started == ["sample", "tile", "heatmap", "synthetic", "seeds", "blend", "report"]
+    assert started == ["sample", "tile", "heatmap", "synthetic", "seeds", "blend", "invert", "report"]
     # Within stages, progress arrives as ProgressEvents: heatmap tiles, seeds, blends.
     last = {e.task: e for e in events}
     assert {"heatmap", "seeds", "blend"} <= set(last)
@@ -67,6 +67,13 @@ def test_metrics_have_the_promised_figures(demo_run) -> None:
     grid = m["layer_grid_predictions"]
     assert grid and all(0.0 <= r["pred_Dermis"] <= 1.0 and r["top"] in ("Epidermis", "Dermis") for r in grid)
     assert (opts.out_dir / "blends" / f"blend_seed{anim['seed']}.gif").is_file()
+    # counterfactuals of real tiles: reconstruction error and three predictions per tile
+    cfs = m["counterfactuals"]["tiles"]
+    assert [c["class_from"] for c in cfs] == ["Epidermis", "Dermis"]
+    for c in cfs:
+        assert c["mse"] < 0.1 and c["class_to"] != c["class_from"]
+        for key in ("p_original", "p_reconstruction", "p_counterfactual"):
+            assert set(c[key]) == {"Epidermis", "Dermis"}
     assert set(m["seconds"]) >= {
         "sample",
         "tile",
@@ -74,6 +81,7 @@ def test_metrics_have_the_promised_figures(demo_run) -> None:
         "synthetic",
         "seeds",
         "blend",
+        "invert",
         "report",
         "total",
     }
@@ -91,6 +99,7 @@ def test_report_is_self_contained(demo_run) -> None:
     assert html.count("colour-only baseline") >= 4 and "same slide" in html
     assert "data:image/gif;base64," in html and "interpolation-probability curve" in html
     assert "Per-layer sensitivity" in html and "correlates" in html
+    assert "Counterfactuals of real tiles" in html and "P(other) counterfactual" in html
     m = result.metrics
     verdict = "Colour carries the explanation" if any(m["colour_carries"].values()) else "use more than"
     assert verdict in html

@@ -40,7 +40,7 @@ SAMPLE = "skin"
 CLASS_A, CLASS_B = "Epidermis", "Dermis"
 CURVE_STEPS = 25  # blend positions of the interpolation-probability curve
 ANIMATION_STEPS = 25  # even positions of the animated blend, before frames are added in the window
-STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "report")
+STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "invert", "report")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class DemoOptions:
     generator: Path | None = None
     device: str = "auto"  # auto: CUDA, then Apple MPS, then CPU
     heatmap_stride_div: int = 2  # heatmap tiles overlap: stride = tile / this (1, 2 or 4)
+    invert_tiles: int = 2  # real held-out tiles projected into W+ for counterfactuals (per class: half)
+    invert_steps: int = 100  # optimisation steps of the projection
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -76,6 +78,9 @@ class DemoOptions:
                              f"got {self.synthetic_per_region}")
         if self.heatmap_stride_div not in (1, 2, 4):
             raise InputError(f"demo: heatmap_stride_div must be 1, 2 or 4, got {self.heatmap_stride_div}")
+        if self.invert_tiles < 0 or self.invert_steps < 1:
+            raise InputError(f"demo: invert_tiles must be ≥ 0 and invert_steps ≥ 1, got {self.invert_tiles}, "
+                             f"{self.invert_steps}")
         if self.workers < 1:
             raise InputError(f"demo: workers must be at least 1, got {self.workers}")
         for what, path in (("classifier", self.classifier), ("generator", self.generator)):
@@ -205,6 +210,8 @@ def run_demo(
     with timer.stage("blend"):
         blends, layer = _stage_blend(out, options, models, seeds[(CLASS_A, CLASS_B)], progress)
         explain = _stage_explain(out, options, models, seeds[(CLASS_A, CLASS_B)], layer[0])
+    with timer.stage("invert"):
+        explain["counterfactuals"] = _stage_invert(out, options, models, store)
     run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, controls, seeds,
                   baseline_seeds, blends, layer, explain)
     with timer.stage("report"):
@@ -418,6 +425,41 @@ def _stage_explain(
     }
 
 
+def _stage_invert(out: Path, options: DemoOptions, models: DemoModels, store: Path) -> dict[str, Any]:
+    """Project real held-out tiles (alternating classes) into W+ and render them under the other class."""
+    from histobridge.demo.controls import heldout_regions, real_tiles
+    from histobridge.synthetic.invert import (
+        FEATURE_NET,
+        InvertSettings,
+        counterfactual_picture,
+        counterfactuals,
+    )
+    from histobridge.viz.pictures import save_png
+
+    names = list(models.classifier.config.class_names)
+    real = real_tiles(store, names, heldout_regions(models.clf_dir))
+    pool = real.heldout if real.heldout.any() else np.ones(len(real.labels), bool)
+    by_class = [np.flatnonzero(pool & (real.labels == k)) for k in range(len(names))]
+    pick: list[int] = []
+    for i in range(options.invert_tiles):  # alternate classes, spread over each class's tiles
+        own = by_class[i % len(names)]
+        if len(own):
+            pick.append(int(own[(i // len(names)) * max(1, len(own) // 3) % len(own)]))
+    if not pick:
+        return {"items": [], "records": [], "feature_net": FEATURE_NET}
+    settings = InvertSettings(steps=options.invert_steps)
+    items, losses = counterfactuals(models.G, models.classifier, real.tiles[pick],
+                                    [names[real.labels[i]] for i in pick], settings=settings)
+    png = out / "counterfactuals" / "counterfactuals.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_png(counterfactual_picture(items, names), png)
+    records = [cf.record(names) for cf in items]
+    write_json(png.with_suffix(".json"), {"settings": vars(settings), "feature_net": FEATURE_NET,
+                                          "loss_first_last": [losses[0], losses[-1]], "tiles": records})
+    return {"items": items, "records": records, "png": png, "feature_net": FEATURE_NET,
+            "settings": settings, "loss_first_last": [losses[0], losses[-1]]}
+
+
 def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
     from histobridge.synthetic.controls import colour_carries
 
@@ -460,6 +502,14 @@ def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
                       "frames_in_transition_window": run.explain["gif_window_frames"],
                       "correlation_p_end_with_red_minus_blue": run.explain["gif_colour_correlation"]},
         "layer_sensitivity": run.explain["sensitivity"],
+        "counterfactuals": {
+            "tiles": run.explain["counterfactuals"]["records"],
+            "feature_net": run.explain["counterfactuals"]["feature_net"],
+            "counterfactual_flips": sum(
+                max(r["p_counterfactual"], key=r["p_counterfactual"].get) == r["class_to"]
+                for r in run.explain["counterfactuals"]["records"]
+            ),
+        },
         "layer_grid_predictions": [
             {k: r[k] for k in ("row", "col", "split", "seed", "top", f"pred_{CLASS_B}")}
             for r in run.explain["annotated_grid"].records()

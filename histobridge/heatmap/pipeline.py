@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WriteBack = Literal["geojson", "paquo", "none"]
+WriteBack = Literal["geojson", "paquo", "qpdata", "none"]
 WRITE_BACK: tuple[str, ...] = get_args(WriteBack)
 TASK = "heatmap"
 BaseGeometry = Any  # a shapely geometry (shapely ships no type information)
@@ -474,8 +474,13 @@ def heatmap_entry(
     )
     if options.write_back in ("geojson", "paquo"):
         target = layout.predictions_path(project.folder, entry.entry_id)
-        geojson.write_features(target, features)
+        geojson.write_features(target, features, collection={"histobridge": {"model": prefix}})
         files.append(target)
+    if options.write_back == "qpdata":
+        from histobridge.qupath.qpdata.writer import write_tiles_qpdata
+
+        write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
+        files.append(layout.qpdata_path(project.folder, entry.entry_id))
     if options.write_back == "paquo":
         from histobridge.qupath.paquo.write import write_tiles_paquo
 

@@ -212,8 +212,12 @@ def write_features(
     features: Iterable[Mapping[str, Any] | PathObject],
     *,
     feature_collection: bool = True,
+    collection: Mapping[str, Any] | None = None,
 ) -> int:
     """Stream features to ``path`` atomically (gzip when it ends in ``.gz``); returns the count.
+
+    ``collection`` adds members to the FeatureCollection itself (e.g. ``{"histobridge": {"model":
+    name}}``, which tells ``import_results.groovy`` whose tiles to replace even when there are none).
 
     This is the one GeoJSON writer (``qpdata to-geojson``, heatmap tiles, annotation exports).
     PathObject records are converted with :func:`path_object_feature`, plain dicts pass through
@@ -226,7 +230,13 @@ def write_features(
     n = 0
     try:
         with atomic_open(p, "w") as fh:
-            fh.write('{"type": "FeatureCollection", "features": [\n' if feature_collection else "[\n")
+            extra = "".join(
+                f"{json.dumps(str(k))}: {json.dumps(v, allow_nan=False, separators=(',', ':'))}, "
+                for k, v in (collection or {}).items()
+                if k not in ("type", "features")
+            )
+            head = f'{{"type": "FeatureCollection", {extra}"features": [\n'
+            fh.write(head if feature_collection else "[\n")
             for f in features:
                 fh.write((",\n" if n else "") + _feature_text(f, p, n))
                 n += 1

@@ -67,6 +67,14 @@ def test_metrics_have_the_promised_figures(demo_run) -> None:
     grid = m["layer_grid_predictions"]
     assert grid and all(0.0 <= r["pred_Dermis"] <= 1.0 and r["top"] in ("Epidermis", "Dermis") for r in grid)
     assert (opts.out_dir / "blends" / f"blend_seed{anim['seed']}.gif").is_file()
+    # realism beside the real-vs-real ceiling, and a blinded sheet with its key
+    r = m["realism"]
+    for key in ("precision", "recall", "density", "coverage"):
+        assert r[key] >= 0.0 and r["real_split_half"][key] >= 0.0, key
+    assert r["nn_synthetic_to_real_median"] > 0 and "random" in r["feature_space"]
+    key = json.loads((opts.out_dir / "synthetic" / "blinded_sheet_key.json").read_text())
+    assert {k["source"] for k in key} == {"real", "synthetic"} and [k["number"] for k in key] == list(
+        range(1, len(key) + 1))
     # counterfactuals of real tiles: reconstruction error and three predictions per tile
     cfs = m["counterfactuals"]["tiles"]
     assert [c["class_from"] for c in cfs] == ["Epidermis", "Dermis"]
@@ -100,6 +108,7 @@ def test_report_is_self_contained(demo_run) -> None:
     assert "data:image/gif;base64," in html and "interpolation-probability curve" in html
     assert "Per-layer sensitivity" in html and "correlates" in html
     assert "Counterfactuals of real tiles" in html and "P(other) counterfactual" in html
+    assert "blinded sheet" in html and "Realism (features" in html
     m = result.metrics
     verdict = "Colour carries the explanation" if any(m["colour_carries"].values()) else "use more than"
     assert verdict in html

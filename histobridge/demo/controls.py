@@ -128,6 +128,7 @@ def run_controls(
                         "balanced_accuracy": ctl.balanced_accuracy(gray, real.labels, n)}
 
     syn = synthetic_tiles(store_path, names)
+    out["realism"] = _realism(real.tiles, syn["synthetic"][0])
     for key in ("synthetic", "swapped"):
         tiles, want = syn[key]
         clf_p = classifier.predict(tiles) if len(tiles) else np.zeros((0, n))
@@ -137,6 +138,19 @@ def run_controls(
         out[key] = {"classifier_agreement": c, "colour_baseline_agreement": b,
                     "classifier_equals_baseline": same, "colour_carries": ctl.colour_carries(c, b)}
     return baseline, out
+
+
+def _realism(real: np.ndarray, synthetic: np.ndarray) -> dict[str, Any]:
+    """Realism of the synthetic tiles against the real ones, with the real-vs-real ceiling."""
+    from histobridge.synthetic.invert import FEATURE_NET
+    from histobridge.synthetic.realism import realism, split_half_ceiling
+
+    k = 3
+    if len(real) <= 2 * k + 1 or len(synthetic) <= k:
+        return {"skipped": f"too few tiles ({len(real)} real, {len(synthetic)} synthetic)"}
+    res = realism(real, synthetic, k=k)
+    return {**res.summary(), "real_split_half": split_half_ceiling(real, k=k), "feature_space": FEATURE_NET,
+            "real_tiles": len(real), "synthetic_tiles": len(synthetic)}
 
 
 def baseline_swaps(recorded: np.ndarray, batch_sizes: Sequence[int], col_a: int, col_b: int,

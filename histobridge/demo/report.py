@@ -167,6 +167,7 @@ def _synthetic_section(rep: Report, run: DemoRun) -> None:
         f"Held-out regions: classifier {held['balanced_accuracy']:.3f}, colour-only baseline "
         f"{held['colour_baseline_balanced_accuracy']:.3f} (balanced accuracy; {held['caveat']})."
     )
+    _realism_paragraph(rep, run)
     rep.paragraph(f"Montages of every region are in {run.out / 'synthetic'}.")
 
 
@@ -303,3 +304,28 @@ def _counterfactual_section(rep: Report, run: DemoRun) -> None:
         "generator's version, not the tile. The colour controls of section 3 apply here too: if colour "
         "carries the explanation, the counterfactual mostly recolours the tile."
     )
+
+
+def _realism_paragraph(rep: Report, run: DemoRun) -> None:
+    r = run.controls.get("realism") or {}
+    if "precision" not in r:
+        rep.paragraph(f"Realism not measured: {r.get('skipped', 'no synthetic tiles')}.")
+        return
+    ceil = r["real_split_half"]
+    rep.paragraph(
+        f"Realism (features: {r['feature_space']}; nothing downloaded): precision {r['precision']:.2f}, "
+        f"recall {r['recall']:.2f}, density {r['density']:.2f}, coverage {r['coverage']:.2f} "
+        f"(two halves of the real tiles score precision {ceil['precision']:.2f}, "
+        f"recall {ceil['recall']:.2f}, "
+        f"density {ceil['density']:.2f}, coverage {ceil['coverage']:.2f}). Nearest real neighbour: median "
+        f"distance {r['nn_synthetic_to_real_median']:.2f} for synthetic tiles vs "
+        f"{r['nn_real_to_real_median']:.2f} between real tiles; "
+        f"{r['synthetic_closer_than_real_5th_percentile']:.0%} of synthetic tiles sit closer to a real tile "
+        "than "
+        "95 % of real tiles sit to each other (a memorisation flag)."
+    )
+    sheet = run.controls.get("blinded_sheet") or {}
+    if sheet:
+        rep.figure(Path(sheet["png"]), "blinded sheet: real and synthetic tiles shuffled, numbered row by "
+                   "row "
+                   f"(the key is in {Path(sheet['key']).name}); can you tell them apart?")

@@ -205,6 +205,7 @@ def run_demo(
     with timer.stage("synthetic"):
         matched, agreement = _stage_synthetic(out, options, store, models)
         baseline, controls = run_controls(store, models.classifier, models.clf_dir)
+        controls["blinded_sheet"] = _blinded_sheet(out, store, models)
     with timer.stage("seeds"):
         seeds, baseline_seeds = _stage_seeds(out, options, models, baseline, progress)
     with timer.stage("blend"):
@@ -314,6 +315,25 @@ def synthetic_agreement(store_path: Path, classifier_classes: Sequence[str]) -> 
         "swapped_agreement": swap_hits / swap_total if swap_total else float("nan"),
         "synthetic_tiles": total,
     }
+
+
+def _blinded_sheet(out: Path, store: Path, models: DemoModels) -> dict[str, str]:
+    """Real and synthetic tiles shuffled for a human reader; the key is written beside it."""
+    from histobridge.demo.controls import real_tiles, synthetic_tiles
+    from histobridge.synthetic.realism import blinded_sheet
+    from histobridge.viz.pictures import save_png
+
+    names = list(models.classifier.config.class_names)
+    real = real_tiles(store, names, None).tiles
+    syn = synthetic_tiles(store, names)["synthetic"][0]
+    if not len(real) or not len(syn):
+        return {}
+    sheet, key = blinded_sheet(real, syn, n=12)
+    folder = out / "synthetic"
+    folder.mkdir(exist_ok=True)
+    save_png(sheet, folder / "blinded_sheet.png")
+    write_json(folder / "blinded_sheet_key.json", key)
+    return {"png": str(folder / "blinded_sheet.png"), "key": str(folder / "blinded_sheet_key.json")}
 
 
 def _stage_seeds(
@@ -493,6 +513,7 @@ def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
         "grayscale_balanced_accuracy": float(run.controls["grayscale"]["balanced_accuracy"]),
         "colour_carries": carried,
         "controls": {k: v for k, v in run.controls.items()},
+        "realism": run.controls["realism"],
         "colour_baseline_seeds": {k: v for k, v in run.baseline_seeds.items() if k != "verdicts"},
         "seeds_searched": len(res.rows),
         "interpolation_curve": [

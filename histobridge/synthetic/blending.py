@@ -1,4 +1,4 @@
-"""Class blending and layer blending for one seed (paper-method.md §7, §8).
+"""Class blending and layer blending for one seed (docs/method.md).
 
 **Class blending** interpolates the class embedding linearly between two classes. The embedding is
 an affine map of the label and the weights sum to one, so blending at ``t`` is exactly generating

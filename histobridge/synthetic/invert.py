@@ -5,7 +5,7 @@ Why: class blends of random seeds explain what the generator ties to a class, bu
 about *this* tile. Projection gives a synthetic twin of a real tile; shifting it to the other class
 shows what would have to change for the classifier to change its mind.
 
-- **Projection** (ours; the method's authors do not invert real tiles): W+ (one w per layer),
+- **Projection** (ours, docs/method.md; the method's authors do not invert real tiles): W+ (one w per layer),
   started from the class's mean w, optimised with Adam. The loss compares the generator's image, cut
   to the real tile's field of view and resized as for classification (crop, then resize), with the
   real tile: pixel L1 + L2, plus a feature loss in a *fixed random* convolutional network (weights from

@@ -1,6 +1,6 @@
 """Realism and memorisation of synthetic tiles without downloaded weights.
 
-Why: "the classifier agrees with the label" says nothing about whether synthetic tiles look like
+Why (docs/method.md): "the classifier agrees with the label" says nothing about whether synthetic tiles look like
 tissue, nor whether the generator copies its training tiles. These measures compare synthetic with
 real tiles in a feature space that needs nothing from the internet:
 

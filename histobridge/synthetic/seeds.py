@@ -1,6 +1,6 @@
 """Seeds that swap class: the same z generated under two classes, classified, and labelled.
 
-Binary rule (paper-method.md §6), with ``pred`` the classifier's probability of the *end* class for
+Binary rule (the authors' rule; docs/method.md), with ``pred`` the classifier's probability of the *end* class for
 the image generated under the start class (``pred_start``) and under the end class (``pred_end``):
 
 * **strong**: ``pred_start < low`` and ``pred_end > high``;

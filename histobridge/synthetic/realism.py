@@ -1,8 +1,8 @@
 """Realism and memorisation of synthetic tiles without downloaded weights.
 
-Why (docs/method.md): "the classifier agrees with the label" says nothing about whether synthetic tiles look like
-tissue, nor whether the generator copies its training tiles. These measures compare synthetic with
-real tiles in a feature space that needs nothing from the internet:
+Why (docs/method.md): "the classifier agrees with the label" says nothing about whether synthetic
+tiles look like tissue, nor whether the generator copies its training tiles. These measures compare
+synthetic with real tiles in a feature space that needs nothing from the internet:
 
 - **Features**: per-channel mean and SD of the activations of a *fixed random* convolutional net
   (:data:`histobridge.synthetic.invert.FEATURE_NET`, seeded weights), at each of its three layers,

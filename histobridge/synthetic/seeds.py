@@ -1,7 +1,7 @@
 """Seeds that swap class: the same z generated under two classes, classified, and labelled.
 
-Binary rule (the authors' rule; docs/method.md), with ``pred`` the classifier's probability of the *end* class for
-the image generated under the start class (``pred_start``) and under the end class (``pred_end``):
+Binary rule (the authors'; docs/method.md), with ``pred`` the classifier's probability of the *end*
+class for the image generated under the start class (``pred_start``) and under the end class (``pred_end``):
 
 * **strong**: ``pred_start < low`` and ``pred_end > high``;
 * **weak**: ``pred_start < mid`` and ``pred_end > mid``, and not strong;

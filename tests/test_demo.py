@@ -202,3 +202,11 @@ def test_readme_demo_command_at_full_size(tmp_path, cmu_slide) -> None:
     assert m["seeds_searched"] == 256 and m["synthetic_tiles"] == m["tiles"]
     assert m["synthetic_agreement"] >= 0.85 and m["classifier_heldout_ci95"][1] >= 0.90
     assert "report.html" in proc.stdout
+
+
+def test_cli_names_every_stage() -> None:
+    """The CLI's progress labels cover every stage the demo runs (a new stage once crashed the CLI)."""
+    from histobridge.cli.demo import _LABELS
+    from histobridge.demo.run import STAGES
+
+    assert set(STAGES) == set(_LABELS)

@@ -106,18 +106,11 @@ def run_controls(
     }
 
     # Recolour every real tile to the next class's pixel statistics; does the classifier keep its class?
-    stats = [ctl.pixel_stats(real.tiles[fit & (real.labels == k)]) for k in range(n)]
-    keeps, base_keeps, gray_ok = {}, {}, {}
+    keeps = ctl.recolour_keeps_class(classifier, real.tiles, real.labels, names, fit)
+    base_keeps = ctl.recolour_keeps_class(baseline, real.tiles, real.labels, names, fit)
     gray = classifier.predict(ctl.grayscale(real.tiles)).argmax(axis=1)
-    for k, name in enumerate(names):
-        own = real.labels == k
-        if not own.any():
-            continue
-        target = (k + 1) % n
-        moved = ctl.recolour(real.tiles[own], *stats[target])
-        keeps[name] = float((classifier.predict(moved).argmax(axis=1) == k).mean())
-        base_keeps[name] = float((baseline.predict(moved).argmax(axis=1) == k).mean())
-        gray_ok[name] = float((gray[own] == k).mean())
+    gray_ok = {name: float((gray[real.labels == k] == k).mean())
+               for k, name in enumerate(names) if (real.labels == k).any()}
     out["recolour"] = {
         "keeps_class": keeps,
         "keeps_class_mean": float(np.mean(list(keeps.values()))) if keeps else float("nan"),

@@ -142,6 +142,25 @@ def colour_carries(classifier_rate: float, baseline_rate: float, margin: float =
                 and baseline_rate >= classifier_rate - margin)
 
 
+def recolour_keeps_class(
+    predictor: Predictor, tiles: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+    stats_from: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Per class: the share of its tiles still given their class after :func:`recolour` to the next
+    class's pixel statistics (taken from the tiles selected by ``stats_from``, default all)."""
+    labels = np.asarray(labels)
+    pick = np.ones(len(labels), bool) if stats_from is None else np.asarray(stats_from, bool)
+    n = len(class_names)
+    out: dict[str, float] = {}
+    for k, name in enumerate(class_names):
+        own, target = labels == k, pick & (labels == (k + 1) % n)
+        if not own.any() or not target.any():
+            continue
+        moved = recolour(tiles[own], *pixel_stats(tiles[target]))
+        out[name] = float((np.asarray(predictor.predict(moved)).argmax(axis=1) == k).mean())
+    return out
+
+
 class RecordingPredictor:
     """Runs the classifier and records, on the very same images, what a second predictor says.
 
@@ -176,4 +195,5 @@ __all__ = [
     "mean_colour",
     "pixel_stats",
     "recolour",
+    "recolour_keeps_class",
 ]

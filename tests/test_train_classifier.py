@@ -117,3 +117,19 @@ def test_stain_jitter_changes_stains_and_nothing_else() -> None:
     assert torch.equal(a, b) and (a - x).abs().mean() > 0.01 and a.min() >= 0 and a.max() <= 1
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         augment_batch(x * 2 - 1, None, stain=StainJitter())
+
+
+def test_colour_mix_takes_another_tiles_colour_statistics() -> None:
+    import torch
+
+    from histobridge.models.augment import StainJitter, hed_jitter
+
+    dark = torch.full((1, 3, 8, 8), 0.2) + torch.rand(1, 3, 8, 8) * 0.1
+    light = torch.full((1, 3, 8, 8), 0.8) + torch.rand(1, 3, 8, 8) * 0.05
+    x = torch.cat([dark, light])
+    out = hed_jitter(x, StainJitter(scale=0.0, shift=0.0, mix=1.0), torch.Generator().manual_seed(0))
+    # a two-tile batch is either left as is or swapped; a swap moves each tile's mean to the other's
+    swapped = abs(float(out[0].mean()) - float(light.mean())) < 0.02
+    kept = abs(float(out[0].mean()) - float(dark.mean())) < 0.02
+    assert swapped or kept
+    assert torch.allclose(out.mean(dim=(2, 3)).sort(dim=0).values, x.mean(dim=(2, 3)).sort(dim=0).values, atol=0.02)

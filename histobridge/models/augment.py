@@ -32,6 +32,7 @@ class StainJitter:
     shift: float = 0.05
     grayscale: float = 0.0
     probability: float = 1.0
+    mix: float = 0.0  # probability of taking another tile's per-channel mean and SD (colour statistics)
 
 
 def hed_jitter(x: torch.Tensor, jitter: StainJitter, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -51,6 +52,12 @@ def hed_jitter(x: torch.Tensor, jitter: StainJitter, gen: torch.Generator | None
 
     conc = conc * (1 + draw(jitter.scale)) + draw(jitter.shift)
     out = torch.exp(-torch.einsum("nshw,sc->nchw", conc, m)).clamp(0.0, 1.0)
+    if jitter.mix > 0 and n > 1:
+        other = torch.randperm(n, generator=gen, device=gen.device if gen is not None else "cpu").to(x.device)
+        mu, sd = out.mean(dim=(2, 3), keepdim=True), out.std(dim=(2, 3), keepdim=True).clamp(min=1e-4)
+        moved = ((out - mu) / sd * sd[other] + mu[other]).clamp(0.0, 1.0)
+        pick = (_rand(n, x, gen) < jitter.mix).reshape(n, 1, 1, 1)
+        out = torch.where(pick, moved, out)
     if jitter.grayscale > 0:
         luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
         grey = (out * luma).sum(dim=1, keepdim=True).expand_as(out)

@@ -51,6 +51,7 @@ class ClassifierTrainConfig:
     stain_scale: float = 0.0  # HED stain jitter (0: off); see augment.StainJitter
     stain_shift: float = 0.0
     grayscale: float = 0.0  # probability of a grey training tile
+    colour_mix: float = 0.0  # probability of another tile's colour statistics
     device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,8 +144,8 @@ def _fit(
     steps_per_epoch = max(1, -(-len(train.tiles) // cfg.batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     jitter = ColorJitter(brightness=0.05, contrast=0.1, saturation=0.1) if cfg.jitter else None
-    stain = (StainJitter(cfg.stain_scale, cfg.stain_shift, cfg.grayscale)
-             if cfg.stain_scale > 0 or cfg.stain_shift > 0 or cfg.grayscale > 0 else None)
+    stain = (StainJitter(cfg.stain_scale, cfg.stain_shift, cfg.grayscale, mix=cfg.colour_mix)
+             if max(cfg.stain_scale, cfg.stain_shift, cfg.grayscale, cfg.colour_mix) > 0 else None)
     labels = torch.from_numpy(train.labels).to(device)
     history = []
     for epoch in range(cfg.epochs):

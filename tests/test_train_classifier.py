@@ -120,16 +120,18 @@ def test_stain_jitter_changes_stains_and_nothing_else() -> None:
 
 
 def test_colour_mix_takes_another_tiles_colour_statistics() -> None:
+    """With mix=1 every tile takes the channel means of some tile of the batch: the set of means is
+    kept, but (for this seed) tiles change colour while keeping their pattern."""
     import torch
 
     from histobridge.models.augment import StainJitter, hed_jitter
 
-    dark = torch.full((1, 3, 8, 8), 0.2) + torch.rand(1, 3, 8, 8) * 0.1
-    light = torch.full((1, 3, 8, 8), 0.8) + torch.rand(1, 3, 8, 8) * 0.05
-    x = torch.cat([dark, light])
+    levels = torch.tensor([0.2, 0.4, 0.6, 0.8]).reshape(4, 1, 1, 1)
+    pattern = torch.rand(1, 3, 8, 8) * 0.1
+    x = levels + pattern
     out = hed_jitter(x, StainJitter(scale=0.0, shift=0.0, mix=1.0), torch.Generator().manual_seed(0))
-    # a two-tile batch is either left as is or swapped; a swap moves each tile's mean to the other's
-    swapped = abs(float(out[0].mean()) - float(light.mean())) < 0.02
-    kept = abs(float(out[0].mean()) - float(dark.mean())) < 0.02
-    assert swapped or kept
-    assert torch.allclose(out.mean(dim=(2, 3)).sort(dim=0).values, x.mean(dim=(2, 3)).sort(dim=0).values, atol=0.02)
+    means_in, means_out = x.mean(dim=(1, 2, 3)), out.mean(dim=(1, 2, 3))
+    assert torch.allclose(means_out.sort().values, means_in.sort().values, atol=0.01)
+    assert not torch.allclose(means_out, means_in, atol=0.01)
+    centred_in, centred_out = x - x.mean(dim=(2, 3), keepdim=True), out - out.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(centred_out, centred_in, atol=0.01)  # equal spreads here: the pattern is kept

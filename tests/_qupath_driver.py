@@ -306,7 +306,22 @@ def op_write_variety(job: dict[str, Any]) -> Any:
     return [describe(p, True) for p in h.getObjects(None, None)]
 
 
+def op_load_project(job: dict[str, Any]) -> Any:
+    """Open a project with QuPath's ProjectIO; per image its name and the objects of its data file."""
+    bi = J("java.awt.image.BufferedImage")
+    project = J("qupath.lib.projects.ProjectIO").loadProject(J("java.io.File")(job["path"]), bi)
+    images = []
+    for entry in project.getImageList():
+        data = entry.readHierarchy() if entry.hasImageData() else None
+        objs = [] if data is None else [describe(p) for p in data.getObjects(None, None)]
+        name, has = str(entry.getImageName()), bool(entry.hasImageData())
+        images.append({"name": name, "has_data": has, "objects": objs})
+    classes = [str(c.toString()) for c in project.getPathClasses()]
+    return {"images": images, "classes": classes}
+
+
 OPS = {
+    "load_project": op_load_project,
     "read_geojson": op_read_geojson,
     "read_qpdata": op_read_qpdata,
     "write_variety": op_write_variety,

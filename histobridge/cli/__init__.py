@@ -35,6 +35,7 @@ _SUBCOMMANDS: tuple[tuple[str, str | None], ...] = (
     ("histobridge.cli.train", "train"),
     ("histobridge.cli.demo", None),
     ("histobridge.cli.teach", "teach"),
+    ("histobridge.cli.serve", None),
 )
 
 

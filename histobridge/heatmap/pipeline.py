@@ -378,15 +378,23 @@ def tissue_of(thumbnail: tuple[np.ndarray, float]) -> BaseGeometry:
 
 
 def plan_regions(
-    annotations: AnnotationSet, thumbnail: tuple[np.ndarray, float], options: HeatmapOptions
+    annotations: AnnotationSet,
+    thumbnail: tuple[np.ndarray, float],
+    options: HeatmapOptions,
+    *,
+    known_tissue: BaseGeometry | None = None,
 ) -> tuple[list[Region], list[str]]:
-    """The regions to tile and notes on what was chosen (empty when there is nothing to tile, with why)."""
+    """The regions to tile and notes on what was chosen (empty when there is nothing to tile, with why).
+
+    ``known_tissue`` is :func:`tissue_of` ``(thumbnail)`` when the caller already has it (the server
+    keeps it per image, so a live request does not redo the mask).
+    """
     from histobridge.tiling.grid import area_parts
     from histobridge.tiling.regions import TILED_TYPES, is_special_class, work_area
 
     every = [a for a in annotations if a.object_type in TILED_TYPES]
     area = work_area(every)  # Ignore* cut out, Region* limits the work, as in tiling
-    tissue: BaseGeometry | None = None
+    tissue: BaseGeometry | None = known_tissue
 
     def whole() -> list[Region]:
         nonlocal tissue
@@ -408,7 +416,7 @@ def plan_regions(
         regions = whole()
         note = "no annotations; tiling the detected tissue instead"
         return regions, [note if regions else f"{note}, but no tissue was detected"]
-    if options.tissue:
+    if options.tissue and tissue is None:
         tissue = tissue_of(thumbnail)
     regions = []
     for i, a in enumerate(drawn):

@@ -21,6 +21,7 @@ mkdirs = { String path -> new File(resolvePath(path)).mkdirs() }
 getProjectEntry = { -> entry }
 getCurrentImageData = { -> imageData }
 getAnnotationObjects = { -> hierarchy().getAnnotationObjects() }
+getSelectedObjects = { -> hierarchy().getSelectionModel().getSelectedObjects() }
 getDetectionObjects = { -> hierarchy().getDetectionObjects() }
 addObjects = { Collection objects -> hierarchy().addObjects(objects) }
 removeObjects = { Collection objects, boolean keepChildren -> hierarchy().removeObjects(objects, keepChildren) }

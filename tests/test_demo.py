@@ -182,7 +182,9 @@ def test_groovy_scripts_are_placed_in_the_project(demo_run) -> None:
     opts, _, _, _ = demo_run
     scripts = opts.out_dir / "project" / "scripts"
     names = sorted(p.name for p in scripts.glob("*.groovy"))
-    assert names == ["export_annotations.groovy", "import_results.groovy"]
+    from histobridge.qupath.scripts import SCRIPTS
+
+    assert names == sorted(SCRIPTS) and {"export_annotations.groovy", "import_results.groovy"} <= set(names)
     assert "resolveHierarchy" in (scripts / "import_results.groovy").read_text()
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from histobridge import testing
 from histobridge.qupath.annotations import Annotation, PathClass
-from histobridge.qupath.project import ImageEntry
+from histobridge.qupath.project import ImageEntry, Project
 from histobridge.testing import build_pyramid, halve
 
 __all__ = [  # halve is the writer's pyramid step, re-exported for expected pixels
@@ -100,6 +100,9 @@ class FakeProject:
 
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
+
+    path = Path("fake.qpproj")
+    select_images = Project.select_images  # the one entry selector, on this stand-in's images
 
 
 OPENSLIDE_SDIST = "openslide_python-1.4.7.tar.gz"

@@ -1,7 +1,7 @@
 """One slide reader over tiffslide and openslide, in QuPath's level-0 pixel space.
 
-QuPath space differs from the reader's space by an offset (OpenSlide bounds cropping, see
-qupath-formats.md §10); every public coordinate here is in QuPath space and the offset is added
+QuPath space differs from the reader's space by an offset (OpenSlide bounds cropping, as
+QuPath applies it); every public coordinate here is in QuPath space and the offset is added
 once, internally. Regions partly outside the image are padded with white, like empty glass.
 
 Resampling rule (``read_scaled``): the region is read from the highest-downsample level whose

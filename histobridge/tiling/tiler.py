@@ -438,23 +438,6 @@ def _version() -> str:
     return __version__
 
 
-def _select(entries: Sequence[ImageEntry], images: Iterable[str | int] | None) -> list[ImageEntry]:
-    if images is None:
-        return list(entries)
-    wanted = [str(i) for i in images]
-    chosen = [e for e in entries if str(e.entry_id) in wanted or e.name in wanted]
-    known = {str(e.entry_id) for e in chosen} | {e.name for e in chosen}
-    missing = [w for w in dict.fromkeys(wanted) if w not in known]
-    if missing:
-        listing = ", ".join(f"{e.entry_id} ({e.name})" for e in entries[:30])
-        listing += ", …" if len(entries) > 30 else ""
-        raise InputError(
-            f"no image with id or name {', '.join(repr(m) for m in missing)} in the project; "
-            f"its images are: {listing or 'none'}"
-        )
-    return chosen
-
-
 def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str]) -> None:
     """Raise :class:`InputError` naming the classes that exist when a requested one does not (a typo)."""
     known = list(dict.fromkeys(project.class_names()))
@@ -492,7 +475,7 @@ def tile_project(
     """
     opts = options or TilingOptions()
     store = Path(store_path)
-    entries = _select(project.images, images)
+    entries = project.select_images(list(images) if images is not None else None)
     if opts.classes:
         check_classes(project, entries, opts.classes)
     report = _serialised(progress or no_progress)

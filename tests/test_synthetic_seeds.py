@@ -59,9 +59,10 @@ def test_multiclass_needs_top_class_with_margin() -> None:
     row = sd.SeedSwap(1, "a", "c", tie.pred_start, tie.pred_end, (0.25, 0.5, 0.75), tie.concordance,
                       tie.margin_start, tie.margin_end, tie.reversed, tie.binary_rule).to_row()
     assert (row["concordance"], row["concordance_binary_rule"]) == ("none", "weak")
-    assert "concordance_binary_rule" in sd.table_csv([sd.SeedSwap(**{k: v for k, v in row.items()
-                                                      if k not in ("delta", "concordance_binary_rule")},
-                                                     binary_rule="weak")]).splitlines()[0]
+    swap = sd.SeedSwap(**{k: v for k, v in row.items() if k not in ("delta", "concordance_binary_rule")},
+                       binary_rule="weak")
+    (table_row,) = sd.table_rows([swap])
+    assert table_row[list(sd.TABLE_COLUMNS).index("concordance_binary_rule")] == "weak"
     # start image's top class is class 1, not the conditioning class 0
     wrong_start = sd.classify_swap([0.3, 0.6, 0.1], [0.05, 0.1, 0.85], 0, 2)
     assert wrong_start.concordance == "none"

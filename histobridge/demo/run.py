@@ -347,7 +347,7 @@ def _stage_seeds(
     """
     from histobridge.demo.controls import baseline_swaps
     from histobridge.synthetic.controls import RecordingPredictor
-    from histobridge.synthetic.seeds import seed_search, table_csv
+    from histobridge.synthetic.seeds import seed_search, write_table
 
     folder = out / "seeds"
     folder.mkdir(exist_ok=True)
@@ -358,7 +358,7 @@ def _stage_seeds(
     recorder = RecordingPredictor(models.classifier, baseline)
     batch = 16
     res = seed_search(models.G, cast("TileClassifier", recorder), seeds, a, b, batch_size=batch)
-    (folder / f"seeds_{a}_to_{b}.csv").write_text(table_csv(res.rows), encoding="utf-8")
+    write_table(folder / f"seeds_{a}_to_{b}.csv", res.rows)
     write_json(folder / f"seeds_{a}_to_{b}.json", [r.to_row() for r in res.rows])
     names = list(models.classifier.config.class_names)
     sizes = [len(seeds[i : i + batch]) for i in range(0, len(seeds), batch)]

@@ -18,8 +18,6 @@ is read as is: choose ``class_end`` as the class the output measures and set thr
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from histobridge._atomic import atomic_open, write_json
+from histobridge._atomic import write_csv, write_json
 from histobridge.errors import InputError, ModelError
 from histobridge.ranges import parse_floats
 from histobridge.synthetic import conditioning as cond
@@ -276,16 +274,19 @@ def seed_search(
     )
 
 
-def table_csv(rows: Sequence[SeedSwap]) -> str:
-    """CSV text of the verdict table (thresholds as ``low;mid;high``)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
-    writer.writeheader()
+def table_rows(rows: Sequence[SeedSwap]) -> list[list[object]]:
+    """The verdict table's rows in ``TABLE_COLUMNS`` order (thresholds as ``low;mid;high``)."""
+    out: list[list[object]] = []
     for r in rows:
         row = r.to_row()
         row["thresholds"] = ";".join(f"{t:g}" for t in r.thresholds)
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buf.getvalue()
+        out.append(["" if row.get(k) is None else row[k] for k in TABLE_COLUMNS])
+    return out
+
+
+def write_table(path: str | Path, rows: Sequence[SeedSwap]) -> None:
+    """The verdict table as CSV, written atomically."""
+    write_csv(path, TABLE_COLUMNS, table_rows(rows))
 
 
 def write_seed_search(
@@ -298,8 +299,7 @@ def write_seed_search(
     """Write ``seeds.csv``, ``seeds.json`` (rows, counts, best seeds) and, given G, ``best_seeds.png``."""
     out = Path(out_dir)
     paths = {"csv": out / "seeds.csv", "json": out / "seeds.json"}
-    with atomic_open(paths["csv"], "w") as fh:
-        fh.write(table_csv(result.rows))
+    write_table(paths["csv"], result.rows)
     n = len(result.rows)
     best = result.best(top)
     write_json(
@@ -354,6 +354,7 @@ __all__ = [
     "classify_swap",
     "one_vs_rest_margin",
     "seed_search",
-    "table_csv",
+    "table_rows",
     "write_seed_search",
+    "write_table",
 ]

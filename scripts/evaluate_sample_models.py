@@ -3,6 +3,8 @@
 The measurements live in :mod:`histobridge.evaluation` (the tests use the same functions): held-out
 accuracy of the classifier (from its ``metrics.json``; recomputed from a tile store with ``--store``),
 the share of generated tiles classified as their class, and a montage ``generator/samples.png``.
+With ``--store`` also the recolour control: real tiles recoloured to the other class's colour
+statistics must keep their class (bar ``MIN_RECOLOUR``).
 
 Prints a summary and writes ``evaluation.json`` next to the models. Exit code 1 when a bar is missed.
 
@@ -20,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     from histobridge._atomic import write_json
-    from histobridge.evaluation import MIN_AGREEMENT, MIN_HELDOUT, evaluate_sample_models
+    from histobridge.evaluation import MIN_AGREEMENT, MIN_HELDOUT, MIN_RECOLOUR, evaluate_sample_models
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=REPO / "sample_projects" / "skin" / "models")
@@ -38,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated {name}: {r['agree']}/{r['n']} classified as {name} ({r['fraction']:.3f})")
     print(f"synthetic agreement: {gen['agreement']:.3f} (bar {MIN_AGREEMENT}); "
           f"montage: {args.models / gen['montage']}")  # fmt: skip
+    if "recolour_keeps_class" in clf:
+        rec = clf["recolour_keeps_class"]
+        print(f"recoloured real tiles keeping their class: {rec['mean']:.3f} (bar {MIN_RECOLOUR}) "
+              f"{rec['per_class']}")  # fmt: skip
     return 0 if all(report["passed"].values()) else 1
 
 

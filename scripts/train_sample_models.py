@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-classifier", action="store_true")
     ap.add_argument("--skip-gan", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stain-scale", type=float, default=0.0, help="HED stain jitter of the classifier.")
+    ap.add_argument("--stain-shift", type=float, default=0.0)
+    ap.add_argument("--grayscale", type=float, default=0.0, help="Share of grey classifier training tiles.")
+    ap.add_argument("--colour-mix", type=float, default=0.0, help="Share of tiles given another's colours.")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -65,9 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         result = train_classifier(
             load_tiles(work / "classifier_tiles.zarr", SAMPLE_CLASSES),
             args.models / "classifier",
-            ClassifierTrainConfig(),
+            ClassifierTrainConfig(stain_scale=args.stain_scale, stain_shift=args.stain_shift,
+                                  grayscale=args.grayscale, colour_mix=args.colour_mix),
         )
         print(json.dumps({k: result.metrics[k] for k in ("heldout_accuracy", "confusion_matrix", "counts")}))
+        # Quality bars: held-out accuracy and the recolour control (docs/method.md).
+        from histobridge.evaluation import MIN_HELDOUT, MIN_RECOLOUR, recolour_from_store
+        from histobridge.models.classifier import load_classifier
+
+        rec = recolour_from_store(load_classifier(args.models / "classifier", device="cpu"),
+                                  work / "classifier_tiles.zarr", result.metrics["regions"]["heldout"])
+        print(f"held-out accuracy {result.metrics['heldout_accuracy']:.3f} (bar {MIN_HELDOUT}); recoloured "
+              f"real tiles keeping their class {rec['mean']:.3f} (bar {MIN_RECOLOUR}) {rec['per_class']}")
     if not args.skip_gan:
         tile(project_file, work / "gan_tiles.zarr", GAN_TILES)
         # In a short run the generator takes the texture layout from its noise inputs, so seeds

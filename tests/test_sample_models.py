@@ -40,6 +40,11 @@ def test_heldout_accuracy_recomputed_from_fresh_tiles(tmp_path, cmu_slide, class
     result = evaluation.heldout_from_store(classifier, store, recorded["regions"]["heldout"])
     assert result["heldout_accuracy"] >= 0.90
     assert result["heldout_accuracy"] == pytest.approx(recorded["heldout_accuracy"], abs=0.02)
+    # The recolour control is measured on the same fresh tiles. The shipped classifier does not meet
+    # its bar yet (it reads colour: see docs/method.md), so the report says so rather than passing.
+    recolour = evaluation.recolour_from_store(classifier, store, recorded["regions"]["heldout"])
+    assert set(recolour["per_class"]) == set(evaluation.SAMPLE_CLASSES)
+    assert 0.0 <= recolour["mean"] <= 1.0
 
 
 def test_generated_tiles_follow_their_class(classifier) -> None:

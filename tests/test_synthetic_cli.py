@@ -208,3 +208,45 @@ def test_synthetic_import_graph_has_no_cycle() -> None:
 
     for name in graph:
         visit(name, ())
+
+
+def test_seeds_command_writes_the_interpolation_curve(gen_path, tmp_path) -> None:
+    clf = tiny_classifier(tmp_path, ["Red", "Blue"], px=8, um_px=6.0, gain=4.0)
+    out = tmp_path / "s"
+    text = _ok(["gan", "seeds", str(gen_path), "--classifier", str(clf.source), "--seeds", "0-9",
+                "--from", "Red", "--to", "Blue", "--thresholds", "0.45,0.5,0.55", "--top", "3",
+                "--curve-steps", "5", "--out", str(out)])  # fmt: skip
+    assert "interpolation_Red_to_Blue.png" in text
+    rows = (out / "interpolation_Red_to_Blue.csv").read_text().splitlines()
+    assert rows[0] == "group,seeds,step,t,mean,sd" and len(rows) == 1 + 2 * 5
+
+
+def test_blend_command_writes_a_gif(gen_path, tmp_path) -> None:
+    from PIL import Image
+
+    clf = tiny_classifier(tmp_path, ["Red", "Blue"], px=8, um_px=6.0, gain=4.0)
+    text = _ok(["gan", "blend", str(gen_path), "--seed", "2", "--from", "Red", "--to", "Blue", "--steps", "3",
+                "--classifier", str(clf.source), "--gif", "--out", str(tmp_path / "b")])  # fmt: skip
+    assert "frames)" in text
+    with Image.open(tmp_path / "b" / "blend_seed2.gif") as im:
+        assert im.n_frames >= 2 * 25 - 2
+    res = CliRunner().invoke(app, ["gan", "blend", str(gen_path), "--seed", "2", "--from", "Red", "--to",
+                                   "Blue", "--gif", "--out", str(tmp_path / "c")])  # fmt: skip
+    assert isinstance(res.exception, InputError) and "--gif needs --classifier" in str(res.exception)
+
+
+def test_synth_invert_writes_counterfactuals(gen_path, tmp_path) -> None:
+    store = tiny_store(tmp_path / "t.zarr", [("Red", 2), ("Blue", 2)], tile_px=8, tile_um=32.0,
+                       classes=("Red", "Blue"))  # fmt: skip
+    clf = tiny_classifier(tmp_path, ["Red", "Blue"], px=8, um_px=3.0, gain=4.0)
+    text = _ok(["synth", str(tmp_path), "--generator", str(gen_path), "--store", str(store), "--n", "1",
+                "--classifier", str(clf.source), "--invert", "1", "--invert-steps", "5",
+                "--out", str(tmp_path / "o")])  # fmt: skip
+    assert "PSNR" in text and "counterfactuals.png" in text
+    doc = json.loads((tmp_path / "o" / "counterfactuals" / "counterfactuals.json").read_text())
+    assert [t["class_from"] for t in doc["tiles"]] == ["Red", "Blue"]
+    assert [t["class_to"] for t in doc["tiles"]] == ["Blue", "Red"]
+    assert doc["settings"]["steps"] == 5 and "random" in doc["feature_net"]
+    res = CliRunner().invoke(app, ["synth", str(tmp_path), "--generator", str(gen_path), "--store",
+                                   str(store), "--invert", "1", "--out", str(tmp_path / "p")])  # fmt: skip
+    assert isinstance(res.exception, InputError) and "--invert needs --classifier" in str(res.exception)

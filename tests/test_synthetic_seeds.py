@@ -54,6 +54,15 @@ def test_multiclass_needs_top_class_with_margin() -> None:
     # end-class probability is high enough but class 1 ties it: the top class does not follow
     tie = sd.classify_swap([0.8, 0.1, 0.1], [0.0, 0.48, 0.52], 0, 2)
     assert tie.concordance == "none" and tie.margin_end == pytest.approx(0.04)
+    # the authors' binary rule, on the end-class output alone, is reported beside it, labelled
+    assert tie.binary_rule == "weak" and ok.binary_rule == "strong"
+    row = sd.SeedSwap(1, "a", "c", tie.pred_start, tie.pred_end, (0.25, 0.5, 0.75), tie.concordance,
+                      tie.margin_start, tie.margin_end, tie.reversed, tie.binary_rule).to_row()
+    assert (row["concordance"], row["concordance_binary_rule"]) == ("none", "weak")
+    swap = sd.SeedSwap(**{k: v for k, v in row.items() if k not in ("delta", "concordance_binary_rule")},
+                       binary_rule="weak")
+    (table_row,) = sd.table_rows([swap])
+    assert table_row[list(sd.TABLE_COLUMNS).index("concordance_binary_rule")] == "weak"
     # start image's top class is class 1, not the conditioning class 0
     wrong_start = sd.classify_swap([0.3, 0.6, 0.1], [0.05, 0.1, 0.85], 0, 2)
     assert wrong_start.concordance == "none"
@@ -152,7 +161,7 @@ def test_swap_verdict_is_a_frozen_record() -> None:
     import dataclasses
 
     v = sd.classify_swap([0.9, 0.1], [0.1, 0.9], 0, 1)
-    assert v == sd.SwapVerdict("strong", 0.1, 0.9, pytest.approx(0.8), pytest.approx(0.8), False)
+    assert v == sd.SwapVerdict("strong", 0.1, 0.9, pytest.approx(0.8), pytest.approx(0.8), False, "strong")
     with pytest.raises(dataclasses.FrozenInstanceError):
         v.concordance = "none"  # type: ignore[misc]
 

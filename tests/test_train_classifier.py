@@ -99,3 +99,39 @@ def test_cli_train_classifier(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     assert "held-out accuracy" in res.output
     assert (tmp_path / "m" / "config.json").exists() and (tmp_path / "m" / "metrics.json").exists()
+
+
+def test_stain_jitter_changes_stains_and_nothing_else() -> None:
+    """HED jitter: identity at zero amounts, grey tiles on request, random but reproducible otherwise."""
+    import torch
+
+    from histobridge.models.augment import StainJitter, augment_batch, hed_jitter
+
+    x = torch.rand(4, 3, 8, 8) * 0.8 + 0.1
+    same = hed_jitter(x, StainJitter(scale=0.0, shift=0.0))
+    assert torch.allclose(same, x, atol=1e-4)
+    grey = hed_jitter(x, StainJitter(scale=0.0, shift=0.0, grayscale=1.0))
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    a = hed_jitter(x, StainJitter(0.3, 0.05), torch.Generator().manual_seed(1))
+    b = hed_jitter(x, StainJitter(0.3, 0.05), torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and (a - x).abs().mean() > 0.01 and a.min() >= 0 and a.max() <= 1
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        augment_batch(x * 2 - 1, None, stain=StainJitter())
+
+
+def test_colour_mix_takes_another_tiles_colour_statistics() -> None:
+    """With mix=1 every tile takes the channel means of some tile of the batch: the set of means is
+    kept, but (for this seed) tiles change colour while keeping their pattern."""
+    import torch
+
+    from histobridge.models.augment import StainJitter, hed_jitter
+
+    levels = torch.tensor([0.2, 0.4, 0.6, 0.8]).reshape(4, 1, 1, 1)
+    pattern = torch.rand(1, 3, 8, 8) * 0.1
+    x = levels + pattern
+    out = hed_jitter(x, StainJitter(scale=0.0, shift=0.0, mix=1.0), torch.Generator().manual_seed(0))
+    means_in, means_out = x.mean(dim=(1, 2, 3)), out.mean(dim=(1, 2, 3))
+    assert torch.allclose(means_out.sort().values, means_in.sort().values, atol=0.01)
+    assert not torch.allclose(means_out, means_in, atol=0.01)
+    centred_in, centred_out = x - x.mean(dim=(2, 3), keepdim=True), out - out.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(centred_out, centred_in, atol=0.01)  # equal spreads here: the pattern is kept

@@ -15,6 +15,7 @@ _LABELS = {
     "synthetic": "Matched synthetic tiles + class-swapped twins",
     "seeds": "Class-swap seed search",
     "blend": "Class blending and layer blending",
+    "invert": "Counterfactuals of real tiles (projection into W+)",
     "report": "report.html + metrics.json",
 }
 

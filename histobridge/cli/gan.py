@@ -21,7 +21,7 @@ from typing import Any
 import typer
 
 from histobridge.cli._common import DEVICE_HELP, generator_path, resolve_device
-from histobridge.errors import HistobridgeError
+from histobridge.errors import HistobridgeError, InputError
 from histobridge.ranges import parse_floats, parse_seeds
 
 app = typer.Typer(
@@ -213,6 +213,10 @@ def blend(
         "7", "--steps", help="Images from start to end (a count >= 2), or the positions t, e.g. 0,0.3,0.5,1."
     ),
     classifier: Path | None = typer.Option(None, "--classifier", help="Classify each step (WSInfer model)."),
+    gif: bool = typer.Option(
+        False, "--gif", help="Also an animated GIF with the prediction on every frame (needs --classifier); "
+        "frames are added where the classifier changes its mind."
+    ),
     out: Path = typer.Option(Path("blend"), "--out", help="Output folder."),
     gan_um: float | None = typer.Option(None, "--gan-um", help=UM_HELP),
     truncation_psi: float = typer.Option(1.0, "--truncation-psi", help="Truncation ψ (1 = none)."),
@@ -226,7 +230,16 @@ def blend(
     dev = resolve_device(device)
     G = load_generator(generator, gan_um, dev)
     clf = load_classifier(classifier, dev)
+    if gif and clf is None:
+        raise InputError("--gif needs --classifier (each frame shows the classifier's prediction)")
     for s in seeds:
+        if gif:
+            from histobridge.synthetic.annotate import dense_blend, write_blend_gif
+
+            dense = dense_blend(G, s, class_from, class_to, clf, steps=max(len(positions), 25), gan_um=gan_um)
+            with writing(out):
+                gif_path = write_blend_gif(dense, out / f"blend_seed{s}.gif")
+            typer.echo(f"wrote {gif_path} ({len(dense.ts)} frames)")
         res = blending.class_blend(
             G,
             s,
@@ -299,6 +312,11 @@ def seeds(
     thresholds: str = typer.Option("0.25,0.5,0.75", "--thresholds", help="low,mid,high."),
     margin: float = typer.Option(0.1, "--margin", help="One-vs-rest margin required with >2 classes."),
     top: int = typer.Option(8, "--top", min=1, help="Best seeds to picture."),
+    curve_steps: int = typer.Option(
+        0, "--curve-steps", min=0,
+        help="Also the interpolation-probability curve over the strong and weak seeds (up to --top of "
+        "each) with this many blend steps (0: off; the authors used 100).",
+    ),
     out: Path = typer.Option(Path("seeds"), "--out", help="Output folder."),
     gan_um: float | None = typer.Option(None, "--gan-um", help=UM_HELP),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Seeds per forward pass."),
@@ -329,6 +347,14 @@ def seeds(
     typer.echo("  ".join(f"{k}: {v} ({v / n:.1%})" for k, v in res.counts().items()))
     typer.echo("best: " + ", ".join(f"{r.seed} ({r.concordance}, {r.delta:+.2f})" for r in res.best(top)))
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if curve_steps:
+        from histobridge.synthetic.curves import interpolation_curve, write_curve
+
+        by = {c: [r.seed for r in res.rows if r.concordance == c][:top] for c in ("strong", "weak")}
+        curve = interpolation_curve(G, clf, by, class_from, class_to, steps=curve_steps, gan_um=gan_um)
+        with writing(out):
+            cpaths = write_curve(curve, out)
+        typer.echo(f"wrote {cpaths['png']}, {cpaths['csv'].name}")
 
 
 __all__ = [

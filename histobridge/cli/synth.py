@@ -53,6 +53,12 @@ def synth(
     ),
     gan_um: float | None = typer.Option(None, "--gan-um", help=UM_HELP),
     workers: int = typer.Option(2, "--workers", min=1, help="Tiling threads."),
+    invert: int = typer.Option(
+        0, "--invert", min=0,
+        help="Also project this many real tiles per class into W+ and render them under the other class "
+        "(counterfactuals; needs --classifier).",
+    ),
+    invert_steps: int = typer.Option(200, "--invert-steps", min=1, help="Optimisation steps per projection."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Matched synthetic tiles for every annotated region, with class-swapped twins and montages."""
@@ -61,6 +67,8 @@ def synth(
     from histobridge.synthetic.matched import matched_synthetic
 
     mapping = parse_class_map(class_map)
+    if invert and classifier is None:
+        raise InputError("--invert needs --classifier (counterfactuals are judged by the classifier)")
     dev = resolve_device(device)
     G = load_generator(generator, gan_um, dev)
     um = gan_tile_um(G, gan_um)
@@ -84,9 +92,64 @@ def synth(
                         "montages": [str(p) for p in g.montages]} for g in report.groups],
         })  # fmt: skip
     typer.echo(f"{report.n_synthetic} synthetic tiles (and as many swapped twins) in {store}")
+    if invert:
+        _counterfactuals(store, G, clf, um, mapping, invert, invert_steps, out / "counterfactuals")
     if untiled:
         typer.echo(f"error: {untiled} image(s) could not be tiled, so have no synthetic tiles", err=True)
         raise typer.Exit(1)
+
+
+def _counterfactuals(store: Path, G: object, clf: object, gan_um: float, mapping: dict[str, str],
+                     per_class: int, steps: int, out: Path) -> None:
+    """Project the first ``per_class`` real tiles of every class into W+ and write the counterfactuals."""
+    from typing import Any, cast
+
+    import numpy as np
+
+    from histobridge._atomic import write_json
+    from histobridge.synthetic import conditioning as cond
+    from histobridge.synthetic.fov import crop_then_resize
+    from histobridge.synthetic.invert import (
+        FEATURE_NET,
+        InvertSettings,
+        counterfactual_picture,
+        counterfactuals,
+    )
+    from histobridge.tiling.store import open_store
+    from histobridge.viz.pictures import save_png
+
+    g, c = cast(Any, G), cast(Any, clf)
+    tiles, classes = [], []
+    for group in open_store(store).groups():
+        labels = np.asarray(group.labels[:])
+        for k, name in enumerate(group.classes):
+            own = np.flatnonzero(labels == k)[:per_class]
+            if not len(own):
+                continue
+            try:
+                cond.resolve_class(g, mapping.get(name, name))
+            except InputError:
+                continue  # a region class the generator does not know
+            arr = np.asarray(group.tiles[:])[own]
+            tiles.append(crop_then_resize(arr, float(group.attrs["tile_um"]), float(c.config.tile_um),
+                                          int(c.config.patch_size_pixels)))
+            classes += [mapping.get(name, name)] * len(own)
+    if not tiles:
+        raise InputError(f"{store}: no real tiles of a class the generator knows, nothing to project")
+    settings = InvertSettings(steps=steps)
+    items, losses = counterfactuals(g, c, np.concatenate(tiles), classes, settings=settings, gan_um=gan_um)
+    names = list(c.config.class_names)
+    with writing(out):
+        save_png(counterfactual_picture(items, names), out / "counterfactuals.png")
+        write_json(out / "counterfactuals.json", {"settings": vars(settings), "feature_net": FEATURE_NET,
+                                                  "loss_first_last": [losses[0], losses[-1]],
+                                                  "tiles": [cf.record(names) for cf in items]})
+    for cf in items:
+        rec = cf.record(names)
+        typer.echo(f"{cf.class_from} tile {cf.index}: PSNR {cf.psnr:.1f} dB, P({cf.class_to}) real "
+                   f"{rec['p_original'].get(cf.class_to, float('nan')):.3f} -> counterfactual "
+                   f"{rec['p_counterfactual'].get(cf.class_to, float('nan')):.3f}")
+    typer.echo(f"wrote {out / 'counterfactuals.png'}, counterfactuals.json")
 
 
 def _tile_for_generator(project: Path, store: Path, tile_px: int, tile_um: float, workers: int) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from histobridge.report.html import Report
+from histobridge.synthetic.controls import COLOUR_MARGIN
 
 if TYPE_CHECKING:
     from histobridge.demo.run import DemoRun
@@ -34,23 +35,50 @@ def _sample_picture() -> Path | None:
         return Path(p) if Path(p).exists() else None
 
 
+def _pct(v: float) -> str:
+    return f"{v:.3f}"
+
+
 def _summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
+    lo, hi = m["classifier_heldout_ci95"]
     return [
-        {"figure": "annotated tiles in the Zarr store", "value": m["tiles"]},
-        {"figure": "heatmap tiles written back to QuPath", "value": m["heatmap_tiles"]},
+        {"figure": "annotated tiles in the Zarr store", "value": m["tiles"], "control": ""},
+        {"figure": "heatmap tiles written back to QuPath", "value": m["heatmap_tiles"], "control": ""},
         {
-            "figure": "classifier held-out accuracy (regions held out)",
-            "value": m["classifier_heldout_accuracy"],
+            "figure": "classifier balanced accuracy on held-out regions (measured in this run)",
+            "value": f"{m['classifier_heldout_accuracy']:.3f} (95 % CI {lo:.3f}–{hi:.3f}, "
+                     f"{m['classifier_heldout_tiles']} tiles)",
+            "control": f"caveat: {m['classifier_heldout_caveat']}",
         },
         {
             "figure": "synthetic tiles classified as their conditioning class",
-            "value": m["synthetic_agreement"],
+            "value": _pct(m["synthetic_agreement"]),
+            "control": f"colour-only baseline: {_pct(m['colour_baseline_synthetic_agreement'])}",
         },
-        {"figure": "class-swapped twins classified as their new class", "value": m["swapped_agreement"]},
-        {"figure": f"strong class-swap seeds ({m['swap_direction']})", "value": m["strong_swap_rate"]},
-        {"figure": "weak class-swap seeds", "value": m["weak_swap_rate"]},
-        {"figure": "seeds searched", "value": m["seeds_searched"]},
+        {"figure": "class-swapped twins classified as their new class", "value": _pct(m["swapped_agreement"]),
+         "control": f"colour-only baseline: {_pct(m['colour_baseline_swapped_agreement'])}"},
+        {"figure": f"strong class-swap seeds ({m['swap_direction']})", "value": _pct(m["strong_swap_rate"]),
+         "control": f"colour-only baseline: {_pct(m['colour_baseline_strong_swap_rate'])}"},
+        {"figure": "weak class-swap seeds", "value": _pct(m["weak_swap_rate"]), "control": ""},
+        {"figure": "real tiles that keep their class when recoloured to the other class",
+         "value": _pct(m["recolour_keeps_class"]), "control": "a colour detector scores about 0"},
+        {"figure": "balanced accuracy on grayscale real tiles",
+         "value": _pct(m["grayscale_balanced_accuracy"]), "control": "0.5 is chance"},
+        {"figure": "seeds searched", "value": m["seeds_searched"], "control": ""},
     ]
+
+
+def _colour_verdict(m: dict[str, Any]) -> str:
+    """One sentence on whether colour alone explains the synthetic figures."""
+    carried = [k for k, v in m["colour_carries"].items() if v]
+    if not carried:
+        return ("The colour-only baseline falls clearly below the classifier on every synthetic figure: "
+                "the classifier's verdicts on synthetic tiles use more than their mean colour.")
+    return (f"Colour carries the explanation: a rule that sees only a tile's mean colour does as well as "
+            f"the classifier on {', '.join(k.replace('_', ' ') for k in carried)} (within "
+            f"{COLOUR_MARGIN:g}). These figures show that the generator paints each class its colour; "
+            f"they do not show that it draws class morphology. "
+            f"Recoloured real tiles keep their class {m['recolour_keeps_class']:.0%} of the time.")
 
 
 def write_demo_report(run: DemoRun, metrics: dict[str, Any], path: Path) -> Path:
@@ -68,7 +96,8 @@ def write_demo_report(run: DemoRun, metrics: dict[str, Any], path: Path) -> Path
         ),
     )
     rep.heading("Summary")
-    rep.table(_summary_rows(metrics), ["figure", "value"])
+    rep.table(_summary_rows(metrics), ["figure", "value", "control"])
+    rep.paragraph(_colour_verdict(metrics))
     rep.heading("1. The QuPath project and its annotations")
     pic = _sample_picture()
     if pic:
@@ -91,6 +120,7 @@ def write_demo_report(run: DemoRun, metrics: dict[str, Any], path: Path) -> Path
     _synthetic_section(rep, run)
     _seed_section(rep, run)
     _blend_section(rep, run)
+    _counterfactual_section(rep, run)
     rep.heading("6. Timings")
     rows = [{"stage": k, "seconds": float(v)} for k, v in metrics["seconds"].items()]
     rows.append({"stage": "all stages before this report", "seconds": float(sum(r["seconds"] for r in rows))})
@@ -114,6 +144,30 @@ def _synthetic_section(rep: Report, run: DemoRun) -> None:
     )
     for path, caption in _largest_montages(run, per_class=2):
         rep.figure(path, caption)
+    c = run.controls
+    rep.paragraph("Controls for these montages (the same tiles, judged by a rule that sees only mean "
+                  "colour):")
+    rep.table(
+        [
+            {"tiles": key, "classifier": f"{c[key]['classifier_agreement']:.3f}",
+             "colour-only baseline": f"{c[key]['colour_baseline_agreement']:.3f}",
+             "same top class": f"{c[key]['classifier_equals_baseline']:.3f}",
+             "colour carries it": "yes" if c[key]["colour_carries"] else "no"}
+            for key in ("synthetic", "swapped")
+        ],
+        ["tiles", "classifier", "colour-only baseline", "same top class", "colour carries it"],
+    )
+    rec, gray, held = c["recolour"], c["grayscale"], c["heldout"]
+    base_keeps = ", ".join(f"{k} {v:.3f}" for k, v in rec["colour_baseline_keeps_class"].items())
+    rep.paragraph(
+        "Real tiles recoloured to the other class's colour statistics keep their class: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in rec["keeps_class"].items())
+        + f" (colour-only baseline: {base_keeps}). "
+        f"Grayscale real tiles: balanced accuracy {gray['balanced_accuracy']:.3f}. "
+        f"Held-out regions: classifier {held['balanced_accuracy']:.3f}, colour-only baseline "
+        f"{held['colour_baseline_balanced_accuracy']:.3f} (balanced accuracy; {held['caveat']})."
+    )
+    _realism_paragraph(rep, run)
     rep.paragraph(f"Montages of every region are in {run.out / 'synthetic'}.")
 
 
@@ -150,12 +204,38 @@ def _seed_section(rep: Report, run: DemoRun) -> None:
         rep.paragraph(
             f"{a} → {b}: {len(res.rows)} seeds, strong {c.get('strong', 0)}, weak {c.get('weak', 0)}, "
             f"none {c.get('none', 0)} (thresholds {', '.join(f'{t:g}' for t in res.thresholds.as_tuple())}, "
-            "on the classifier's probability of the target class)."
+            "on the classifier's probability of the target class). With two classes the reverse direction "
+            "is this search read backwards, so it is not run."
         )
+    bs = run.baseline_seeds
+    clf_strong = run.seeds[next(iter(run.seeds))].counts().get("strong", 0) / max(1, len(bs["verdicts"]))
+    rep.paragraph(
+        f"Control: the colour-only baseline, judging the very same images with the same thresholds, calls "
+        f"{bs['strong_swap_rate']:.3f} of the seeds strong swaps (classifier: "
+        f"{clf_strong:.3f}); it gives the same verdict as the classifier for "
+        f"{bs['same_verdict_as_classifier']:.3f} of the seeds, "
+        f"and {bs['strong_for_both']} seeds are strong for both."
+    )
     best = run.seeds[next(iter(run.seeds))].best(10)
     rep.table(
         [r.to_row() for r in best],
         ["seed", "class_start", "class_end", "pred_start", "pred_end", "concordance"],
+    )
+
+
+CLASS_A_B = "Epidermis → Dermis"
+
+
+def _gif_figure(rep: Report, path: Path, caption: str) -> None:
+    """An animated GIF inlined like the PNG figures (the report stays one file)."""
+    import base64
+    import html
+
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    rep.paragraph(
+        f'<figure><img src="data:image/gif;base64,{data}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>",
+        raw=True,
     )
 
 
@@ -165,10 +245,87 @@ def _blend_section(rep: Report, run: DemoRun) -> None:
         "Class blending moves one seed's class label from Epidermis to Dermis in equal steps (a soft one-hot "
         "label, the same as interpolating the class embeddings); the caption under each image is the "
         "classifier's probability. Layer blending keeps class A's style vectors for the first k layers "
-        f"(coarse structure) and takes class B's for the rest (fine texture and colour); this generator has "
-        f"{run.models.G.num_ws} layers."
+        "and takes class B's for the rest; this generator has "
+        f"{run.models.G.num_ws} layers. Which layers carry structure and which carry colour is read from "
+        "the grid, not assumed: in this small generator the rows change mostly in colour."
     )
     for blend, paths in run.blends:
         rep.figure(paths["png"], f"seed {blend.seed}: {blend.class_from} → {blend.class_to}")
-    _grid, paths = run.layer_blend
-    rep.figure(paths["png"], "layer blending: rows keep class A at layers 0..k-1, columns are seeds")
+    ex = run.explain
+    rep.figure(ex["curve_paths"]["png"], "interpolation-probability curve: the end class's probability along "
+               "the blend, min-max normalised per seed, mean ± SD over the strong and the weak seeds "
+               f"(CSV: {ex['curve_paths']['csv'].name})")
+    _gif_figure(rep, ex["gif"], f"seed {ex['gif_seed']} blended {CLASS_A_B}, {ex['gif_frames']} frames, "
+                f"{ex['gif_window_frames']} of them inside the transition window (P between 0.25 and 0.75); "
+                "each frame carries the classifier's prediction")
+    corr = ex["gif_colour_correlation"]
+    rep.paragraph(
+        f"Control: along this blend the classifier's P(end class) correlates {corr:.2f} with the tile's mean "
+        "red minus blue. A value near 1 means the blend can be read as a colour change alone."
+    )
+    rep.figure(ex["annotated_grid_png"], "layer blending with predictions: row k keeps class A's w at layers "
+               "0..k-1 and class B's after; every cell shows the classifier's P(B) and top class")
+    rep.paragraph("Per-layer sensitivity: the change in prediction when only one w vector is taken from the "
+                  "other class (mean over the grid's seeds).")
+    rows = ex["sensitivity"]
+    rep.table([{k: (f"{v:+.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+              list(rows[0]) if rows else None)
+
+
+def _counterfactual_section(rep: Report, run: DemoRun) -> None:
+    cf = run.explain.get("counterfactuals") or {}
+    records = cf.get("records") or []
+    rep.heading("5b. Counterfactuals of real tiles")
+    if not records:
+        rep.paragraph("No real tiles were projected (invert_tiles = 0).")
+        return
+    settings = cf["settings"]
+    rep.paragraph(
+        "Real held-out tiles were projected into the generator's W+ space (one w per layer, "
+        f"{settings.steps} Adam steps from the class's mean w; loss: pixel L1 + L2 and a feature loss in a "
+        f"{cf['feature_net']}, nothing downloaded), then moved along the class direction "
+        "w + t·(mean w of the other class − mean w of its own). Each row: the real tile, its projection, "
+        "then the projection moved to the other class; the captions give the classifier's probability of "
+        "the other class."
+    )
+    rep.figure(cf["png"], "real | projection | counterfactual blend (t up to 1)")
+    rows = []
+    for r in records:
+        to = r["class_to"]
+        rows.append({"tile": f"{r['class_from']} tile {r['tile']}",
+                     "reconstruction PSNR (dB)": f"{r['psnr_db']:.1f}",
+                     "P(other) real": f"{r['p_original'][to]:.3f}",
+                     "P(other) projection": f"{r['p_reconstruction'][to]:.3f}",
+                     "P(other) counterfactual": f"{r['p_counterfactual'][to]:.3f}"})
+    rep.table(rows)
+    rep.paragraph(
+        "Control: a projection that the classifier already reads differently from the real tile (compare "
+        "the first two columns) says the generator cannot draw that tile; its counterfactual explains the "
+        "generator's version, not the tile. The colour controls of section 3 apply here too: if colour "
+        "carries the explanation, the counterfactual mostly recolours the tile."
+    )
+
+
+def _realism_paragraph(rep: Report, run: DemoRun) -> None:
+    r = run.controls.get("realism") or {}
+    if "precision" not in r:
+        rep.paragraph(f"Realism not measured: {r.get('skipped', 'no synthetic tiles')}.")
+        return
+    ceil = r["real_split_half"]
+    rep.paragraph(
+        f"Realism (features: {r['feature_space']}; nothing downloaded): precision {r['precision']:.2f}, "
+        f"recall {r['recall']:.2f}, density {r['density']:.2f}, coverage {r['coverage']:.2f} "
+        f"(two halves of the real tiles score precision {ceil['precision']:.2f}, "
+        f"recall {ceil['recall']:.2f}, "
+        f"density {ceil['density']:.2f}, coverage {ceil['coverage']:.2f}). Nearest real neighbour: median "
+        f"distance {r['nn_synthetic_to_real_median']:.2f} for synthetic tiles vs "
+        f"{r['nn_real_to_real_median']:.2f} between real tiles; "
+        f"{r['synthetic_closer_than_real_5th_percentile']:.0%} of synthetic tiles sit closer to a real tile "
+        "than "
+        "95 % of real tiles sit to each other (a memorisation flag)."
+    )
+    sheet = run.controls.get("blinded_sheet") or {}
+    if sheet:
+        rep.figure(Path(sheet["png"]), "blinded sheet: real and synthetic tiles shuffled, numbered row by "
+                   "row "
+                   f"(the key is in {Path(sheet['key']).name}); can you tell them apart?")

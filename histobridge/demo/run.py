@@ -10,14 +10,13 @@ finished, so an interrupted demo resumes.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import as_file
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from histobridge.models.stylegan2 import Generator
     from histobridge.qupath.project import Project
     from histobridge.synthetic.blending import ClassBlend, LayerBlendGrid
+    from histobridge.synthetic.controls import ColourBaseline
     from histobridge.synthetic.matched import MatchedReport
     from histobridge.synthetic.seeds import SeedSearchResult
 
@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 SAMPLE = "skin"
 CLASS_A, CLASS_B = "Epidermis", "Dermis"
-STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "report")
+CURVE_STEPS = 25  # blend positions of the interpolation-probability curve
+ANIMATION_STEPS = 25  # even positions of the animated blend, before frames are added in the window
+STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "invert", "report")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class DemoOptions:
     generator: Path | None = None
     device: str = "auto"  # auto: CUDA, then Apple MPS, then CPU
     heatmap_stride_div: int = 2  # heatmap tiles overlap: stride = tile / this (1, 2 or 4)
+    invert_tiles: int = 2  # real held-out tiles projected into W+ for counterfactuals (per class: half)
+    invert_steps: int = 100  # optimisation steps of the projection
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -74,6 +78,9 @@ class DemoOptions:
                              f"got {self.synthetic_per_region}")
         if self.heatmap_stride_div not in (1, 2, 4):
             raise InputError(f"demo: heatmap_stride_div must be 1, 2 or 4, got {self.heatmap_stride_div}")
+        if self.invert_tiles < 0 or self.invert_steps < 1:
+            raise InputError(f"demo: invert_tiles must be ≥ 0 and invert_steps ≥ 1, got {self.invert_tiles}, "
+                             f"{self.invert_steps}")
         if self.workers < 1:
             raise InputError(f"demo: workers must be at least 1, got {self.workers}")
         for what, path in (("classifier", self.classifier), ("generator", self.generator)):
@@ -105,9 +112,12 @@ class DemoRun:
     heatmap: HeatmapReport
     matched: MatchedReport
     agreement: dict[str, Any]
+    controls: dict[str, Any]
     seeds: dict[tuple[str, str], SeedSearchResult]
+    baseline_seeds: dict[str, Any]
     blends: list[tuple[ClassBlend, dict[str, Path]]]
     layer_blend: tuple[LayerBlendGrid, dict[str, Path]]
+    explain: dict[str, Any] = field(default_factory=dict)  # curve, animation, annotated grid, sensitivity
 
     @property
     def files(self) -> dict[str, list[Path]]:
@@ -179,6 +189,7 @@ def run_demo(
 
     ``hook(stage, "start" | "done")`` marks the stages; ``progress`` gets the units within them.
     """
+    from histobridge.demo.controls import run_controls
     from histobridge.demo.report import write_demo_report
 
     out = options.out_dir.expanduser().absolute()
@@ -193,11 +204,17 @@ def run_demo(
         heat = _stage_heatmap(out, options, project, models.classifier, progress)
     with timer.stage("synthetic"):
         matched, agreement = _stage_synthetic(out, options, store, models)
+        baseline, controls = run_controls(store, models.classifier, models.clf_dir)
+        controls["blinded_sheet"] = _blinded_sheet(out, store, models)
     with timer.stage("seeds"):
-        seeds = _stage_seeds(out, options, models, progress)
+        seeds, baseline_seeds = _stage_seeds(out, options, models, baseline, progress)
     with timer.stage("blend"):
         blends, layer = _stage_blend(out, options, models, seeds[(CLASS_A, CLASS_B)], progress)
-    run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, seeds, blends, layer)
+        explain = _stage_explain(out, options, models, seeds[(CLASS_A, CLASS_B)], layer[0])
+    with timer.stage("invert"):
+        explain["counterfactuals"] = _stage_invert(out, options, models, store)
+    run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, controls, seeds,
+                  baseline_seeds, blends, layer, explain)
     with timer.stage("report"):
         metrics = _metrics(run, timer.seconds)
         report = write_demo_report(run, metrics, out / "report.html")
@@ -300,27 +317,66 @@ def synthetic_agreement(store_path: Path, classifier_classes: Sequence[str]) -> 
     }
 
 
+def _blinded_sheet(out: Path, store: Path, models: DemoModels) -> dict[str, str]:
+    """Real and synthetic tiles shuffled for a human reader; the key is written beside it."""
+    from histobridge.demo.controls import real_tiles, synthetic_tiles
+    from histobridge.synthetic.realism import blinded_sheet
+    from histobridge.viz.pictures import save_png
+
+    names = list(models.classifier.config.class_names)
+    real = real_tiles(store, names, None).tiles
+    syn = synthetic_tiles(store, names)["synthetic"][0]
+    if not len(real) or not len(syn):
+        return {}
+    sheet, key = blinded_sheet(real, syn, n=12)
+    folder = out / "synthetic"
+    folder.mkdir(exist_ok=True)
+    save_png(sheet, folder / "blinded_sheet.png")
+    write_json(folder / "blinded_sheet_key.json", key)
+    return {"png": str(folder / "blinded_sheet.png"), "key": str(folder / "blinded_sheet_key.json")}
+
+
 def _stage_seeds(
-    out: Path, options: DemoOptions, models: DemoModels, progress: ProgressCallback | None
-) -> dict[tuple[str, str], SeedSearchResult]:
-    from histobridge.synthetic.seeds import seed_search, table_csv
+    out: Path, options: DemoOptions, models: DemoModels, baseline: ColourBaseline,
+    progress: ProgressCallback | None,
+) -> tuple[dict[tuple[str, str], SeedSearchResult], dict[str, Any]]:
+    """Seed search from Epidermis to Dermis; the colour baseline judges the very same images.
+
+    With two classes the reverse direction adds nothing: its strong seeds are the forward strong
+    seeds read backwards (p_B = 1 − p_A), so it is not run.
+    """
+    from histobridge.demo.controls import baseline_swaps
+    from histobridge.synthetic.controls import RecordingPredictor
+    from histobridge.synthetic.seeds import seed_search, write_table
 
     folder = out / "seeds"
     folder.mkdir(exist_ok=True)
-    seeds = range(options.seeds)
-    results = {}
-    directions = ((CLASS_A, CLASS_B), (CLASS_B, CLASS_A))
-    for i, (a, b) in enumerate(directions):
-        if progress is not None:
-            progress(ProgressEvent("seeds", i * len(seeds), len(directions) * len(seeds), f"{a} → {b}"))
-        res = seed_search(models.G, models.classifier, seeds, a, b)
-        (folder / f"seeds_{a}_to_{b}.csv").write_text(table_csv(res.rows), encoding="utf-8")
-        write_json(folder / f"seeds_{a}_to_{b}.json", [r.to_row() for r in res.rows])
-        results[(a, b)] = res
+    seeds = list(range(options.seeds))
+    a, b = CLASS_A, CLASS_B
     if progress is not None:
-        total = len(directions) * len(seeds)
-        progress(ProgressEvent("seeds", total, total))
-    return results
+        progress(ProgressEvent("seeds", 0, len(seeds), f"{a} → {b}"))
+    recorder = RecordingPredictor(models.classifier, baseline)
+    batch = 16
+    res = seed_search(models.G, cast("TileClassifier", recorder), seeds, a, b, batch_size=batch)
+    write_table(folder / f"seeds_{a}_to_{b}.csv", res.rows)
+    write_json(folder / f"seeds_{a}_to_{b}.json", [r.to_row() for r in res.rows])
+    names = list(models.classifier.config.class_names)
+    sizes = [len(seeds[i : i + batch]) for i in range(0, len(seeds), batch)]
+    verdicts = baseline_swaps(recorder.other_predictions(), sizes, names.index(a), names.index(b),
+                              res.thresholds, res.margin)
+    agree = [v == r.concordance for v, r in zip(verdicts, res.rows, strict=True)]
+    pairs = list(zip(verdicts, res.rows, strict=True))
+    strong_both = sum(v == "strong" and r.concordance == "strong" for v, r in pairs)
+    base = {
+        "strong_swap_rate": verdicts.count("strong") / max(1, len(verdicts)),
+        "weak_swap_rate": verdicts.count("weak") / max(1, len(verdicts)),
+        "same_verdict_as_classifier": sum(agree) / max(1, len(agree)),
+        "strong_for_both": strong_both,
+        "verdicts": verdicts,
+    }
+    if progress is not None:
+        progress(ProgressEvent("seeds", len(seeds), len(seeds)))
+    return {(a, b): res}, base
 
 
 def _stage_blend(
@@ -345,23 +401,140 @@ def _stage_blend(
     return blends, (grid, write_layer_blend(grid, folder))
 
 
+def _stage_explain(
+    out: Path, options: DemoOptions, models: DemoModels, res: SeedSearchResult, grid: LayerBlendGrid
+) -> dict[str, Any]:
+    """The interpolation-probability curve, an animated blend, and the layer grid with predictions."""
+    from histobridge.synthetic.annotate import (
+        annotate_layer_grid,
+        annotated_grid_picture,
+        dense_blend,
+        layer_sensitivity,
+        window_frames,
+        write_blend_gif,
+    )
+    from histobridge.synthetic.curves import interpolation_curve, write_curve
+    from histobridge.viz.pictures import save_png
+
+    folder = out / "blends"
+    k = options.blend_seeds
+    by = {c: [r.seed for r in res.rows if r.concordance == c][:k] for c in ("strong", "weak")}
+    curve = interpolation_curve(models.G, models.classifier, by, CLASS_A, CLASS_B, steps=CURVE_STEPS)
+    curve_paths = write_curve(curve, folder)
+    best = res.best(1)[0].seed
+    dense = dense_blend(models.G, best, CLASS_A, CLASS_B, models.classifier, steps=ANIMATION_STEPS)
+    gif = write_blend_gif(dense, folder / f"blend_seed{best}.gif")
+    assert dense.predictions is not None
+    col = list(dense.classifier_classes).index(CLASS_B)
+    view = dense.ready if dense.ready is not None else dense.raw
+    red_blue = view[..., 0].astype(float).mean(axis=(1, 2)) - view[..., 2].astype(float).mean(axis=(1, 2))
+    p_b = dense.predictions[:, col]
+    corr = float(np.corrcoef(p_b, red_blue)[0, 1]) if p_b.std() > 0 and red_blue.std() > 0 else float("nan")
+    annotated = annotate_layer_grid(models.G, grid, models.classifier)
+    grid_png = folder / "layer_blend_annotated.png"
+    save_png(annotated_grid_picture(annotated, CLASS_B), grid_png)
+    write_json(folder / "layer_blend_annotated.json", annotated.records())
+    seeds = [c.seed for c in grid.cells[0]]
+    sensitivity = layer_sensitivity(models.G, models.classifier, seeds, CLASS_A, CLASS_B)
+    write_json(folder / "layer_sensitivity.json", sensitivity)
+    return {
+        "curve": curve, "curve_paths": curve_paths, "gif": gif, "gif_seed": best,
+        "gif_frames": len(dense.ts), "gif_colour_correlation": corr,
+        "gif_window_frames": window_frames(p_b),
+        "annotated_grid": annotated, "annotated_grid_png": grid_png, "sensitivity": sensitivity,
+    }
+
+
+def _stage_invert(out: Path, options: DemoOptions, models: DemoModels, store: Path) -> dict[str, Any]:
+    """Project real held-out tiles (alternating classes) into W+ and render them under the other class."""
+    from histobridge.demo.controls import heldout_regions, real_tiles
+    from histobridge.synthetic.invert import (
+        FEATURE_NET,
+        InvertSettings,
+        counterfactual_picture,
+        counterfactuals,
+    )
+    from histobridge.viz.pictures import save_png
+
+    names = list(models.classifier.config.class_names)
+    real = real_tiles(store, names, heldout_regions(models.clf_dir))
+    pool = real.heldout if real.heldout.any() else np.ones(len(real.labels), bool)
+    by_class = [np.flatnonzero(pool & (real.labels == k)) for k in range(len(names))]
+    pick: list[int] = []
+    for i in range(options.invert_tiles):  # alternate classes, spread over each class's tiles
+        own = by_class[i % len(names)]
+        if len(own):
+            pick.append(int(own[(i // len(names)) * max(1, len(own) // 3) % len(own)]))
+    if not pick:
+        return {"items": [], "records": [], "feature_net": FEATURE_NET}
+    settings = InvertSettings(steps=options.invert_steps)
+    items, losses = counterfactuals(models.G, models.classifier, real.tiles[pick],
+                                    [names[real.labels[i]] for i in pick], settings=settings)
+    png = out / "counterfactuals" / "counterfactuals.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_png(counterfactual_picture(items, names), png)
+    records = [cf.record(names) for cf in items]
+    write_json(png.with_suffix(".json"), {"settings": vars(settings), "feature_net": FEATURE_NET,
+                                          "loss_first_last": [losses[0], losses[-1]], "tiles": records})
+    return {"items": items, "records": records, "png": png, "feature_net": FEATURE_NET,
+            "settings": settings, "loss_first_last": [losses[0], losses[-1]]}
+
+
 def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
-    clf_metrics = json.loads((run.models.clf_dir / "metrics.json").read_text(encoding="utf-8"))
+    from histobridge.synthetic.controls import colour_carries
+
     res = run.seeds[(CLASS_A, CLASS_B)]
-    rev = run.seeds[(CLASS_B, CLASS_A)]
-    counts, rev_counts = res.counts(), rev.counts()
+    counts = res.counts()
     n = max(1, len(res.rows))
+    held = run.controls["heldout"]
+    strong = counts.get("strong", 0) / n
+    base_strong = float(run.baseline_seeds["strong_swap_rate"])
+    carried = {
+        "synthetic": run.controls["synthetic"]["colour_carries"],
+        "swapped": run.controls["swapped"]["colour_carries"],
+        "strong_swaps": colour_carries(strong, base_strong),
+    }
     return {
         "tiles": int(run.tiles),
         "heatmap_tiles": int(run.heatmap.tiles),
-        "classifier_heldout_accuracy": float(clf_metrics["heldout_accuracy"]),
+        "classifier_heldout_accuracy": float(held["balanced_accuracy"]),
+        "classifier_heldout_ci95": [float(v) for v in held["ci95"]],
+        "classifier_heldout_tiles": int(held["tiles"]),
+        "classifier_heldout_caveat": str(held["caveat"]),
         "synthetic_agreement": float(run.agreement["synthetic_agreement"]),
         "swapped_agreement": float(run.agreement["swapped_agreement"]),
         "synthetic_tiles": int(run.agreement["synthetic_tiles"]),
-        "strong_swap_rate": counts.get("strong", 0) / n,
+        "strong_swap_rate": strong,
         "weak_swap_rate": counts.get("weak", 0) / n,
-        "strong_swap_rate_reverse": rev_counts.get("strong", 0) / max(1, len(rev.rows)),
+        "colour_baseline_synthetic_agreement": float(run.controls["synthetic"]["colour_baseline_agreement"]),
+        "colour_baseline_swapped_agreement": float(run.controls["swapped"]["colour_baseline_agreement"]),
+        "colour_baseline_strong_swap_rate": base_strong,
+        "recolour_keeps_class": float(run.controls["recolour"]["keeps_class_mean"]),
+        "grayscale_balanced_accuracy": float(run.controls["grayscale"]["balanced_accuracy"]),
+        "colour_carries": carried,
+        "controls": {k: v for k, v in run.controls.items()},
+        "realism": run.controls["realism"],
+        "colour_baseline_seeds": {k: v for k, v in run.baseline_seeds.items() if k != "verdicts"},
         "seeds_searched": len(res.rows),
+        "interpolation_curve": [
+            row for row in run.explain["curve"].rows() if row["step"] % 6 == 0 and row["seeds"]
+        ],
+        "animation": {"seed": run.explain["gif_seed"], "frames": run.explain["gif_frames"],
+                      "frames_in_transition_window": run.explain["gif_window_frames"],
+                      "correlation_p_end_with_red_minus_blue": run.explain["gif_colour_correlation"]},
+        "layer_sensitivity": run.explain["sensitivity"],
+        "counterfactuals": {
+            "tiles": run.explain["counterfactuals"]["records"],
+            "feature_net": run.explain["counterfactuals"]["feature_net"],
+            "counterfactual_flips": sum(
+                max(r["p_counterfactual"], key=r["p_counterfactual"].get) == r["class_to"]
+                for r in run.explain["counterfactuals"]["records"]
+            ),
+        },
+        "layer_grid_predictions": [
+            {k: r[k] for k in ("row", "col", "split", "seed", "top", f"pred_{CLASS_B}")}
+            for r in run.explain["annotated_grid"].records()
+        ],
         "swap_direction": f"{CLASS_A} -> {CLASS_B}",
         "seconds": dict(seconds),
     }

@@ -14,6 +14,56 @@ import torch
 
 # ITU-R BT.601 luma weights, used as the grey axis for saturation changes.
 _LUMA = (0.299, 0.587, 0.114)
+# Ruifrok & Johnston optical-density vectors of haematoxylin, eosin and DAB (rows, unit length).
+_HED = ((0.650, 0.704, 0.286), (0.072, 0.990, 0.105), (0.268, 0.570, 0.776))
+
+
+@dataclass(frozen=True)
+class StainJitter:
+    """Per-image changes of stain amounts in HED space, and a chance of dropping colour altogether.
+
+    ``scale``: each stain's concentration is multiplied by U(1 − scale, 1 + scale); ``shift``: then
+    U(−shift, shift) is added (optical density units); ``grayscale``: probability of a grey tile.
+    Why: a classifier trained on one slide learns its colours; varying the stains keeps the classes
+    but takes colour away as a shortcut (the recolour control in docs/method.md measures the effect).
+    """
+
+    scale: float = 0.3
+    shift: float = 0.05
+    grayscale: float = 0.0
+    probability: float = 1.0
+    mix: float = 0.0  # probability of taking another tile's per-channel mean and SD (colour statistics)
+
+
+def hed_jitter(x: torch.Tensor, jitter: StainJitter, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Random stain changes for RGB images in [0, 1] (NCHW)."""
+    if jitter.probability <= 0 or x.shape[0] == 0:
+        return x
+    n = x.shape[0]
+    m = torch.tensor(_HED, dtype=x.dtype, device=x.device)
+    m = m / m.norm(dim=1, keepdim=True)
+    od = -torch.log(x.clamp(min=1e-3))  # N, 3, H, W
+    conc = torch.einsum("nchw,cs->nshw", od, torch.linalg.inv(m))
+    apply = (_rand(n, x, gen) < jitter.probability).to(x.dtype).reshape(n, 1, 1, 1)
+
+    def draw(amount: float) -> torch.Tensor:
+        u = torch.stack([_rand(n, x, gen) for _ in range(3)], dim=1).to(x.dtype)
+        return ((u * 2 - 1) * amount).reshape(n, 3, 1, 1) * apply
+
+    conc = conc * (1 + draw(jitter.scale)) + draw(jitter.shift)
+    out = torch.exp(-torch.einsum("nshw,sc->nchw", conc, m)).clamp(0.0, 1.0)
+    if jitter.mix > 0 and n > 1:
+        other = torch.randperm(n, generator=gen, device=gen.device if gen is not None else "cpu").to(x.device)
+        mu, sd = out.mean(dim=(2, 3), keepdim=True), out.std(dim=(2, 3), keepdim=True).clamp(min=1e-4)
+        moved = ((out - mu) / sd * sd[other] + mu[other]).clamp(0.0, 1.0)
+        pick = (_rand(n, x, gen) < jitter.mix).reshape(n, 1, 1, 1)
+        out = torch.where(pick, moved, out)
+    if jitter.grayscale > 0:
+        luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+        grey = (out * luma).sum(dim=1, keepdim=True).expand_as(out)
+        pick = (_rand(n, x, gen) < jitter.grayscale).reshape(n, 1, 1, 1)
+        out = torch.where(pick, grey, out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -97,14 +147,20 @@ def augment_batch(
     dihedral: bool = True,
     value_range: tuple[float, float] = (-1.0, 1.0),
     gen: torch.Generator | None = None,
+    stain: StainJitter | None = None,
 ) -> torch.Tensor:
-    """Symmetries then colour jitter: the classifier's training augmentation."""
+    """Symmetries, stain jitter (images in [0, 1] only), then colour jitter: the classifier's training
+    augmentation."""
     if dihedral:
         x = random_dihedral(x, gen)
+    if stain is not None:
+        if value_range != (0.0, 1.0):
+            raise ValueError("stain jitter needs images in [0, 1]")
+        x = hed_jitter(x, stain, gen)
     if jitter is not None:
         x = color_jitter(x, jitter, value_range=value_range, gen=gen)
         x = x.clamp(*value_range)
     return x
 
 
-__all__ = ["ColorJitter", "augment_batch", "color_jitter", "random_dihedral"]
+__all__ = ["ColorJitter", "StainJitter", "augment_batch", "color_jitter", "hed_jitter", "random_dihedral"]

@@ -46,7 +46,7 @@ REQUIRED_KEYS = (
     "spacing_um_px",
     "transform",
 )
-TRANSFORM_NAMES = ("Resize", "ToTensor", "Normalize")
+TRANSFORM_NAMES = ("Resize", "StainNormalize", "ToTensor", "Normalize")
 EXTRA_KEY = "histobridge"
 
 
@@ -55,7 +55,8 @@ EXTRA_KEY = "histobridge"
 
 @dataclass(frozen=True)
 class TransformStep:
-    """One preprocessing step of the WSInfer schema (``Resize``, ``ToTensor`` or ``Normalize``)."""
+    """One preprocessing step of the WSInfer schema (``Resize``, ``ToTensor`` or ``Normalize``), or
+    histobridge's ``StainNormalize`` (Reinhard or Macenko with the model's reference, docs/method.md)."""
 
     name: str
     arguments: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -215,6 +216,12 @@ def _check_transform(steps: Any, problems: list[str]) -> tuple[TransformStep, ..
         else:
             problems.extend(f"transform[{i}] ({name}): {p}" for p in _check_step_args(name, args))
             out.append(TransformStep(name, MappingProxyType(dict(args))))
+    names = [s.name for s in out]
+    if "StainNormalize" in names and "Normalize" in names and names.index("StainNormalize") > names.index(
+        "Normalize"
+    ):
+        problems.append("StainNormalize must come before Normalize (it works on colours, not on "
+                        "standardised values)")
     return tuple(out)
 
 
@@ -231,6 +238,10 @@ def _check_step_args(name: str, args: Mapping[str, Any]) -> list[str]:
         if not bad and any(v == 0 for v in args["std"]):
             bad.append("std (zero)")
         return [f"{', '.join(bad)} must be lists of 3 numbers"] if bad else []
+    if name == "StainNormalize":
+        from histobridge.models.stain import check_arguments
+
+        return check_arguments(args)
     return []
 
 
@@ -307,9 +318,15 @@ class TileClassifier:
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ModelError(f"{self.name}: expected tiles as (N, H, W, 3) RGB, got shape {tuple(x.shape)}")
         x = x.to(device or "cpu").permute(0, 3, 1, 2).float()
+        scale = 255.0  # pixel scale before ToTensor; stain normalisation works on [0, 1]
         for step in self.config.transform:
             if step.name == "ToTensor":
                 x = x / 255.0
+                scale = 1.0
+            elif step.name == "StainNormalize":
+                from histobridge.models.stain import apply
+
+                x = apply(x / scale, step.arguments) * scale
             elif step.name == "Resize":
                 size = step.arguments["size"]
                 hw = (size, size) if isinstance(size, int) else (size[0], size[1])
@@ -550,11 +567,18 @@ def _to_script(module: Any, cfg: ClassifierConfig) -> Any:
 def make_config(class_names: Sequence[str], patch_size_pixels: int, spacing_um_px: float, *,
                 architecture: str = "custom", mean: Sequence[float] = (0.5, 0.5, 0.5),
                 std: Sequence[float] = (0.5, 0.5, 0.5), resize: int | None = None,
+                stain: Mapping[str, Any] | None = None,
                 extras: Mapping[str, Any] | None = None) -> ClassifierConfig:
-    """A valid config from the few facts a trainer knows (validated like any loaded one)."""
+    """A valid config from the few facts a trainer knows (validated like any loaded one).
+
+    ``stain`` (``{"method": "reinhard", "target_means": …, "target_stds": …}`` or a Macenko reference,
+    see :mod:`histobridge.models.stain`) is applied after resizing and before standardisation.
+    """
     transform: list[dict[str, Any]] = []
     if resize is not None:
         transform.append({"name": "Resize", "arguments": {"size": int(resize)}})
+    if stain is not None:
+        transform.append({"name": "StainNormalize", "arguments": dict(stain)})
     transform += [{"name": "ToTensor"},
                   {"name": "Normalize",
                    "arguments": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}}]

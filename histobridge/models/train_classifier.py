@@ -24,7 +24,7 @@ from torch import nn
 
 from histobridge._atomic import write_json
 from histobridge.errors import InputError
-from histobridge.models.augment import ColorJitter, augment_batch
+from histobridge.models.augment import ColorJitter, StainJitter, augment_batch
 from histobridge.models.training_data import TileArrays
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ class ClassifierTrainConfig:
     holdout: float = 0.25
     seed: int = 0
     jitter: bool = True
+    stain_scale: float = 0.0  # HED stain jitter (0: off); see augment.StainJitter
+    stain_shift: float = 0.0
+    grayscale: float = 0.0  # probability of a grey training tile
+    colour_mix: float = 0.0  # probability of another tile's colour statistics
     device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +145,8 @@ def _fit(
     steps_per_epoch = max(1, -(-len(train.tiles) // cfg.batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     jitter = ColorJitter(brightness=0.05, contrast=0.1, saturation=0.1) if cfg.jitter else None
+    stain = (StainJitter(cfg.stain_scale, cfg.stain_shift, cfg.grayscale, mix=cfg.colour_mix)
+             if max(cfg.stain_scale, cfg.stain_shift, cfg.grayscale, cfg.colour_mix) > 0 else None)
     labels = torch.from_numpy(train.labels).to(device)
     history = []
     for epoch in range(cfg.epochs):
@@ -152,7 +158,7 @@ def _fit(
             if len(idx) < 2:
                 continue  # BatchNorm needs two samples
             x = _to_input(train.tiles[idx.numpy()], device)
-            x = augment_batch(x, jitter, value_range=(0.0, 1.0), gen=gen)
+            x = augment_batch(x, jitter, value_range=(0.0, 1.0), gen=gen, stain=stain)
             y = labels[idx.to(device)]
             logits = model(_normalize(x))
             loss = F.cross_entropy(logits, y, weight=weight)

@@ -1,4 +1,4 @@
-"""Class blending and layer blending for one seed (paper-method.md §7, §8).
+"""Class blending and layer blending for one seed (docs/method.md).
 
 **Class blending** interpolates the class embedding linearly between two classes. The embedding is
 an affine map of the label and the weights sum to one, so blending at ``t`` is exactly generating
@@ -14,8 +14,6 @@ plain swap to B). Low indices drive coarse structure, high indices texture and c
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from histobridge._atomic import atomic_open, write_json
+from histobridge._atomic import write_csv, write_json
+from histobridge._names import safe_name
 from histobridge.errors import InputError
 from histobridge.ranges import parse_floats, parse_ints
 from histobridge.synthetic import conditioning as cond
@@ -390,17 +389,12 @@ def write_layer_blend(grid: LayerBlendGrid, out_dir: str | Path) -> dict[str, Pa
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
     fields = list(rows[0]) if rows else []
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_open(path, "w") as fh:
-        fh.write(buf.getvalue())
+    write_csv(path, fields, [[r.get(f, "") for f in fields] for r in rows])
 
 
 def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "class"
+    return safe_name(name, "class")
 
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Matching a GAN tile to a classifier's field of view.
 
 A GAN tile usually covers more tissue than a classifier tile (the paper's lung GAN: 512 px over
-400 µm; its classifier: 299 px over 302 µm). Following the paper (paper-method.md §3), a GAN image is
-**centre-cropped to the classifier's µm and then resized to its px**; resizing the whole tile would
+400 µm; its classifier: 299 px over 302 µm). Following the authors' code (docs/method.md), a GAN
+image is **centre-cropped to the classifier's µm and then resized to its px**; resizing the whole tile would
 show the classifier tissue at the wrong scale. histobridge resizes with Pillow's BICUBIC filter on
 the uint8 image, which is antialiased when shrinking (its kernel support scales with the factor),
 matching the paper's "bicubic with antialiasing". The uncropped image is always kept for display.

@@ -1,7 +1,7 @@
 """Seeds that swap class: the same z generated under two classes, classified, and labelled.
 
-Binary rule (paper-method.md §6), with ``pred`` the classifier's probability of the *end* class for
-the image generated under the start class (``pred_start``) and under the end class (``pred_end``):
+Binary rule (the authors'; docs/method.md), with ``pred`` the classifier's probability of the *end*
+class for the image generated under the start class (``pred_start``) and under the end class (``pred_end``):
 
 * **strong**: ``pred_start < low`` and ``pred_end > high``;
 * **weak**: ``pred_start < mid`` and ``pred_end > mid``, and not strong;
@@ -18,8 +18,6 @@ is read as is: choose ``class_end`` as the class the output measures and set thr
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from histobridge._atomic import atomic_open, write_json
+from histobridge._atomic import write_csv, write_json
 from histobridge.errors import InputError, ModelError
 from histobridge.ranges import parse_floats
 from histobridge.synthetic import conditioning as cond
@@ -51,6 +49,7 @@ TABLE_COLUMNS = (
     "margin_start",
     "margin_end",
     "reversed",
+    "concordance_binary_rule",
 )
 
 
@@ -97,6 +96,7 @@ class SeedSwap:
     margin_start: float | None = None
     margin_end: float | None = None
     reversed: bool = False
+    binary_rule: str = ""  # the authors' binary verdict on the end-class output alone (no margin test)
 
     @property
     def delta(self) -> float:
@@ -115,6 +115,7 @@ class SeedSwap:
             "margin_start": self.margin_start,
             "margin_end": self.margin_end,
             "reversed": self.reversed,
+            "concordance_binary_rule": self.binary_rule or self.concordance,
         }
 
 
@@ -130,6 +131,7 @@ class SwapVerdict:
     margin_start: float | None
     margin_end: float | None
     reversed: bool
+    binary_rule: str = ""  # before the multi-class margin test; equals ``concordance`` for two classes
 
 
 def classify_binary(pred_start: float, pred_end: float, th: SwapThresholds) -> str:
@@ -168,14 +170,14 @@ def classify_swap(
     if not 0 <= col < n or (n > 1 and not 0 <= idx_start < n):
         raise InputError(f"class columns {idx_start}, {idx_end} out of range for {n} classifier outputs")
     pred_start, pred_end = float(p_start[col]), float(p_end[col])
-    verdict = classify_binary(pred_start, pred_end, thresholds)
+    verdict = binary = classify_binary(pred_start, pred_end, thresholds)
     reverse = pred_start > thresholds.high and pred_end < thresholds.low
     m_start = m_end = None
     if n > 1:
         m_start, m_end = one_vs_rest_margin(p_start, idx_start), one_vs_rest_margin(p_end, idx_end)
         if n > 2 and verdict != "none" and (m_start < margin or m_end < margin):
             verdict = "none"
-    return SwapVerdict(verdict, pred_start, pred_end, m_start, m_end, reverse)
+    return SwapVerdict(verdict, pred_start, pred_end, m_start, m_end, reverse, binary)
 
 
 def classifier_column(name: str, gen_index: int, classifier_names: Sequence[str]) -> int:
@@ -264,7 +266,7 @@ def seed_search(
         rows.append(
             SeedSwap(
                 seed, names[a], names[b], v.pred_start, v.pred_end, thresholds.as_tuple(), v.concordance,
-                v.margin_start, v.margin_end, v.reversed,
+                v.margin_start, v.margin_end, v.reversed, v.binary_rule,
             )
         )  # fmt: skip
     return SeedSearchResult(
@@ -272,16 +274,19 @@ def seed_search(
     )
 
 
-def table_csv(rows: Sequence[SeedSwap]) -> str:
-    """CSV text of the verdict table (thresholds as ``low;mid;high``)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
-    writer.writeheader()
+def table_rows(rows: Sequence[SeedSwap]) -> list[list[object]]:
+    """The verdict table's rows in ``TABLE_COLUMNS`` order (thresholds as ``low;mid;high``)."""
+    out: list[list[object]] = []
     for r in rows:
         row = r.to_row()
         row["thresholds"] = ";".join(f"{t:g}" for t in r.thresholds)
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buf.getvalue()
+        out.append(["" if row.get(k) is None else row[k] for k in TABLE_COLUMNS])
+    return out
+
+
+def write_table(path: str | Path, rows: Sequence[SeedSwap]) -> None:
+    """The verdict table as CSV, written atomically."""
+    write_csv(path, TABLE_COLUMNS, table_rows(rows))
 
 
 def write_seed_search(
@@ -294,8 +299,7 @@ def write_seed_search(
     """Write ``seeds.csv``, ``seeds.json`` (rows, counts, best seeds) and, given G, ``best_seeds.png``."""
     out = Path(out_dir)
     paths = {"csv": out / "seeds.csv", "json": out / "seeds.json"}
-    with atomic_open(paths["csv"], "w") as fh:
-        fh.write(table_csv(result.rows))
+    write_table(paths["csv"], result.rows)
     n = len(result.rows)
     best = result.best(top)
     write_json(
@@ -350,6 +354,7 @@ __all__ = [
     "classify_swap",
     "one_vs_rest_margin",
     "seed_search",
-    "table_csv",
+    "table_rows",
     "write_seed_search",
+    "write_table",
 ]

@@ -183,11 +183,4 @@ def test_fuzz_qpdata_reader(tmp_path, shared_dir):
     rng = random.Random(7)
     paths = _mutants(seeds, 300, rng, tmp_path, place)
     problems = _run("qpdata", paths, timeout=900)
-    # Known, owned by the .qpdata reader: a rectangle ROI whose bounds decode to NaN reaches
-    # shapely.box, which raises GEOSException ("Points of LinearRing do not form a closed
-    # linestring") instead of the reader's CorruptROI. Anything else fails this test.
-    known = [p for p in problems if "qpdata/rois.py" in p and "do not form a closed linestring" in p]
-    unknown = [p for p in problems if p not in known]
-    assert not unknown, "\n".join(unknown[:10])
-    if known:
-        pytest.xfail(f"{len(known)} mutant(s) with NaN rectangle bounds escape as GEOSException (rois.py)")
+    assert not problems, "\n".join(problems[:10])

@@ -509,6 +509,21 @@ def test_non_finite_qpdata_object_is_left_out_with_a_note(tmp_path: Path) -> Non
     assert any("non-finite" in n and "'bad'" in n for n in found.notes)
 
 
+def test_non_finite_rectangle_in_qpdata_is_one_object_not_the_file(tmp_path: Path) -> None:
+    import _qpdata_writer as W
+
+    from histobridge.qupath.qpdata import read_qpdata
+
+    bad = W.PO("annotation", roi=W.roi("rectangle", x=0, y=math.nan, x2=10, y2=10), name="bad")
+    good = W.PO("annotation", roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10), name="good")
+    path = tmp_path / "data.qpdata"
+    path.write_bytes(W.qpdata_bytes(W.PO("root", children=[bad, good]), "0.5.2"))
+    data = read_qpdata(path)  # no GEOS error for the whole file
+    by_name = {o.name: o for o in data.objects if o.name}
+    assert by_name["bad"].geometry.is_empty and by_name["good"].geometry.area == 100.0
+    assert any("non-finite" in n for n in data.notes)
+
+
 def test_tiling_reports_an_unreadable_export_as_a_failure_naming_it(tmp_path: Path) -> None:
     from histobridge.tiling import TileSpec, TilingOptions
     from histobridge.tiling.tiler import tile_project

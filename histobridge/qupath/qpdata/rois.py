@@ -128,6 +128,8 @@ def roi_geometry(roi: Any) -> BaseGeometry | None:
             x, y, x2, y2 = (float(f[k]) for k in ("x", "y", "x2", "y2"))
         except (KeyError, TypeError) as err:
             raise CorruptROI(f"{kind} ROI without its bounds ({err})") from None
+        if not all(math.isfinite(v) for v in (x, y, x2, y2)):  # this object only, not the file
+            raise UnsupportedROI(f"{kind} ROI with non-finite bounds ({x}, {y}, {x2}, {y2})")
         if kind == "rectangle":
             return box(x, y, x2, y2)
         if kind == "line":

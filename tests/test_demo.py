@@ -20,8 +20,16 @@ from histobridge.runs import ProgressEvent
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, cmu_slide):
     out = tmp_path_factory.mktemp("demo")
-    opts = DemoOptions(out_dir=out, seeds=6, blend_seeds=1, blend_steps=3, synthetic_per_region=2, workers=2,
-                       heatmap_stride_div=1, invert_steps=20)  # a quarter of the default's heatmap tiles
+    opts = DemoOptions(
+        out_dir=out,
+        seeds=6,
+        blend_seeds=1,
+        blend_steps=3,
+        synthetic_per_region=2,
+        workers=2,
+        heatmap_stride_div=1,
+        invert_steps=20,
+    )  # a quarter of the default's heatmap tiles
     stages: list[tuple[str, str]] = []
     events: list[ProgressEvent] = []
     first = run_demo(opts, hook=lambda s, e: stages.append((s, e)), progress=events.append)
@@ -31,7 +39,17 @@ def demo_run(tmp_path_factory, cmu_slide):
 def test_every_stage_runs_in_order(demo_run) -> None:
     _, _, stages, events = demo_run
     started = [s for s, e in stages if e == "start"]
-    assert started == ["sample", "tile", "heatmap", "synthetic", "seeds", "blend", "invert", "report"]
+    assert started == [
+        "sample",
+        "tile",
+        "heatmap",
+        "synthetic",
+        "seeds",
+        "blend",
+        "invert",
+        "teach",
+        "report",
+    ]
     # Within stages, progress arrives as ProgressEvents: heatmap tiles, seeds, blends.
     last = {e.task: e for e in events}
     assert {"heatmap", "seeds", "blend"} <= set(last)
@@ -54,11 +72,23 @@ def test_metrics_have_the_promised_figures(demo_run) -> None:
     assert m["classifier_heldout_tiles"] > 0 and "same slide" in m["classifier_heldout_caveat"]
     assert m["controls"]["heldout"]["regions"]  # the training's held-out regions were found
     # Controls stand beside the synthetic figures, and the reverse direction is no longer run.
-    for key in ("colour_baseline_synthetic_agreement", "colour_baseline_swapped_agreement",
-                "colour_baseline_strong_swap_rate", "recolour_keeps_class", "grayscale_balanced_accuracy"):
+    for key in (
+        "colour_baseline_synthetic_agreement",
+        "colour_baseline_swapped_agreement",
+        "colour_baseline_strong_swap_rate",
+        "recolour_keeps_class",
+        "grayscale_balanced_accuracy",
+    ):
         assert 0.0 <= m[key] <= 1.0, key
     assert "strong_swap_rate_reverse" not in m
     assert set(m["colour_carries"]) == {"synthetic", "swapped", "strong_swaps"}
+    # The teaching stage: quiz forms linked from the report, its pool counted in the metrics.
+    assert m["teach_questions_per_form"] == 14 and m["teach_items"]["synthetic"] > 0
+    report = (opts.out_dir / "report.html").read_text()
+    assert (
+        'href="teach/quiz/index.html"' in report
+        and (opts.out_dir / "teach" / "quiz" / "index.html").is_file()
+    )
     # the curve, the animation and the annotated layer grid are measured and recorded
     assert m["interpolation_curve"] and all(0.0 <= r["mean"] <= 1.0 for r in m["interpolation_curve"])
     anim = m["animation"]
@@ -74,7 +104,8 @@ def test_metrics_have_the_promised_figures(demo_run) -> None:
     assert r["nn_synthetic_to_real_median"] > 0 and "random" in r["feature_space"]
     key = json.loads((opts.out_dir / "synthetic" / "blinded_sheet_key.json").read_text())
     assert {k["source"] for k in key} == {"real", "synthetic"} and [k["number"] for k in key] == list(
-        range(1, len(key) + 1))
+        range(1, len(key) + 1)
+    )
     # counterfactuals of real tiles: reconstruction error and three predictions per tile
     cfs = m["counterfactuals"]["tiles"]
     assert [c["class_from"] for c in cfs] == ["Epidermis", "Dermis"]
@@ -148,10 +179,15 @@ def test_rerun_resumes_without_duplicating(demo_run) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"seeds": -1}, "seeds must be at least 1"), ({"blend_seeds": 9, "seeds": 4}, "blend_seeds"),
-     ({"blend_steps": 1}, "blend_steps"), ({"synthetic_per_region": 0}, "synthetic_per_region"),
-     ({"workers": 0}, "workers"), ({"heatmap_stride_div": 3}, "heatmap_stride_div"),
-     ({"classifier": "/nonexistent/model"}, "classifier not found")],
+    [
+        ({"seeds": -1}, "seeds must be at least 1"),
+        ({"blend_seeds": 9, "seeds": 4}, "blend_seeds"),
+        ({"blend_steps": 1}, "blend_steps"),
+        ({"synthetic_per_region": 0}, "synthetic_per_region"),
+        ({"workers": 0}, "workers"),
+        ({"heatmap_stride_div": 3}, "heatmap_stride_div"),
+        ({"classifier": "/nonexistent/model"}, "classifier not found"),
+    ],
 )
 def test_options_are_checked_before_any_work(tmp_path, change, message) -> None:
     with pytest.raises(InputError, match=message):

@@ -16,6 +16,7 @@ _LABELS = {
     "seeds": "Class-swap seed search",
     "blend": "Class blending and layer blending",
     "invert": "Counterfactuals of real tiles (projection into W+)",
+    "teach": "Teaching material: quiz forms, a sheet, a synthetic-slide QuPath project",
     "report": "report.html + metrics.json",
 }
 

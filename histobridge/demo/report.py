@@ -47,7 +47,7 @@ def _summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "figure": "classifier balanced accuracy on held-out regions (measured in this run)",
             "value": f"{m['classifier_heldout_accuracy']:.3f} (95 % CI {lo:.3f}–{hi:.3f}, "
-                     f"{m['classifier_heldout_tiles']} tiles)",
+            f"{m['classifier_heldout_tiles']} tiles)",
             "control": f"caveat: {m['classifier_heldout_caveat']}",
         },
         {
@@ -55,15 +55,27 @@ def _summary_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
             "value": _pct(m["synthetic_agreement"]),
             "control": f"colour-only baseline: {_pct(m['colour_baseline_synthetic_agreement'])}",
         },
-        {"figure": "class-swapped twins classified as their new class", "value": _pct(m["swapped_agreement"]),
-         "control": f"colour-only baseline: {_pct(m['colour_baseline_swapped_agreement'])}"},
-        {"figure": f"strong class-swap seeds ({m['swap_direction']})", "value": _pct(m["strong_swap_rate"]),
-         "control": f"colour-only baseline: {_pct(m['colour_baseline_strong_swap_rate'])}"},
+        {
+            "figure": "class-swapped twins classified as their new class",
+            "value": _pct(m["swapped_agreement"]),
+            "control": f"colour-only baseline: {_pct(m['colour_baseline_swapped_agreement'])}",
+        },
+        {
+            "figure": f"strong class-swap seeds ({m['swap_direction']})",
+            "value": _pct(m["strong_swap_rate"]),
+            "control": f"colour-only baseline: {_pct(m['colour_baseline_strong_swap_rate'])}",
+        },
         {"figure": "weak class-swap seeds", "value": _pct(m["weak_swap_rate"]), "control": ""},
-        {"figure": "real tiles that keep their class when recoloured to the other class",
-         "value": _pct(m["recolour_keeps_class"]), "control": "a colour detector scores about 0"},
-        {"figure": "balanced accuracy on grayscale real tiles",
-         "value": _pct(m["grayscale_balanced_accuracy"]), "control": "0.5 is chance"},
+        {
+            "figure": "real tiles that keep their class when recoloured to the other class",
+            "value": _pct(m["recolour_keeps_class"]),
+            "control": "a colour detector scores about 0",
+        },
+        {
+            "figure": "balanced accuracy on grayscale real tiles",
+            "value": _pct(m["grayscale_balanced_accuracy"]),
+            "control": "0.5 is chance",
+        },
         {"figure": "seeds searched", "value": m["seeds_searched"], "control": ""},
     ]
 
@@ -72,13 +84,17 @@ def _colour_verdict(m: dict[str, Any]) -> str:
     """One sentence on whether colour alone explains the synthetic figures."""
     carried = [k for k, v in m["colour_carries"].items() if v]
     if not carried:
-        return ("The colour-only baseline falls clearly below the classifier on every synthetic figure: "
-                "the classifier's verdicts on synthetic tiles use more than their mean colour.")
-    return (f"Colour carries the explanation: a rule that sees only a tile's mean colour does as well as "
-            f"the classifier on {', '.join(k.replace('_', ' ') for k in carried)} (within "
-            f"{COLOUR_MARGIN:g}). These figures show that the generator paints each class its colour; "
-            f"they do not show that it draws class morphology. "
-            f"Recoloured real tiles keep their class {m['recolour_keeps_class']:.0%} of the time.")
+        return (
+            "The colour-only baseline falls clearly below the classifier on every synthetic figure: "
+            "the classifier's verdicts on synthetic tiles use more than their mean colour."
+        )
+    return (
+        f"Colour carries the explanation: a rule that sees only a tile's mean colour does as well as "
+        f"the classifier on {', '.join(k.replace('_', ' ') for k in carried)} (within "
+        f"{COLOUR_MARGIN:g}). These figures show that the generator paints each class its colour; "
+        f"they do not show that it draws class morphology. "
+        f"Recoloured real tiles keep their class {m['recolour_keeps_class']:.0%} of the time."
+    )
 
 
 def write_demo_report(run: DemoRun, metrics: dict[str, Any], path: Path) -> Path:
@@ -121,15 +137,14 @@ def write_demo_report(run: DemoRun, metrics: dict[str, Any], path: Path) -> Path
     _seed_section(rep, run)
     _blend_section(rep, run)
     _counterfactual_section(rep, run)
+    _teach_section(rep, run)
     rep.heading("6. Timings")
     rows = [{"stage": k, "seconds": float(v)} for k, v in metrics["seconds"].items()]
     rows.append({"stage": "all stages before this report", "seconds": float(sum(r["seconds"] for r in rows))})
     rep.table(rows, ["stage", "seconds"])
     rep.heading("7. Open the result in QuPath")
     rep.code(
-        _QUPATH_STEPS.format(
-            project=run.project.path, script=run.project.folder / "scripts", prefix=clf.name
-        )
+        _QUPATH_STEPS.format(project=run.project.path, script=run.project.folder / "scripts", prefix=clf.name)
     )
     return rep.write(path)
 
@@ -145,14 +160,18 @@ def _synthetic_section(rep: Report, run: DemoRun) -> None:
     for path, caption in _largest_montages(run, per_class=2):
         rep.figure(path, caption)
     c = run.controls
-    rep.paragraph("Controls for these montages (the same tiles, judged by a rule that sees only mean "
-                  "colour):")
+    rep.paragraph(
+        "Controls for these montages (the same tiles, judged by a rule that sees only mean colour):"
+    )
     rep.table(
         [
-            {"tiles": key, "classifier": f"{c[key]['classifier_agreement']:.3f}",
-             "colour-only baseline": f"{c[key]['colour_baseline_agreement']:.3f}",
-             "same top class": f"{c[key]['classifier_equals_baseline']:.3f}",
-             "colour carries it": "yes" if c[key]["colour_carries"] else "no"}
+            {
+                "tiles": key,
+                "classifier": f"{c[key]['classifier_agreement']:.3f}",
+                "colour-only baseline": f"{c[key]['colour_baseline_agreement']:.3f}",
+                "same top class": f"{c[key]['classifier_equals_baseline']:.3f}",
+                "colour carries it": "yes" if c[key]["colour_carries"] else "no",
+            }
             for key in ("synthetic", "swapped")
         ],
         ["tiles", "classifier", "colour-only baseline", "same top class", "colour carries it"],
@@ -252,24 +271,38 @@ def _blend_section(rep: Report, run: DemoRun) -> None:
     for blend, paths in run.blends:
         rep.figure(paths["png"], f"seed {blend.seed}: {blend.class_from} → {blend.class_to}")
     ex = run.explain
-    rep.figure(ex["curve_paths"]["png"], "interpolation-probability curve: the end class's probability along "
-               "the blend, min-max normalised per seed, mean ± SD over the strong and the weak seeds "
-               f"(CSV: {ex['curve_paths']['csv'].name})")
-    _gif_figure(rep, ex["gif"], f"seed {ex['gif_seed']} blended {CLASS_A_B}, {ex['gif_frames']} frames, "
-                f"{ex['gif_window_frames']} of them inside the transition window (P between 0.25 and 0.75); "
-                "each frame carries the classifier's prediction")
+    rep.figure(
+        ex["curve_paths"]["png"],
+        "interpolation-probability curve: the end class's probability along "
+        "the blend, min-max normalised per seed, mean ± SD over the strong and the weak seeds "
+        f"(CSV: {ex['curve_paths']['csv'].name})",
+    )
+    _gif_figure(
+        rep,
+        ex["gif"],
+        f"seed {ex['gif_seed']} blended {CLASS_A_B}, {ex['gif_frames']} frames, "
+        f"{ex['gif_window_frames']} of them inside the transition window (P between 0.25 and 0.75); "
+        "each frame carries the classifier's prediction",
+    )
     corr = ex["gif_colour_correlation"]
     rep.paragraph(
         f"Control: along this blend the classifier's P(end class) correlates {corr:.2f} with the tile's mean "
         "red minus blue. A value near 1 means the blend can be read as a colour change alone."
     )
-    rep.figure(ex["annotated_grid_png"], "layer blending with predictions: row k keeps class A's w at layers "
-               "0..k-1 and class B's after; every cell shows the classifier's P(B) and top class")
-    rep.paragraph("Per-layer sensitivity: the change in prediction when only one w vector is taken from the "
-                  "other class (mean over the grid's seeds).")
+    rep.figure(
+        ex["annotated_grid_png"],
+        "layer blending with predictions: row k keeps class A's w at layers "
+        "0..k-1 and class B's after; every cell shows the classifier's P(B) and top class",
+    )
+    rep.paragraph(
+        "Per-layer sensitivity: the change in prediction when only one w vector is taken from the "
+        "other class (mean over the grid's seeds)."
+    )
     rows = ex["sensitivity"]
-    rep.table([{k: (f"{v:+.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-              list(rows[0]) if rows else None)
+    rep.table(
+        [{k: (f"{v:+.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        list(rows[0]) if rows else None,
+    )
 
 
 def _counterfactual_section(rep: Report, run: DemoRun) -> None:
@@ -292,11 +325,15 @@ def _counterfactual_section(rep: Report, run: DemoRun) -> None:
     rows = []
     for r in records:
         to = r["class_to"]
-        rows.append({"tile": f"{r['class_from']} tile {r['tile']}",
-                     "reconstruction PSNR (dB)": f"{r['psnr_db']:.1f}",
-                     "P(other) real": f"{r['p_original'][to]:.3f}",
-                     "P(other) projection": f"{r['p_reconstruction'][to]:.3f}",
-                     "P(other) counterfactual": f"{r['p_counterfactual'][to]:.3f}"})
+        rows.append(
+            {
+                "tile": f"{r['class_from']} tile {r['tile']}",
+                "reconstruction PSNR (dB)": f"{r['psnr_db']:.1f}",
+                "P(other) real": f"{r['p_original'][to]:.3f}",
+                "P(other) projection": f"{r['p_reconstruction'][to]:.3f}",
+                "P(other) counterfactual": f"{r['p_counterfactual'][to]:.3f}",
+            }
+        )
     rep.table(rows)
     rep.paragraph(
         "Control: a projection that the classifier already reads differently from the real tile (compare "
@@ -326,6 +363,28 @@ def _realism_paragraph(rep: Report, run: DemoRun) -> None:
     )
     sheet = run.controls.get("blinded_sheet") or {}
     if sheet:
-        rep.figure(Path(sheet["png"]), "blinded sheet: real and synthetic tiles shuffled, numbered row by "
-                   "row "
-                   f"(the key is in {Path(sheet['key']).name}); can you tell them apart?")
+        rep.figure(
+            Path(sheet["png"]),
+            "blinded sheet: real and synthetic tiles shuffled, numbered row by "
+            "row "
+            f"(the key is in {Path(sheet['key']).name}); can you tell them apart?",
+        )
+
+
+def _teach_section(rep: Report, run: DemoRun) -> None:
+    """Where the teaching stage's quiz, sheet and QuPath project are (links relative to the report)."""
+    if not run.teach:
+        return
+    t = run.teach
+    items = t.get("items", {})
+    rep.heading("5c. Teaching material")
+    rep.paragraph(
+        f'<a href="teach/{t["quiz"]}">The quiz</a> (two matched forms of {t["questions_per_form"]} '
+        "questions: which class? real or synthetic? which of a class-swapped pair?), its answer key "
+        f'<code>teach/{t["answer_key"]}</code>, a <a href="teach/{t["sheets"][0]}">teaching sheet</a> and a '
+        f"QuPath project of synthetic mosaics, <code>teach/{t['qupath_project']}</code>. Pool: "
+        f"{items.get('real', 0)} real tiles ({items.get('real_held_out', 0)} held out as the nearest "
+        f"neighbours of synthetic ones), {items.get('synthetic', 0)} synthetic, {items.get('swapped', 0)} "
+        "in swapped pairs. Score answers with <code>histobridge teach score</code>.",
+        raw=True,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ SAMPLE = "skin"
 CLASS_A, CLASS_B = "Epidermis", "Dermis"
 CURVE_STEPS = 25  # blend positions of the interpolation-probability curve
 ANIMATION_STEPS = 25  # even positions of the animated blend, before frames are added in the window
-STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "invert", "report")
+STAGES = ("sample", "tile", "heatmap", "synthetic", "seeds", "blend", "invert", "teach", "report")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class DemoOptions:
     heatmap_stride_div: int = 2  # heatmap tiles overlap: stride = tile / this (1, 2 or 4)
     invert_tiles: int = 2  # real held-out tiles projected into W+ for counterfactuals (per class: half)
     invert_steps: int = 100  # optimisation steps of the projection
+    teach: bool = True  # a short teaching stage: quiz forms A/B, a sheet, a synthetic-slide QuPath project
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -118,6 +120,7 @@ class DemoRun:
     blends: list[tuple[ClassBlend, dict[str, Path]]]
     layer_blend: tuple[LayerBlendGrid, dict[str, Path]]
     explain: dict[str, Any] = field(default_factory=dict)  # curve, animation, annotated grid, sensitivity
+    teach: dict[str, Any] = field(default_factory=dict)  # the teaching stage's files and item counts
 
     @property
     def files(self) -> dict[str, list[Path]]:
@@ -213,8 +216,10 @@ def run_demo(
         explain = _stage_explain(out, options, models, seeds[(CLASS_A, CLASS_B)], layer[0])
     with timer.stage("invert"):
         explain["counterfactuals"] = _stage_invert(out, options, models, store)
+    with timer.stage("teach"):
+        teach = _stage_teach(out, options, models, project)
     run = DemoRun(out, options, models, project, store, tiles, heat, matched, agreement, controls, seeds,
-                  baseline_seeds, blends, layer, explain)
+                  baseline_seeds, blends, layer, explain, teach)
     with timer.stage("report"):
         metrics = _metrics(run, timer.seconds)
         report = write_demo_report(run, metrics, out / "report.html")
@@ -445,6 +450,35 @@ def _stage_explain(
     }
 
 
+TEACH_DIR = "teach"
+
+
+def _stage_teach(out: Path, options: DemoOptions, models: DemoModels, project: Project) -> dict[str, Any]:
+    """A short version of ``histobridge teach``: small quiz forms, one sheet, the synthetic-slide project.
+
+    A rerun reuses what an earlier run made (``teach/teach.json``)."""
+    import json
+
+    from histobridge.teach import QuizPlan, TeachSettings, make_teaching
+    from histobridge.teach.sheet import SheetSettings
+
+    folder = out / TEACH_DIR
+    if not options.teach:
+        return {}
+    if not (folder / "teach.json").is_file():
+        settings = TeachSettings(
+            synthetic_per_class=12, swaps_per_direction=4, search_seeds=24, transition_rows=3,
+            transition_steps=7, workers=options.workers,
+            quiz=QuizPlan(class_real=3, class_synthetic=3, origin_real=3, origin_synthetic=3, pairs=2),
+            sheet=SheetSettings(examples=4, blend_strips=2, blend_steps=7, curve_seeds=4, curve_steps=13),
+        )  # fmt: skip
+        if folder.exists():  # an interrupted earlier run: start the material again
+            shutil.rmtree(folder)
+        make_teaching(project, models.G, models.classifier, folder, settings)
+    made = json.loads((folder / "teach.json").read_text(encoding="utf-8"))
+    return {"folder": folder, **made}
+
+
 def _stage_invert(out: Path, options: DemoOptions, models: DemoModels, store: Path) -> dict[str, Any]:
     """Project real held-out tiles (alternating classes) into W+ and render them under the other class."""
     from histobridge.demo.controls import heldout_regions, real_tiles
@@ -495,6 +529,8 @@ def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
         "strong_swaps": colour_carries(strong, base_strong),
     }
     return {
+        "teach_items": dict(run.teach.get("items", {})),
+        "teach_questions_per_form": int(run.teach.get("questions_per_form", 0)),
         "tiles": int(run.tiles),
         "heatmap_tiles": int(run.heatmap.tiles),
         "classifier_heldout_accuracy": float(held["balanced_accuracy"]),

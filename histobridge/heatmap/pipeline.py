@@ -29,12 +29,14 @@ from histobridge._names import safe_name
 from histobridge.errors import AnnotationError, HistobridgeError, InputError, ModelError, ProjectError
 from histobridge.heatmap.outputs import (
     class_colours,
+    copy_written,
     heatmap_grid,
     measurement_names,
     tile_features,
     tile_table,
     write_image_outputs,
     write_npz,
+    write_tiles,
 )
 from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done
 from histobridge.tiling.regions import Region
@@ -440,7 +442,7 @@ def heatmap_entry(
 
     Nothing is written when the image yields no tile: earlier results stay as they were.
     """
-    from histobridge.qupath import geojson, layout
+    from histobridge.qupath import layout
 
     t0 = time.perf_counter()
     eid, name = str(entry.entry_id), entry.name
@@ -467,14 +469,16 @@ def heatmap_entry(
         return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join([*notes, why])), None
     prefix = options.prefix or classifier.name
     colours = class_colours(pred.class_names, project.classes)
-    features = tile_features(pred, prefix, colours)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
     files = write_image_outputs(
-        pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, features=features
+        pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip
     )
     if options.write_back in ("geojson", "paquo"):
         target = layout.predictions_path(project.folder, entry.entry_id)
-        geojson.write_features(target, features)
+        if files[0].name.endswith(".gz") == target.name.endswith(".gz"):
+            copy_written(files[0], target)  # the same tiles, ids included: serialised once
+        else:
+            write_tiles(target, pred, prefix, colours)
         files.append(target)
     if options.write_back == "paquo":
         from histobridge.qupath.paquo.write import write_tiles_paquo

@@ -429,3 +429,75 @@ def test_dsa_label_becomes_the_name_or_is_noted() -> None:
     res = read_features(doc)
     assert [a.name for a in res.annotations] == ["islet 3", "duct", "mine"]
     assert any("'label'" in n and "'theirs'" in n for n in res.notes)
+
+
+def _without_ids(text: str) -> tuple[list[dict], list[str]]:
+    doc = json.loads(text)
+    feats = doc["features"] if isinstance(doc, dict) else doc
+    return [{k: v for k, v in f.items() if k != "id"} for f in feats], [f["id"] for f in feats]
+
+
+def test_tile_texts_are_the_text_of_tile_feature(tmp_path: Path) -> None:
+    """The array serialiser writes what tile_feature + write_features write, byte for byte but the ids."""
+    import re
+    import uuid
+
+    from histobridge.qupath.geojson import tile_feature_texts, write_feature_texts
+
+    rng = np.random.default_rng(3)
+    n = 300
+    coords = np.column_stack([rng.uniform(-5, 1e5, n), rng.uniform(0, 1e5, n),
+                              np.full(n, 448.123456789), rng.uniform(0.001, 900, n)])
+    coords[:3, :2] = [[0.0, 0.0], [1e-9, -1e-9], [2.0005, 123456789.0004999]]  # rounding edges
+    names = ["m: Tumor probability", "m: Stroma: Positive probability", "m: Ünïcode \"q\" probability"]
+    values = rng.uniform(0, 1, (n, 3))
+    values[5, 1] = np.nan
+    values[6, :] = [np.inf, -np.inf, np.nan]  # no finite measurement: no "measurements" key
+    values[7, 0] = -0.0
+    classes = ("Tumor", "Stroma: Positive", "")
+    colours = {"Tumor": (200, 0, 0), "Stroma: Positive": (0, 128, 255)}
+    index = rng.integers(0, 3, n)
+    for locked, name in ((True, "model"), (False, None)):
+        new, old = tmp_path / "new.geojson", tmp_path / "old.geojson"
+        write_feature_texts(new, tile_feature_texts(coords, index, classes, colours, names, values,
+                                                    locked=locked, name=name))
+        write_features(old, (
+            tile_feature(*map(float, coords[i]), classes[index[i]] or None, colours.get(classes[index[i]]),
+                         dict(zip(names, values[i].tolist(), strict=True)), locked=locked, name=name)
+            for i in range(n)
+        ))
+        uuid_re = r'"id":"[0-9a-f-]{36}"'
+        assert re.sub(uuid_re, '"id":""', new.read_text()) == re.sub(uuid_re, '"id":""', old.read_text())
+        feats, ids = _without_ids(new.read_text())
+        assert len(set(ids)) == n and all(uuid.UUID(i) for i in ids)
+        assert "measurements" not in feats[6]["properties"]
+        assert read_features(new).annotations[0].geometry.bounds == (0.0, 0.0, 448.123, coords[0, 3].round(3))
+
+
+def test_tile_texts_refuse_bad_rectangles_and_shapes() -> None:
+    from histobridge.qupath.geojson import tile_feature_texts
+
+    def texts(coords: list[list[float]], values: np.ndarray) -> list[str]:
+        return list(tile_feature_texts(np.array(coords), np.zeros(len(coords), int), ("A",), {},
+                                       ["p"], values))
+
+    with pytest.raises(AnnotationError, match="positive size"):
+        texts([[0, 0, 0, 5]], np.zeros((1, 1)))
+    with pytest.raises(AnnotationError, match="finite coordinates"):
+        texts([[np.nan, 0, 5, 5]], np.zeros((1, 1)))
+    with pytest.raises(AnnotationError, match="measurement values of shape"):
+        texts([[0, 0, 5, 5]], np.zeros((1, 2)))
+    assert texts([], np.zeros((0, 1))) == []
+
+
+def test_gzip_writer_round_trips_in_chunks(tmp_path: Path) -> None:
+    from histobridge.qupath import geojson
+
+    path = tmp_path / "many.geojson.gz"
+    n = geojson.WRITE_CHUNK * 2 + 7  # several full chunks and a partial one
+    assert write_features(path, (tile_feature(i, 0, 1, 1, "A") for i in range(n))) == n
+    feats = json.loads(gzip.decompress(path.read_bytes()))["features"]
+    assert [f["geometry"]["coordinates"][0][0][0] for f in feats] == [float(i) for i in range(n)]
+    assert write_features(tmp_path / "none.geojson", []) == 0
+    empty = json.loads((tmp_path / "none.geojson").read_text())
+    assert empty == {"type": "FeatureCollection", "features": []}

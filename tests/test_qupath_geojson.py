@@ -501,3 +501,62 @@ def test_gzip_writer_round_trips_in_chunks(tmp_path: Path) -> None:
     assert write_features(tmp_path / "none.geojson", []) == 0
     empty = json.loads((tmp_path / "none.geojson").read_text())
     assert empty == {"type": "FeatureCollection", "features": []}
+
+
+def _mixed_tiles(extra: list[dict]) -> dict:
+    feats = []
+    for i in range(150):
+        x = float(i * 10)
+        ring = [[x, 0.0], [x + 10, 0.0], [x + 10, 10.0], [x, 10.0], [x, 0.0]]
+        if i % 7 == 0:
+            ring = [[int(v) for v in p] for p in ring]  # integers are coordinates too
+        props = {"objectType": "tile", "classification": {"name": "A", "color": [1, 2, 300]},
+                 "measurements": {"p": i / 150, "q": 1} if i % 5 else {"p": "NaN"}}
+        feats.append({"type": "Feature", "id": UUID if i % 3 else f"not-a-uuid-{i}",
+                      "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
+    for j, geometry in enumerate(extra):
+        feats.insert(j * 11, {"type": "Feature", "geometry": geometry, "properties": {"name": f"odd {j}"}})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+ODD_GEOMETRIES = [
+    {"type": "Polygon", "coordinates": [[[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]},  # bow tie
+    {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5], [0, 5]]]},  # not closed
+    {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [9, 0], [0, 0]]]},  # no area
+    {"type": "Polygon", "coordinates": [[[0, 0], [float("nan"), 0], [5, 5], [0, 0]]]},
+    {"type": "Polygon", "coordinates": [[[0, 0], [float("inf"), 0], [5, 5], [0, 0]]]},
+    {"type": "Polygon", "coordinates": [square(0, 0, 100)[0], square(10, 10, 5)[0]]},  # a hole
+    {"type": "LineString", "coordinates": [[0, 0], [5, 0], [5, 5], [0, 0]]},
+    {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [0, 0]]]},  # too short
+    {"type": "MultiPolygon", "coordinates": [square(0, 0, 4)]},
+]
+
+
+@pytest.mark.parametrize("extra", [ODD_GEOMETRIES, [*ODD_GEOMETRIES, {"type": "Polygon", "coordinates": [
+    [[0, 0], ["5", 0], [5, 5], [0, 0]]]}], [*ODD_GEOMETRIES, {"type": "Polygon", "coordinates": [
+        [[0, 0, 1], [5, 0, 1], [5, 5, 1], [0, 0, 1]]]}]], ids=["numbers", "a-string", "with-z"])
+def test_bulk_polygons_read_the_same_as_one_by_one(monkeypatch: pytest.MonkeyPatch, extra: list) -> None:
+    from histobridge.qupath import geojson_read
+
+    doc = _mixed_tiles(extra)
+    fast = read_features(doc, closed_lines_as_areas=True)
+    if extra is ODD_GEOMETRIES:
+        assert len(geojson_read.simple_polygons(doc)) == 150  # every plain tile came from the bulk path
+    monkeypatch.setattr(geojson_read, "BULK_MIN", 10**9)
+    assert geojson_read.simple_polygons(doc) == {}
+    slow = read_features(doc, closed_lines_as_areas=True)
+    assert fast.notes == slow.notes and len(fast.annotations) == len(slow.annotations) > 150
+    for a, b in zip(fast.annotations, slow.annotations, strict=True):
+        assert a.geometry.wkb == b.geometry.wkb and type(a.geometry) is type(b.geometry)
+        assert (a.path_class, a.class_color, a.object_id, a.name, repr(dict(a.measurements))) == (
+            b.path_class, b.class_color, b.object_id, b.name, repr(dict(b.measurements)))  # NaN ≠ NaN
+    assert fast.annotations[1].class_color == (1, 2, 255)
+
+
+def test_uuid_forms() -> None:
+    from histobridge.qupath.geojson import uuid_or_none
+
+    assert uuid_or_none(UUID) == UUID and uuid_or_none(UUID.upper()) == UUID.upper()
+    braced = "{" + UUID + "}"
+    assert uuid_or_none(braced) == braced  # uuid.UUID's other spellings still count
+    assert uuid_or_none(UUID + "\n") is None and uuid_or_none("x" * 36) is None and uuid_or_none(5) is None

@@ -11,9 +11,12 @@ re-exports the public names; import them from there.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import itertools
 import json
 import os
+import re
 import uuid
 import zipfile
 from collections.abc import Collection, Iterator, Mapping
@@ -41,6 +44,8 @@ TYPE_ALIASES: dict[str, str] = {
     "tmaCore": "tmaCore", "tma_core": "tmaCore", "TMACoreObject": "tmaCore",
     "root": "root", "PathRootObject": "root",
 }
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+BULK_MIN = 64  # fewer features than this: building polygons one by one costs no more
 GEOMETRY_TYPES = frozenset({
     "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection",
 })
@@ -106,6 +111,7 @@ def read_features(
     where = str(source) if isinstance(source, (str, os.PathLike)) else "GeoJSON document"
     doc = load_document(source) if isinstance(source, (str, os.PathLike)) else source
     reader = _FeatureReader(closed_lines_as_areas)
+    reader.ready = simple_polygons(doc)
     out: list[PathObject] = []
     n_features = 0
     try:
@@ -155,6 +161,7 @@ class _FeatureReader:
     def __init__(self, closed_lines_as_areas: bool) -> None:
         self.closed_lines_as_areas = closed_lines_as_areas
         self.notes = NoteCounter()
+        self.ready: dict[int, BaseGeometry] = {}  # id(geometry mapping) → its polygon, built in bulk
 
     def feature(self, feature: Mapping[str, Any], label: str) -> list[PathObject]:
         """One feature and its children; objects without an area are left out with a note."""
@@ -181,10 +188,59 @@ class _FeatureReader:
         return out
 
     def _area(self, value: Any, label: str) -> BaseGeometry | None:
+        ready = self.ready.get(id(value))
+        if ready is not None:
+            return ready
         geom = _shape(value, label, self.notes)
         if geom is None:
             return None
         return area_geometry(geom, label, self.notes, closed_lines_as_areas=self.closed_lines_as_areas)
+
+
+def simple_polygons(doc: Any) -> dict[int, BaseGeometry]:
+    """Polygons of a FeatureCollection's plain features built in one go, keyed by id(geometry).
+
+    Only single-ring polygons that are closed, finite, valid and have an area are taken: for them
+    the per-object path (``shape`` then :func:`area_geometry`) would return the same polygon with no
+    note. Everything else (holes, other types, bad coordinates, child objects) is left to that path.
+    Building them in bulk with ``shapely.polygons`` avoids a ``shape`` call per tile.
+    """
+    collection = isinstance(doc, Mapping) and doc.get("type") == "FeatureCollection"
+    features = doc.get("features") if collection else doc
+    if not isinstance(features, list) or len(features) < BULK_MIN:
+        return {}
+    geoms: list[Any] = []
+    rings: list[Any] = []
+    for f in features:
+        g = f.get("geometry") if type(f) is dict and f.get("type") == "Feature" else None
+        if type(g) is dict and g.get("type") == "Polygon":
+            c = g.get("coordinates")
+            if type(c) is list and len(c) == 1 and type(c[0]) is list and len(c[0]) >= 4:
+                geoms.append(g)
+                rings.append(c[0])
+    if len(geoms) < BULK_MIN:
+        return {}
+    try:
+        with np.errstate(invalid="ignore"):
+            points = np.array(list(itertools.chain.from_iterable(rings)))
+    except (ValueError, TypeError):  # ragged or mixed: a point that is not [x, y] somewhere
+        return {}
+    if points.ndim != 2 or points.shape[1] != 2 or points.dtype.kind not in "fiu":
+        return {}
+    points = points.astype(np.float64, copy=False)
+    lengths = np.fromiter(map(len, rings), np.int64, len(rings))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ends = starts + lengths - 1
+    finite = np.minimum.reduceat(np.isfinite(points).all(axis=1), starts)
+    closed = (points[starts] == points[ends]).all(axis=1)
+    take = finite & closed
+    if not take.any():
+        return {}
+    index = np.repeat(np.arange(int(take.sum())), lengths[take])
+    built = shapely.polygons(shapely.linearrings(points[np.repeat(take, lengths)], indices=index))
+    good = (shapely.is_valid(built) & (shapely.area(built) > 0)).tolist()
+    taken = np.flatnonzero(take).tolist()
+    return {id(geoms[i]): poly for i, poly, ok in zip(taken, built, good, strict=True) if ok}
 
 
 def _name(props: Mapping[str, Any], label: str, notes: NoteCounter) -> str | None:
@@ -277,6 +333,8 @@ def uuid_or_none(value: Any) -> str | None:
     """``value`` when it is a UUID string (QuPath's object ids), else None."""
     if not isinstance(value, str):
         return None
+    if _CANONICAL_UUID.fullmatch(value):  # the form QuPath writes; uuid.UUID accepts a few more
+        return value
     try:
         uuid.UUID(value)
     except ValueError:
@@ -311,6 +369,8 @@ def _classification(value: Any, label: str, notes: NoteCounter) -> tuple[str | N
 def _color(value: Any, label: str, notes: NoteCounter) -> RGB | None:
     if value is None:
         return None
+    if type(value) is list and len(value) == 3 and all(type(c) is int for c in value):
+        return _rgb(value[0], value[1], value[2])  # the common [r, g, b]: same result, cached
     if isinstance(value, int) and not isinstance(value, bool):
         return argb_to_rgb(value)
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], int):
@@ -320,6 +380,11 @@ def _color(value: Any, label: str, notes: NoteCounter) -> RGB | None:
         return r, g, b
     notes.add("colour of unexpected form ignored", f"{label} color={value!r}")
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _rgb(r: int, g: int, b: int) -> RGB:
+    return min(255, max(0, r)), min(255, max(0, g)), min(255, max(0, b))
 
 
 def number_or_none(value: Any) -> float | None:
@@ -339,6 +404,8 @@ def number_or_none(value: Any) -> float | None:
 def _measurements(value: Any, label: str, notes: NoteCounter) -> dict[str, float]:
     if value is None:
         return {}
+    if type(value) is dict and all(type(k) is str and type(v) is float for k, v in value.items()):
+        return dict(value)  # plain numbers under text names, as QuPath 0.4+ writes: nothing to convert
     if isinstance(value, Mapping):
         items = list(value.items())
     elif isinstance(value, list):

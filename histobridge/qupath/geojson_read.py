@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import shapely
@@ -129,13 +129,18 @@ def read_features(
     return FeatureReadResult(out, reader.notes.lines())
 
 
+def _is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
+    """``isinstance(value, Mapping)``, with the JSON case (a dict) decided without the ABC check."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _walk(doc: Any, where: str, notes: NoteCounter, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (label, feature) for every feature in any accepted document shape."""
     if isinstance(doc, list):
         for i, item in enumerate(doc):
             yield from _walk(item, where, notes, f"{prefix}[{i}]")
         return
-    if not isinstance(doc, Mapping):
+    if not _is_map(doc):
         notes.add("item that is not a JSON object skipped", prefix or "document")
         return
     kind = doc.get("type")
@@ -167,7 +172,7 @@ class _FeatureReader:
         """One feature and its children; objects without an area are left out with a note."""
         notes = self.notes
         props = feature.get("properties") or {}
-        if not isinstance(props, Mapping):
+        if not _is_map(props):
             notes.add("feature with non-object 'properties' read without properties", label)
             props = {}
         name = _name(props, label, notes)
@@ -183,7 +188,7 @@ class _FeatureReader:
         children = props.get("childObjects", props.get("children"))
         if isinstance(children, list):
             for i, child in enumerate(children):
-                if isinstance(child, Mapping):
+                if _is_map(child):
                     out.extend(self.feature(child, f"{label}/child {i}"))
         return out
 
@@ -205,7 +210,7 @@ def simple_polygons(doc: Any) -> dict[int, BaseGeometry]:
     note. Everything else (holes, other types, bad coordinates, child objects) is left to that path.
     Building them in bulk with ``shapely.polygons`` avoids a ``shape`` call per tile.
     """
-    collection = isinstance(doc, Mapping) and doc.get("type") == "FeatureCollection"
+    collection = _is_map(doc) and doc.get("type") == "FeatureCollection"
     features = doc.get("features") if collection else doc
     if not isinstance(features, list) or len(features) < BULK_MIN:
         return {}
@@ -247,7 +252,7 @@ def _name(props: Mapping[str, Any], label: str, notes: NoteCounter) -> str | Non
     """QuPath's ``name``; a Digital Slide Archive ``label`` (text or ``{"value": text}``) stands in."""
     name = props.get("name") if isinstance(props.get("name"), str) else None
     dsa = props.get("label")
-    if isinstance(dsa, Mapping):
+    if _is_map(dsa):
         dsa = dsa.get("value")
     if isinstance(dsa, str) and dsa:
         if not name:
@@ -273,7 +278,7 @@ def _path_object(feature: Mapping[str, Any], props: Mapping[str, Any], geometry:
         measurements=MappingProxyType(_measurements(props.get("measurements"), label, notes)),
         locked=bool(props.get("isLocked", props.get("locked", False))),
         is_missing=bool(props.get("isMissing", False)),
-        metadata=MappingProxyType(dict(metadata)) if isinstance(metadata, Mapping) else MappingProxyType({}),
+        metadata=MappingProxyType(dict(metadata)) if _is_map(metadata) else MappingProxyType({}),
         nucleus=_nucleus(feature.get("nucleusGeometry")),
         plane=_plane(feature.get("geometry")),
         roi_type="ellipse" if _is_ellipse(feature.get("geometry")) else None,
@@ -282,8 +287,8 @@ def _path_object(feature: Mapping[str, Any], props: Mapping[str, Any], geometry:
 
 def _plane(geometry: Any) -> tuple[int, int, int] | None:
     """The (c, z, t) plane a geometry is drawn on, when the file names one."""
-    plane = geometry.get("plane") if isinstance(geometry, Mapping) else None
-    if not isinstance(plane, Mapping):
+    plane = geometry.get("plane") if _is_map(geometry) else None
+    if not _is_map(plane):
         return None
     try:
         return int(plane.get("c", -1)), int(plane.get("z", 0)), int(plane.get("t", 0))
@@ -292,11 +297,11 @@ def _plane(geometry: Any) -> tuple[int, int, int] | None:
 
 
 def _is_ellipse(geometry: Any) -> bool:
-    return isinstance(geometry, Mapping) and geometry.get("isEllipse") is True
+    return _is_map(geometry) and geometry.get("isEllipse") is True
 
 
 def _nucleus(value: Any) -> BaseGeometry | None:
-    if not isinstance(value, Mapping):
+    if not _is_map(value):
         return None
     try:
         return shape(dict(value))
@@ -306,8 +311,8 @@ def _nucleus(value: Any) -> BaseGeometry | None:
 
 def _check_plane(geometry: Any, label: str, notes: NoteCounter) -> None:
     """Objects drawn on another z-slice or time point are read, but the tiler sees plane 0 only."""
-    plane = geometry.get("plane") if isinstance(geometry, Mapping) else None
-    if isinstance(plane, Mapping) and (plane.get("z", 0) or plane.get("t", 0)):
+    plane = geometry.get("plane") if _is_map(geometry) else None
+    if _is_map(plane) and (plane.get("z", 0) or plane.get("t", 0)):
         notes.add("object on a z/t plane other than the first (pixels are read from plane 0)", label)
 
 
@@ -347,7 +352,7 @@ def _classification(value: Any, label: str, notes: NoteCounter) -> tuple[str | N
         return None, None
     if isinstance(value, str):
         return value or None, None
-    if not isinstance(value, Mapping):
+    if not _is_map(value):
         notes.add("classification of unexpected form ignored", label)
         return None, None
     names = value.get("names")
@@ -369,7 +374,7 @@ def _classification(value: Any, label: str, notes: NoteCounter) -> tuple[str | N
 def _color(value: Any, label: str, notes: NoteCounter) -> RGB | None:
     if value is None:
         return None
-    if type(value) is list and len(value) == 3 and all(type(c) is int for c in value):
+    if type(value) is list and len(value) == 3 and type(value[0]) is type(value[1]) is type(value[2]) is int:
         return _rgb(value[0], value[1], value[2])  # the common [r, g, b]: same result, cached
     if isinstance(value, int) and not isinstance(value, bool):
         return argb_to_rgb(value)
@@ -404,12 +409,12 @@ def number_or_none(value: Any) -> float | None:
 def _measurements(value: Any, label: str, notes: NoteCounter) -> dict[str, float]:
     if value is None:
         return {}
-    if type(value) is dict and all(type(k) is str and type(v) is float for k, v in value.items()):
+    if type(value) is dict and set(map(type, value.values())) <= {float} and set(map(type, value)) <= {str}:
         return dict(value)  # plain numbers under text names, as QuPath 0.4+ writes: nothing to convert
-    if isinstance(value, Mapping):
+    if _is_map(value):
         items = list(value.items())
     elif isinstance(value, list):
-        items = [(m.get("name"), m.get("value")) for m in value if isinstance(m, Mapping)]
+        items = [(m.get("name"), m.get("value")) for m in value if _is_map(m)]
     else:
         notes.add("measurements of unexpected form ignored", label)
         return {}
@@ -424,7 +429,7 @@ def _measurements(value: Any, label: str, notes: NoteCounter) -> dict[str, float
 
 
 def _shape(value: Any, label: str, notes: NoteCounter) -> BaseGeometry | None:
-    if not isinstance(value, Mapping):
+    if not _is_map(value):
         notes.add("feature without geometry skipped", label)
         return None
     try:

@@ -52,8 +52,8 @@ class SmallCNN(nn.Module):
 
 
 def make_slide(path: Path, size: int) -> Path:
-    """JPEG-tiled 2-level pyramid with H&E-like texture (pink field, purple blobs, noise)."""
-    import tifffile
+    """JPEG-tiled 2-level pyramid (level 1 a SubIFD), H&E-like texture: pink field, purple blobs, noise."""
+    from histobridge.testing import TiledLevel, write_pyramid
 
     rng = np.random.default_rng(0)
     ys, xs = np.mgrid[0:TILE, 0:TILE].astype(np.float32)
@@ -64,19 +64,17 @@ def make_slide(path: Path, size: int) -> Path:
         base = np.where(blobs, [120, 70, 160], [232, 175, 205]).astype(np.float32)
         pool.append(np.clip(base + rng.normal(0, 10, (TILE, TILE, 3)), 0, 255).astype(np.uint8))
 
-    def tiles(n_side: int):
-        for i in range(n_side * n_side):
-            yield pool[(i * 7 + i // n_side) % len(pool)]
+    def level(side: int) -> TiledLevel:
+        n_side = side // TILE
 
-    res = (1e4 / MPP, 1e4 / MPP)
-    opts = {"tile": (TILE, TILE), "photometric": "rgb", "compression": "jpeg", "resolutionunit": "CENTIMETER"}
-    with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        n0 = size // TILE
-        tif.write(tiles(n0), shape=(size, size, 3), dtype=np.uint8, subifds=1, resolution=res, **opts)
-        n1 = size // 2 // TILE
-        tif.write(tiles(n1), shape=(size // 2, size // 2, 3), dtype=np.uint8, subfiletype=1,
-                  resolution=(res[0] / 2, res[1] / 2), **opts)
-    return path
+        def tiles():
+            for i in range(n_side * n_side):
+                yield pool[(i * 7 + i // n_side) % len(pool)]
+
+        return TiledLevel(side, side, tiles)
+
+    levels = [level(size), level(size // 2)]
+    return write_pyramid(path, levels, mpp=MPP, tile=TILE, compression="jpeg", layout="subifds", bigtiff=True)
 
 
 def make_project(folder: Path, slide: Path, size: int) -> Path:

@@ -8,13 +8,24 @@ References:
 histobridge's tiler is timed end to end (grid, read, write to Zarr with compression) with 1 and 2
 workers. Output tiles are 256 px at the slide's own resolution, so one output tile = one source tile.
 
+Two more sections (``--sections``), each in interleaved rounds with the ratios of every round:
+- resampled: output tiles of 0.6 µm/px from the 0.5 µm/px slide (a 1.2x shrink, the usual case:
+  a model's pixel size is rarely the scanner's), against the decode floor = raw decode CPU per
+  source tile x source tiles under the tiled area / output tiles;
+- small: the real CMU-1-Small-Region slide (~100 tiles of 128 µm = 256.5 px -> 256 px, a 1.002x
+  shrink), against a naive loop of ``openslide.read_region`` + Pillow resize in 2 threads.
+
+The native and resampled sections end with the CPU cost of each stage (decode, resample, Blosc,
+shard write) per tile, timed alone: decode / their sum is the most any tiler using this store can
+reach against raw decoding.
+
 ``--store-only`` times just the Zarr write of the same 256-px tiles, three ways, in one run: the
 hand-written shard encoder (the tiler's path), zarr's own default codec pipeline, and zarr's fused
 codec pipeline where the installed zarr has one (``FusedCodecPipeline``, zarr >= 3.3; both zarr
 pipelines with a whole shard per batch), each with 1 and 2 writer threads on disjoint shards, and
 prints each one's throughput relative to the encoder.
 
-Run: ``python benchmarks/bench_tiling.py [--size 16384] [--naive-tiles 1500]``
+Run: ``python benchmarks/bench_tiling.py [--size 16384] [--sections native,resampled,small]``
      ``python benchmarks/bench_tiling.py --store-only [--store-tiles 1024]``
 """
 
@@ -72,33 +83,31 @@ def _texture_pool() -> tuple[list[np.ndarray], str]:
 
 
 def make_slide(path: Path, size: int, levels: int = 4) -> Path:
-    """JPEG-tiled pyramid (each level a reduced-resolution IFD), tiles streamed to keep memory small."""
-    import tifffile
+    """JPEG-tiled pyramid (each level a reduced-resolution page), tiles streamed to keep memory small."""
     from PIL import Image
 
+    from histobridge.testing import TiledLevel, write_pyramid
+
     pool, _ = _texture_pool()
-    with tifffile.TiffWriter(path, bigtiff=True) as tw:
-        for lvl in range(levels):
-            dim = size >> lvl
-            n = -(-dim // TILE)
-            scale = 2**lvl
 
-            def tiles(n: int = n, scale: int = scale):
-                for ty in range(n):
-                    for tx in range(n):
-                        t = pool[(tx * 7 + ty * 13) % len(pool)]
-                        if scale > 1:  # content of lower levels only needs to look plausible
-                            t = np.asarray(Image.fromarray(t).resize((TILE, TILE), Image.Resampling.BOX))
-                        yield t
+    def level(lvl: int) -> TiledLevel:
+        dim = size >> lvl
+        n = -(-dim // TILE)
 
-            res = 1e4 / (MPP * scale)
-            tw.write(
-                tiles(), shape=(dim, dim, 3), dtype=np.uint8, tile=(TILE, TILE),
-                compression="jpeg", compressionargs={"level": 90},
-                photometric="rgb", subfiletype=1 if lvl else 0, resolution=(res, res),
-                resolutionunit="CENTIMETER", metadata=None,
-            )  # fmt: skip
-    return path
+        def tiles():
+            for ty in range(n):
+                for tx in range(n):
+                    t = pool[(tx * 7 + ty * 13) % len(pool)]
+                    if lvl:  # content of lower levels only needs to look plausible
+                        t = np.asarray(Image.fromarray(t).resize((TILE, TILE), Image.Resampling.BOX))
+                    yield t
+
+        return TiledLevel(dim, dim, tiles)
+
+    return write_pyramid(
+        path, [level(lvl) for lvl in range(levels)], mpp=MPP, tile=TILE,
+        compression="jpeg", compression_level=90, bigtiff=True,
+    )  # fmt: skip
 
 
 def raw_decode(path: Path, threads: int = 1) -> tuple[int, float]:
@@ -183,7 +192,7 @@ def _entry(path: Path):
 @dataclass
 class _Project:
     images: list
-    size: int
+    size: int | tuple[int, int]
     classes: list = field(default_factory=list)
 
     def annotations(self, entry):
@@ -191,16 +200,24 @@ class _Project:
 
         from histobridge.qupath.annotations import Annotation
 
-        ann = Annotation(box(0, 0, self.size, self.size), "Tissue")
+        w, h = (self.size, self.size) if isinstance(self.size, int) else self.size
+        ann = Annotation(box(0, 0, w, h), "Tissue")
         return type("AnnotationSet", (), {"annotations": [ann], "source": "bench", "notes": []})()
 
 
-def histobridge_tiler(path: Path, size: int, workers: int, out: Path) -> tuple[int, float]:
+def histobridge_tiler(
+    path: Path,
+    size: int | tuple[int, int],
+    workers: int,
+    out: Path,
+    tile_um: float = TILE * MPP,
+    tile_px: int = TILE,
+) -> tuple[int, float]:
     from histobridge.tiling import TileSpec, TilingOptions, tile_project
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    report = tile_project(_Project([_entry(path)], size), out, TileSpec(TILE, TILE * MPP),
+    report = tile_project(_Project([_entry(path)], size), out, TileSpec(tile_px, tile_um),
                           TilingOptions(workers=workers))  # fmt: skip
     seconds = time.perf_counter() - t0
     if not report.ok:
@@ -276,6 +293,255 @@ def store_only(n_tiles: int, rounds: int) -> None:
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
+Timing = dict[str, tuple[int, float, float]]  # method -> (tiles, wall s, CPU s of this process)
+
+
+def _timed(fn) -> tuple[int, float, float]:
+    c0 = time.process_time()
+    n, seconds = fn()
+    return n, seconds, time.process_time() - c0
+
+
+def interleaved(methods: dict, rounds: int, ratios) -> list[Timing]:
+    """Run every method once per round, in turn; print each round's ratios as they come."""
+    out: list[Timing] = []
+    for r in range(rounds):
+        timing = {name: _timed(fn) for name, fn in methods.items()}
+        out.append(timing)
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios(timing).items()))
+    return out
+
+
+def show(rounds: list[Timing], own_cpu: bool = True, skip_cpu: tuple[str, ...] = ()) -> dict[str, float]:
+    """Table of the best wall time per method, with CPU ms per tile beside it; returns tiles/s."""
+    print(f"  {'method':50s} {'tiles':>6s} {'wall s':>7s} {'tiles/s':>8s} {'CPU ms/tile':>11s}")
+    rate: dict[str, float] = {}
+    for name in rounds[0]:
+        n, wall, _ = min((t[name] for t in rounds), key=lambda v: v[1])
+        cpu = min(t[name][2] / t[name][0] for t in rounds)
+        rate[name] = n / wall
+        own = "-" if name in skip_cpu else f"{cpu * 1e3:.3f}"  # children's CPU is not ours
+        print(f"  {name:50s} {n:6d} {wall:7.2f} {rate[name]:8.1f} {own:>11s}")
+    return rate
+
+
+def _rate(t: Timing, name: str) -> float:
+    return t[name][0] / t[name][1]
+
+
+def _cpu_per_tile(t: Timing, name: str) -> float:
+    return t[name][2] / t[name][0]
+
+
+def native_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
+    """Output tiles on the slide's own pixel grid: one output tile = one decoded source tile."""
+    raw, raw2, rawp = (
+        "raw decode (tifffile+imagecodecs, 1 thread)",
+        "raw decode, 2 threads",
+        "raw decode, 2 processes",
+    )
+    naive, w1, w2 = (
+        "naive openslide.read_region loop",
+        "histobridge tiler, 1 worker",
+        "histobridge tiler, 2 workers",
+    )
+    methods = {
+        raw: lambda: raw_decode(slide),
+        raw2: lambda: raw_decode(slide, threads=2),
+        rawp: lambda: raw_decode_processes(slide, 2),
+        naive: lambda: naive_loop(slide, args.size, args.naive_tiles),
+        w1: lambda: histobridge_tiler(slide, args.size, 1, tmp / "w1.zarr"),
+        w2: lambda: histobridge_tiler(slide, args.size, 2, tmp / "w2.zarr"),
+    }
+
+    def ratios(t: Timing) -> dict[str, float]:
+        return {
+            "2 workers/2 processes": _rate(t, w2) / _rate(t, rawp),
+            "1 worker/raw": _rate(t, w1) / _rate(t, raw),
+            "decode CPU/tiler CPU (1 worker)": _cpu_per_tile(t, raw) / _cpu_per_tile(t, w1),
+        }
+
+    print("native tiling (256 px at the slide's own 0.5 µm/px):")
+    rate = show(interleaved(methods, args.rounds, ratios), skip_cpu=(rawp,))
+    print(f"  tiler 1 worker  / raw decode:        {rate[w1] / rate[raw]:.2f}x")
+    print(f"  tiler 2 workers / raw 2 processes:   {rate[w2] / rate[rawp]:.2f}x  (target >= 0.8)")
+    print(f"  tiler 2 workers / naive loop:        {rate[w2] / rate[naive]:.2f}x")
+    print(f"  tiler 2 workers / 1 worker:          {rate[w2] / rate[w1]:.2f}x")
+    print(f"  raw decode 2 threads / 1:            {rate[raw2] / rate[raw]:.2f}x")
+    print(f"  raw decode 2 processes / 1:          {rate[rawp] / rate[raw]:.2f}x  (what the machine allows)")
+    costs = stage_costs(slide, MPP, tmp)
+    _print_stages(costs)
+    print(f"  decode / sum of stages: {costs['decode'] / sum(costs.values()):.2f}x (the tiler's ceiling)")
+
+
+def stage_costs(slide_path: Path, um_px: float, tmp: Path, batches: int = 8) -> dict[str, float]:
+    """CPU ms per output tile of each stage of a 64-tile batch, timed alone in this thread.
+
+    Stages: decode (the batch's source block, or its tiles in place at the native scale),
+    resample (Pillow, as the tiler does it), Blosc (the store's shard encoder) and the shard file
+    write. Their sum is what one worker spends per tile besides Python overhead.
+    """
+    from PIL import Image
+
+    from histobridge.slides import open_slide
+    from histobridge.tiling.store import shard_parts
+    from histobridge.tiling.tiler import CELL_TILES, read_batch
+
+    tile_l0 = TILE * um_px / MPP
+    cell = int(tile_l0 * CELL_TILES)
+    cost = dict.fromkeys(("decode", "resample", "blosc", "write"), 0.0)
+    out = np.empty((CELL_TILES * CELL_TILES, TILE, TILE, 3), np.uint8)
+    with open_slide(slide_path) as s:
+        for b in range(batches):
+            x0 = b * cell
+            coords = np.array(
+                [
+                    [x0 + c * tile_l0, r * tile_l0, tile_l0, tile_l0]
+                    for r in range(CELL_TILES)
+                    for c in range(CELL_TILES)
+                ]
+            )
+            c0 = time.process_time()
+            if um_px == MPP:
+                read_batch(s, coords, TILE, tile_l0, out=out)  # decoded straight into the tiles
+                cost["decode"] += time.process_time() - c0
+            else:
+                block = s.read_region(x0, 0, cell + 1, cell + 1)
+                c1 = time.process_time()
+                big = np.asarray(
+                    Image.fromarray(block).resize(
+                        (TILE * CELL_TILES,) * 2, Image.Resampling.BOX, box=(0, 0, cell * 1.0, cell * 1.0)
+                    )
+                )
+                out[:] = big.reshape(CELL_TILES, TILE, CELL_TILES, TILE, 3).swapaxes(1, 2).reshape(out.shape)
+                cost["decode"] += c1 - c0
+                cost["resample"] += time.process_time() - c1
+            c2 = time.process_time()
+            parts = shard_parts(out, len(out))
+            c3 = time.process_time()
+            with open(tmp / "shard.bin", "wb") as fh:
+                fh.writelines(parts)
+            cost["write"] += time.process_time() - c3
+            cost["blosc"] += c3 - c2
+    n = batches * len(out)
+    return {k: v / n * 1e3 for k, v in cost.items()}
+
+
+def _print_stages(costs: dict[str, float]) -> None:
+    total = sum(costs.values())
+    parts = ", ".join(f"{k} {v:.3f} ({v / total:.0%})" for k, v in costs.items())
+    print(f"  stages, CPU ms per tile (1 thread): {parts}; sum {total:.3f}")
+
+
+RESAMPLED_UM_PX = 0.6  # 1.2x shrink from level 0 of the 0.5 µm/px slide
+
+
+def resampled_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
+    """Output tiles of 0.6 µm/px: every tile is resampled (1.2x shrink from level 0)."""
+    raw, w1, w2 = (
+        "raw decode (1 thread, all level-0 tiles)",
+        "histobridge tiler, 1 worker",
+        "histobridge tiler, 2 workers",
+    )
+    um = TILE * RESAMPLED_UM_PX
+    methods = {
+        raw: lambda: raw_decode(slide),
+        w1: lambda: histobridge_tiler(slide, args.size, 1, tmp / "r1.zarr", tile_um=um),
+        w2: lambda: histobridge_tiler(slide, args.size, 2, tmp / "r2.zarr", tile_um=um),
+    }
+
+    def floor(t: Timing) -> float:
+        """Decode CPU per OUTPUT tile: every source tile under the tiled area is decoded once."""
+        return t[raw][2] / t[w1][0] if t[w1][0] else float("nan")
+
+    def ratios(t: Timing) -> dict[str, float]:
+        return {"tiler CPU/tile over decode floor (1 worker)": _cpu_per_tile(t, w1) / floor(t)}
+
+    print(f"resampled tiling (256 px at {RESAMPLED_UM_PX} µm/px from 0.5 µm/px):")
+    rounds = interleaved(methods, args.rounds, ratios)
+    show(rounds)
+    best = min(_cpu_per_tile(t, w1) / floor(t) for t in rounds)
+    print(f"  decode floor: {min(floor(t) for t in rounds) * 1e3:.3f} ms CPU per output tile")
+    print(f"  tiler CPU per tile / decode floor (best round): {best:.2f}x  (target <= 2)")
+    costs = stage_costs(slide, RESAMPLED_UM_PX, tmp)
+    _print_stages(costs)
+    print(f"  Pillow resample / decode floor: {costs['resample'] / min(floor(t) for t in rounds) / 1e3:.2f}x")
+
+
+SMALL_TILE_UM = 128.0  # 256.5 px of CMU-1-Small-Region (0.499 µm/px) -> 256 px: a 1.002x shrink
+
+
+def naive_threads(
+    path: Path, size: tuple[int, int], tile_l0: float, out_px: int = TILE, threads: int = 2
+) -> tuple[int, float]:
+    """The usual script: 2 threads of ``openslide.read_region`` per tile, resized by Pillow."""
+    import threading
+
+    import openslide
+    from PIL import Image
+
+    slide = openslide.OpenSlide(str(path))
+    px = round(tile_l0)
+    cols, rows = int(size[0] // tile_l0), int(size[1] // tile_l0)
+    origins = [(round(c * tile_l0), round(r * tile_l0)) for r in range(rows) for c in range(cols)]
+
+    def work(part: list[tuple[int, int]]) -> None:
+        for xy in part:
+            img = slide.read_region(xy, 0, (px, px)).convert("RGB")
+            np.asarray(img.resize((out_px, out_px), Image.Resampling.BILINEAR) if px != out_px else img)
+
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=work, args=(origins[i::threads],)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    seconds = time.perf_counter() - t0
+    slide.close()
+    return len(origins), seconds
+
+
+SAMPLE_TILE = (64, 64.0)  # the sample project's classifier: 64 px at 1 µm/px, a 2.004x shrink
+
+
+def small_section(args: argparse.Namespace, tmp: Path) -> None:
+    """The real sample slide, ~100 tiles: where fixed costs and work-unit sizes show."""
+    from histobridge import datasets
+    from histobridge.slides import open_slide
+
+    try:
+        path = datasets.fetch("cmu-small-region")
+    except Exception as err:
+        print(f"small slide: skipped (sample slide unavailable: {err})")
+        return
+    with open_slide(path) as s:
+        size, mpp = s.dimensions, s.mpp
+    tile_l0 = SMALL_TILE_UM / mpp
+    sample_px, sample_um = SAMPLE_TILE
+    naive, w2 = "naive read_region + resize, 2 threads", "histobridge tiler, 2 workers"
+    naive_s, w2_s = f"naive, {sample_px} px at 1 µm/px", f"tiler 2 workers, {sample_px} px at 1 µm/px"
+    methods = {
+        naive: lambda: naive_threads(path, size, tile_l0),
+        w2: lambda: histobridge_tiler(path, size, 2, tmp / "s2.zarr", tile_um=SMALL_TILE_UM),
+        naive_s: lambda: naive_threads(path, size, sample_um / mpp, out_px=sample_px),
+        w2_s: lambda: histobridge_tiler(path, size, 2, tmp / "s3.zarr", tile_um=sample_um, tile_px=sample_px),
+    }
+
+    def ratios(t: Timing) -> dict[str, float]:
+        return {
+            "tiler/naive": _rate(t, w2) / _rate(t, naive),
+            "sample tiles: tiler/naive": _rate(t, w2_s) / _rate(t, naive_s),
+        }
+
+    print(
+        f"small slide ({path.name}, {size[0]} x {size[1]} px, {SMALL_TILE_UM:g} µm = {tile_l0:.1f} px tiles):"
+    )
+    rounds = interleaved(methods, max(args.rounds, 5), ratios)
+    rate = show(rounds)
+    print(f"  tiler 2 workers / naive 2-thread loop: {rate[w2] / rate[naive]:.2f}x  (target >= 2)")
+    print(f"  the sample's {sample_px}-px tiles, tiler / naive: {rate[w2_s] / rate[naive_s]:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=16384, help="level-0 width = height (px)")
@@ -284,7 +550,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="folder to keep the generated slide in")
     ap.add_argument("--store-only", action="store_true", help="time only the Zarr shard writers")
     ap.add_argument("--store-tiles", type=int, default=1024, help="tiles written per --store-only run")
+    ap.add_argument("--sections", default="native,resampled,small", help="comma-separated sections to run")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     if args.store_only:
         store_only(args.store_tiles, args.rounds)
         return
@@ -293,52 +561,21 @@ def main() -> None:
         folder = args.keep or tmp
         folder.mkdir(parents=True, exist_ok=True)
         slide = folder / f"bench_{args.size}.tiff"
-        if not slide.exists():
+        if sections & {"native", "resampled"} and not slide.exists():
             t0 = time.perf_counter()
             make_slide(slide.with_suffix(".partial.tiff"), args.size).replace(slide)
             mb = slide.stat().st_size / 1e6
             print(f"generated {slide.name} ({mb:.0f} MB) in {time.perf_counter() - t0:.1f}s")
-        raw_decode(slide)  # warm the page cache so every method reads from memory
-        print(f"content: {_texture_pool()[1]}")
+        if sections & {"native", "resampled"}:
+            raw_decode(slide)  # warm the page cache so every method reads from memory
+            print(f"content: {_texture_pool()[1]}")
         print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
-        raw_name, naive_name = (
-            "raw decode (tifffile+imagecodecs, 1 thread)",
-            "naive openslide.read_region loop",
-        )
-        raw2_name, rawp_name = "raw decode, 2 threads", "raw decode, 2 processes"
-        methods = {
-            raw_name: lambda: raw_decode(slide),
-            raw2_name: lambda: raw_decode(slide, threads=2),
-            rawp_name: lambda: raw_decode_processes(slide, 2),
-            naive_name: lambda: naive_loop(slide, args.size, args.naive_tiles),
-            "histobridge tiler, 1 worker": lambda: histobridge_tiler(slide, args.size, 1, tmp / "w1.zarr"),
-            "histobridge tiler, 2 workers": lambda: histobridge_tiler(slide, args.size, 2, tmp / "w2.zarr"),
-        }
-        # Interleaved rounds, best of each: load from other processes hurts every method alike.
-        wall: dict[str, tuple[int, float]] = {}
-        cpu: dict[str, float] = {}
-        for _ in range(args.rounds):
-            for name, fn in methods.items():
-                c0 = time.process_time()
-                n, s = fn()
-                c = time.process_time() - c0
-                if name not in wall or s < wall[name][1]:
-                    wall[name] = (n, s)
-                cpu[name] = min(cpu.get(name, float("inf")), c / n)
-        rate = {k: n / s for k, (n, s) in wall.items()}
-        print(f"{'method':48s} {'tiles':>6s} {'wall s':>7s} {'tiles/s':>8s} {'CPU ms/tile':>11s}")
-        for k, (n, s) in wall.items():
-            own = "-" if k == rawp_name else f"{cpu[k] * 1e3:.3f}"  # children's CPU is not ours
-            print(f"{k:48s} {n:6d} {s:7.2f} {rate[k]:8.1f} {own:>11s}")
-        raw, naive = rate[raw_name], rate[naive_name]
-        w1, w2 = rate["histobridge tiler, 1 worker"], rate["histobridge tiler, 2 workers"]
-        print(f"tiler 1 worker  / raw decode:  {w1 / raw:.2f}x")
-        print(f"tiler 2 workers / raw decode:  {w2 / raw:.2f}x  (target >= 0.8)")
-        print(f"tiler 1 worker  / naive loop:  {w1 / naive:.2f}x")
-        print(f"tiler 2 workers / naive loop:  {w2 / naive:.2f}x  (target >= 2.5)")
-        print(f"tiler 2 workers / 1 worker:    {w2 / w1:.2f}x  (target >= 1.7)")
-        print(f"raw decode 2 threads / 1:      {rate[raw2_name] / raw:.2f}x")
-        print(f"raw decode 2 processes / 1:    {rate[rawp_name] / raw:.2f}x  (what the machine allows)")
+        if "native" in sections:
+            native_section(slide, args, tmp)
+        if "resampled" in sections:
+            resampled_section(slide, args, tmp)
+        if "small" in sections:
+            small_section(args, tmp)
         print(
             f"load average after: {os.getloadavg()[0]:.1f} (wall ratios mean little when it exceeds the cpus)"
         )

@@ -7,10 +7,12 @@ for explanation and teaching. Heavy modules (torch) are imported only when first
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from histobridge._lazy import lazy_getattr
 from histobridge.errors import HistobridgeError
 
+# The one place the version is written: pyproject.toml reads it from here (setuptools dynamic).
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
@@ -19,21 +21,14 @@ if TYPE_CHECKING:
     from histobridge.qupath.project import Project
     from histobridge.slides import open_slide
 
-_LAZY = {
-    "load_generator": ("histobridge.models.checkpoints", "load_generator"),
-    "load_classifier": ("histobridge.models.classifier", "load_classifier"),
-    "Project": ("histobridge.qupath.project", "Project"),
-    "open_slide": ("histobridge.slides", "open_slide"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'histobridge' has no attribute {name!r}")
-
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "load_generator": "histobridge.models.checkpoints",
+        "load_classifier": "histobridge.models.classifier",
+        "Project": "histobridge.qupath.project",
+        "open_slide": "histobridge.slides",
+    },
+)
 
 __all__ = ["HistobridgeError", "Project", "__version__", "load_classifier", "load_generator", "open_slide"]

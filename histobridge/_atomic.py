@@ -46,9 +46,13 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs: Any) 
     A ``.gz`` target is gzip-compressed transparently.
     """
     with atomic_path(target) as tmp:
+        fh: IO[Any]
         if str(target).endswith(".gz"):
-            gz = gzip.open(tmp, "wb") if "b" in mode else gzip.open(tmp, "wt", encoding="utf-8")  # noqa: SIM115
-            fh: IO[Any] = cast("IO[Any]", gz)  # closed below before the rename
+            # GzipFile is binary but not typed IO[bytes]; either is closed below, before the rename.
+            if "b" in mode:
+                fh = cast(IO[bytes], gzip.open(tmp, "wb"))  # noqa: SIM115
+            else:
+                fh = gzip.open(tmp, "wt", encoding="utf-8")  # noqa: SIM115
         else:
             if "b" not in mode:
                 kwargs.setdefault("encoding", "utf-8")

@@ -44,8 +44,13 @@ def tiles = []
 for (feature in features)
     tiles << gson.fromJson(feature, PathObject)
 
-// The measurement prefixes of this file: tile names, else the part before ': ' of measurement names.
+// The models of this file: recorded for the whole collection ("histobridge": {"model": ...}, so an
+// empty file still clears that model's earlier tiles), tile names, else the part before ': ' of
+// measurement names.
 def prefixes = tiles.collect { it.getName() }.findAll { it } as Set
+def info = root.isJsonObject() ? root.getAsJsonObject().get('histobridge') : null
+if (info != null && info.isJsonObject() && info.getAsJsonObject().has('model'))
+    prefixes << info.getAsJsonObject().get('model').getAsString()
 if (prefixes.isEmpty()) {
     tiles.each { t -> t.getMeasurements().keySet().each { n -> if (n.contains(': ')) prefixes << n.split(': ')[0] } }
 }

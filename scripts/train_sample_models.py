@@ -17,20 +17,20 @@ import shutil
 import sys
 from pathlib import Path
 
+from histobridge.evaluation import CLASSIFIER_TILES, GAN_TILES, SAMPLE_CLASSES
+from histobridge.tiling.grid import TileSpec
+
 REPO = Path(__file__).resolve().parents[1]
-CLASSES = ("Epidermis", "Dermis")
-CLASSIFIER_TILES = {"tile_px": 64, "tile_um": 64.0, "stride_px": 16, "min_coverage": 0.75}
-GAN_TILES = {"tile_px": 64, "tile_um": 80.0, "stride_px": 8, "min_coverage": 0.75}
 
 
-def tile(project_file: Path, store: Path, spec: dict) -> None:
+def tile(project_file: Path, store: Path, spec: TileSpec) -> None:
     from histobridge.qupath.project import Project
-    from histobridge.tiling.grid import TileSpec
     from histobridge.tiling.options import TilingOptions
     from histobridge.tiling.tiler import tile_project
 
-    report = tile_project(Project.open(project_file), store, TileSpec(**spec),
-                          TilingOptions(classes=CLASSES, workers=1))
+    report = tile_project(
+        Project.open(project_file), store, spec, TilingOptions(classes=SAMPLE_CLASSES, workers=1)
+    )
     if not report.ok:
         raise SystemExit(f"tiling failed: {report.not_done}")
     print(f"{store}: {report.tiles} tiles written ({[i.status for i in report.images]})")
@@ -62,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         init_sample_project(work / "project", "skin")
     if not args.skip_classifier:
         tile(project_file, work / "classifier_tiles.zarr", CLASSIFIER_TILES)
-        result = train_classifier(load_tiles(work / "classifier_tiles.zarr", CLASSES),
-                                  args.models / "classifier", ClassifierTrainConfig())
+        result = train_classifier(
+            load_tiles(work / "classifier_tiles.zarr", SAMPLE_CLASSES),
+            args.models / "classifier",
+            ClassifierTrainConfig(),
+        )
         print(json.dumps({k: result.metrics[k] for k in ("heldout_accuracy", "confusion_matrix", "counts")}))
     if not args.skip_gan:
         tile(project_file, work / "gan_tiles.zarr", GAN_TILES)
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         # fake batches use the constant noise buffers in an attempt to move the layout into z; the
         # first 22 kimg of the committed model ran without this (const_noise=0).
         cfg = GanTrainConfig(channel_base=1024, const_noise=0.5, kimg=args.gan_kimg, minutes=args.gan_minutes)
-        res = train_gan(load_tiles(work / "gan_tiles.zarr", CLASSES), work / "gan", cfg)
+        res = train_gan(load_tiles(work / "gan_tiles.zarr", SAMPLE_CLASSES), work / "gan", cfg)
         print(f"GAN at {res.kimg:.1f} kimg after {res.seconds / 60:.1f} min (finished: {res.finished})")
         export_generator(work / "gan", args.models / "generator")
     return 0

@@ -171,6 +171,14 @@ def generator_state(si: StandIns, G: Generator, layout: str) -> _Persisted:
     return obj
 
 
+def stub_state(obj: _Persisted, dotted: str = "") -> dict[str, Any]:
+    """The pickled ``state`` dict of a network object or of its sub-module at ``dotted`` ("mapping.fc0")."""
+    state: dict[str, Any] = obj.meta["state"]
+    for name in filter(None, dotted.split(".")):
+        state = state["_modules"][name].meta["state"]
+    return state
+
+
 def perturbed(G: Generator) -> Generator:
     """A copy with different weights, standing in for the non-averaged training generator."""
     other = copy.deepcopy(G)
@@ -188,8 +196,12 @@ def write_snapshot(
     protocol: int = 4,
     training_set_kwargs: Any = None,
     prefix: str | None = None,
+    edit: Any = None,
 ) -> Path:
-    """Write ``{training_set_kwargs, G, D, G_ema, augment_pipe}`` as the training loop does."""
+    """Write ``{training_set_kwargs, G, D, G_ema, augment_pipe}`` as the training loop does.
+
+    ``edit(data)`` may change the snapshot dict (e.g. through :func:`stub_state`) before it is written.
+    """
     if prefix is None:
         prefix = SLIDEFLOW_PREFIX if layout == "sgsf" else ""
     si = StandIns(prefix)
@@ -205,6 +217,8 @@ def write_snapshot(
         }
         if layout == "sg3":
             data = {k: data[k] for k in ("G", "D", "G_ema", "augment_pipe", "training_set_kwargs")}
+        if edit is not None:
+            edit(data)
         path.write_bytes(pickle.dumps(data, protocol=protocol))
     return path
 
@@ -266,3 +280,85 @@ def write_malicious(path: str | Path, fn: Any, *args: Any, inside_snapshot: bool
             obj = {"training_set_kwargs": {"labels": payload}, "G_ema": si.persisted("Generator", {})}
         Path(path).write_bytes(pickle.dumps(obj, protocol=4))
     return Path(path)
+
+
+class ForgedDType:
+    """Pickles as ``numpy.dtype(code, False, True)`` followed by BUILD with an arbitrary state."""
+
+    def __init__(self, code: str, state: tuple[Any, ...]) -> None:
+        self.code, self.state = code, state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return np.dtype, (self.code, False, True), self.state
+
+
+class ForgedArray:
+    """Pickles as ``numpy…_reconstruct(ndarray, (0,), b'b')`` + BUILD ``(1, shape, dtype, fortran, raw)``."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, raw: Any, fortran: bool = False) -> None:
+        self.shape, self.dtype, self.raw, self.fortran = shape, dtype, raw, fortran
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        core = getattr(np, "_core", None) or np.core
+        return (core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                (1, self.shape, self.dtype, self.fortran, self.raw))
+
+
+def object_pointer_array(address: int = 0x4141414141414141) -> ForgedArray:
+    """An object-dtype array whose "has references" flags were reset: its bytes would be read as a pointer."""
+    dt = ForgedDType("O8", (3, "|", None, None, None, -1, -1, 0))
+    return ForgedArray((1,), dt, address.to_bytes(8, "little"))
+
+
+def huge_offset_struct_array() -> ForgedArray:
+    """A structured array whose one field claims to sit 2**40 bytes into an 8-byte element."""
+    dt = ForgedDType("V8", (3, "|", None, ("a",), {"a": (np.dtype("f8"), 2**40)}, 8, 1, 16))
+    return ForgedArray((1,), dt, b"\0" * 8)
+
+
+def wrong_size_array() -> ForgedArray:
+    """A float64 array of 1000 elements backed by 8 bytes."""
+    return ForgedArray((1000,), ForgedDType("f8", (3, "<", None, None, None, -1, -1, 0)), b"\0" * 8)
+
+
+_RUNNER = r"""
+import json, resource, sys
+limit = int(sys.argv[1])
+if limit:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from histobridge.errors import HistobridgeError
+from histobridge.models.checkpoints import load_generator
+for path in sys.argv[2:]:
+    try:
+        load_generator(path)
+        print(json.dumps([path, "loaded", ""]), flush=True)
+    except HistobridgeError as err:
+        print(json.dumps([path, type(err).__name__, str(err)]), flush=True)
+"""
+
+
+def load_in_subprocess(
+    paths: list[Path], *, address_space: int = 0, timeout: float = 120
+) -> dict[str, tuple[str, str]]:
+    """``load_generator`` on each path in a child process: {path: (error class or "loaded", message)}.
+
+    A crash (segfault, uncaught exception, memory limit hit) fails the calling test instead of
+    taking pytest down; ``address_space`` caps the child's virtual memory (RLIMIT_AS) in bytes.
+    """
+    import json
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(address_space), *map(str, paths)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    assert proc.returncode == 0, f"loader process failed (rc {proc.returncode}): {proc.stderr[-3000:]}"
+    out = {}
+    for line in proc.stdout.splitlines():
+        path, kind, msg = json.loads(line)
+        out[path] = (kind, msg)
+    assert len(out) == len(paths), proc.stdout
+    return out

@@ -89,20 +89,11 @@ def slide_pixels() -> np.ndarray:
 
 
 def write_slide(path: Path, pixels: np.ndarray | None = None, mpp: float = SLIDE_MPP) -> Path:
-    """A 2-level pyramidal tiled TIFF (lossless) with its resolution recorded, as scanners write it."""
-    import tifffile
+    """A 2-level pyramidal tiled TIFF (lossless, level 1 as a SubIFD) with its resolution recorded."""
+    from histobridge.testing import build_pyramid, write_pyramid
 
     pixels = slide_pixels() if pixels is None else pixels
-    h, w = pixels.shape[:2]
-    level1 = pixels[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
-    level1 = np.round(level1).astype(np.uint8)
-    res = (1e4 / mpp, 1e4 / mpp)  # pixels per cm
-    with tifffile.TiffWriter(path, bigtiff=False) as tif:
-        opts = {"tile": (128, 128), "photometric": "rgb", "compression": "zlib",
-                "resolutionunit": "CENTIMETER"}
-        tif.write(pixels, subifds=1, resolution=res, **opts)
-        tif.write(level1, subfiletype=1, resolution=(res[0] / 2, res[1] / 2), **opts)
-    return path
+    return write_pyramid(path, build_pyramid(pixels, 2), mpp=mpp, tile=128, layout="subifds")
 
 
 def save_model(tmp: Path, module: nn.Module, cfg: dict, name: str = "model") -> Path:

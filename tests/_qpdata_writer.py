@@ -4,7 +4,8 @@ It follows the Java Object Serialization Stream Protocol (spec chapter 6): block
 most 1024 bytes (primitives may straddle two records, as ``BlockDataOutputStream`` does), class
 descriptors with sorted fields, handles and back-references for repeated objects and strings.
 The QuPath part follows the layout described in docs/qpdata-format.md, for 0.2 through 0.7.
-It exists so the reader can be tested without QuPath files; the package itself never writes .qpdata.
+It builds whole files of any shape so the reader can be tested without QuPath; the package's own writer
+(histobridge/qupath/qpdata/writer.py) only adds tiles to real files.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class Desc:
     suid: int = 1
 
     def __post_init__(self) -> None:  # Java orders primitives by name, then objects by name
+        # an array-typed field has type code '[' (not 'L'), as a JVM writes it
+        self.fields = [
+            ("[" if c == "L" and (sig or "").startswith("[") else c, n, sig) for c, n, sig in self.fields
+        ]
         prims = sorted((f for f in self.fields if f[0] not in "L["), key=lambda f: f[1])
         objs = sorted((f for f in self.fields if f[0] in "L["), key=lambda f: f[1])
         self.fields = prims + objs
@@ -225,24 +230,44 @@ NUMBER = Desc("java.lang.Number", suid=-8742448824652078965)
 INTEGER = Desc(
     "java.lang.Integer", fields=[("I", "value", None)], superclass=NUMBER, suid=1360826667806852920
 )
-DOUBLE = Desc("java.lang.Double", fields=[("D", "value", None)], superclass=NUMBER)
-BOOLEAN = Desc("java.lang.Boolean", fields=[("Z", "value", None)])
-OBJECT_ARRAY = Desc("[Ljava.lang.Object;")
-FLOAT_ARRAY, DOUBLE_ARRAY, BYTE_ARRAY = Desc("[F"), Desc("[D"), Desc("[B")
+DOUBLE = Desc("java.lang.Double", fields=[("D", "value", None)], superclass=NUMBER, suid=-9172774392245257468)
+BOOLEAN = Desc("java.lang.Boolean", fields=[("Z", "value", None)], suid=-3665804199014368530)
+OBJECT_ARRAY = Desc("[Ljava.lang.Object;", suid=-8012369246846506644)
+FLOAT_ARRAY, DOUBLE_ARRAY = Desc("[F", suid=836686056779680834), Desc("[D", suid=4514449696888150558)
+BYTE_ARRAY = Desc("[B", suid=-5984413125824719648)
 FLOAT_2D = Desc("[[F")
-ARRAY_LIST = Desc("java.util.ArrayList", SC_SER | SC_WRITE, [("I", "size", None)])
+ARRAY_LIST = Desc("java.util.ArrayList", SC_SER | SC_WRITE, [("I", "size", None)], suid=8683452581122892189)
 UNMOD_COLL = Desc(
-    "java.util.Collections$UnmodifiableCollection", fields=[("L", "c", "Ljava/util/Collection;")]
+    "java.util.Collections$UnmodifiableCollection",
+    fields=[("L", "c", "Ljava/util/Collection;")],
+    suid=1820017752578914078,
 )
 UNMOD_LIST = Desc(
     "java.util.Collections$UnmodifiableList",
     fields=[("L", "list", "Ljava/util/List;")],
     superclass=UNMOD_COLL,
+    suid=-283967356065247728,
 )
-COLL_SER = Desc("java.util.ImmutableCollections$CollSer", SC_SER | SC_WRITE, [("I", "tag", None)])
-HASH_MAP = Desc("java.util.HashMap", SC_SER | SC_WRITE, [("F", "loadFactor", None), ("I", "threshold", None)])
-LINKED_HASH_MAP = Desc("java.util.LinkedHashMap", fields=[("Z", "accessOrder", None)], superclass=HASH_MAP)
-UUID_DESC = Desc("java.util.UUID", fields=[("J", "leastSigBits", None), ("J", "mostSigBits", None)])
+# List.copyOf (QuPath >= 0.6 measurement names) serializes through this proxy. It is declared in
+# ImmutableCollections.java but as a top-level class, so its name has no "ImmutableCollections$".
+COLL_SER = Desc("java.util.CollSer", SC_SER | SC_WRITE, [("I", "tag", None)], suid=6309168927139932177)
+HASH_MAP = Desc(
+    "java.util.HashMap",
+    SC_SER | SC_WRITE,
+    [("F", "loadFactor", None), ("I", "threshold", None)],
+    suid=362498820763181265,
+)
+LINKED_HASH_MAP = Desc(
+    "java.util.LinkedHashMap",
+    fields=[("Z", "accessOrder", None)],
+    superclass=HASH_MAP,
+    suid=3801124242820219131,
+)
+UUID_DESC = Desc(
+    "java.util.UUID",
+    fields=[("J", "leastSigBits", None), ("J", "mostSigBits", None)],
+    suid=-4856846361193249489,
+)
 LOCALE = Desc(
     "java.util.Locale",
     SC_SER | SC_WRITE,
@@ -254,9 +279,18 @@ LOCALE = Desc(
         ("L", "script", "Ljava/lang/String;"),
         ("L", "variant", "Ljava/lang/String;"),
     ],
+    suid=9149081749638150636,
 )
 ENUM = Desc("java.lang.Enum", SC_SER | SC_ENUM, suid=0)
 IMAGE_TYPE = Desc("qupath.lib.images.ImageData$ImageType", SC_SER | SC_ENUM, superclass=ENUM, suid=0)
+
+
+# QuPath's default H&E stains, in the text form its ColorDeconvolutionStains writes
+HE_STAINS = (
+    '{"Name" : "H&E default", "Stain 1" : "Hematoxylin", "Values 1" : "0.6511078257574492 0.7011930431234068 '
+    '0.29049426072255424", "Stain 2" : "Eosin", "Values 2" : "0.21589893562087106 0.8011960501132093 '
+    '0.5580972485873467", "Background" : " 255 255 255"}'
+)
 
 
 def integer(v: int) -> Obj:
@@ -370,7 +404,7 @@ ROI_DESCS = {
 SHAPE_STATS = Desc(
     ROI + "ClosedShapeStatistics",
     fields=[
-        ("D", k, None)
+        ("F" if k.startswith("centroid") else "D", k, None)  # QuPath caches the centroid as float
         for k in (
             "areaCached",
             "centroidXCached",
@@ -557,7 +591,7 @@ def qpdata_bytes(
         )
     )
     w.write(Enum(IMAGE_TYPE, image_type))
-    w.write(Obj(STAINS, external=[P("i", 1), '{"Name" : "H&E default"}']))
+    w.write(Obj(STAINS, external=[P("i", 1), HE_STAINS]))
     step = Obj(
         SCRIPT_STEP,
         {

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from histobridge import testing
 from histobridge.qupath.annotations import Annotation, PathClass
-from histobridge.qupath.project import ImageEntry
+from histobridge.qupath.project import ImageEntry, Project
+from histobridge.testing import build_pyramid, halve
+
+__all__ = [  # halve is the writer's pyramid step, re-exported for expected pixels
+    "BLOCK",
+    "FakeAnnotationSet",
+    "FakeClass",
+    "FakeEntry",
+    "FakeProject",
+    "halve",
+    "openslide_test_fixtures",
+    "pattern_image",
+    "write_pyramid",
+]
 
 BLOCK = 64
 
@@ -24,13 +37,6 @@ def pattern_image(width: int, height: int, block: int = BLOCK) -> np.ndarray:
     return rgb
 
 
-def halve(rgb: np.ndarray) -> np.ndarray:
-    """2x2 mean (drops an odd last row/column), the usual way pyramids are built."""
-    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
-    a = rgb[:h, :w].astype(np.uint16)
-    return ((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2] + 2) // 4).astype(np.uint8)
-
-
 def write_pyramid(
     path: Path,
     level0: np.ndarray,
@@ -42,37 +48,16 @@ def write_pyramid(
     dpi72: bool = False,
     ome_subifds: bool = False,
 ) -> Path:
-    """Tiled pyramidal TIFF: levels as reduced-resolution IFDs (or OME SubIFDs) with optional µm/px."""
-    import tifffile
-
-    pyramid = [level0]
-    for _ in range(levels - 1):
-        pyramid.append(halve(pyramid[-1]))
-
-    def res(i: int) -> dict[str, Any]:
-        if dpi72:
-            return {"resolution": (72, 72), "resolutionunit": "INCH"}
-        if mpp is None:
-            return {}
-        return {"resolution": (1e4 / mpp / 2**i, 1e4 / mpp / 2**i), "resolutionunit": "CENTIMETER"}
-
-    opts: dict[str, Any] = {"tile": (tile, tile), "compression": compression, "photometric": "rgb"}
-    if ome_subifds:
-        meta = {
-            "PhysicalSizeX": mpp,
-            "PhysicalSizeY": mpp,
-            "PhysicalSizeXUnit": "µm",
-            "PhysicalSizeYUnit": "µm",
-        }
-        with tifffile.TiffWriter(path, ome=True) as tw:
-            tw.write(pyramid[0], subifds=levels - 1, metadata={"axes": "YXS", **meta}, **opts, **res(0))
-            for i, lvl in enumerate(pyramid[1:], start=1):
-                tw.write(lvl, subfiletype=1, metadata=None, **opts, **res(i))
-        return path
-    with tifffile.TiffWriter(path, bigtiff=False) as tw:
-        for i, lvl in enumerate(pyramid):
-            tw.write(lvl, subfiletype=1 if i else 0, metadata=None, **opts, **res(i))
-    return path
+    """``level0`` and its halvings as a tiled pyramidal TIFF (OME SubIFDs when asked), optional µm/px."""
+    return testing.write_pyramid(
+        path,
+        build_pyramid(level0, levels),
+        mpp=mpp,
+        compression=compression,
+        tile=tile,
+        dpi72=dpi72,
+        layout="ome" if ome_subifds else "pages",
+    )
 
 
 @dataclass
@@ -115,6 +100,9 @@ class FakeProject:
 
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
+
+    path = Path("fake.qpproj")
+    select_images = Project.select_images  # the one entry selector, on this stand-in's images
 
 
 OPENSLIDE_SDIST = "openslide_python-1.4.7.tar.gz"

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from histobridge.cli import app
-from histobridge.cli._common import split_list, torch_device
+from histobridge.cli._common import resolve_device, split_list
 
 
 @dataclass
@@ -61,8 +61,8 @@ def test_train_gan_takes_its_defaults_from_the_config(captured, tmp_path):
 
 
 def test_device_and_list_options():
-    assert torch_device("auto") is None and torch_device("AUTO") is None
-    assert torch_device("cuda:1") == "cuda:1"
+    assert resolve_device("auto") == resolve_device("AUTO") == resolve_device("") == "cpu"  # no GPU here
+    assert resolve_device(" cpu ") == "cpu"
     assert split_list(["a,b", " c "]) == ["a", "b", "c"] and split_list([",", ""]) is None
 
 

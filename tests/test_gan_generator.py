@@ -78,13 +78,30 @@ def test_fixture_noise_none_soft_label_and_blend(fixture_gan):
 
 
 def test_fixture_uint8_and_batch_independence(fixture_gan):
+    """uint8 equals the reference except where float rounding straddles a truncation boundary.
+
+    fp32 results depend on the BLAS/conv kernels' summation order (CPU ISA, thread count, batch
+    size): on an AVX2 machine the mapping output differs from a float64 recomputation by about
+    2e-6 here and the reference by about 1e-6. ``to_uint8`` truncates, so a value that lies within
+    that noise of an integer level may land on either side. The float contract (<= 1e-5) is checked
+    strictly above; here a pixel may differ by one level only where the reference value is within
+    that float tolerance of a level boundary, and such pixels must stay rare.
+    """
     G, ref = fixture_gan
     z, c = _t(ref["z_float64"]), _t(ref["c0"])
     with torch.no_grad():
         img = G(z, c)
         singles = torch.cat([G(z[i : i + 1], c[i : i + 1]) for i in range(4)])
-    assert np.array_equal(to_uint8(img), ref["uint8_fp32_c0_psi1.0"])
     assert (singles - img).abs().max() <= 1e-5
+    want = ref["uint8_fp32_c0_psi1.0"].astype(np.int16)
+    level = np.transpose(ref["img_fp32_c0_psi1.0"].astype(np.float64), (0, 2, 3, 1)) * 127.5 + 128
+    near_boundary = np.abs(level - np.round(level)) <= 1e-5 * 127.5
+    assert np.array_equal(to_uint8(_t(ref["img_fp32_c0_psi1.0"])), ref["uint8_fp32_c0_psi1.0"])
+    for images in (img, singles):
+        diff = to_uint8(images).astype(np.int16) - want
+        assert np.abs(diff).max() <= 1
+        assert not np.any((diff != 0) & ~near_boundary), "a level moved away from a truncation boundary"
+        assert np.count_nonzero(diff) <= 1e-3 * diff.size
 
 
 # ----------------------------------------------------------------------------- API
@@ -131,17 +148,21 @@ def test_architectures_shapes_and_gradients(arch):
     assert missing == []
 
 
-def test_training_path_matches_eval_path():
+@pytest.mark.parametrize("arch", ["skip", "resnet"])
+def test_batch_path_matches_single_images(arch):
+    """Batches use the shared-weight conv, single images the per-sample grouped conv: same images."""
     torch.manual_seed(1)
-    G = Generator(TINY)
+    G = Generator(GeneratorConfig(**{**TINY.to_dict(), "architecture": arch}))
     with torch.no_grad():
         for name, p in G.named_parameters():
             if name.endswith("noise_strength"):
                 p.fill_(0.5)
     z, c = torch.randn(4, 16), onehot(1, 3, 4)
-    fused = G.eval()(z, c)
-    split = G.train()(z, c)
-    assert (fused - split).abs().max() <= 1e-4
+    for mode in (G.eval, G.train):
+        mode()
+        batch = G(z, c)
+        singles = torch.cat([G(z[i : i + 1], c[i : i + 1]) for i in range(4)])
+        assert (batch - singles).abs().max() <= 1e-5
 
 
 def test_update_emas_tracks_w_average():

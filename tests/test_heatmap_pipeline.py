@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
@@ -119,9 +117,3 @@ def test_overlay_places_cells_at_their_level0_position(tmp_path):
         write_overlays(thumb, 2.0, stack, ["A"], paths[:1])
     with pytest.raises(InputError, match=r"one \(rows, cols\) map"):
         overlay_picture(thumb, 2.0, stack)
-
-
-def test_cli_module_does_not_import_torch():
-    code = "import sys, histobridge.cli.heatmap; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"

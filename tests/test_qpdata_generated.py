@@ -152,7 +152,8 @@ def test_ellipse_matches_jts_construction() -> None:
     cx, cy, rx, ry = 20, 40, 10, 20
     for i, (x, y) in enumerate(coords[:-1]):
         ang = i * 2 * math.pi / 100
-        assert (x, y) == pytest.approx((rx * math.cos(ang) + cx, ry * math.sin(ang) + cy))
+        # on QuPath's 0.01 px grid (its geometry precision model)
+        assert (x, y) == (round(rx * math.cos(ang) + cx, 2), round(ry * math.sin(ang) + cy, 2))
 
 
 def test_tma_cores_and_grid(tmp_path: Path) -> None:

@@ -152,3 +152,88 @@ def test_qpdata_annotations_real(foci: Path) -> None:
     assert Counter(a.path_class for a in anns) == {None: 1047, "Training": 16}
     assert all(a.geometry.geom_type in ("Polygon", "MultiPolygon") and a.geometry.is_valid for a in anns)
     assert all(a.object_type == "annotation" and a.object_id for a in anns)
+
+
+WRITTEN = ("0.5.1", "0.6.0")
+
+
+def _written(shared_dir: Path, version: str) -> Path:
+    return shared_dir / "fixtures" / "qupath" / f"written-{version}"
+
+
+@pytest.mark.parametrize("version", WRITTEN)
+def test_files_written_by_quPath_match_its_summary(shared_dir: Path, version: str) -> None:
+    """Every file QuPath itself wrote reads with QuPath's own counts (0.6 closes lists via CollSer)."""
+    folder = _written(shared_dir, version)
+    summaries = json.loads((folder / "qupath-summary.json").read_text())
+    assert len(summaries) == 6
+    for name, summary in summaries.items():
+        data = read_qpdata(folder / name)
+        assert data.qupath_version == version and data.notes == ()
+        assert len(data.objects) == summary["nObjects"]
+        assert data.counts() == {SUMMARY_TYPES[k]: v for k, v in summary["objectTypeCounts"].items()}
+        ann = Counter(o.path_class or "Unclassified" for o in data.objects if o.object_type == "annotation")
+        assert dict(ann) == summary["annotationClassificationCounts"]
+        det = Counter(
+            o.path_class or "Unclassified"
+            for o in data.objects
+            if o.object_type in ("detection", "cell", "tile")
+        )
+        assert dict(det) == summary["detectionClassificationCounts"]
+
+
+@pytest.mark.parametrize("version", WRITTEN)
+def test_closed_measurement_lists_written_by_quPath(shared_dir: Path, version: str) -> None:
+    folder = _written(shared_dir, version)
+    det = read_qpdata(folder / "detection-1-measurement-closed.qpdata").objects[1]
+    assert det.object_type == "detection" and det.measurements == {"Nucleus: Area": 1.0}
+    variety = read_qpdata(folder / "variety.qpdata").objects
+    tiles = [o for o in variety if o.object_type == "tile"]
+    assert [t.measurements["model: Tumor probability"] for t in tiles] == pytest.approx(
+        [0.751, 0.501, 0.251, 0.001], rel=1e-6
+    )
+    cells = [o for o in variety if o.object_type == "cell"]
+    assert [c.measurements["Nucleus: Area"] for c in cells] == pytest.approx([100.17, 99.17, 98.17], rel=1e-6)
+    assert {c.path_class for c in cells} == {None, "Tumor: Negative", "Tumor: Positive"}
+
+
+def test_test_writer_writes_collser_as_quPath_does(shared_dir: Path) -> None:
+    """The generated-file tests are only worth something if the writer's descriptor is QuPath's."""
+    import _qpdata_writer as W
+
+    w = W.StreamWriter()
+    w.write(W.coll_ser_list(["Nucleus: Area"]))
+    desc = bytes(w.out[4 : w.out.index(b"tagxp") + 5])
+    real = (_written(shared_dir, "0.6.0") / "detection-1-measurement-closed.qpdata").read_bytes()
+    assert desc in real
+
+
+def test_test_writer_descriptors_match_quPaths(shared_dir: Path) -> None:
+    """Every class the test writer shares with QuPath's own file has QuPath's exact descriptor."""
+    import _qpdata_writer as W
+
+    from histobridge.qupath.qpdata.reader import _open_buffer, _Parse
+    from histobridge.qupath.qpdata.stream import ClassDesc
+
+    def descriptors(path: Path) -> dict[str, tuple]:
+        with _open_buffer(path) as buf:
+            parse = _Parse(path, buf, None)
+            for _ in parse.run():
+                pass
+            return {
+                v.name: (v.suid, v.flags, tuple(v.fields), v.superclass.name if v.superclass else None)
+                for v in parse.s.values
+                if isinstance(v, ClassDesc)
+            }
+
+    real = descriptors(_written(shared_dir, "0.6.0") / "variety.qpdata")
+    real.update(descriptors(_written(shared_dir, "0.5.1") / "variety.qpdata"))
+    ours = [v for v in vars(W).values() if isinstance(v, W.Desc)] + list(W.ROI_DESCS.values())
+    ours += list(W.KIND_DESCS.values())
+    compared = 0
+    for d in ours:
+        if d.name in real:
+            sup = d.superclass.name if d.superclass else None
+            assert (d.suid, d.flags, tuple(d.fields), sup) == real[d.name], d.name
+            compared += 1
+    assert compared >= 25

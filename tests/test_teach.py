@@ -187,7 +187,9 @@ def test_synthetic_slide_project_reads_back(material):
     assert names == ["synthetic_Dermis.tif", "synthetic_Epidermis.tif", "transitions_Epidermis_to_Dermis.tif"]
     for entry in proj.images:
         assert entry.found
-        anns = proj.annotations(entry).annotations
+        found = proj.annotations(entry, object_types=("tile",))
+        assert found.source != "none"  # read from the data.qpdata histobridge wrote
+        anns = found.annotations
         with open_slide(entry.path) as slide:
             assert math.isclose(slide.mpp, 80.0 / 64, rel_tol=1e-6)
             w, h = slide.dimensions

@@ -376,3 +376,64 @@ def test_each_reason_for_nothing_to_tile_is_named(pattern_slide: Path, tmp_path:
         "class": ("skipped", "no annotations of class Stroma"),
     }
     assert not any(r.ok for r in reasons.values())
+
+
+def test_work_units_split_small_images_and_keep_shards_whole() -> None:
+    from histobridge.tiling.tiler import work_units
+
+    small = work_units(88, 64, 2)  # the sample slide: 88 tiles used to be 2 units of 64 + 24
+    assert len(small) >= 4 and small[0][0] == 0 and small[-1][1] == 88
+    assert all(b > a for a, b in small) and all(a // 64 == (b - 1) // 64 for a, b in small)
+    assert all(small[i][1] == small[i + 1][0] for i in range(len(small) - 1))  # contiguous, no gaps
+    big = work_units(10_000, 64, 2)  # large images keep one unit per shard
+    assert len(big) == -(-10_000 // 64) and all(b - a == 64 for a, b in big[:-1])
+    assert work_units(0, 64, 2) == [] and work_units(3, 64, 2) == [(0, 3)]
+
+
+def test_small_image_is_read_in_parallel_units(
+    pattern_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~50 tiles with 2 workers go out as several units (not one shard), pixels unchanged."""
+    from histobridge.tiling import tiler
+
+    project = FakeProject([FakeEntry(1, "p", pattern_slide)], {1: [Annotation(box(0, 0, 1400, 1000), "T")]})
+    spec = TileSpec(128, 96)  # 192 level-0 px: 7 x 5 tiles
+    tile_project(project, tmp_path / "w1.zarr", spec, TilingOptions(workers=1))
+    sizes: list[int] = []
+    real = tiler.read_batch
+
+    def counting(slide, coords, tile_px, stride, out=None):  # type: ignore[no-untyped-def]
+        sizes.append(len(coords))
+        return real(slide, coords, tile_px, stride, out=out)
+
+    monkeypatch.setattr(tiler, "read_batch", counting)
+    monkeypatch.setenv("HISTOBRIDGE_THREADS", "2")
+    report = tile_project(project, tmp_path / "w2.zarr", spec, TilingOptions(workers=2))
+    assert report.tiles == 35 and sum(sizes) == 35 and len(sizes) >= 3  # was one unit of 35
+    a, b = open_store(tmp_path / "w1.zarr").group(1), open_store(tmp_path / "w2.zarr").group(1)
+    np.testing.assert_array_equal(a.tiles[:], b.tiles[:])
+    with open_slide(pattern_slide) as s:
+        for i in (0, 17, 34):
+            np.testing.assert_array_equal(b.tiles[i], s.read_scaled(*b.coords[i], 128))
+
+
+def test_workers_are_capped_by_the_core_budget(
+    pattern_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--workers 8 on a 1-core budget starts one reader thread, and the store is the same."""
+    import threading
+
+    from histobridge.tiling import tiler
+
+    names: set[str] = set()
+    real = tiler.read_batch
+
+    def recording(slide, coords, tile_px, stride, out=None):  # type: ignore[no-untyped-def]
+        names.add(threading.current_thread().name)
+        return real(slide, coords, tile_px, stride, out=out)
+
+    monkeypatch.setattr(tiler, "read_batch", recording)
+    monkeypatch.setenv("HISTOBRIDGE_THREADS", "1")
+    project = FakeProject([FakeEntry(1, "p", pattern_slide)], {1: [Annotation(box(0, 0, 1400, 1000), "T")]})
+    report = tile_project(project, tmp_path / "w.zarr", TileSpec(128, 96), TilingOptions(workers=8))
+    assert report.ok and report.tiles == 35 and len(names) == 1

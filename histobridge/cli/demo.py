@@ -33,6 +33,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
+    from histobridge._threads import configure_torch_threads, reader_threads
     from histobridge.cli._progress import ProgressDrawer
     from histobridge.demo.run import STAGES, DemoOptions, run_demo
     from histobridge.runs import ProgressEvent
@@ -51,6 +52,7 @@ def demo(
             else:
                 progress(ProgressEvent("stages", i + 1, len(STAGES)))
 
+        configure_torch_threads(readers=min(workers, reader_threads(workers)))
         result = run_demo(options, hook=hook, progress=progress)
     m = result.metrics
     table = Table(title="histobridge demo", show_header=False)

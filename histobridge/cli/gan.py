@@ -20,7 +20,8 @@ from typing import Any
 
 import typer
 
-from histobridge.errors import HistobridgeError, ModelError
+from histobridge.cli._common import DEVICE_HELP, generator_path, resolve_device
+from histobridge.errors import HistobridgeError
 from histobridge.ranges import parse_floats, parse_seeds
 
 app = typer.Typer(
@@ -30,37 +31,11 @@ app = typer.Typer(
 
 GEN_HELP = "Generator: snapshot .pkl, histobridge .safetensors, or a folder holding one."
 UM_HELP = "GAN tile width in µm, where the generator does not record it."
-DEVICE_HELP = "auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:1 or mps."
 SEEDS_HELP = "Seeds: a,b,c-d or c-d:step, e.g. 0-15 or 1,5,9-12."
 MONTAGE_MAX = 64  # images in generate's montage.png; every seed still gets its own PNG
 
 
 # ----------------------------------------------------------------------------- shared helpers
-
-
-def generator_path(path: Path) -> Path:
-    """The generator file for a path: the file itself, or in a folder ``generator.safetensors``,
-    else its only ``.safetensors``, else its only ``.pkl`` (code-free weights win over a pickle)."""
-    if not path.is_dir():
-        return path
-    if (path / "generator.safetensors").is_file():
-        return path / "generator.safetensors"
-    for pattern in ("*.safetensors", "*.pkl"):
-        found = sorted(p for p in path.glob(pattern) if p.is_file())
-        if len(found) == 1:
-            return found[0]
-        if found:
-            names = ", ".join(p.name for p in found[:6]) + (" …" if len(found) > 6 else "")
-            raise ModelError(f"{path}: {len(found)} {pattern[1:]} files ({names}); pass one of them")
-    raise ModelError(f"{path}: no generator here (expected generator.safetensors + .json, or one .pkl)")
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` or a torch device name, checked (a CUDA/MPS device that is absent is an error)."""
-    from histobridge.models.classifier import select_device
-
-    text = device.strip()
-    return str(select_device(None if text.lower() == "auto" else text))
 
 
 def load_generator(

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from histobridge.cli._common import DEVICE_HELP, split_list, torch_device
+from histobridge.cli._common import DEVICE_HELP, resolve_device, split_list
 
 if TYPE_CHECKING:
     from histobridge.heatmap.pipeline import HeatmapReport
 
-WRITE_BACK_HELP = "geojson (for import_results.groovy), paquo (needs QuPath), or none."
+WRITE_BACK_HELP = ("geojson (for import_results.groovy), paquo (needs QuPath), qpdata (straight into "
+                   "data.qpdata, no QuPath needed; close the image in QuPath first), or none.")
 TISSUE_HELP = ("Classify only the tissue inside annotations; glass is left out (default). "
                "--no-tissue classifies the whole annotation.")
 
@@ -27,6 +28,7 @@ TISSUE_HELP = ("Classify only the tissue inside annotations; glass is left out (
 class WriteBack(str, Enum):
     geojson = "geojson"
     paquo = "paquo"
+    qpdata = "qpdata"
     none = "none"
 
 
@@ -67,7 +69,10 @@ def heatmap(
         closed_lines_as_areas=closed_lines_as_areas,
     )
     proj = Project.open(project)
-    clf = load_classifier(model, device=torch_device(device))
+    from histobridge._threads import configure_torch_threads, reader_threads
+
+    configure_torch_threads(readers=reader_threads(workers))  # readers + torch never exceed the cores
+    clf = load_classifier(model, device=resolve_device(device))
     typer.echo(f"model: {clf}", err=as_json)
     with ProgressDrawer() as progress:
         report = run_heatmap(proj, clf, out, options, images=split_list(images), progress=progress)

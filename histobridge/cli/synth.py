@@ -11,15 +11,8 @@ from pathlib import Path
 
 import typer
 
-from histobridge.cli.gan import (
-    DEVICE_HELP,
-    GEN_HELP,
-    UM_HELP,
-    load_classifier,
-    load_generator,
-    resolve_device,
-    writing,
-)
+from histobridge.cli._common import DEVICE_HELP, resolve_device
+from histobridge.cli.gan import GEN_HELP, UM_HELP, load_classifier, load_generator, writing
 from histobridge.errors import InputError
 from histobridge.ranges import SEED_MAX
 

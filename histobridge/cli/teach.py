@@ -38,18 +38,22 @@ def make(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (must not hold earlier material)."),
     seed: int = typer.Option(0, help="Seed for item choice, shuffling and synthetic tiles (recorded)."),
     per_class: int = typer.Option(24, help="Synthetic tiles per class in the pool."),
-    device: str = typer.Option("cpu", help="cpu, cuda or mps."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda[:N] or mps."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Quiz forms A/B (quiz/index.html + quiz/answer_key.csv), sheets/, qupath/project.qpproj."""
+    from histobridge._threads import configure_torch_threads
+    from histobridge.cli._common import generator_path, resolve_device
     from histobridge.models.checkpoints import load_generator
     from histobridge.models.classifier import load_classifier
     from histobridge.qupath.project import Project
     from histobridge.teach import TeachSettings, make_teaching
 
+    configure_torch_threads(readers=1)
     settings = TeachSettings(seed=seed, synthetic_per_class=per_class)
-    G = load_generator(generator, device=device)
-    clf = load_classifier(classifier, device=device)
+    dev = resolve_device(device)
+    G = load_generator(generator_path(generator), device=dev)
+    clf = load_classifier(classifier, device=dev)
     result = make_teaching(Project.open(project), G, clf, out, settings)
     summary = {
         "quiz": str(result.quiz_page),

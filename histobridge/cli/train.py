@@ -30,10 +30,15 @@ def _config(cls: type[Config], **given: Any) -> Config:
 
 
 def _threads(threads: int | None) -> None:
+    """``--threads`` when given, else as many torch threads as the cores this process may use."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    else:
+        from histobridge._threads import configure_torch_threads
+
+        configure_torch_threads()
 
 
 @app.command("classifier")

@@ -7,8 +7,7 @@ NaN), and every classification carries a colour (QuPath aborts the whole import 
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,19 +131,6 @@ def tile_texts(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]
     )
 
 
-def write_tiles(path: Path, pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]) -> int:
-    """QuPath tiles of one image to ``path`` (GeoJSON, gzip for ``.gz``), atomically; returns the count."""
-    from histobridge.qupath import geojson
-
-    return geojson.write_feature_texts(path, tile_texts(pred, prefix, colours))
-
-
-def copy_written(src: Path, target: Path) -> None:
-    """Copy a finished output file byte for byte, atomically (a gzip file stays as it is)."""
-    with atomic_path(target) as tmp:
-        shutil.copyfile(src, tmp)
-
-
 def tile_table(pred: ImagePrediction) -> tuple[list[str], Iterator[list[str]]]:
     """WSInfer's columns (minx, miny, width, height, prob_<class>…) plus top class, SD and region."""
     head = ["minx", "miny", "width", "height", *[f"prob_{c}" for c in pred.class_names]]
@@ -167,18 +153,19 @@ def tile_table(pred: ImagePrediction) -> tuple[list[str], Iterator[list[str]]]:
 
 def write_image_outputs(
     pred: ImagePrediction, folder: Path, *, prefix: str, colours: Mapping[str, Colour],
-    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True,
+    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, texts: Iterable[str] | None = None,
 ) -> list[Path]:
     """GeoJSON, NPZ, CSV and PNG overlays for one image in ``folder``; returns the paths written.
 
-    The GeoJSON comes first in the list (the pipeline copies it into the project).
+    ``texts`` are the tiles already serialised by :func:`tile_texts` (made here when not given).
     """
+    from histobridge.qupath import geojson
     from histobridge.viz.overlay import write_overlays
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     gj = folder / ("tiles.geojson.gz" if gzip else "tiles.geojson")
-    write_tiles(gj, pred, prefix, colours)
+    geojson.write_feature_texts(gj, texts if texts is not None else tile_texts(pred, prefix, colours))
     files.append(gj)
     grid = heatmap_grid(pred)
     write_npz(folder / "heatmap.npz", pred, grid, model=prefix)
@@ -194,7 +181,6 @@ def write_image_outputs(
 __all__ = [
     "PALETTE",
     "class_colours",
-    "copy_written",
     "heatmap_grid",
     "measurement_names",
     "tile_features",
@@ -202,5 +188,4 @@ __all__ = [
     "tile_texts",
     "write_image_outputs",
     "write_npz",
-    "write_tiles",
 ]

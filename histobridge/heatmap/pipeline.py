@@ -15,6 +15,7 @@ tile is ``skipped`` and its earlier results are left as they were.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -29,14 +30,13 @@ from histobridge._names import safe_name
 from histobridge.errors import AnnotationError, HistobridgeError, InputError, ModelError, ProjectError
 from histobridge.heatmap.outputs import (
     class_colours,
-    copy_written,
     heatmap_grid,
     measurement_names,
     tile_features,
     tile_table,
+    tile_texts,
     write_image_outputs,
     write_npz,
-    write_tiles,
 )
 from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done
 from histobridge.tiling.regions import Region
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WriteBack = Literal["geojson", "paquo", "none"]
+WriteBack = Literal["geojson", "paquo", "qpdata", "none"]
 WRITE_BACK: tuple[str, ...] = get_args(WriteBack)
 TASK = "heatmap"
 BaseGeometry = Any  # a shapely geometry (shapely ships no type information)
@@ -380,15 +380,23 @@ def tissue_of(thumbnail: tuple[np.ndarray, float]) -> BaseGeometry:
 
 
 def plan_regions(
-    annotations: AnnotationSet, thumbnail: tuple[np.ndarray, float], options: HeatmapOptions
+    annotations: AnnotationSet,
+    thumbnail: tuple[np.ndarray, float],
+    options: HeatmapOptions,
+    *,
+    known_tissue: BaseGeometry | None = None,
 ) -> tuple[list[Region], list[str]]:
-    """The regions to tile and notes on what was chosen (empty when there is nothing to tile, with why)."""
+    """The regions to tile and notes on what was chosen (empty when there is nothing to tile, with why).
+
+    ``known_tissue`` is :func:`tissue_of` ``(thumbnail)`` when the caller already has it (the server
+    keeps it per image, so a live request does not redo the mask).
+    """
     from histobridge.tiling.grid import area_parts
     from histobridge.tiling.regions import TILED_TYPES, is_special_class, work_area
 
     every = [a for a in annotations if a.object_type in TILED_TYPES]
     area = work_area(every)  # Ignore* cut out, Region* limits the work, as in tiling
-    tissue: BaseGeometry | None = None
+    tissue: BaseGeometry | None = known_tissue
 
     def whole() -> list[Region]:
         nonlocal tissue
@@ -410,7 +418,7 @@ def plan_regions(
         regions = whole()
         note = "no annotations; tiling the detected tissue instead"
         return regions, [note if regions else f"{note}, but no tissue was detected"]
-    if options.tissue:
+    if options.tissue and tissue is None:
         tissue = tissue_of(thumbnail)
     regions = []
     for i, a in enumerate(drawn):
@@ -442,7 +450,7 @@ def heatmap_entry(
 
     Nothing is written when the image yields no tile: earlier results stay as they were.
     """
-    from histobridge.qupath import layout
+    from histobridge.qupath import geojson, layout
 
     t0 = time.perf_counter()
     eid, name = str(entry.entry_id), entry.name
@@ -470,16 +478,20 @@ def heatmap_entry(
     prefix = options.prefix or classifier.name
     colours = class_colours(pred.class_names, project.classes)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
+    texts = list(tile_texts(pred, prefix, colours))  # serialised once: both GeoJSON copies share the ids
     files = write_image_outputs(
-        pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip
+        pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, texts=texts
     )
     if options.write_back in ("geojson", "paquo"):
         target = layout.predictions_path(project.folder, entry.entry_id)
-        if files[0].name.endswith(".gz") == target.name.endswith(".gz"):
-            copy_written(files[0], target)  # the same tiles, ids included: serialised once
-        else:
-            write_tiles(target, pred, prefix, colours)
+        geojson.write_feature_texts(target, texts, collection={"histobridge": {"model": prefix}})
         files.append(target)
+    if options.write_back == "qpdata":
+        from histobridge.qupath.qpdata.writer import write_tiles_qpdata
+
+        features = [json.loads(t) for t in texts]  # the same tiles and ids as the GeoJSON copies
+        write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
+        files.append(layout.qpdata_path(project.folder, entry.entry_id))
     if options.write_back == "paquo":
         from histobridge.qupath.paquo.write import write_tiles_paquo
 

@@ -6,8 +6,9 @@ stays cheap (no torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from histobridge._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from histobridge.models.checkpoints import load_generator, require_tile_um, save_generator
@@ -47,9 +48,4 @@ __all__ = [
     "z_from_seeds",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'histobridge.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

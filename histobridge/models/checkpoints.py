@@ -8,17 +8,20 @@ snapshot supplies the tile size in µm and class names when present.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from histobridge.errors import CheckpointError
-from histobridge.models._unpickle import PersistentStub, iter_state_tensors, load_pickle
+import numpy as np
+
+from histobridge.errors import CheckpointError, ModelError
+from histobridge.models._gan_build import build_checked
+from histobridge.models._unpickle import PersistentStub, check_tree, iter_state_tensors, load_pickle
 from histobridge.models.gan_format import load_safetensors_generator, save_generator
 from histobridge.models.stylegan2 import GanMeta, Generator, GeneratorConfig, default_class_names
+from histobridge.models.training_options import read_training_options
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +37,16 @@ _STYLEGAN3_MSG = (
 )
 
 
-def _check_classes(stub: PersistentStub, path: Path, where: str = "G_ema") -> None:
+def _check_classes(g: PersistentStub, path: Path) -> None:
     """Refuse StyleGAN3-T/R and anything that is not a known generator building block."""
-    if stub.class_name == "SynthesisInput" or where.endswith(".input"):
-        raise CheckpointError(_STYLEGAN3_MSG.format(path=path, why=f"{where} is a {stub.class_name}"))
-    if stub.class_name not in GENERATOR_CLASSES:
-        raise CheckpointError(f"{path}: unexpected network class {stub.class_name!r} at {where}")
-    for name, child in stub.modules.items():
-        if isinstance(child, PersistentStub):
-            if name.startswith("L") and "_" in name and child.attr("magnitude_ema") is not None:
-                raise CheckpointError(_STYLEGAN3_MSG.format(path=path, why=f"layer {name}"))
-            _check_classes(child, path, f"{where}.{name}")
+    for where, stub in check_tree(g):
+        if stub.class_name == "SynthesisInput" or where.endswith(".input"):
+            raise CheckpointError(_STYLEGAN3_MSG.format(path=path, why=f"{where} is a {stub.class_name}"))
+        if stub.class_name not in GENERATOR_CLASSES:
+            raise CheckpointError(f"{path}: unexpected network class {stub.class_name!r:.60} at {where}")
+        name = where.rsplit(".", 1)[-1]
+        if name.startswith("L") and "_" in name and stub.attr("magnitude_ema") is not None:
+            raise CheckpointError(_STYLEGAN3_MSG.format(path=path, why=f"layer {name}"))
 
 
 def _find_generator(obj: Any, path: Path) -> PersistentStub:
@@ -53,8 +55,10 @@ def _find_generator(obj: Any, path: Path) -> PersistentStub:
             if isinstance(obj.get(key), PersistentStub):
                 if key == "G":
                     log.warning("%s: no G_ema in the snapshot; using G", path)
-                return obj[key]
-        raise CheckpointError(f"{path}: the snapshot has no G_ema network (keys: {sorted(map(str, obj))})")
+                found: PersistentStub = obj[key]
+                return found
+        keys = sorted(repr(k)[:40] for k in obj if isinstance(k, str))[:10]
+        raise CheckpointError(f"{path}: the snapshot has no G_ema network (keys: {keys})")
     if isinstance(obj, PersistentStub) and obj.class_name == "Generator":
         return obj
     if isinstance(obj, tuple):
@@ -62,15 +66,30 @@ def _find_generator(obj: Any, path: Path) -> PersistentStub:
     raise CheckpointError(f"{path}: not a StyleGAN network snapshot (top level is {type(obj).__name__})")
 
 
-def _num(x: Any) -> float:
-    return float(x)
+def _num(x: Any, what: str = "value") -> float:
+    """A finite number from the file (Python or numpy scalar)."""
+    if isinstance(x, bool | np.bool_) or not isinstance(x, int | float | np.integer | np.floating):
+        raise CheckpointError(f"{what} must be a number, got a {type(x).__name__}")
+    value = float(x)
+    if not math.isfinite(value):
+        raise CheckpointError(f"{what} must be finite, got {value}")
+    return value
+
+
+def _int(stub: PersistentStub, name: str, hi: int = 1 << 24) -> int:
+    """An integer attribute of a network object, within [0, hi]."""
+    x = stub.attr(name)
+    if isinstance(x, bool | np.bool_) or not isinstance(x, int | np.integer) or not 0 <= int(x) <= hi:
+        raise CheckpointError(f"{stub.class_name}.{name} must be an integer in [0, {hi}], got {x!r:.40}")
+    return int(x)
 
 
 def _mapping_config(mapping: PersistentStub, sd: dict[str, Any], path: Path) -> dict[str, Any]:
-    num_layers = int(mapping.attr("num_layers"))
-    c_dim = int(mapping.attr("c_dim"))
+    num_layers = _int(mapping, "num_layers", 64)
+    c_dim = _int(mapping, "c_dim", 1 << 16)
     interp = mapping.class_name == "InterpolatedMappingNetwork"
     embed = sd.get("mapping.embed.weight")
+    beta = mapping.attr("w_avg_beta")
     fc0 = mapping.modules.get("fc0")
     if fc0 is None:
         raise CheckpointError(f"{path}: mapping network has no fc0 layer")
@@ -83,14 +102,17 @@ def _mapping_config(mapping: PersistentStub, sd: dict[str, Any], path: Path) -> 
         "mapping_layers": num_layers,
         "embed_features": None if embed is None else int(embed.shape[0]),
         "layer_features": hidden,
-        "mapping_lr_mul": _num(fc0.attr("bias_gain", 0.01)),
-        "w_avg_beta": None if mapping.attr("w_avg_beta") is None else _num(mapping.attr("w_avg_beta")),
+        "mapping_lr_mul": _num(fc0.attr("bias_gain", 0.01), "mapping.fc0.bias_gain"),
+        "w_avg_beta": None if beta is None else _num(beta, "w_avg_beta"),
         "interp_embed": interp,
     }
 
 
 def _synthesis_config(synth: PersistentStub, sd: dict[str, Any], path: Path) -> dict[str, Any]:
-    blocks = [synth.modules[f"b{r}"] for r in synth.attr("block_resolutions")]
+    res_list = synth.attr("block_resolutions")
+    if not isinstance(res_list, list | tuple) or not 0 < len(res_list) <= 12:
+        raise CheckpointError(f"{path}: synthesis.block_resolutions is not a short list of resolutions")
+    blocks = [synth.modules[f"b{r}"] for r in res_list]
     archs = {str(b.attr("architecture", "skip")) for b in blocks}
     layers = [m for b in blocks for n, m in b.modules.items() if n in ("conv0", "conv1", "torgb")]
     clamps = {layer.attr("conv_clamp") for layer in layers}
@@ -108,7 +130,7 @@ def _synthesis_config(synth: PersistentStub, sd: dict[str, Any], path: Path) -> 
     return {
         "channel_base": base,
         "channel_max": cmax,
-        "conv_clamp": None if clamp is None else _num(clamp),
+        "conv_clamp": None if clamp is None else _num(clamp, "conv_clamp"),
         "architecture": archs.pop(),
         "use_noise": noise.pop(),
     }
@@ -134,18 +156,19 @@ def _channel_params(chans: dict[int, int], kwargs: dict[str, Any], path: Path) -
     raise CheckpointError(f"{path}: block widths {chans} do not follow min(channel_base // r, channel_max)")
 
 
-def _check_gains(stub: PersistentStub, path: Path, where: str = "G_ema") -> None:
+def _check_gains(g: PersistentStub, path: Path) -> None:
     """Our gains are recomputed from the config; refuse files whose stored gains disagree."""
-    gain = stub.attr("weight_gain")
-    w = stub.attr("_parameters", {}).get("weight")
-    if gain is not None and w is not None:
-        fan_in = w[0].numel()
-        lr = float(stub.attr("bias_gain", 1.0)) if stub.class_name == "FullyConnectedLayer" else 1.0
-        if not math.isclose(float(gain), lr / math.sqrt(fan_in), rel_tol=1e-6):
-            raise CheckpointError(f"{path}: unexpected weight_gain {float(gain)} at {where}")
-    for name, child in stub.modules.items():
-        if isinstance(child, PersistentStub):
-            _check_gains(child, path, f"{where}.{name}")
+    for where, stub in check_tree(g):
+        gain = stub.attr("weight_gain")
+        w = (stub.attr("_parameters") or {}).get("weight")
+        if gain is not None and w is not None:
+            fan_in = w[0].numel()
+            gain = _num(gain, f"weight_gain at {where}")
+            lr = 1.0
+            if stub.class_name == "FullyConnectedLayer":
+                lr = _num(stub.attr("bias_gain", 1.0), f"bias_gain at {where}")
+            if fan_in == 0 or not math.isclose(gain, lr / math.sqrt(fan_in), rel_tol=1e-6):
+                raise CheckpointError(f"{path}: unexpected weight_gain {gain} at {where}")
 
 
 def _variant(g: PersistentStub, mapping: PersistentStub, synth: PersistentStub) -> str:
@@ -163,6 +186,21 @@ def _variant(g: PersistentStub, mapping: PersistentStub, synth: PersistentStub) 
 
 def generator_from_stub(g: PersistentStub, path: Path) -> Generator:
     """Build and fill a :class:`Generator` from an unpickled G_ema stub tree."""
+    try:
+        return _generator_from_stub(g, path)
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise CheckpointError(f"{path}: {err}") from err
+    except ModelError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError,
+            ZeroDivisionError) as err:
+        why = f"{type(err).__name__}: {err!s:.160}"
+        raise CheckpointError(f"{path}: malformed network attributes ({why})") from err
+
+
+def _generator_from_stub(g: PersistentStub, path: Path) -> Generator:
     _check_classes(g, path)
     mapping, synth = g.modules.get("mapping"), g.modules.get("synthesis")
     if mapping is None or synth is None:
@@ -170,74 +208,16 @@ def generator_from_stub(g: PersistentStub, path: Path) -> Generator:
     sd = dict(iter_state_tensors(g))
     _check_gains(g, path)
     cfg = GeneratorConfig(
-        z_dim=int(g.attr("z_dim")), c_dim=int(g.attr("c_dim")), w_dim=int(g.attr("w_dim")),
-        img_resolution=int(g.attr("img_resolution")), img_channels=int(g.attr("img_channels")),
+        z_dim=_int(g, "z_dim", 1 << 16), c_dim=_int(g, "c_dim", 1 << 16), w_dim=_int(g, "w_dim", 1 << 16),
+        img_resolution=_int(g, "img_resolution", 1 << 13), img_channels=_int(g, "img_channels", 64),
         **_mapping_config(mapping, sd, path), **_synthesis_config(synth, sd, path),
     )
-    G = Generator(cfg)
-    missing, unexpected = G.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: state dict does not match the rebuilt generator"
-            f" (missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
+    G = build_checked(cfg, sd, str(path))
     G.meta = GanMeta(
         class_names=default_class_names(cfg.c_dim, cfg.interp_embed), tile_px=cfg.img_resolution,
         source=str(path), variant=_variant(g, mapping, synth),
     )
     return G
-
-
-# ----------------------------------------------------------------------------- metadata
-
-
-def _class_names_from(opts: dict[str, Any], n: int) -> tuple[str, ...] | None:
-    sf = opts.get("slideflow_kwargs") or {}
-    for src in (sf, opts):
-        for key in ("outcome_labels", "class_names", "outcome_names"):
-            val = src.get(key)
-            if isinstance(val, dict) and val:
-                items = sorted(val.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else str(kv[0]))
-                names = tuple(str(v) for _, v in items)
-            elif isinstance(val, list | tuple) and val:
-                names = tuple(str(v) for v in val)
-            else:
-                continue
-            if len(names) == n:
-                return names
-            log.warning("training options list %d class names for %d classes; ignoring them", len(names), n)
-    return None
-
-
-def read_training_options(path: Path, G: Generator) -> GanMeta:
-    """Fill tile px/µm and class names from ``training_options.json`` beside the snapshot."""
-    opts_path = path.parent / "training_options.json"
-    meta = G.meta
-    if not opts_path.is_file():
-        return meta
-    try:
-        opts = json.loads(opts_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{opts_path}: unreadable training options: {err}") from err
-    if not isinstance(opts, dict):
-        raise CheckpointError(f"{opts_path}: training options are not a JSON object")
-    sf = opts.get("slideflow_kwargs") or {}
-    tile_um = sf.get("tile_um", opts.get("tile_um"))
-    resize = sf.get("resize") or opts.get("resize")
-    tile_px = resize or sf.get("tile_px") or opts.get("tile_px") or G.img_resolution
-    if int(tile_px) != G.img_resolution:
-        log.warning("%s: tile_px %s differs from the generator's %d px output", opts_path, tile_px,
-                    G.img_resolution)
-    n = 2 if G.config.interp_embed else G.c_dim
-    names = _class_names_from(opts, n) or meta.class_names
-    um = None
-    if isinstance(tile_um, int | float) and not isinstance(tile_um, bool) and tile_um > 0:
-        um = float(tile_um)
-    elif tile_um is not None:
-        log.warning("%s: tile_um %r is not a number of µm; ignoring it", opts_path, tile_um)
-    return GanMeta(
-        class_names=names, tile_px=int(tile_px), tile_um=um, source=meta.source, variant=meta.variant
-    )
 
 
 def require_tile_um(G: Generator, gan_um: float | None = None) -> float:

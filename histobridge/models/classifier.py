@@ -341,7 +341,8 @@ class TileClassifier:
                     f"config declares num_classes={self.config.num_classes}"
                 )
             self._checked_output = True
-        return out
+        result: torch.Tensor = out
+        return result
 
     def _run(self, x: torch.Tensor) -> Any:
         """The module call; float16 autocast on CUDA, dropped for good if the model cannot take it."""
@@ -392,9 +393,11 @@ class TileClassifier:
         """MC-dropout: ``passes`` forward passes with dropout active; returns (mean, SD) of probabilities."""
         if passes < 1:
             raise ModelError(f"MC-dropout needs at least one pass, got {passes}")
-        means, stds = [], []
+        means: list[np.ndarray] = []
+        stds: list[np.ndarray] = []
         for b in self._batches(images, batch_size):
             m, s = self.predict_batch(b, passes)
+            assert s is not None  # passes >= 1 always gives a spread
             means.append(m)
             stds.append(s)
         if not means:
@@ -476,7 +479,7 @@ def load_classifier(
     dev = select_device(device)
     try:
         with _quiet_jit():
-            module = torch.jit.load(str(weights), map_location=dev)
+            module = torch.jit.load(str(weights), map_location=dev)  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError) as err:
         raise ModelError(f"{weights}: cannot load TorchScript model ({err})") from err
     default_name = path.name if path.is_dir() else weights.stem
@@ -539,7 +542,7 @@ def _to_script(module: Any, cfg: ClassifierConfig) -> Any:
         module.eval()
         try:
             example = torch.zeros(1, 3, cfg.patch_size_pixels, cfg.patch_size_pixels)
-            return torch.jit.trace(module, example)
+            return torch.jit.trace(module, example)  # type: ignore[no-untyped-call]
         finally:
             module.train(was_training)
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from histobridge.errors import ModelError
+from histobridge.models._equalized import EqualConv2d, FullyConnectedLayer
 
 _SQRT2 = math.sqrt(2.0)
 _SQRT_HALF = math.sqrt(0.5)
@@ -57,46 +58,6 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * _SQRT2
 
 
-def _blur_down(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Low-pass with the binomial [1,3,3,1]² filter, then keep every other pixel (anti-aliased 2×)."""
-    ch = x.shape[1]
-    weight = kernel.to(x.dtype)[None, None].expand(ch, 1, *kernel.shape)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, stride=2, groups=ch)
-
-
-class EqualLinear(nn.Module):
-    """Linear layer whose weights are scaled by ``lr_mul/√fan_in`` at run time."""
-
-    def __init__(self, in_features: int, out_features: int, lr_mul: float = 1.0, bias_init: float = 0.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
-        self.weight_gain = lr_mul / math.sqrt(in_features)
-        self.bias_gain = lr_mul
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
-
-
-class EqualConv2d(nn.Module):
-    """k×k convolution with equalised learning rate; optional anti-aliased 2× down-sampling first."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, *, bias: bool = True, down: bool = False):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
-        self.weight_gain = 1.0 / math.sqrt(in_ch * kernel * kernel)
-        self.down = down
-        self.padding = kernel // 2
-        taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
-        self.register_buffer("blur", torch.outer(taps, taps) / taps.sum() ** 2, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.down:
-            x = _blur_down(x, self.blur)
-        return F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
-
-
 class DiscriminatorBlock(nn.Module):
     """Residual block: two 3×3 convs (the second halves the size) plus a 1×1 down-sampled shortcut."""
 
@@ -107,7 +68,7 @@ class DiscriminatorBlock(nn.Module):
         self.skip = EqualConv2d(in_ch, out_ch, 1, bias=False, down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.skip(x)
+        y = cast(torch.Tensor, self.skip(x))
         x = _lrelu(self.conv1(_lrelu(self.conv0(x))))
         return (x + y) * _SQRT_HALF
 
@@ -130,11 +91,11 @@ class LabelMapping(nn.Module):
 
     def __init__(self, c_dim: int, cmap_dim: int, layers: int):
         super().__init__()
-        self.embed = EqualLinear(c_dim, cmap_dim)
-        self.fcs = nn.ModuleList(EqualLinear(cmap_dim, cmap_dim, lr_mul=0.01) for _ in range(layers))
+        self.embed = FullyConnectedLayer(c_dim, cmap_dim)
+        self.fcs = nn.ModuleList(FullyConnectedLayer(cmap_dim, cmap_dim, lr_mul=0.01) for _ in range(layers))
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        x = self.embed(c.to(torch.float32))
+        x = cast(torch.Tensor, self.embed(c.to(torch.float32)))
         x = x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
         for fc in self.fcs:
             x = _lrelu(fc(x))
@@ -159,8 +120,8 @@ class Discriminator(nn.Module):
         c4 = cfg.channels(4)
         self.cmap_dim = cfg.cmap_dim or c4
         self.conv = EqualConv2d(c4 + cfg.mbstd_channels, c4, 3)
-        self.fc = EqualLinear(c4 * 16, c4)
-        self.out = EqualLinear(c4, self.cmap_dim if cfg.c_dim > 0 else 1)
+        self.fc = FullyConnectedLayer(c4 * 16, c4)
+        self.out = FullyConnectedLayer(c4, self.cmap_dim if cfg.c_dim > 0 else 1)
         self.mapping = LabelMapping(cfg.c_dim, self.cmap_dim, cfg.mapping_layers) if cfg.c_dim > 0 else None
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,12 +131,12 @@ class Discriminator(nn.Module):
         x = minibatch_stddev(x, self.config.mbstd_group, self.config.mbstd_channels)
         x = _lrelu(self.conv(x))
         x = _lrelu(self.fc(x.flatten(1)))
-        x = self.out(x)
+        x = cast(torch.Tensor, self.out(x))
         if self.mapping is None:
             return x
         if c is None:
             raise ModelError(f"this discriminator is conditional (c_dim={self.config.c_dim}); pass a label c")
-        cmap = self.mapping(c)
+        cmap = cast(torch.Tensor, self.mapping(c))
         return (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from histobridge._atomic import atomic_path, write_json
-from histobridge.errors import CheckpointError
+from histobridge.errors import CheckpointError, ModelError
+from histobridge.models._gan_build import build_checked
 from histobridge.models.stylegan2 import GanMeta, Generator, GeneratorConfig
+from histobridge.models.training_options import load_json
 
 FORMAT_NAME = "histobridge-stylegan2"
 FORMAT_VERSION = 1
@@ -53,12 +55,10 @@ def save_generator(G: Generator, path: str | os.PathLike[str]) -> Path:
     return weights
 
 
-def _read_doc(weights: Path, sidecar: Path) -> dict[str, Any]:
+def _read_doc(weights: Path, sidecar: Path) -> tuple[dict[str, Any], Path]:
+    """The description and where it came from (the sidecar, else the weights file's header)."""
     if sidecar.is_file():
-        try:
-            doc = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"{sidecar}: unreadable generator JSON: {err}") from err
+        doc, source = load_json(sidecar, "generator JSON"), sidecar
     else:
         from safetensors import safe_open
 
@@ -66,37 +66,48 @@ def _read_doc(weights: Path, sidecar: Path) -> dict[str, Any]:
             header = (fh.metadata() or {}).get(_HEADER_KEY)
         if header is None:
             raise CheckpointError(f"{weights}: no {sidecar.name} beside it and no config in its header")
-        doc = json.loads(header)
+        source = weights
+        try:
+            doc = json.loads(header)
+        except RecursionError:
+            raise CheckpointError(f"{weights}: the config in the header is nested too deeply") from None
+        except ValueError as err:
+            raise CheckpointError(f"{weights}: unreadable config in the header: {err}") from err
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{sidecar}: not a histobridge generator description (format {FORMAT_NAME!r})")
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: not a histobridge generator description (format {FORMAT_NAME!r})")
+    version = doc.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{source}: format_version must be an integer, got {version!r:.40}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{sidecar}: format version {doc.get('format_version')} is newer than this histobridge"
+            f"{source}: format version {version} is newer than this histobridge"
             f" understands ({FORMAT_VERSION}); upgrade histobridge"
         )
-    return doc
+    return doc, source
 
 
 def load_safetensors_generator(path: str | os.PathLike[str], device: str = "cpu") -> Generator:
-    """Rebuild a generator from our safetensors + JSON pair."""
+    """Rebuild a generator from our safetensors + JSON pair; everything is checked before building."""
     from safetensors.torch import load_file
 
     weights, sidecar = sidecar_paths(path)
     if not weights.is_file():
         raise CheckpointError(f"{weights}: generator weights not found")
     try:
-        doc = _read_doc(weights, sidecar)
-        cfg = GeneratorConfig.from_dict(doc["config"])
-        tensors = load_file(str(weights), device="cpu")
+        doc, source = _read_doc(weights, sidecar)
     except CheckpointError:
         raise
-    except Exception as err:
+    except Exception as err:  # safetensors raises its own error types for a corrupt header
         raise CheckpointError(f"{weights}: cannot read the generator: {err}") from err
-    G = Generator(cfg)
-    missing, unexpected = G.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-    G.meta = GanMeta.from_dict(doc.get("meta", {}))
+    try:
+        cfg = GeneratorConfig.from_dict(doc.get("config"))
+        meta = GanMeta.from_dict(doc.get("meta", {}))
+    except ModelError as err:
+        raise CheckpointError(f"{source}: config: {err}") from err
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except Exception as err:  # safetensors raises its own error types for a corrupt file
+        raise CheckpointError(f"{weights}: cannot read the generator weights: {err}") from err
+    G = build_checked(cfg, tensors, str(weights))
+    G.meta = meta
     return G.eval().requires_grad_(False).to(device)

@@ -13,14 +13,14 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from histobridge.errors import ModelError
+from histobridge.models._equalized import EqualConv2d, FullyConnectedLayer
 from histobridge.models._stylegan2_ops import (
     bias_act,
     modulated_conv2d,
@@ -33,6 +33,36 @@ NoiseMode = Literal["const", "random", "none"]
 ARCHITECTURES = ("skip", "resnet", "orig")
 _SQRT2 = math.sqrt(2.0)
 _SQRT_HALF = math.sqrt(0.5)
+
+
+_INT_LIMITS = {
+    "z_dim": 1 << 16, "c_dim": 1 << 16, "w_dim": 1 << 16, "img_resolution": 1 << 13, "img_channels": 64,
+    "mapping_layers": 64, "embed_features": 1 << 16, "layer_features": 1 << 16, "channel_base": 1 << 24,
+    "channel_max": 1 << 16,
+}
+_OPTIONAL = frozenset({"embed_features", "layer_features", "conv_clamp", "w_avg_beta"})
+
+
+def _check_types(cfg: GeneratorConfig) -> None:
+    """Each field has its declared type and a sane size, so a bad file cannot ask for absurd models."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None and f.name in _OPTIONAL:
+            continue
+        if f.name in _INT_LIMITS:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT_LIMITS[f.name]:
+                raise ModelError(
+                    f"{f.name} must be an integer in [0, {_INT_LIMITS[f.name]}], got {value!r:.40}"
+                )
+        elif f.name in ("mapping_lr_mul", "w_avg_beta", "conv_clamp"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or (f.name != "w_avg_beta" and value <= 0):
+                raise ModelError(f"{f.name} must be a finite positive number, got {value!r:.40}")
+        elif f.name == "architecture":
+            if not isinstance(value, str):
+                raise ModelError(f"architecture must be text, got {value!r:.40}")
+        elif not isinstance(value, bool):
+            raise ModelError(f"{f.name} must be true or false, got {value!r:.40}")
 
 
 @dataclass(frozen=True)
@@ -48,7 +78,7 @@ class GeneratorConfig:
     embed_features: int | None = None  # None: w_dim (0 without labels)
     layer_features: int | None = None  # None: w_dim
     mapping_lr_mul: float = 0.01
-    w_avg_beta: float = 0.995
+    w_avg_beta: float | None = 0.995
     channel_base: int = 32768
     channel_max: int = 512
     conv_clamp: float | None = None
@@ -57,6 +87,7 @@ class GeneratorConfig:
     use_noise: bool = True
 
     def __post_init__(self) -> None:
+        _check_types(self)
         res = self.img_resolution
         if res < 4 or res & (res - 1):
             raise ModelError(f"img_resolution must be a power of two >= 4, got {res!r}")
@@ -83,8 +114,10 @@ class GeneratorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+    def from_dict(cls, data: Any) -> GeneratorConfig:
         """Build from a dict, rejecting unknown keys so typos do not pass silently."""
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise ModelError("the generator config is not an object of named values")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -106,11 +139,28 @@ class GanMeta:
         return {**dataclasses.asdict(self), "class_names": list(self.class_names)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GanMeta:
+    def from_dict(cls, data: Any) -> GanMeta:
+        """From saved JSON; every value is type-checked and a bad one is named."""
+        if not isinstance(data, dict):
+            raise ModelError("meta is not an object")
+        names = data.get("class_names", ())
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise ModelError(f"meta.class_names must be a list of text, got {names!r:.60}")
+        tile_px = data.get("tile_px", 0)
+        if not isinstance(tile_px, int) or isinstance(tile_px, bool) or not 0 <= tile_px <= 1 << 16:
+            raise ModelError(f"meta.tile_px must be an integer in [0, 65536], got {tile_px!r:.40}")
         tile_um = data.get("tile_um")
+        if tile_um is not None and not (
+            isinstance(tile_um, int | float) and not isinstance(tile_um, bool) and math.isfinite(tile_um)
+            and tile_um > 0
+        ):
+            raise ModelError(f"meta.tile_um must be a positive number of µm, got {tile_um!r:.40}")
+        for key in ("source", "variant"):
+            if not isinstance(data.get(key, ""), str):
+                raise ModelError(f"meta.{key} must be text, got {data.get(key)!r:.40}")
         return cls(
-            class_names=tuple(str(n) for n in data.get("class_names", ())),
-            tile_px=int(data.get("tile_px", 0)),
+            class_names=tuple(names),
+            tile_px=tile_px,
             tile_um=None if tile_um is None else float(tile_um),
             source=str(data.get("source", "")),
             variant=str(data.get("variant", "histobridge")),
@@ -126,43 +176,10 @@ def default_class_names(c_dim: int, interp_embed: bool = False) -> tuple[str, ..
 # ----------------------------------------------------------------------------- layers
 
 
-class FullyConnectedLayer(nn.Module):
-    """Dense layer with equalised learning rate: stored weight randn/lr_mul, gains at run time."""
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        activation: str = "linear",
-        lr_mul: float = 1.0,
-        bias: bool = True,
-        bias_init: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.activation = activation
-        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_mul)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
-        self.weight_gain = lr_mul / math.sqrt(in_features)
-        self.bias_gain = lr_mul
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        x = x.matmul(w.t())
-        return bias_act(x, b, act=self.activation, gain=_SQRT2 if self.activation == "lrelu" else 1.0)
-
-
 class MappingNetwork(nn.Module):
     """z (and label c) → w, broadcast to ``num_ws`` copies, with optional truncation."""
+
+    w_avg: torch.Tensor
 
     def __init__(self, cfg: GeneratorConfig, num_ws: int) -> None:
         super().__init__()
@@ -186,7 +203,7 @@ class MappingNetwork(nn.Module):
     def embed_label(self, c: torch.Tensor) -> torch.Tensor:
         """Raw class embedding (before normalisation); slerp between two ends for scalar labels."""
         if not self.interp_embed:
-            return self.embed(c)
+            return cast(torch.Tensor, self.embed(c))
         ends = self.embed(torch.eye(2, dtype=c.dtype, device=c.device))
         lo, hi = ends[0], ends[1]
         cos = ((lo / lo.norm()) * (hi / hi.norm())).sum().clamp(-1.0, 1.0)
@@ -212,8 +229,10 @@ class MappingNetwork(nn.Module):
                 raise ModelError(f"this generator is conditional (c_dim={self.c_dim}); pass a label c")
             y = normalize_2nd_moment(self.embed_label(c.to(torch.float32)))
             x = y if x is None else torch.cat([x, y], dim=1)
+        if x is None:
+            raise ModelError("a generator needs z_dim > 0 or c_dim > 0")
         for idx in range(self.num_layers):
-            x = getattr(self, f"fc{idx}")(x)
+            x = cast(torch.Tensor, getattr(self, f"fc{idx}")(x))
         if update_emas and self.w_avg_beta is not None:
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
@@ -227,6 +246,9 @@ class MappingNetwork(nn.Module):
 
 class SynthesisLayer(nn.Module):
     """Modulated 3×3 conv (optionally 2× up), noise, bias, lrelu, clamp."""
+
+    resample_filter: torch.Tensor
+    noise_const: torch.Tensor
 
     def __init__(
         self,
@@ -268,7 +290,7 @@ class SynthesisLayer(nn.Module):
             noise = self.noise_const.to(x.dtype) * self.noise_strength
         x = modulated_conv2d(
             x, self.weight, styles, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, noise=noise, fused=not self.training or x.shape[0] == 1,
+            resample_filter=self.resample_filter, noise=noise, fused=x.shape[0] == 1,
         )
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp, inplace=True)
@@ -287,34 +309,32 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        fused = not self.training or x.shape[0] == 1
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=x.shape[0] == 1)
         return bias_act(x, self.bias, clamp=self.conv_clamp, inplace=True)
 
 
-class Conv2dLayer(nn.Module):
-    """Plain 1×1 conv + 2× up-sampling: the residual branch of 'resnet' blocks."""
+class Conv2dLayer(EqualConv2d):
+    """Equalised 1×1 conv without bias, then 2× FIR up-sampling: the residual branch of 'resnet' blocks."""
+
+    resample_filter: torch.Tensor
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, 1, bias=False)
         self.activation = "linear"
         self.up = 2
-        self.down = 1
         self.conv_clamp = None
-        self.padding = 0
         self.act_gain = 1.0
         self.register_buffer("resample_filter", setup_filter())
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
-        self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        x = F.conv2d(x, self.weight.to(x.dtype) * self.weight_gain)
-        x = upsample2d(x, self.resample_filter)
+        x = upsample2d(super().forward(x), self.resample_filter)
         return bias_act(x, None, gain=self.act_gain * gain)
 
 
 class SynthesisBlock(nn.Module):
     """One resolution: (const |) conv0 (up) → conv1, plus ToRGB / residual as the architecture says."""
+
+    resample_filter: torch.Tensor
 
     def __init__(self, cfg: GeneratorConfig, in_channels: int, resolution: int) -> None:
         super().__init__()
@@ -328,7 +348,7 @@ class SynthesisBlock(nn.Module):
         self.use_fp16 = False
         self.channels_last = False
         self.register_buffer("resample_filter", setup_filter())
-        kw = {"use_noise": cfg.use_noise, "conv_clamp": cfg.conv_clamp}
+        kw: dict[str, Any] = {"use_noise": cfg.use_noise, "conv_clamp": cfg.conv_clamp}
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
@@ -349,7 +369,9 @@ class SynthesisBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
+            # channels-last from the start: the CPU convolutions run faster on it (outputs are NCHW)
             x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = x.contiguous(memory_format=torch.channels_last)
             x = self.conv1(x, next(w_iter), noise_mode)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=_SQRT_HALF)
@@ -392,14 +414,15 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ModelError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         ws = ws.to(torch.float32)
-        x = img = None
+        x: torch.Tensor | None = None
+        img: torch.Tensor | None = None
         w_idx = 0
         for res in self.block_resolutions:
-            block = getattr(self, f"b{res}")
+            block = cast(SynthesisBlock, getattr(self, f"b{res}"))
             x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), noise_mode)
             w_idx += block.num_conv
         assert img is not None
-        return img
+        return img.contiguous()
 
 
 class Generator(nn.Module):
@@ -429,7 +452,7 @@ class Generator(nn.Module):
         update_emas: bool = False,
     ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        return cast(torch.Tensor, self.synthesis(ws, noise_mode=noise_mode))
 
     def compile(self, **kwargs: Any) -> Generator:  # type: ignore[override]
         """Compile mapping and synthesis with ``torch.compile`` (in place) so both entry points gain."""
@@ -443,6 +466,56 @@ class Generator(nn.Module):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def state_shapes(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of ``Generator(cfg).state_dict()``, computed without allocating anything.
+
+    Loaders compare these with the tensors a file holds before building the model, so a small file
+    that declares a huge configuration is refused before memory is spent on it.
+    """
+    shapes: dict[str, tuple[int, ...]] = {"mapping.w_avg": (cfg.w_dim,)}
+    embed = 0 if cfg.c_dim == 0 else (cfg.w_dim if cfg.embed_features is None else cfg.embed_features)
+    hidden = cfg.w_dim if cfg.layer_features is None else cfg.layer_features
+    if cfg.c_dim > 0:
+        shapes["mapping.embed.weight"] = (embed, 2 if cfg.interp_embed else cfg.c_dim)
+        shapes["mapping.embed.bias"] = (embed,)
+    widths = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    for i in range(cfg.mapping_layers):
+        shapes[f"mapping.fc{i}.weight"] = (widths[i + 1], widths[i])
+        shapes[f"mapping.fc{i}.bias"] = (widths[i + 1],)
+
+    def layer(prefix: str, cin: int, cout: int, res: int, k: int = 3, noise: bool = True) -> None:
+        shapes[f"{prefix}.weight"] = (cout, cin, k, k)
+        shapes[f"{prefix}.bias"] = (cout,)
+        if k == 3:
+            shapes[f"{prefix}.resample_filter"] = (4, 4)
+        if noise and cfg.use_noise:
+            shapes[f"{prefix}.noise_const"] = (res, res)
+            shapes[f"{prefix}.noise_strength"] = ()
+        shapes[f"{prefix}.affine.weight"] = (cin, cfg.w_dim)
+        shapes[f"{prefix}.affine.bias"] = (cin,)
+
+    res = 4
+    while res <= cfg.img_resolution:
+        b = f"synthesis.b{res}"
+        cout = cfg.channels(res)
+        cin = cfg.channels(res // 2) if res > 4 else 0
+        shapes[f"{b}.resample_filter"] = (4, 4)
+        if cin == 0:
+            shapes[f"{b}.const"] = (cout, res, res)
+        else:
+            layer(f"{b}.conv0", cin, cout, res)
+        layer(f"{b}.conv1", cout, cout, res)
+        if res == cfg.img_resolution or cfg.architecture == "skip":
+            layer(f"{b}.torgb", cout, cfg.img_channels, res, k=1, noise=False)
+        if cin and cfg.architecture == "resnet":
+            shapes[f"{b}.skip.resample_filter"] = (4, 4)
+            shapes[f"{b}.skip.weight"] = (cout, cin, 1, 1)
+        res *= 2
+    return shapes
+
+
 
 
 def z_from_seed(seed: int, z_dim: int) -> torch.Tensor:
@@ -484,6 +557,7 @@ __all__ = [
     "SynthesisNetwork",
     "default_class_names",
     "onehot",
+    "state_shapes",
     "to_uint8",
     "z_from_seed",
     "z_from_seeds",

@@ -81,7 +81,8 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x).mean(dim=(2, 3))
-        return self.head(self.dropout(x))
+        out: torch.Tensor = self.head(self.dropout(x))
+        return out
 
 
 def split_by_region(
@@ -156,7 +157,7 @@ def _fit(
             logits = model(_normalize(x))
             loss = F.cross_entropy(logits, y, weight=weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             sched.step()
             total += len(idx)

@@ -158,7 +158,7 @@ def _build_state(cfg: GanTrainConfig, c_dim: int, device: torch.device) -> _Stat
 
 def _mapping(G: Generator, z: torch.Tensor, c: torch.Tensor, mixing: float) -> torch.Tensor:
     """w for a batch; with probability ``mixing`` a second z takes over from a random layer on."""
-    ws = G.mapping(z, c, update_emas=True)
+    ws: torch.Tensor = G.mapping(z, c, update_emas=True)
     if mixing > 0:
         n, num_ws = ws.shape[0], ws.shape[1]
         cut = torch.randint(1, num_ws, (n, 1), device=ws.device)
@@ -247,10 +247,10 @@ def _backward_step(
 ) -> None:
     opt.zero_grad(set_to_none=True)
     if scaler is None:
-        loss.backward()
+        torch.autograd.backward(loss)
         opt.step()
     else:
-        scaler.scale(loss).backward()
+        torch.autograd.backward(scaler.scale(loss))
         scaler.step(opt)
         scaler.update()
 

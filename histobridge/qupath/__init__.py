@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from histobridge._lazy import lazy_getattr
 from histobridge.qupath.annotations import OBJECT_TYPES, Annotation, AnnotationSet, PathClass, PathObject
 from histobridge.qupath.classes import argb_to_rgb, argb_to_rgb_or_none, read_classes, rgb_to_argb
 
@@ -20,13 +19,7 @@ _LAZY = {
     "StoredSummary": "histobridge.qupath.sources",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'histobridge.qupath' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -270,8 +270,12 @@ def write_features(
     features: Iterable[Mapping[str, Any] | PathObject],
     *,
     feature_collection: bool = True,
+    collection: Mapping[str, Any] | None = None,
 ) -> int:
     """Stream features to ``path`` atomically (gzip when it ends in ``.gz``); returns the count.
+
+    ``collection`` adds members to the FeatureCollection itself (e.g. ``{"histobridge": {"model":
+    name}}``, which tells ``import_results.groovy`` whose tiles to replace even when there are none).
 
     This is the one GeoJSON writer (``qpdata to-geojson``, heatmap tiles, annotation exports).
     PathObject records are converted with :func:`path_object_feature`, plain dicts pass through
@@ -280,11 +284,15 @@ def write_features(
     """
     p = Path(path)
     return write_feature_texts(p, (_feature_text(f, p, n) for n, f in enumerate(features)),
-                               feature_collection=feature_collection)
+                               feature_collection=feature_collection, collection=collection)
 
 
 def write_feature_texts(
-    path: str | os.PathLike[str], texts: Iterable[str], *, feature_collection: bool = True
+    path: str | os.PathLike[str],
+    texts: Iterable[str],
+    *,
+    feature_collection: bool = True,
+    collection: Mapping[str, Any] | None = None,
 ) -> int:
     """:func:`write_features` for features already serialised (one compact JSON object each).
 
@@ -297,7 +305,13 @@ def write_feature_texts(
     n = 0
     try:
         with atomic_path(p) as tmp, _text_writer(tmp, str(p).endswith(".gz")) as fh:
-            fh.write('{"type": "FeatureCollection", "features": [\n' if feature_collection else "[\n")
+            extra = "".join(
+                f"{json.dumps(str(k))}: {json.dumps(v, allow_nan=False, separators=(',', ':'))}, "
+                for k, v in (collection or {}).items()
+                if k not in ("type", "features")
+            )
+            head = f'{{"type": "FeatureCollection", {extra}"features": [\n'
+            fh.write(head if feature_collection else "[\n")
             chunk: list[str] = []
             for text in texts:
                 chunk.append(text)

@@ -1,6 +1,6 @@
 """Reading QuPath GeoJSON: every dialect QuPath has written or accepts, into PathObject records.
 
-Accepted (qupath-formats.md §9): a FeatureCollection, a bare list, one Feature or a bare geometry;
+Accepted: a FeatureCollection, a bare list, one Feature or a bare geometry;
 ``objectType`` (0.4+), ``object_type`` (0.3) or the 0.2 class-name ``id``; classification
 ``name``/``names`` with a ``color`` array or the older ``colorRGB`` int; measurements as an object
 or a list, NaN as strings; a Digital Slide Archive ``label`` as the name; files as

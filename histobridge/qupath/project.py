@@ -4,7 +4,7 @@ A project that cannot be read at all raises :class:`ProjectError`. A single imag
 found or honoured does not: its :class:`ImageEntry` carries ``found=False`` or a ``problem``, so
 one broken path never hides the other images.
 
-Relocation follows QuPath (qupath-formats.md §8): an image path that does not exist is re-resolved
+Relocation follows QuPath: an image path that does not exist is re-resolved
 relative to where the project was saved (the qpproj ``uri``) and where it is now, then searched
 for by file name near the project. A file found that way must have the size QuPath stored for the
 image (``serverBuilder.metadata``, else ``summary.json``); a same-named file of another size is
@@ -67,7 +67,7 @@ class ImageEntry:
         """(offset, size) mapping QuPath pixels onto the reader's pixels for an uncropped ``slide``.
 
         OpenSlide bounds cropping applies only when both bound sizes differ from level 0
-        (qupath-formats.md §10); a ``cropped`` server adds its region on top.
+        (as in QuPath's OpenSlide server); a ``cropped`` server adds its region on top.
         """
         ox = oy = 0.0
         size: tuple[int, int] | None = None

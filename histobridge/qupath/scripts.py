@@ -14,7 +14,12 @@ from histobridge._bundled import bundled_roots
 from histobridge.errors import ProjectError
 
 PACKAGE = "histobridge.qupath_scripts"
-SCRIPTS = ("export_annotations.groovy", "import_results.groovy")
+SCRIPTS = (
+    "export_annotations.groovy",
+    "import_results.groovy",
+    "histobridge_live.groovy",
+    "histobridge_synthetic.groovy",
+)
 
 
 def _root() -> Traversable:

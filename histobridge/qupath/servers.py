@@ -1,7 +1,7 @@
 """QuPath server builders (``serverBuilder`` in ``project.qpproj``) and image URIs.
 
 A builder is either a plain ``"uri"`` reader or a wrapper around other builders (rotation, crop,
-channel maths…, qupath-formats.md §4.1). histobridge reads pixels straight from the file, so a
+channel maths…). histobridge reads pixels straight from the file, so a
 wrapper is honoured only when its effect can be reproduced exactly: ``pyramidize`` (same pixels)
 and ``cropped`` (an offset and a size). Every other wrapper changes the pixels QuPath shows, so
 the entry gets a ``problem`` instead of silently tiling different pixels.

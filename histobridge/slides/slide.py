@@ -1,13 +1,16 @@
 """One slide reader over tiffslide and openslide, in QuPath's level-0 pixel space.
 
-QuPath space differs from the reader's space by an offset (OpenSlide bounds cropping, see
-qupath-formats.md §10); every public coordinate here is in QuPath space and the offset is added
+QuPath space differs from the reader's space by an offset (OpenSlide bounds cropping, as
+QuPath applies it); every public coordinate here is in QuPath space and the offset is added
 once, internally. Regions partly outside the image are padded with white, like empty glass.
 
 Resampling rule (``read_scaled``): the region is read from the highest-downsample level whose
 resolution is still at least the target's (0.5 % tolerance, because readers report downsamples such
 as 4.002 for a nominal 4), then resampled once with Pillow: area averaging (``BOX``) when shrinking,
-bicubic when enlarging. A region that needs no scaling and sits on whole pixels is copied as is.
+bicubic when enlarging. Within the same 0.5 % no resampling happens, because a resize costs more
+than decoding and changes nothing visible: a region at the level's own scale (256.5 px -> 256) is
+copied, a whole-factor shrink (2.004x) is a k x k mean (``Image.reduce``); either way the output
+window is centred on the requested box, at most half a pixel away.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +232,16 @@ class Slide:
         fx1 = (coords[:, 0] + coords[:, 2] + self.offset[0]) / ds
         fy1 = (coords[:, 1] + coords[:, 3] + self.offset[1]) / ds
         cache: TileCache = {}
-        if _is_identity(fx0, fy0, fx1, fy1, out_w, out_h):
-            # Whole-pixel copies at the level's own scale: decode straight into the output.
+        if _is_identity(fx0, fy0, fx1, fy1, out_w, out_h) or _unit_scale(fx0, fy0, fx1, fy1, out_w, out_h):
+            # Copies at the level's own scale (within 0.5 %): decode straight into the output, each
+            # tile centred on its box, so no pixel is more than half a level pixel from where a
+            # resampling would have put it.
+            lx_all, ly_all = _centred(fx0, fx1, out_w), _centred(fy0, fy1, out_h)
             for i in range(len(coords)):
-                lx, ly = round(float(fx0[i])), round(float(fy0[i]))
-                self._level_rect(level, lx, ly, out_w, out_h, out=out[i], cache=cache)
+                self._level_rect(level, int(lx_all[i]), int(ly_all[i]), out_w, out_h, out=out[i], cache=cache)
+            return out
+        factor = _integer_factor(fx0, fy0, fx1, fy1, out_w, out_h)
+        if factor > 1 and self._reduce_batch(level, factor, fx0, fy0, fx1, fy1, out, cache):
             return out
         # Shrinking with an area filter needs no pixels outside the box; bicubic enlarging does.
         margin = 0 if (fx1[0] - fx0[0]) >= out_w - 1e-6 and (fy1[0] - fy0[0]) >= out_h - 1e-6 else 2
@@ -250,13 +259,42 @@ class Slide:
                 f"level {level} (downsample {ds:g}) because the slide has no level near the {w / out_w:.3g}x "
                 "reduction asked for; use smaller tiles in µm or a pyramidal copy of the slide"
             )
-        block = Image.fromarray(self._level_rect(level, ix0, iy0, ix1 - ix0, iy1 - iy0, cache=cache))
+        block = Image.fromarray(
+            self._level_rect(
+                level, ix0, iy0, ix1 - ix0, iy1 - iy0, out=_scratch(iy1 - iy0, ix1 - ix0), cache=cache
+            )
+        )
         if _resample_as_mosaic(block, fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0, out):
             return out
         for i in range(len(coords)):
             box = (fx0[i] - ix0, fy0[i] - iy0, fx1[i] - ix0, fy1[i] - iy0)
             out[i] = resample_image(block, box, (out_w, out_h))
         return out
+
+    def _reduce_batch(
+        self, level: int, k: int, fx0: np.ndarray, fy0: np.ndarray, fx1: np.ndarray, fy1: np.ndarray,
+        out: np.ndarray, cache: TileCache,
+    ) -> bool:  # fmt: skip
+        """Shrink by a whole factor ``k`` (within 0.5 %) with Pillow's ``reduce``: k x k means.
+
+        ``reduce`` costs a fraction of a general resize. Each tile's k*size window is centred on its
+        box, so it sits at most half a level pixel (plus the 0.5 % scale difference) from it.
+        Returns False (nothing written) when the common block would be too big.
+        """
+        out_h, out_w = out.shape[1:3]
+        margin = k + math.ceil(k * max(out_w, out_h) * LEVEL_TOLERANCE)
+        ix0, iy0 = math.floor(float(fx0.min())) - margin, math.floor(float(fy0.min())) - margin
+        bw, bh = math.ceil(float(fx1.max())) + margin - ix0, math.ceil(float(fy1.max())) + margin - iy0
+        if bw * bh * 3 > MAX_READ_BYTES:
+            return False
+        block = Image.fromarray(self._level_rect(level, ix0, iy0, bw, bh, out=_scratch(bh, bw), cache=cache))
+        wx, wy = k * out_w, k * out_h
+        lx = np.clip(_centred(fx0 - ix0, fx1 - ix0, wx), 0, bw - wx)
+        ly = np.clip(_centred(fy0 - iy0, fy1 - iy0, wy), 0, bh - wy)
+        for i in range(len(out)):
+            x, y = int(lx[i]), int(ly[i])
+            out[i] = np.asarray(block.reduce(k, box=(x, y, x + wx, y + wy)))
+        return True
 
     def thumbnail(self, max_px: int = 1024) -> tuple[np.ndarray, float]:
         """Whole image scaled so its longer side is ``max_px``; returns (rgb, level-0 px per thumb px).
@@ -299,6 +337,51 @@ def _is_identity(fx0: np.ndarray, fy0: np.ndarray, fx1: np.ndarray, fy1: np.ndar
         and np.all(np.abs((fx1 - fx0) - w) < 1e-6)
         and np.all(np.abs((fy1 - fy0) - h) < 1e-6)
     )
+
+
+SCRATCH_BYTES = 64 << 20  # blocks up to this size are decoded into a reused per-thread buffer
+_scratch_local = threading.local()
+
+
+def _scratch(h: int, w: int) -> np.ndarray | None:
+    """A reused (h, w, 3) block buffer for this thread (None: too big, allocate afresh).
+
+    Faulting in fresh pages for every ~18 MB block costs about a third of decoding it; Pillow
+    copies the block, so the buffer is free again once the resampling has begun.
+    """
+    need = h * w * 3
+    if need > SCRATCH_BYTES:
+        return None
+    buf: np.ndarray | None = getattr(_scratch_local, "buf", None)
+    if buf is None or buf.size < need:
+        buf = np.empty(max(need, 1 << 20), np.uint8)
+        _scratch_local.buf = buf
+    return buf[:need].reshape(h, w, 3)
+
+
+def _unit_scale(fx0: np.ndarray, fy0: np.ndarray, fx1: np.ndarray, fy1: np.ndarray, w: int, h: int) -> bool:
+    """True when every box is within :data:`LEVEL_TOLERANCE` of the output size (a 1.002x shrink)."""
+    return bool(
+        np.all(np.abs((fx1 - fx0) / w - 1) <= LEVEL_TOLERANCE)
+        and np.all(np.abs((fy1 - fy0) / h - 1) <= LEVEL_TOLERANCE)
+    )
+
+
+def _integer_factor(
+    fx0: np.ndarray, fy0: np.ndarray, fx1: np.ndarray, fy1: np.ndarray, w: int, h: int
+) -> int:
+    """The whole shrink factor k >= 2 shared by both axes within :data:`LEVEL_TOLERANCE`, else 0."""
+    sx, sy = float(fx1[0] - fx0[0]) / w, float(fy1[0] - fy0[0]) / h
+    k = round(sx)
+    if k < 2 or round(sy) != k:
+        return 0
+    return k if _unit_scale(fx0 / k, fy0 / k, fx1 / k, fy1 / k, w, h) else 0
+
+
+def _centred(start: np.ndarray, stop: np.ndarray, size: int) -> np.ndarray:
+    """Whole-pixel origin of a ``size``-px window centred on each float box (exact boxes stay put)."""
+    origin: np.ndarray = np.floor((start + stop - size) / 2 + 0.5 + 1e-6).astype(np.int64)
+    return origin
 
 
 def _resample_as_mosaic(

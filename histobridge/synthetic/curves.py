@@ -7,8 +7,6 @@ seeds is reported per step (the figure the method's authors draw; see docs/teach
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
-from histobridge._atomic import atomic_open
+from histobridge._atomic import write_csv
 from histobridge.errors import InputError
 
 if TYPE_CHECKING:
@@ -160,10 +158,6 @@ def write_curve(curve: InterpolationCurve, out_dir: str | Path, stem: str | None
     stem = stem or f"interpolation_{curve.class_from}_to_{curve.class_to}".replace(" ", "_")
     paths = {"png": out / f"{stem}.png", "csv": out / f"{stem}.csv"}
     save_png(curve_picture(curve), paths["png"])
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=["group", "seeds", "step", "t", "mean", "sd"], lineterminator="\n")
-    wr.writeheader()
-    wr.writerows(curve.rows())
-    with atomic_open(paths["csv"], "w") as fh:
-        fh.write(buf.getvalue())
+    columns = ["group", "seeds", "step", "t", "mean", "sd"]
+    write_csv(paths["csv"], columns, [[r[c] for c in columns] for r in curve.rows()])
     return paths

@@ -232,6 +232,50 @@ def _fill(run: _Run, writer: SyntheticWriter, geometry: tuple[int, float, bool])
         writer.write_batch(i, batch)
 
 
+@dataclass(frozen=True)
+class Twins:
+    """Synthetic tiles of one class and their class-swapped twins (same seeds), at the GAN's own size.
+
+    ``predictions`` / ``swap_predictions`` (N, C) only with a classifier (its view: crop to its µm).
+    """
+
+    seeds: tuple[int, ...]
+    gen_class: int
+    swap_class: int
+    tiles: np.ndarray
+    swapped: np.ndarray
+    predictions: np.ndarray | None = None
+    swap_predictions: np.ndarray | None = None
+
+
+def region_twins(
+    G: Generator,
+    seeds: Sequence[int],
+    gen_class: int,
+    swap_class: int | None = None,
+    classifier: TileClassifier | None = None,
+    *,
+    gan_um: float | None = None,
+    batch_size: int = 16,
+) -> Twins:
+    """Matched tiles for one region without a store: ``seeds`` under ``gen_class`` and under
+    ``swap_class`` (default: the next class, as :func:`plan_group` pairs them), classified."""
+    n_cls = cond.num_classes(G)
+    swap = (gen_class + 1) % n_cls if swap_class is None else int(swap_class)
+    checked = cond.check_seeds(seeds)
+
+    def render(cls: int) -> tuple[np.ndarray, np.ndarray | None]:
+        weights = cond.class_weights(n_cls, cls, len(checked))
+        raw = cond.render_uint8(G, checked, weights, batch_size=batch_size)
+        if classifier is None:
+            return raw, None
+        return raw, classify_tiles(raw, gan_tile_um(G, gan_um), classifier, batch_size)[1]
+
+    tiles, preds = render(int(gen_class))
+    swapped, swap_preds = render(swap)
+    return Twins(tuple(checked), int(gen_class), swap, tiles, swapped, preds, swap_preds)
+
+
 def matched_synthetic(
     store_path: str | os.PathLike[str],
     G: Generator,
@@ -349,7 +393,9 @@ __all__ = [
     "GroupResult",
     "MatchedReport",
     "RegionPlan",
+    "Twins",
     "matched_synthetic",
     "plan_group",
+    "region_twins",
     "resolve_class_map",
 ]

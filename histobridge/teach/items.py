@@ -178,55 +178,29 @@ def collect_items(
         items.append(
             TeachingItem(f"r{i}", "real", cls, img, tuple(p_real[i]), _top(clf_names, p_real[i]), None, src)
         )
+
+    def drawn(kind: Kind, cls: str, seeds: list[int], ids: list[str], pairs: list[str | None]) -> np.ndarray:
+        """Generate ``seeds`` under ``cls`` and add them as items; returns the raw tiles."""
+        tiles = syn.generate(G, seeds, cls, classifier=classifier, gan_um=um)
+        preds = tiles.predictions if tiles.predictions is not None else np.zeros((len(seeds), 0))
+        for s, img, p, item_id, pair in zip(seeds, tiles.raw, preds, ids, pairs, strict=True):
+            source = f"seed {s}" if kind == "synthetic" else f"seed {s} as {cls}"
+            items.append(TeachingItem(item_id, kind, cls, img, tuple(p), _top(clf_names, p), s, source, pair))
+        return tiles.raw
+
     seed = int(seed0)
     synth_raw: list[np.ndarray] = []
     for cls in present:
         seeds = list(range(seed, seed + synthetic_per_class))
         seed += synthetic_per_class
-        tiles = syn.generate(G, seeds, cls, classifier=classifier, gan_um=um)
-        preds = tiles.predictions if tiles.predictions is not None else np.zeros((len(seeds), 0))
-        for s, img, p in zip(seeds, tiles.raw, preds, strict=True):
-            items.append(
-                TeachingItem(f"s{s}", "synthetic", cls, img, tuple(p), _top(clf_names, p), s, f"seed {s}")
-            )
-        synth_raw.append(tiles.raw)
+        synth_raw.append(drawn("synthetic", cls, seeds, [f"s{s}" for s in seeds], [None] * len(seeds)))
     index = {c: k for k, c in enumerate(gen_classes)}
     for a, b in ((present[0], present[1]), (present[1], present[0])):
         seeds = list(range(seed, seed + swaps_per_direction))
         seed += swaps_per_direction
-        ta = syn.generate(G, seeds, a, classifier=classifier, gan_um=um)
-        tb = syn.generate(G, seeds, b, classifier=classifier, gan_um=um)
-        pa = ta.predictions if ta.predictions is not None else np.zeros((len(seeds), 0))
-        pb = tb.predictions if tb.predictions is not None else np.zeros((len(seeds), 0))
-        for k, s in enumerate(seeds):
-            ia, ib = f"w{s}c{index[a]}", f"w{s}c{index[b]}"
-            items.append(
-                TeachingItem(
-                    ia,
-                    "swapped",
-                    a,
-                    ta.raw[k],
-                    tuple(pa[k]),
-                    _top(clf_names, pa[k]),
-                    s,
-                    f"seed {s} as {a}",
-                    ib,
-                )
-            )
-            items.append(
-                TeachingItem(
-                    ib,
-                    "swapped",
-                    b,
-                    tb.raw[k],
-                    tuple(pb[k]),
-                    _top(clf_names, pb[k]),
-                    s,
-                    f"seed {s} as {b}",
-                    ia,
-                )
-            )
-        synth_raw += [ta.raw, tb.raw]
+        ids_a, ids_b = [f"w{s}c{index[a]}" for s in seeds], [f"w{s}c{index[b]}" for s in seeds]
+        synth_raw.append(drawn("swapped", a, seeds, ids_a, list(ids_b)))
+        synth_raw.append(drawn("swapped", b, seeds, ids_b, list(ids_a)))
     near = nearest_real(raw_real, np.concatenate(synth_raw)) if synth_raw else np.zeros(0, np.int64)
     held = tuple(sorted({f"r{int(i)}" for i in near}, key=lambda s: int(s[1:])))
     return ItemPool(tuple(present), clf_names, tuple(items), held, px, float(um))

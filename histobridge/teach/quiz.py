@@ -10,9 +10,7 @@ are few). The key that teachers score with is the separate ``answer_key.csv``.
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
 import secrets
 from collections.abc import Sequence
@@ -22,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from histobridge._atomic import atomic_open
+from histobridge._atomic import atomic_open, write_csv
 from histobridge.errors import InputError
 from histobridge.report.html import image_data_uri
 from histobridge.teach._page import render_page
@@ -271,10 +269,6 @@ def write_quiz(
     page = render_page(_page_data(forms, pool, salt, title))
     with atomic_open(out / "index.html", "w") as fh:
         fh.write(page)
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=KEY_COLUMNS, lineterminator="\n")
-    wr.writeheader()
-    wr.writerows(key_rows(forms))
-    with atomic_open(out / "answer_key.csv", "w") as fh:
-        fh.write(buf.getvalue())
+    rows = key_rows(forms)
+    write_csv(out / "answer_key.csv", KEY_COLUMNS, [[r[c] for c in KEY_COLUMNS] for r in rows])
     return {"page": out / "index.html", "key": out / "answer_key.csv"}

@@ -4,7 +4,8 @@ Per generator class a mosaic of synthetic tiles, and per class pair a "transitio
 are seeds blended from one class to the other (the first and last columns are the class-swapped pair).
 Each mosaic is a tiled, pyramidal TIFF at the generator's µm/px (resolution tags in cm, which tiffslide,
 OpenSlide and QuPath read), and each tile is outlined by an annotation whose class, name and
-measurements say what it is.
+measurements say what it is: as tile objects in each image's ``data.qpdata`` (QuPath shows them on
+opening) and as annotations in ``<image>.geojson`` beside it (drag it onto the image in QuPath).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from shapely.geometry import box
 
 from histobridge.qupath.annotations import Annotation, PathClass
 from histobridge.qupath.create import NewImage, create_project
+from histobridge.qupath.geojson import tile_feature
+from histobridge.qupath.qpdata.writer import write_tiles_qpdata
 from histobridge.teach.items import ItemPool
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from histobridge.models.stylegan2 import Generator
 
 PAD = 4  # white gap between tiles, px
+OBJECT_NAME = "histobridge teach"  # the name of every tile object written into data.qpdata
 WHITE = 255
 
 
@@ -157,4 +161,15 @@ def write_slide_project(
             )
         )
     colors = class_colors or {}
-    return create_project(out, new_images, [PathClass(c, colors.get(c)) for c in pool.classes])
+    qpproj = create_project(out, new_images, [PathClass(c, colors.get(c)) for c in pool.classes])
+    for entry_id, m in enumerate(mosaics, start=1):  # QuPath shows them on opening, no import step
+        write_tiles_qpdata(out, entry_id, [_tile(o, colors) for o in m.objects], prefix=OBJECT_NAME)
+    return qpproj
+
+
+def _tile(o: Annotation, colors: Mapping[str, tuple[int, int, int]]) -> dict[str, object]:
+    """One outline as a QuPath tile (all named ``OBJECT_NAME``; what it is lives in its class and
+    measurements, so *Show measurement maps* colours a mosaic by seed, t or prediction)."""
+    x0, y0, x1, y1 = o.geometry.bounds
+    color = colors.get(o.path_class) if o.path_class else None
+    return tile_feature(x0, y0, x1 - x0, y1 - y0, o.path_class, color, dict(o.measurements), name=OBJECT_NAME)

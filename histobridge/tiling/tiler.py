@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from shapely.geometry import box
 
+from histobridge._threads import reader_threads
 from histobridge.errors import HistobridgeError, InputError, StoreError
 from histobridge.qupath.project import ImageEntry, Project
 from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done, no_progress
@@ -343,16 +345,65 @@ def _params(job: _Job, slide: Slide, regions: Sequence[Region], class_names: lis
     }  # fmt: skip
 
 
+MIN_UNIT_TILES = 8  # below this a work unit costs more in overhead than it gains in parallelism
+
+
+def work_units(n: int, shard: int, workers: int) -> list[tuple[int, int]]:
+    """(start, stop) read units: whole shards, or shards cut so every worker gets at least 2 units.
+
+    Units never straddle a shard, so the store still writes whole shards; small images (one or
+    two shards) are split across the workers instead of leaving all but one idle.
+    """
+    want = max(MIN_UNIT_TILES, -(-n // (2 * max(1, workers))))
+    step = -(-want // CELL_TILES) * CELL_TILES  # whole rows of a spatial cell: fewer tiles decoded twice
+    if step >= shard:
+        return [(a, min(a + shard, n)) for a in range(0, n, shard)]
+    return [
+        (a, min(a + step, s + shard, n))
+        for s in range(0, n, shard)
+        for a in range(s, min(s + shard, n), step)
+    ]
+
+
+class _Shard:
+    """One shard, filled by one or more read units; the unit that completes it writes it."""
+
+    def __init__(self, start: int, stop: int, parts: int, tile_px: int) -> None:
+        self.start, self.stop, self.remaining, self.tile_px = start, stop, parts, tile_px
+        # A shard read in one unit uses its thread's reusable buffer; a shared one needs its own.
+        self.shared = None if parts == 1 else np.empty((stop - start, tile_px, tile_px, 3), np.uint8)
+        self.lock = threading.Lock()
+
+    def buffer(self) -> np.ndarray:
+        return _buffer(self.stop - self.start, self.tile_px) if self.shared is None else self.shared
+
+    def part_done(self) -> bool:
+        with self.lock:
+            self.remaining -= 1
+            return self.remaining == 0
+
+
 def _write_tiles(job: _Job, slide: Slide, writer: GroupWriter, coords: np.ndarray, stride: float) -> None:
-    """Read and write shard-sized batches on the shared pool, at most two per worker in flight."""
+    """Read units on the shared pool (at most two per worker in flight); write each shard once complete."""
     tile_px = job.spec.tile_px
+    workers = reader_threads(job.options.workers)
+    units = work_units(len(coords), writer.shard, workers)
+    parts = Counter(a // writer.shard for a, _ in units)
+    shards = {
+        k: _Shard(k * writer.shard, min((k + 1) * writer.shard, len(coords)), n, tile_px)
+        for k, n in parts.items()
+    }
     done = 0
 
-    def unit(start: int) -> int:
-        stop = min(start + writer.shard, len(coords))
-        batch = read_batch(slide, coords[start:stop], tile_px, stride, out=_buffer(stop - start, tile_px))
-        writer.write_tiles(start, batch)
-        return stop - start
+    def unit(a: int, b: int) -> int:
+        shard = shards[a // writer.shard]
+        tiles = shard.buffer()
+        read_batch(slide, coords[a:b], tile_px, stride, out=tiles[a - shard.start : b - shard.start])
+        if not shard.part_done():
+            return 0
+        writer.write_tiles(shard.start, tiles)
+        shard.shared = None  # a small image's split shards hold memory only until written
+        return shard.stop - shard.start
 
     def finished(futures: set[Future[int]]) -> None:
         nonlocal done
@@ -363,11 +414,11 @@ def _write_tiles(job: _Job, slide: Slide, writer: GroupWriter, coords: np.ndarra
     job.on_tiles(0, len(coords))
     pending: set[Future[int]] = set()
     try:
-        for start in range(0, len(coords), writer.shard):
-            if len(pending) >= 2 * job.options.workers:
+        for a, b in units:
+            if len(pending) >= 2 * workers:
                 ready, pending = wait(pending, return_when=FIRST_COMPLETED)
                 finished(ready)
-            pending.add(job.pool.submit(unit, start))
+            pending.add(job.pool.submit(unit, a, b))
         while pending:
             ready, pending = wait(pending, return_when=FIRST_COMPLETED)
             finished(ready)
@@ -385,23 +436,6 @@ def _version() -> str:
     from histobridge import __version__
 
     return __version__
-
-
-def _select(entries: Sequence[ImageEntry], images: Iterable[str | int] | None) -> list[ImageEntry]:
-    if images is None:
-        return list(entries)
-    wanted = [str(i) for i in images]
-    chosen = [e for e in entries if str(e.entry_id) in wanted or e.name in wanted]
-    known = {str(e.entry_id) for e in chosen} | {e.name for e in chosen}
-    missing = [w for w in dict.fromkeys(wanted) if w not in known]
-    if missing:
-        listing = ", ".join(f"{e.entry_id} ({e.name})" for e in entries[:30])
-        listing += ", …" if len(entries) > 30 else ""
-        raise InputError(
-            f"no image with id or name {', '.join(repr(m) for m in missing)} in the project; "
-            f"its images are: {listing or 'none'}"
-        )
-    return chosen
 
 
 def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str]) -> None:
@@ -441,14 +475,14 @@ def tile_project(
     """
     opts = options or TilingOptions()
     store = Path(store_path)
-    entries = _select(project.images, images)
+    entries = project.select_images(list(images) if images is not None else None)
     if opts.classes:
         check_classes(project, entries, opts.classes)
     report = _serialised(progress or no_progress)
     t0 = time.perf_counter()
     report(ProgressEvent("images", 0, len(entries)))
     results: dict[int, TiledImage] = {}
-    workers = opts.workers
+    workers = reader_threads(opts.workers)  # never more readers than the cores granted
     with ThreadPoolExecutor(workers, "hb-tiles") as pool:
 
         def run(i: int, entry: ImageEntry) -> None:

@@ -1,7 +1,7 @@
 """Read annotations through paquo (QuPath's own Java code), in a child process.
 
-paquo starts a JVM when it is imported and a JVM cannot be restarted in the same process
-(qupath-formats.md §13), so every paquo call runs in ``python -m histobridge.qupath.paquo._child``
+paquo starts a JVM when it is imported and a JVM cannot be restarted in the same process,
+so every paquo call runs in ``python -m histobridge.qupath.paquo._child``
 and hands back QuPath GeoJSON on stdout. The parent parses it with the same reader as files, so
 both backends give the same :class:`~histobridge.qupath.annotations.Annotation` records.
 """

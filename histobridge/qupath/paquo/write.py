@@ -1,6 +1,6 @@
 """Write heatmap tiles straight into a QuPath project through paquo (QuPath's own Java code).
 
-paquo starts a JVM on import and a JVM cannot be restarted in one process (qupath-formats.md §13),
+paquo starts a JVM on import and a JVM cannot be restarted in one process,
 so the writing runs in ``python -m histobridge.qupath.paquo.write write …``. The parent backs up
 the ``.qpproj`` first, hands over the GeoJSON file written for the Groovy route, and reports errors.
 Tiles of earlier runs of the same model (same name / measurement prefix) are removed first, so a rerun

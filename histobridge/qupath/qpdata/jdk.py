@@ -98,8 +98,15 @@ def _hash_set(s: JavaStream, desc: ClassDesc, h: int) -> list[Any]:
     return serial_data(s, desc, {"java.util.HashSet": custom})[1] or []
 
 
+COLL_SER = "java.util.CollSer"
+
+
 def _coll_ser(s: JavaStream, desc: ClassDesc, h: int) -> Any:
-    """``List.of``/``Set.of``/``Map.of`` (and ``List.copyOf``) write this proxy: a tag and the elements."""
+    """``List.of``/``Set.of``/``Map.of`` (and ``List.copyOf``) write this proxy: a tag and the elements.
+
+    The proxy is a top-level package-private class of ``java.util`` (declared in the source file of
+    ``ImmutableCollections``), so its serialized name is ``java.util.CollSer``.
+    """
 
     def custom(s: JavaStream, f: dict[str, Any]) -> Any:
         items = _objects(s, s.block_int())
@@ -108,7 +115,7 @@ def _coll_ser(s: JavaStream, desc: ClassDesc, h: int) -> Any:
             return {_hashable(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
         return items
 
-    return serial_data(s, desc, {"java.util.ImmutableCollections$CollSer": custom})[1]
+    return serial_data(s, desc, {COLL_SER: custom})[1]
 
 
 def _uuid(s: JavaStream, desc: ClassDesc, h: int) -> uuid.UUID:
@@ -165,7 +172,7 @@ HANDLERS: dict[str, Handler] = {
     "java.util.HashMap": _hash_map,
     "java.util.TreeMap": _tree_map,
     "java.util.HashSet": _hash_set,
-    "java.util.ImmutableCollections$CollSer": _coll_ser,
+    COLL_SER: _coll_ser,
     "java.util.UUID": _uuid,
     "java.util.Locale": _locale,
     "java.util.Collections$SingletonMap": _singleton_map,

@@ -29,6 +29,7 @@ ROI_KINDS = {
     "qupath.lib.roi.GeometryROI$SerializationProxy": "jts",
 }
 ELLIPSE_POINTS = 100  # JTS GeometricShapeFactory default, as QuPath uses it
+PRECISION = 100.0  # QuPath's default GeometryFactory: PrecisionModel(100) (0.5), grid 0.01 (0.6)
 
 
 class UnsupportedROI(ValueError):
@@ -72,12 +73,17 @@ def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ellipse_polygon(x: float, y: float, x2: float, y2: float, n: int = ELLIPSE_POINTS) -> Polygon:
-    """The ellipse inscribed in a box as the n-gon JTS GeometricShapeFactory makes (first point at 0 rad)."""
+    """The ellipse inscribed in a box as the n-gon JTS GeometricShapeFactory makes (first point at 0 rad).
+
+    QuPath's geometry factory snaps every vertex to a 0.01 px grid (its precision model), which moves
+    the area of a 250 px circle by about 1e-5 relative, so the vertices are snapped the same way.
+    """
     rx, ry = (x2 - x) / 2.0, (y2 - y) / 2.0
     cos, sin = _unit_circle(n)
     pts = np.empty((n + 1, 2))
     pts[:, 0] = rx * cos + (x + rx)
     pts[:, 1] = ry * sin + (y + ry)
+    pts = np.floor(pts * PRECISION + 0.5) / PRECISION  # Java Math.round(v * scale) / scale
     return Polygon(pts)
 
 

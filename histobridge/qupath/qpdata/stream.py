@@ -17,7 +17,7 @@ import struct
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from histobridge.errors import QPDataError
 
@@ -160,10 +160,10 @@ class JavaStream:
         return p
 
     def raw_u1(self, what: str = "a type code") -> int:
-        return self.buf[self._need(1, what)]
+        return int(self.buf[self._need(1, what)])
 
     def raw_int(self, what: str = "an int") -> int:
-        return _I4.unpack_from(self.buf, self._need(4, what))[0]
+        return int(_I4.unpack_from(self.buf, self._need(4, what))[0])
 
     def raw_bytes(self, n: int, what: str) -> bytes:
         if n < 0:
@@ -208,16 +208,16 @@ class JavaStream:
             self._next_block()
         if self.block_left >= 4:
             self.block_left -= 4
-            return _I4.unpack_from(self.buf, self._need(4, "an int"))[0]
-        return _I4.unpack(self.block_bytes(4))[0]
+            return int(_I4.unpack_from(self.buf, self._need(4, "an int"))[0])
+        return int(_I4.unpack(self.block_bytes(4))[0])
 
     def block_double(self) -> float:
         if not self.block_left:
             self._next_block()
         if self.block_left >= 8:
             self.block_left -= 8
-            return _F8.unpack_from(self.buf, self._need(8, "a double"))[0]
-        return _F8.unpack(self.block_bytes(8))[0]
+            return float(_F8.unpack_from(self.buf, self._need(8, "a double"))[0])
+        return float(_F8.unpack(self.block_bytes(8))[0])
 
     def block_bool(self) -> bool:
         return self.block_bytes(1)[0] != 0
@@ -251,7 +251,7 @@ class JavaStream:
     def peek(self) -> int:
         if self.pos >= self.end:
             raise self.error("file ends where an object was expected (truncated)")
-        return self.buf[self.pos]
+        return int(self.buf[self.pos])
 
     # -- handles --------------------------------------------------------------------------------
     def assign(self, value: Any) -> int:
@@ -317,7 +317,7 @@ class JavaStream:
             self.depth += 1
             if self.depth > MAX_DEPTH:
                 raise self.error("objects nested too deeply")
-            value = self.new_object(self.read_class_desc(required=True))  # type: ignore[arg-type]
+            value = self.new_object(self.read_class_desc(required=True))
             self.depth -= 1  # not restored on errors: a failed parse is abandoned
             return value
         if tc in (TC_STRING, TC_LONGSTRING):
@@ -445,6 +445,12 @@ class JavaStream:
         return a
 
     # -- class descriptors ----------------------------------------------------------------------
+    @overload
+    def read_class_desc(self, required: Literal[True]) -> ClassDesc: ...
+
+    @overload
+    def read_class_desc(self, required: bool = False) -> ClassDesc | None: ...
+
     def read_class_desc(self, required: bool = False) -> ClassDesc | None:
         pos = self.pos
         if pos + 5 <= self.end and self.buf[pos] == TC_REFERENCE:
@@ -545,5 +551,5 @@ def decode_modified_utf8(data: bytes, stream: JavaStream | None = None) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16")
     except UnicodeError as err:
         if stream is not None:
-            raise stream.error(f"invalid modified UTF-8 string ({err.reason})") from None
+            raise stream.error(f"invalid modified UTF-8 string ({getattr(err, 'reason', err)})") from None
         raise QPDataError(f"invalid modified UTF-8 string ({err})") from None

@@ -1,0 +1,150 @@
+"""The sample models' recipe and quality bars, measured the same way by the scripts and the tests.
+
+The sample project's classifier and generator (``sample_projects/skin/models/``) are teaching-sized,
+but they must still do what the demo claims:
+
+1. classifier: held-out accuracy on whole annotations it never saw (``MIN_HELDOUT``), read from its
+   ``metrics.json`` or recomputed from a fresh tiling (:func:`heldout_from_store`);
+2. generator: generated tiles, cropped and resized to the classifier's field of view, are classified
+   as the class they were generated for (:func:`synthetic_agreement`, ``MIN_AGREEMENT``).
+
+``scripts/train_sample_models.py`` rebuilds the models with the tile settings below and
+``scripts/evaluate_sample_models.py`` writes :func:`evaluate_sample_models`' report next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from histobridge.tiling.grid import TileSpec
+
+if TYPE_CHECKING:
+    from histobridge.models.classifier import TileClassifier
+    from histobridge.models.stylegan2 import Generator
+
+SAMPLE_CLASSES = ("Epidermis", "Dermis")
+# Classifier tiles: 64 px over 64 µm. GAN tiles: 64 px over 80 µm, with a denser stride because a
+# GAN needs more images than the classifier.
+CLASSIFIER_TILES = TileSpec(tile_px=64, tile_um=64.0, stride_px=16, min_coverage=0.75)
+GAN_TILES = TileSpec(tile_px=64, tile_um=80.0, stride_px=8, min_coverage=0.75)
+MIN_HELDOUT = 0.90
+MIN_AGREEMENT = 0.85
+MONTAGE = "generator/samples.png"
+
+
+def heldout_from_store(
+    classifier: TileClassifier, store: str | os.PathLike[str], regions: list[int]
+) -> dict[str, Any]:
+    """Held-out accuracy recomputed from a tile store (``regions`` numbered as ``load_tiles`` does)."""
+    from histobridge.models.train_classifier import heldout_metrics
+    from histobridge.models.training_data import load_tiles
+
+    data = load_tiles(Path(store), classifier.class_names)
+    test = data.subset(np.isin(data.regions, regions))
+    return heldout_metrics(classifier.predict(test.tiles), test.labels, data.class_names)
+
+
+def synthetic_agreement(G: Generator, classifier: TileClassifier, seeds: int) -> dict[str, Any]:
+    """Per class: the fraction of tiles from seeds ``0..seeds-1`` the classifier gives that class."""
+    from histobridge.synthetic.synthesis import generate
+
+    names = list(classifier.class_names)
+    per_class: dict[str, dict[str, Any]] = {}
+    hits = total = 0
+    for name in G.meta.class_names:
+        tiles = generate(G, range(seeds), name, classifier=classifier)
+        assert tiles.predictions is not None  # a classifier was given
+        agree = int((tiles.predictions.argmax(1) == names.index(name)).sum())
+        per_class[name] = {
+            "agree": agree,
+            "n": seeds,
+            "fraction": agree / seeds,
+            "mean_probability": float(tiles.predictions[:, names.index(name)].mean()),
+        }
+        hits, total = hits + agree, total + seeds
+    return {
+        "per_class": per_class,
+        "seeds": seeds,
+        "gan_tile_um": G.meta.tile_um,
+        "classifier_tile_um": classifier.config.tile_um,
+        "agreement": hits / total if total else 0.0,
+    }
+
+
+def write_montage(
+    G: Generator, path: str | os.PathLike[str], per_row: int = 10, rows_per_class: int = 2
+) -> None:
+    """Generated tiles (seeds 0, 1, …) per class, ``rows_per_class`` rows each, class names on the left."""
+    from histobridge.synthetic.synthesis import generate
+    from histobridge.viz.pictures import montage, save_png
+
+    cells: list[list[np.ndarray | None]] = []
+    labels: list[str] = []
+    n = per_row * rows_per_class
+    for name in G.meta.class_names:
+        raw = generate(G, range(n), name).raw
+        for r in range(rows_per_class):
+            cells.append(list(raw[r * per_row : (r + 1) * per_row]))
+            labels.append(name if r == 0 else "")
+    save_png(montage(cells, row_labels=labels, cell_px=96), path)
+
+
+def evaluate_sample_models(
+    models: str | os.PathLike[str], *, seeds: int = 200, store: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Measure the models in ``models/{classifier,generator}`` against the bars; writes the montage.
+
+    Returns the report that ``evaluation.json`` holds; ``report["passed"]`` says which bars were met.
+    """
+    import torch
+
+    from histobridge.models.checkpoints import load_generator
+    from histobridge.models.classifier import load_classifier
+
+    torch.manual_seed(0)
+    root = Path(models)
+    clf_dir, gen_dir = root / "classifier", root / "generator"
+    classifier = load_classifier(clf_dir, device="cpu")
+    metrics = json.loads((clf_dir / "metrics.json").read_text(encoding="utf-8"))
+    clf_report: dict[str, Any] = {
+        "heldout_accuracy": metrics["heldout_accuracy"],
+        "balanced_accuracy": metrics.get("balanced_accuracy"),
+        "confusion_matrix": metrics["confusion_matrix"],
+        "heldout_counts": metrics["counts"]["heldout"],
+    }
+    if store is not None:
+        clf_report["recomputed"] = heldout_from_store(classifier, store, metrics["regions"]["heldout"])
+    G = load_generator(gen_dir / "generator.json")
+    gen_report = synthetic_agreement(G, classifier, seeds)
+    write_montage(G, root / MONTAGE)
+    gen_report["montage"] = MONTAGE
+    sizes = {
+        p.relative_to(root).as_posix(): p.stat().st_size
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in (".pt", ".safetensors", ".json", ".png")
+    }
+    acc, agree = clf_report["heldout_accuracy"], gen_report["agreement"]
+    return {
+        "classifier": clf_report,
+        "generator": gen_report,
+        "file_bytes": sizes,
+        "passed": {"heldout_accuracy": acc >= MIN_HELDOUT, "synthetic_agreement": agree >= MIN_AGREEMENT},
+    }
+
+
+__all__ = [
+    "CLASSIFIER_TILES",
+    "GAN_TILES",
+    "MIN_AGREEMENT",
+    "MIN_HELDOUT",
+    "SAMPLE_CLASSES",
+    "evaluate_sample_models",
+    "heldout_from_store",
+    "synthetic_agreement",
+    "write_montage",
+]

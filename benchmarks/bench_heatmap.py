@@ -8,7 +8,7 @@ On one generated JPEG-tiled pyramidal TIFF and one small CNN (TorchScript, WSInf
 - full: ``run_heatmap`` on a one-image project (pipeline + thumbnail, GeoJSON, NPZ, CSV, PNG).
 
 The ratio pipeline / model-only says how close the pipeline gets to keeping the model busy (the goal is
-≥ 0.9 on CPU). WSInfer is timed too when it is installed in this environment (it is not a dependency).
+≥ 0.9 on CPU). WSInfer is compared in ``bench_wsinfer.py`` (it needs its own venv).
 
 Run: ``python benchmarks/bench_heatmap.py [--size 4096] [--spacing 0.5] [--batch-size 32] [--workers 2]
 [--threads N]``
@@ -115,8 +115,7 @@ def bench_wsinfer(note: list[str]) -> None:
     if importlib.util.find_spec("wsinfer") is None:
         note.append("wsinfer: not installed in this environment; skipped (pip install wsinfer to compare)")
         return
-    note.append("wsinfer: installed, but its CLI needs network model downloads or a local model registry; "
-                "not timed here")
+    note.append("wsinfer: installed; benchmarks/bench_wsinfer.py times it against histobridge")
 
 
 def main() -> None:

@@ -429,3 +429,134 @@ def test_dsa_label_becomes_the_name_or_is_noted() -> None:
     res = read_features(doc)
     assert [a.name for a in res.annotations] == ["islet 3", "duct", "mine"]
     assert any("'label'" in n and "'theirs'" in n for n in res.notes)
+
+
+def _without_ids(text: str) -> tuple[list[dict], list[str]]:
+    doc = json.loads(text)
+    feats = doc["features"] if isinstance(doc, dict) else doc
+    return [{k: v for k, v in f.items() if k != "id"} for f in feats], [f["id"] for f in feats]
+
+
+def test_tile_texts_are_the_text_of_tile_feature(tmp_path: Path) -> None:
+    """The array serialiser writes what tile_feature + write_features write, byte for byte but the ids."""
+    import re
+    import uuid
+
+    from histobridge.qupath.geojson import tile_feature_texts, write_feature_texts
+
+    rng = np.random.default_rng(3)
+    n = 300
+    coords = np.column_stack([rng.uniform(-5, 1e5, n), rng.uniform(0, 1e5, n),
+                              np.full(n, 448.123456789), rng.uniform(0.001, 900, n)])
+    coords[:3, :2] = [[0.0, 0.0], [1e-9, -1e-9], [2.0005, 123456789.0004999]]  # rounding edges
+    names = ["m: Tumor probability", "m: Stroma: Positive probability", "m: Ünïcode \"q\" probability"]
+    values = rng.uniform(0, 1, (n, 3))
+    values[5, 1] = np.nan
+    values[6, :] = [np.inf, -np.inf, np.nan]  # no finite measurement: no "measurements" key
+    values[7, 0] = -0.0
+    classes = ("Tumor", "Stroma: Positive", "")
+    colours = {"Tumor": (200, 0, 0), "Stroma: Positive": (0, 128, 255)}
+    index = rng.integers(0, 3, n)
+    for locked, name in ((True, "model"), (False, None)):
+        new, old = tmp_path / "new.geojson", tmp_path / "old.geojson"
+        write_feature_texts(new, tile_feature_texts(coords, index, classes, colours, names, values,
+                                                    locked=locked, name=name))
+        write_features(old, (
+            tile_feature(*map(float, coords[i]), classes[index[i]] or None, colours.get(classes[index[i]]),
+                         dict(zip(names, values[i].tolist(), strict=True)), locked=locked, name=name)
+            for i in range(n)
+        ))
+        uuid_re = r'"id":"[0-9a-f-]{36}"'
+        assert re.sub(uuid_re, '"id":""', new.read_text()) == re.sub(uuid_re, '"id":""', old.read_text())
+        feats, ids = _without_ids(new.read_text())
+        assert len(set(ids)) == n and all(uuid.UUID(i) for i in ids)
+        assert "measurements" not in feats[6]["properties"]
+        assert read_features(new).annotations[0].geometry.bounds == (0.0, 0.0, 448.123, coords[0, 3].round(3))
+
+
+def test_tile_texts_refuse_bad_rectangles_and_shapes() -> None:
+    from histobridge.qupath.geojson import tile_feature_texts
+
+    def texts(coords: list[list[float]], values: np.ndarray) -> list[str]:
+        return list(tile_feature_texts(np.array(coords), np.zeros(len(coords), int), ("A",), {},
+                                       ["p"], values))
+
+    with pytest.raises(AnnotationError, match="positive size"):
+        texts([[0, 0, 0, 5]], np.zeros((1, 1)))
+    with pytest.raises(AnnotationError, match="finite coordinates"):
+        texts([[np.nan, 0, 5, 5]], np.zeros((1, 1)))
+    with pytest.raises(AnnotationError, match="measurement values of shape"):
+        texts([[0, 0, 5, 5]], np.zeros((1, 2)))
+    assert texts([], np.zeros((0, 1))) == []
+
+
+def test_gzip_writer_round_trips_in_chunks(tmp_path: Path) -> None:
+    from histobridge.qupath import geojson
+
+    path = tmp_path / "many.geojson.gz"
+    n = geojson.WRITE_CHUNK * 2 + 7  # several full chunks and a partial one
+    assert write_features(path, (tile_feature(i, 0, 1, 1, "A") for i in range(n))) == n
+    feats = json.loads(gzip.decompress(path.read_bytes()))["features"]
+    assert [f["geometry"]["coordinates"][0][0][0] for f in feats] == [float(i) for i in range(n)]
+    assert write_features(tmp_path / "none.geojson", []) == 0
+    empty = json.loads((tmp_path / "none.geojson").read_text())
+    assert empty == {"type": "FeatureCollection", "features": []}
+
+
+def _mixed_tiles(extra: list[dict]) -> dict:
+    feats = []
+    for i in range(150):
+        x = float(i * 10)
+        ring = [[x, 0.0], [x + 10, 0.0], [x + 10, 10.0], [x, 10.0], [x, 0.0]]
+        if i % 7 == 0:
+            ring = [[int(v) for v in p] for p in ring]  # integers are coordinates too
+        props = {"objectType": "tile", "classification": {"name": "A", "color": [1, 2, 300]},
+                 "measurements": {"p": i / 150, "q": 1} if i % 5 else {"p": "NaN"}}
+        feats.append({"type": "Feature", "id": UUID if i % 3 else f"not-a-uuid-{i}",
+                      "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
+    for j, geometry in enumerate(extra):
+        feats.insert(j * 11, {"type": "Feature", "geometry": geometry, "properties": {"name": f"odd {j}"}})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+ODD_GEOMETRIES = [
+    {"type": "Polygon", "coordinates": [[[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]},  # bow tie
+    {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5], [0, 5]]]},  # not closed
+    {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [9, 0], [0, 0]]]},  # no area
+    {"type": "Polygon", "coordinates": [[[0, 0], [float("nan"), 0], [5, 5], [0, 0]]]},
+    {"type": "Polygon", "coordinates": [[[0, 0], [float("inf"), 0], [5, 5], [0, 0]]]},
+    {"type": "Polygon", "coordinates": [square(0, 0, 100)[0], square(10, 10, 5)[0]]},  # a hole
+    {"type": "LineString", "coordinates": [[0, 0], [5, 0], [5, 5], [0, 0]]},
+    {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [0, 0]]]},  # too short
+    {"type": "MultiPolygon", "coordinates": [square(0, 0, 4)]},
+]
+
+
+@pytest.mark.parametrize("extra", [ODD_GEOMETRIES, [*ODD_GEOMETRIES, {"type": "Polygon", "coordinates": [
+    [[0, 0], ["5", 0], [5, 5], [0, 0]]]}], [*ODD_GEOMETRIES, {"type": "Polygon", "coordinates": [
+        [[0, 0, 1], [5, 0, 1], [5, 5, 1], [0, 0, 1]]]}]], ids=["numbers", "a-string", "with-z"])
+def test_bulk_polygons_read_the_same_as_one_by_one(monkeypatch: pytest.MonkeyPatch, extra: list) -> None:
+    from histobridge.qupath import geojson_read
+
+    doc = _mixed_tiles(extra)
+    fast = read_features(doc, closed_lines_as_areas=True)
+    if extra is ODD_GEOMETRIES:
+        assert len(geojson_read.simple_polygons(doc)) == 150  # every plain tile came from the bulk path
+    monkeypatch.setattr(geojson_read, "BULK_MIN", 10**9)
+    assert geojson_read.simple_polygons(doc) == {}
+    slow = read_features(doc, closed_lines_as_areas=True)
+    assert fast.notes == slow.notes and len(fast.annotations) == len(slow.annotations) > 150
+    for a, b in zip(fast.annotations, slow.annotations, strict=True):
+        assert a.geometry.wkb == b.geometry.wkb and type(a.geometry) is type(b.geometry)
+        assert (a.path_class, a.class_color, a.object_id, a.name, repr(dict(a.measurements))) == (
+            b.path_class, b.class_color, b.object_id, b.name, repr(dict(b.measurements)))  # NaN ≠ NaN
+    assert fast.annotations[1].class_color == (1, 2, 255)
+
+
+def test_uuid_forms() -> None:
+    from histobridge.qupath.geojson import uuid_or_none
+
+    assert uuid_or_none(UUID) == UUID and uuid_or_none(UUID.upper()) == UUID.upper()
+    braced = "{" + UUID + "}"
+    assert uuid_or_none(braced) == braced  # uuid.UUID's other spellings still count
+    assert uuid_or_none(UUID + "\n") is None and uuid_or_none("x" * 36) is None and uuid_or_none(5) is None

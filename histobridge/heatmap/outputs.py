@@ -7,7 +7,7 @@ NaN), and every classification carries a colour (QuPath aborts the whole import 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,20 @@ def tile_features(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colo
     return feats
 
 
+def tile_texts(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]) -> Iterator[str]:
+    """The GeoJSON text of each of :func:`tile_features`, serialised straight from the arrays."""
+    from histobridge.qupath import geojson
+
+    names = measurement_names(prefix, pred.class_names)
+    values = pred.probs
+    if pred.std is not None:
+        names += measurement_names(prefix, pred.class_names, "uncertainty")
+        values = np.concatenate([pred.probs, pred.std], axis=1)
+    return geojson.tile_feature_texts(
+        pred.coords, pred.top, pred.class_names, colours, names, values, name=prefix
+    )
+
+
 def tile_table(pred: ImagePrediction) -> tuple[list[str], Iterator[list[str]]]:
     """WSInfer's columns (minx, miny, width, height, prob_<class>…) plus top class, SD and region."""
     head = ["minx", "miny", "width", "height", *[f"prob_{c}" for c in pred.class_names]]
@@ -139,16 +153,19 @@ def tile_table(pred: ImagePrediction) -> tuple[list[str], Iterator[list[str]]]:
 
 def write_image_outputs(
     pred: ImagePrediction, folder: Path, *, prefix: str, colours: Mapping[str, Colour],
-    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, features: list[Feature] | None = None,
+    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, texts: Iterable[str] | None = None,
 ) -> list[Path]:
-    """GeoJSON, NPZ, CSV and PNG overlays for one image in ``folder``; returns the paths written."""
+    """GeoJSON, NPZ, CSV and PNG overlays for one image in ``folder``; returns the paths written.
+
+    ``texts`` are the tiles already serialised by :func:`tile_texts` (made here when not given).
+    """
     from histobridge.qupath import geojson
     from histobridge.viz.overlay import write_overlays
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     gj = folder / ("tiles.geojson.gz" if gzip else "tiles.geojson")
-    geojson.write_features(gj, features if features is not None else tile_features(pred, prefix, colours))
+    geojson.write_feature_texts(gj, texts if texts is not None else tile_texts(pred, prefix, colours))
     files.append(gj)
     grid = heatmap_grid(pred)
     write_npz(folder / "heatmap.npz", pred, grid, model=prefix)
@@ -168,6 +185,7 @@ __all__ = [
     "measurement_names",
     "tile_features",
     "tile_table",
+    "tile_texts",
     "write_image_outputs",
     "write_npz",
 ]

@@ -15,6 +15,7 @@ tile is ``skipped`` and its earlier results are left as they were.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ from histobridge.heatmap.outputs import (
     measurement_names,
     tile_features,
     tile_table,
+    tile_texts,
     write_image_outputs,
     write_npz,
 )
@@ -475,18 +477,19 @@ def heatmap_entry(
         return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join([*notes, why])), None
     prefix = options.prefix or classifier.name
     colours = class_colours(pred.class_names, project.classes)
-    features = tile_features(pred, prefix, colours)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
+    texts = list(tile_texts(pred, prefix, colours))  # serialised once: both GeoJSON copies share the ids
     files = write_image_outputs(
-        pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, features=features
+        pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, texts=texts
     )
     if options.write_back in ("geojson", "paquo"):
         target = layout.predictions_path(project.folder, entry.entry_id)
-        geojson.write_features(target, features, collection={"histobridge": {"model": prefix}})
+        geojson.write_feature_texts(target, texts, collection={"histobridge": {"model": prefix}})
         files.append(target)
     if options.write_back == "qpdata":
         from histobridge.qupath.qpdata.writer import write_tiles_qpdata
 
+        features = [json.loads(t) for t in texts]  # the same tiles and ids as the GeoJSON copies
         write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
         files.append(layout.qpdata_path(project.folder, entry.entry_id))
     if options.write_back == "paquo":

@@ -11,16 +11,19 @@ re-exports the public names; import them from there.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import itertools
 import json
 import os
+import re
 import uuid
 import zipfile
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import shapely
@@ -41,6 +44,8 @@ TYPE_ALIASES: dict[str, str] = {
     "tmaCore": "tmaCore", "tma_core": "tmaCore", "TMACoreObject": "tmaCore",
     "root": "root", "PathRootObject": "root",
 }
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+BULK_MIN = 64  # fewer features than this: building polygons one by one costs no more
 GEOMETRY_TYPES = frozenset({
     "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection",
 })
@@ -106,6 +111,7 @@ def read_features(
     where = str(source) if isinstance(source, (str, os.PathLike)) else "GeoJSON document"
     doc = load_document(source) if isinstance(source, (str, os.PathLike)) else source
     reader = _FeatureReader(closed_lines_as_areas)
+    reader.ready = simple_polygons(doc)
     out: list[PathObject] = []
     n_features = 0
     try:
@@ -123,13 +129,18 @@ def read_features(
     return FeatureReadResult(out, reader.notes.lines())
 
 
+def _is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
+    """``isinstance(value, Mapping)``, with the JSON case (a dict) decided without the ABC check."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _walk(doc: Any, where: str, notes: NoteCounter, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (label, feature) for every feature in any accepted document shape."""
     if isinstance(doc, list):
         for i, item in enumerate(doc):
             yield from _walk(item, where, notes, f"{prefix}[{i}]")
         return
-    if not isinstance(doc, Mapping):
+    if not _is_map(doc):
         notes.add("item that is not a JSON object skipped", prefix or "document")
         return
     kind = doc.get("type")
@@ -155,12 +166,13 @@ class _FeatureReader:
     def __init__(self, closed_lines_as_areas: bool) -> None:
         self.closed_lines_as_areas = closed_lines_as_areas
         self.notes = NoteCounter()
+        self.ready: dict[int, BaseGeometry] = {}  # id(geometry mapping) → its polygon, built in bulk
 
     def feature(self, feature: Mapping[str, Any], label: str) -> list[PathObject]:
         """One feature and its children; objects without an area are left out with a note."""
         notes = self.notes
         props = feature.get("properties") or {}
-        if not isinstance(props, Mapping):
+        if not _is_map(props):
             notes.add("feature with non-object 'properties' read without properties", label)
             props = {}
         name = _name(props, label, notes)
@@ -176,22 +188,71 @@ class _FeatureReader:
         children = props.get("childObjects", props.get("children"))
         if isinstance(children, list):
             for i, child in enumerate(children):
-                if isinstance(child, Mapping):
+                if _is_map(child):
                     out.extend(self.feature(child, f"{label}/child {i}"))
         return out
 
     def _area(self, value: Any, label: str) -> BaseGeometry | None:
+        ready = self.ready.get(id(value))
+        if ready is not None:
+            return ready
         geom = _shape(value, label, self.notes)
         if geom is None:
             return None
         return area_geometry(geom, label, self.notes, closed_lines_as_areas=self.closed_lines_as_areas)
 
 
+def simple_polygons(doc: Any) -> dict[int, BaseGeometry]:
+    """Polygons of a FeatureCollection's plain features built in one go, keyed by id(geometry).
+
+    Only single-ring polygons that are closed, finite, valid and have an area are taken: for them
+    the per-object path (``shape`` then :func:`area_geometry`) would return the same polygon with no
+    note. Everything else (holes, other types, bad coordinates, child objects) is left to that path.
+    Building them in bulk with ``shapely.polygons`` avoids a ``shape`` call per tile.
+    """
+    collection = _is_map(doc) and doc.get("type") == "FeatureCollection"
+    features = doc.get("features") if collection else doc
+    if not isinstance(features, list) or len(features) < BULK_MIN:
+        return {}
+    geoms: list[Any] = []
+    rings: list[Any] = []
+    for f in features:
+        g = f.get("geometry") if type(f) is dict and f.get("type") == "Feature" else None
+        if type(g) is dict and g.get("type") == "Polygon":
+            c = g.get("coordinates")
+            if type(c) is list and len(c) == 1 and type(c[0]) is list and len(c[0]) >= 4:
+                geoms.append(g)
+                rings.append(c[0])
+    if len(geoms) < BULK_MIN:
+        return {}
+    try:
+        with np.errstate(invalid="ignore"):
+            points = np.array(list(itertools.chain.from_iterable(rings)))
+    except (ValueError, TypeError):  # ragged or mixed: a point that is not [x, y] somewhere
+        return {}
+    if points.ndim != 2 or points.shape[1] != 2 or points.dtype.kind not in "fiu":
+        return {}
+    points = points.astype(np.float64, copy=False)
+    lengths = np.fromiter(map(len, rings), np.int64, len(rings))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ends = starts + lengths - 1
+    finite = np.minimum.reduceat(np.isfinite(points).all(axis=1), starts)
+    closed = (points[starts] == points[ends]).all(axis=1)
+    take = finite & closed
+    if not take.any():
+        return {}
+    index = np.repeat(np.arange(int(take.sum())), lengths[take])
+    built = shapely.polygons(shapely.linearrings(points[np.repeat(take, lengths)], indices=index))
+    good = (shapely.is_valid(built) & (shapely.area(built) > 0)).tolist()
+    taken = np.flatnonzero(take).tolist()
+    return {id(geoms[i]): poly for i, poly, ok in zip(taken, built, good, strict=True) if ok}
+
+
 def _name(props: Mapping[str, Any], label: str, notes: NoteCounter) -> str | None:
     """QuPath's ``name``; a Digital Slide Archive ``label`` (text or ``{"value": text}``) stands in."""
     name = props.get("name") if isinstance(props.get("name"), str) else None
     dsa = props.get("label")
-    if isinstance(dsa, Mapping):
+    if _is_map(dsa):
         dsa = dsa.get("value")
     if isinstance(dsa, str) and dsa:
         if not name:
@@ -217,7 +278,7 @@ def _path_object(feature: Mapping[str, Any], props: Mapping[str, Any], geometry:
         measurements=MappingProxyType(_measurements(props.get("measurements"), label, notes)),
         locked=bool(props.get("isLocked", props.get("locked", False))),
         is_missing=bool(props.get("isMissing", False)),
-        metadata=MappingProxyType(dict(metadata)) if isinstance(metadata, Mapping) else MappingProxyType({}),
+        metadata=MappingProxyType(dict(metadata)) if _is_map(metadata) else MappingProxyType({}),
         nucleus=_nucleus(feature.get("nucleusGeometry")),
         plane=_plane(feature.get("geometry")),
         roi_type="ellipse" if _is_ellipse(feature.get("geometry")) else None,
@@ -226,8 +287,8 @@ def _path_object(feature: Mapping[str, Any], props: Mapping[str, Any], geometry:
 
 def _plane(geometry: Any) -> tuple[int, int, int] | None:
     """The (c, z, t) plane a geometry is drawn on, when the file names one."""
-    plane = geometry.get("plane") if isinstance(geometry, Mapping) else None
-    if not isinstance(plane, Mapping):
+    plane = geometry.get("plane") if _is_map(geometry) else None
+    if not _is_map(plane):
         return None
     try:
         return int(plane.get("c", -1)), int(plane.get("z", 0)), int(plane.get("t", 0))
@@ -236,11 +297,11 @@ def _plane(geometry: Any) -> tuple[int, int, int] | None:
 
 
 def _is_ellipse(geometry: Any) -> bool:
-    return isinstance(geometry, Mapping) and geometry.get("isEllipse") is True
+    return _is_map(geometry) and geometry.get("isEllipse") is True
 
 
 def _nucleus(value: Any) -> BaseGeometry | None:
-    if not isinstance(value, Mapping):
+    if not _is_map(value):
         return None
     try:
         return shape(dict(value))
@@ -250,8 +311,8 @@ def _nucleus(value: Any) -> BaseGeometry | None:
 
 def _check_plane(geometry: Any, label: str, notes: NoteCounter) -> None:
     """Objects drawn on another z-slice or time point are read, but the tiler sees plane 0 only."""
-    plane = geometry.get("plane") if isinstance(geometry, Mapping) else None
-    if isinstance(plane, Mapping) and (plane.get("z", 0) or plane.get("t", 0)):
+    plane = geometry.get("plane") if _is_map(geometry) else None
+    if _is_map(plane) and (plane.get("z", 0) or plane.get("t", 0)):
         notes.add("object on a z/t plane other than the first (pixels are read from plane 0)", label)
 
 
@@ -277,6 +338,8 @@ def uuid_or_none(value: Any) -> str | None:
     """``value`` when it is a UUID string (QuPath's object ids), else None."""
     if not isinstance(value, str):
         return None
+    if _CANONICAL_UUID.fullmatch(value):  # the form QuPath writes; uuid.UUID accepts a few more
+        return value
     try:
         uuid.UUID(value)
     except ValueError:
@@ -289,7 +352,7 @@ def _classification(value: Any, label: str, notes: NoteCounter) -> tuple[str | N
         return None, None
     if isinstance(value, str):
         return value or None, None
-    if not isinstance(value, Mapping):
+    if not _is_map(value):
         notes.add("classification of unexpected form ignored", label)
         return None, None
     names = value.get("names")
@@ -311,6 +374,8 @@ def _classification(value: Any, label: str, notes: NoteCounter) -> tuple[str | N
 def _color(value: Any, label: str, notes: NoteCounter) -> RGB | None:
     if value is None:
         return None
+    if type(value) is list and len(value) == 3 and type(value[0]) is type(value[1]) is type(value[2]) is int:
+        return _rgb(value[0], value[1], value[2])  # the common [r, g, b]: same result, cached
     if isinstance(value, int) and not isinstance(value, bool):
         return argb_to_rgb(value)
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], int):
@@ -320,6 +385,11 @@ def _color(value: Any, label: str, notes: NoteCounter) -> RGB | None:
         return r, g, b
     notes.add("colour of unexpected form ignored", f"{label} color={value!r}")
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _rgb(r: int, g: int, b: int) -> RGB:
+    return min(255, max(0, r)), min(255, max(0, g)), min(255, max(0, b))
 
 
 def number_or_none(value: Any) -> float | None:
@@ -339,10 +409,12 @@ def number_or_none(value: Any) -> float | None:
 def _measurements(value: Any, label: str, notes: NoteCounter) -> dict[str, float]:
     if value is None:
         return {}
-    if isinstance(value, Mapping):
+    if type(value) is dict and set(map(type, value.values())) <= {float} and set(map(type, value)) <= {str}:
+        return dict(value)  # plain numbers under text names, as QuPath 0.4+ writes: nothing to convert
+    if _is_map(value):
         items = list(value.items())
     elif isinstance(value, list):
-        items = [(m.get("name"), m.get("value")) for m in value if isinstance(m, Mapping)]
+        items = [(m.get("name"), m.get("value")) for m in value if _is_map(m)]
     else:
         notes.add("measurements of unexpected form ignored", label)
         return {}
@@ -357,7 +429,7 @@ def _measurements(value: Any, label: str, notes: NoteCounter) -> dict[str, float
 
 
 def _shape(value: Any, label: str, notes: NoteCounter) -> BaseGeometry | None:
-    if not isinstance(value, Mapping):
+    if not _is_map(value):
         notes.add("feature without geometry skipped", label)
         return None
     try:

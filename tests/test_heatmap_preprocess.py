@@ -1,0 +1,83 @@
+"""In-place preprocessing into reused buffers gives exactly what TileClassifier.preprocess gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from histobridge.errors import ModelError
+from histobridge.heatmap.inference import in_place_steps, infer_tiles, iter_batches, preprocess_into
+from histobridge.models.classifier import ClassifierConfig, TileClassifier, load_classifier
+from tests._heatmap_helpers import ColourNet, config_dict, save_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
+class NoiseSlide:
+    """Random tiles, the same for the same rectangle (seeded by its x)."""
+
+    def read_scaled(self, x, y, w, h, out_px):
+        rng = np.random.default_rng(int(x))
+        return rng.integers(0, 256, (out_px, out_px, 3), dtype=np.uint8)
+
+
+def _clf(transform: list[dict], patch: int = 16) -> TileClassifier:
+    cfg = ClassifierConfig.from_dict(config_dict(patch=patch, transform=transform), "<test>")
+    return TileClassifier(torch.jit.script(ColourNet((2.0, -1.0, 0.5)).eval()), cfg, device="cpu")
+
+
+NORMALISE = {"name": "Normalize", "arguments": {"mean": [0.7, 0.55, 0.6], "std": [0.21, 0.17, 0.19]}}
+TRANSFORMS = [
+    [{"name": "Resize", "arguments": {"size": 16}}, {"name": "ToTensor"}, NORMALISE],
+    [{"name": "ToTensor"}, NORMALISE],
+    [{"name": "ToTensor"}],
+    [NORMALISE, {"name": "ToTensor"}],
+    [{"name": "Resize", "arguments": {"size": [16, 16]}}, {"name": "ToTensor"}],
+]
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_in_place_equals_generic_preprocess_bit_for_bit(transform):
+    clf = _clf(transform)
+    steps = in_place_steps(clf)
+    assert steps is not None
+    tiles = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    buf = torch.full((8, 3, 16, 16), float("nan"))
+    got = preprocess_into(tiles, buf, steps)
+    want = clf.preprocess(tiles)
+    assert got.shape == want.shape == (5, 3, 16, 16) and got.is_contiguous()
+    assert torch.equal(got, want)
+    assert got.data_ptr() == buf.data_ptr()  # written into the buffer, not a copy
+
+
+def test_shape_changing_resize_uses_the_generic_path():
+    clf = _clf([{"name": "Resize", "arguments": {"size": 8}}, {"name": "ToTensor"}])
+    assert in_place_steps(clf) is None
+    coords = np.array([[float(i), 0.0, 4.0, 4.0] for i in range(10)])
+    res = infer_tiles(NoiseSlide(), coords, clf, batch_size=4, workers=2)
+    tiles = np.stack([NoiseSlide().read_scaled(x, 0, 4, 4, 16) for x in coords[:, 0]])
+    np.testing.assert_array_equal(res.probs, clf.predict(tiles, batch_size=4))
+
+
+def test_preprocess_into_rejects_tiles_of_another_size():
+    with pytest.raises(ModelError, match="expected tiles"):
+        preprocess_into(np.zeros((2, 8, 8, 3), np.uint8), torch.empty(4, 3, 16, 16), [("div", 255.0)])
+
+
+def test_pipeline_results_equal_per_batch_predict(tmp_path):
+    clf = load_classifier(save_model(tmp_path, ColourNet((3.0, 0.0, -2.0)), config_dict()))
+    coords = np.array([[float(i), 0.0, 4.0, 4.0] for i in range(37)])  # last batch is partial
+    res = infer_tiles(NoiseSlide(), coords, clf, batch_size=8, workers=2, prefetch=3)
+    tiles = np.stack([NoiseSlide().read_scaled(x, 0, 4, 4, 16) for x in coords[:, 0]])
+    np.testing.assert_array_equal(res.probs, clf.predict(tiles, batch_size=8))
+
+
+def test_reused_buffers_are_bounded_by_prefetch(tmp_path):
+    clf = load_classifier(save_model(tmp_path, ColourNet(), config_dict()))
+    coords = np.array([[float(i), 0.0, 4.0, 4.0] for i in range(80)])
+    seen = {b.data_ptr() for _, b, _ in iter_batches(NoiseSlide(), coords, clf, batch_size=4, workers=2,
+                                                      prefetch=2, reuse_buffers=True)}
+    assert 1 < len(seen) <= 3  # prefetch + the one the model holds
+    fresh = [b for _, b, _ in iter_batches(NoiseSlide(), coords, clf, batch_size=4, workers=2, prefetch=2)]
+    assert len({b.data_ptr() for b in fresh}) == 20  # without reuse every batch is its own tensor

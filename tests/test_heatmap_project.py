@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from histobridge.errors import InputError
+from histobridge.errors import InputError, ProjectError
 from histobridge.heatmap.pipeline import HeatmapOptions, measurement_names, run_heatmap
 from histobridge.models.classifier import load_classifier
 from histobridge.qupath import geojson, layout
@@ -149,7 +149,7 @@ def test_uncertainty_measurements(project, tmp_path):
 
 
 def test_whole_tissue_and_bad_arguments(project, model, tmp_path):
-    with pytest.raises(InputError, match="no image entry with id or name 'nope'"):
+    with pytest.raises(ProjectError, match="no image with id or name 'nope'; available: 1 'colours.tif'"):
         run_heatmap(project, model, tmp_path, images=["nope"])
     with pytest.raises(InputError, match="write_back must be one of"):
         HeatmapOptions(write_back="zip")  # type: ignore[arg-type]

@@ -280,7 +280,7 @@ def test_class_typo_lists_the_classes_that_exist(pattern_slide: Path, tmp_path: 
     project = two_class_project(pattern_slide)
     project.by_entry[7].append(Annotation(box(0, 0, 300, 300), "Necrosis"))  # used, not in classes.json
     with pytest.raises(
-        InputError, match=r"no class 'Tumour' in the project; its classes are: Stroma, Tumor, Necrosis"
+        InputError, match=r"no class 'Tumour' in the project; classes that exist: Stroma, Tumor, Necrosis"
     ):
         tile_project(
             project, tmp_path / "c.zarr", TileSpec(128, 64), TilingOptions(classes=("Tumour", "Stroma"))

@@ -295,52 +295,6 @@ def check_classifier(
 # ------------------------------------------------------------------------------------------ project
 
 
-def select_entries(project: Project, images: Sequence[str | int] | None) -> list[ImageEntry]:
-    """Entries named by id or image name (all when None); unknown names are an error, not a silent skip."""
-    entries = list(project.images)
-    if not images:
-        return entries
-    wanted = [str(v) for v in images]
-    by_key: dict[str, ImageEntry] = {}
-    for e in entries:
-        by_key.setdefault(str(e.entry_id), e)
-        by_key.setdefault(e.name, e)
-    missing = [w for w in wanted if w not in by_key]
-    if missing:
-        raise InputError(f"{project.path}: no image entry with id or name {', '.join(map(repr, missing))}")
-    out: list[ImageEntry] = []
-    for w in wanted:
-        if by_key[w] not in out:
-            out.append(by_key[w])
-    return out
-
-
-def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str] | None) -> None:
-    """Every requested class exists in the project (``classes.json`` or the selected images' annotations).
-
-    A typo is an error that lists the classes there are, before any image is opened.
-    """
-    if not classes:
-        return
-    known = project.class_names()
-    if all(c in known for c in classes):
-        return
-    for entry in entries:
-        if not entry.found:
-            continue
-        try:
-            names = project.annotations(entry).classes()
-        except HistobridgeError:  # reported per image later
-            continue
-        known += [n for n in names if n not in known]
-    missing = [c for c in classes if c not in known]
-    if missing:
-        raise InputError(
-            f"{project.path}: no class {', '.join(map(repr, missing))} in the project; "
-            f"classes that exist: {', '.join(known) or 'none'}"
-        )
-
-
 def entry_annotations(
     project: Project, entry: ImageEntry, *, closed_lines_as_areas: bool = False
 ) -> AnnotationSet:
@@ -561,7 +515,9 @@ def run_heatmap(
                 "--write-back geojson and qupath_scripts/import_results.groovy instead"
             )
     proj = project if isinstance(project, Project) else Project.open(project)
-    entries = select_entries(proj, images)
+    from histobridge.tiling.regions import check_classes
+
+    entries = proj.select_images(images)
     check_classes(proj, entries, opts.classes)
     clf = check_classifier(classifier, device)
     out = Path(out_dir)

@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from histobridge.errors import InputError
+from histobridge.errors import HistobridgeError, InputError
 from histobridge.qupath.annotations import Annotation
 from histobridge.qupath.project import ImageEntry, Project
 from histobridge.slides import Slide
@@ -136,6 +136,33 @@ def _read(
     if found.problem:
         notes.append(found.problem)
     return [a for a in found.annotations if a.object_type in TILED_TYPES]
+
+
+def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str] | None) -> None:
+    """Every requested class exists (in ``classes.json`` or the selected images' annotations).
+
+    A typo is an :class:`InputError` listing the classes there are, before any image is opened.
+    Images whose annotations cannot be read are left to the per-image report.
+    """
+    if not classes:
+        return
+    known = list(dict.fromkeys(project.class_names()))
+    if all(c in known for c in classes):
+        return
+    for entry in entries:
+        if not entry.found:
+            continue
+        try:
+            found = tiled_annotations(project, entry)
+        except HistobridgeError:
+            continue
+        known += [a.path_class for a in found if a.path_class is not None and a.path_class not in known]
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        raise InputError(
+            f"{project.path}: no class {', '.join(repr(c) for c in unknown)} in the project; "
+            f"classes that exist: {', '.join(known) or 'none'}"
+        )
 
 
 def collect_regions(

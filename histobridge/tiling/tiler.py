@@ -25,13 +25,13 @@ import numpy as np
 from shapely.geometry import box
 
 from histobridge._threads import reader_threads
-from histobridge.errors import HistobridgeError, InputError, StoreError
+from histobridge.errors import HistobridgeError, StoreError
 from histobridge.qupath.project import ImageEntry, Project
 from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done, no_progress
 from histobridge.slides import Slide
 from histobridge.tiling.grid import TileSpec
 from histobridge.tiling.options import TilingOptions
-from histobridge.tiling.regions import Region, collect_regions, grid_regions, tiled_annotations
+from histobridge.tiling.regions import Region, check_classes, collect_regions, grid_regions, tiled_annotations
 from histobridge.tiling.store import GroupWriter, open_store, shard_tiles
 
 log = logging.getLogger(__name__)
@@ -436,25 +436,6 @@ def _version() -> str:
     from histobridge import __version__
 
     return __version__
-
-
-def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str]) -> None:
-    """Raise :class:`InputError` naming the classes that exist when a requested one does not (a typo)."""
-    known = list(dict.fromkeys(project.class_names()))
-    if all(c in known for c in classes):
-        return
-    for entry in entries:  # classes used in annotations but missing from classes.json count too
-        try:
-            found = tiled_annotations(project, entry)
-        except HistobridgeError:
-            continue
-        known += [a.path_class for a in found if a.path_class is not None and a.path_class not in known]
-    unknown = [c for c in classes if c not in known]
-    if unknown:
-        raise InputError(
-            f"no class {', '.join(repr(c) for c in unknown)} in the project; "
-            f"its classes are: {', '.join(known) or 'none'}"
-        )
 
 
 def tile_project(

@@ -149,7 +149,7 @@ def test_uncertainty_measurements(project, tmp_path):
 
 
 def test_whole_tissue_and_bad_arguments(project, model, tmp_path):
-    with pytest.raises(ProjectError, match="no image with id or name 'nope'; available: 1 'colours.tif'"):
+    with pytest.raises(ProjectError, match=r"no image with id or name 'nope'; available: 1 'colours\.tif'"):
         run_heatmap(project, model, tmp_path, images=["nope"])
     with pytest.raises(InputError, match="write_back must be one of"):
         HeatmapOptions(write_back="zip")  # type: ignore[arg-type]

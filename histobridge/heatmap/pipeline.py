@@ -391,6 +391,18 @@ def plan_regions(
     return regions, []
 
 
+def predict_with_options(
+    slide: Slide, regions: Sequence[Region], classifier: TileClassifier, options: HeatmapOptions,
+    *, progress: ProgressCallback | None = None, item: str | None = None,
+) -> ImagePrediction:
+    """:func:`predict_regions` with the grid and batching settings of ``options`` (batch, server)."""
+    return predict_regions(
+        slide, regions, classifier, stride_div=options.stride_div, batch_size=options.batch_size,
+        workers=options.workers, uncertainty=options.uncertainty, min_coverage=options.min_coverage,
+        progress=progress, item=item,
+    )  # fmt: skip
+
+
 def heatmap_entry(
     project: Project,
     entry: ImageEntry,
@@ -414,18 +426,7 @@ def heatmap_entry(
         regions, notes = plan_regions(annotations, thumb, options)
         if not regions:
             return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join(notes)), None
-        pred = predict_regions(
-            slide,
-            regions,
-            classifier,
-            stride_div=options.stride_div,
-            batch_size=options.batch_size,
-            workers=options.workers,
-            uncertainty=options.uncertainty,
-            min_coverage=options.min_coverage,
-            progress=progress,
-            item=name,
-        )
+        pred = predict_with_options(slide, regions, classifier, options, progress=progress, item=name)
     if not len(pred):
         why = f"no tile position has {options.min_coverage:.0%} of its area inside the regions"
         return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join([*notes, why])), None

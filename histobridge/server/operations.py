@@ -134,7 +134,7 @@ class ClassifyRequest(RegionRequest):
 def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str, Any]:
     """QuPath tile features for the ROI, exactly as the batch heatmap writes them for that area."""
     from histobridge.heatmap.outputs import class_colours, tile_features
-    from histobridge.heatmap.pipeline import HeatmapOptions, predict_regions, tile_geometry
+    from histobridge.heatmap.pipeline import HeatmapOptions, predict_with_options, tile_geometry
     from histobridge.qupath.geojson import features_bytes
 
     if req.stride_div not in STRIDE_DIVS:
@@ -152,18 +152,7 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
         _check_size(res, parse_roi(req.roi), slide, tile_l0, stride_l0)
         regions = _plan(res, req, key, entry, options)
         ctx.check()
-        pred = predict_regions(
-            slide,
-            regions,
-            clf,
-            stride_div=options.stride_div,
-            batch_size=options.batch_size,
-            workers=options.workers,
-            uncertainty=options.uncertainty,
-            min_coverage=options.min_coverage,
-            progress=ctx.event,
-            item=entry.name,
-        )
+        pred = predict_with_options(slide, regions, clf, options, progress=ctx.event, item=entry.name)
     colours = class_colours(pred.class_names, proj.classes if proj is not None else ())
     features = json.loads(features_bytes(tile_features(pred, clf.name, colours)))["features"]
     written = None

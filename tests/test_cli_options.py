@@ -106,6 +106,24 @@ def test_project_info_json(tmp_path, cmu_slide):
     assert "2220×2967" in table.output and "0.499 (slide)" in table.output and "Epidermis: 6" in table.output
 
 
+def test_project_info_says_the_data_file_is_missing(tmp_path, shared_dir):
+    """A QuPath 0.4 project whose data.qpdata is gone: QuPath's counts and the problem, not "none (0)"."""
+    import json
+    import shutil
+
+    proj = tmp_path / "foci"
+    shutil.copytree(shared_dir / "fixtures" / "qupath" / "foci-0.4", proj)
+    for p in proj.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (proj / "data" / "242" / "data.qpdata").unlink()
+    res = CliRunner().invoke(app, ["project", "info", str(proj), "--json"])
+    (img,) = [i for i in json.loads(res.output)["images"] if i["id"] == 242]
+    assert img["annotations"] == "none" and img["stored_counts"] == {"annotation": 1063}
+    assert any("data file missing" in p and "1063 annotations" in p for p in img["problems"])
+    table = CliRunner().invoke(app, ["project", "info", str(proj)], env={"COLUMNS": "400"})
+    assert "data file missing (QuPath counted 1063 annotation)" in table.output
+
+
 def test_progress_drawer_draws_events_and_messages():
     """One drawer for every command: a bar per (task, item), messages above; nothing for 0-of-1 counts."""
     import io

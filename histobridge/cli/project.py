@@ -47,7 +47,7 @@ def image_record(
         "id": entry.entry_id, "name": entry.name, "found": entry.found, "image_problem": entry.problem,
         "relocated_from": entry.relocated_from, "path": str(entry.path) if entry.path else None,
         "size": None, "offset": None, "mpp": None, "mpp_source": None, "annotations": None,
-        "annotation_count": 0, "per_class": {}, "problems": [],
+        "annotation_count": 0, "per_class": {}, "stored_counts": {}, "problems": [],
     }
     if entry.found and not entry.problem and slides:
         facts = _slide_facts(entry, mpp, mpp_override)
@@ -60,6 +60,9 @@ def image_record(
         rec["annotations"], rec["annotation_count"] = ann.source, len(ann)
         rec["per_class"] = {name or "unclassified": n for name, n in ordered}
         rec["problems"] += [n for n in ann.notes if ann.source != "none"]
+        rec["stored_counts"] = dict(ann.stored_counts or {})  # what QuPath's summary.json counted
+        if ann.problem:  # e.g. data.qpdata missing while QuPath counted objects
+            rec["problems"].append(ann.problem)
     except HistobridgeError as err:
         rec["annotations"] = "error"
         rec["problems"].append(str(err))
@@ -78,6 +81,9 @@ def _row(rec: dict[str, Any]) -> list[str]:
         um = "missing" if rec["size"] is not None else "-"
     found = ("yes (moved)" if rec["relocated_from"] else "yes") if rec["found"] else "[red]no[/red]"
     where = "error" if rec["annotations"] == "error" else f"{rec['annotations']} ({rec['annotation_count']})"
+    if rec["annotations"] == "none" and rec["stored_counts"]:
+        stored = ", ".join(f"{n} {kind}" for kind, n in rec["stored_counts"].items())
+        where = f"data file missing (QuPath counted {stored})"
     per_class = ", ".join(f"{k}: {v}" for k, v in rec["per_class"].items()) or "-"
     problems = ([_short(rec["image_problem"])] if rec["image_problem"] else []) + rec["problems"]
     return [str(rec["id"]), rec["name"], found, size, um, where, per_class, "\n".join(problems)]

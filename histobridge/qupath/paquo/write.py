@@ -13,8 +13,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,24 @@ def paquo_ready() -> tuple[bool, str]:
     return paquo_status()
 
 
+def backup_before_write(project_file: Path, entry_id: int) -> list[Path]:
+    """Keep what paquo will rewrite: the ``.qpproj`` in histobridge's backups folder (QuPath's own
+    ``project.qpproj.backup`` is left alone) and the image's data file as ``data.qpdata.bkp``, the name
+    QuPath itself uses."""
+    from histobridge.qupath import layout
+
+    kept: list[Path] = []
+    backups = layout.backups_dir(project_file.parent)
+    backups.mkdir(parents=True, exist_ok=True)
+    copy = backups / f"{project_file.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    shutil.copy2(project_file, copy)
+    kept.append(copy)
+    data = backup_file(layout.qpdata_path(project_file.parent, entry_id), ".bkp")
+    if data is not None:
+        kept.append(data)
+    return kept
+
+
 def write_tiles_paquo(
     project_file: str | os.PathLike[str], entry_id: int, features_path: str | os.PathLike[str], *,
     prefix: str, timeout: float = WRITE_TIMEOUT_S,
@@ -42,7 +62,7 @@ def write_tiles_paquo(
     if not ok:
         raise ProjectError(f"{project_file}: cannot write tiles through paquo: {why}; "
                            "use --write-back geojson and qupath_scripts/import_results.groovy instead")
-    backup_file(project_file)
+    backup_before_write(project_file, int(entry_id))
     cmd = [sys.executable, "-m", CHILD, "write", str(project_file), str(int(entry_id)),
            str(features_path), prefix]
     try:
@@ -106,6 +126,7 @@ def _write(project: str, entry_id: int, features_path: str, prefix: str) -> int:
                 tile = hierarchy.add_tile(roi=shape(f["geometry"]), path_class=_path_class(qp, f),
                                           measurements=meas)
                 tile.name = prefix
+                tile.locked = True  # as the GeoJSON route: tiles are results, not for editing
         resolve = getattr(getattr(hierarchy, "java_object", None), "resolveHierarchy", None)
         if resolve is not None:
             resolve()

@@ -285,3 +285,36 @@ def test_heatmap_write_back_qpdata(tmp_path: Path) -> None:
     assert prefix and all(t.name == prefix and t.locked for t in tiles)
     assert all(k.startswith(prefix + ": ") for t in tiles for k in t.measurements)
     assert json.loads(layout.summary_path(project, 1).read_text())["hierarchy"]["nObjects"] == n + 1
+
+
+def test_heatmap_default_write_back_uses_the_data_file_when_there_is_one(tmp_path: Path) -> None:
+    """``auto``: the GeoJSON route for an image without data.qpdata, straight into it once it exists."""
+    from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
+    from histobridge.models.classifier import load_classifier
+    from tests._heatmap_helpers import (
+        SLIDE_H,
+        SLIDE_W,
+        ColourNet,
+        annotation,
+        config_dict,
+        make_project,
+        save_model,
+        write_slide,
+    )
+
+    slide = write_slide(tmp_path / "colours.tif")
+    anns = [annotation([(0, 0), (SLIDE_W / 2, 0), (SLIDE_W / 2, SLIDE_H), (0, SLIDE_H)], "Tumor", "left")]
+    project = make_project(tmp_path / "proj", slide, anns)
+    model = load_classifier(save_model(tmp_path, ColourNet((4.0, 0.0, 4.0)), config_dict()))
+    first = run_heatmap(project, model, tmp_path / "o1", HeatmapOptions(tissue=False))
+    geo = layout.predictions_path(project, 1)
+    assert first.ok and geo.is_file() and not layout.qpdata_path(project, 1).exists()
+    before = geo.read_bytes()
+    run_heatmap(
+        project, model, tmp_path / "o2", HeatmapOptions(tissue=False, write_back="qpdata", prefix="other")
+    )
+    second = run_heatmap(project, model, tmp_path / "o3", HeatmapOptions(tissue=False))  # auto again
+    n = second.outcomes[0].count
+    tiles = [o for o in read_qpdata(layout.qpdata_path(project, 1)).objects if o.object_type == "tile"]
+    assert {t.name for t in tiles} == {"other", model.name} and sum(t.name == model.name for t in tiles) == n
+    assert geo.read_bytes() == before  # the GeoJSON route was not taken this time

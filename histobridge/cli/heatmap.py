@@ -19,13 +19,17 @@ from histobridge.cli._common import DEVICE_HELP, resolve_device, split_list
 if TYPE_CHECKING:
     from histobridge.heatmap.pipeline import HeatmapReport
 
-WRITE_BACK_HELP = ("geojson (for import_results.groovy), paquo (needs QuPath), qpdata (straight into "
-                   "data.qpdata, no QuPath needed; close the image in QuPath first), or none.")
+WRITE_BACK_HELP = (
+    "auto (default: qpdata for images that have a data.qpdata, else geojson), geojson (for "
+    "import_results.groovy), paquo (needs QuPath), qpdata (straight into data.qpdata, no QuPath "
+    "needed; close the image in QuPath first), or none."
+)
 TISSUE_HELP = ("Classify only the tissue inside annotations; glass is left out (default). "
                "--no-tissue classifies the whole annotation.")
 
 
 class WriteBack(str, Enum):
+    auto = "auto"
     geojson = "geojson"
     paquo = "paquo"
     qpdata = "qpdata"
@@ -47,7 +51,7 @@ def heatmap(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="MC-dropout passes (0 = off; e.g. 30)."),
     out: Path = typer.Option(Path("heatmaps"), "--out", "-o", help="Folder for GeoJSON, NPZ, CSV, PNG."),
-    write_back: WriteBack = typer.Option(WriteBack.geojson, "--write-back", help=WRITE_BACK_HELP),
+    write_back: WriteBack = typer.Option(WriteBack.auto, "--write-back", help=WRITE_BACK_HELP),
     mpp: float | None = typer.Option(None, "--mpp", help="µm/px for images whose pixel size is unknown."),
     mpp_override: float | None = typer.Option(None, "--mpp-override", help="µm/px replacing images' own."),
     workers: int = typer.Option(2, "--workers", min=1, help="Tile reader threads."),

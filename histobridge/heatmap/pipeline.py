@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WriteBack = Literal["geojson", "paquo", "qpdata", "none"]
+WriteBack = Literal["auto", "geojson", "paquo", "qpdata", "none"]
 WRITE_BACK: tuple[str, ...] = get_args(WriteBack)
 TASK = "heatmap"
 BaseGeometry = Any  # a shapely geometry (shapely ships no type information)
@@ -60,6 +60,8 @@ BaseGeometry = Any  # a shapely geometry (shapely ships no type information)
 class HeatmapOptions:
     """How :func:`run_heatmap` tiles and classifies; checked once, before any image is opened.
 
+    ``write_back="auto"`` writes into an image's ``data.qpdata`` when it has one (QuPath then shows the
+    tiles without a script), else the predictions GeoJSON for ``import_results.groovy``.
     ``tissue`` keeps only the tissue part of each annotation (glass inside an annotation is not
     classified); ``mpp`` is the pixel size for images that record none, ``mpp_override`` replaces
     every image's own; ``closed_lines_as_areas`` reads closed outlines (polylines) as areas.
@@ -71,7 +73,7 @@ class HeatmapOptions:
     stride_div: int = 1
     batch_size: int = 64
     uncertainty: int = 0
-    write_back: WriteBack = "geojson"
+    write_back: WriteBack = "auto"
     workers: int = 2
     mpp: float | None = None
     mpp_override: float | None = None
@@ -437,17 +439,20 @@ def heatmap_entry(
     files = write_image_outputs(
         pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, texts=texts
     )
-    if options.write_back in ("geojson", "paquo"):
+    mode = options.write_back
+    if mode == "auto":  # straight into QuPath's data file when the image has one, else the GeoJSON route
+        mode = "qpdata" if layout.qpdata_path(project.folder, entry.entry_id).is_file() else "geojson"
+    if mode in ("geojson", "paquo"):
         target = layout.predictions_path(project.folder, entry.entry_id)
         geojson.write_feature_texts(target, texts, collection={"histobridge": {"model": prefix}})
         files.append(target)
-    if options.write_back == "qpdata":
+    if mode == "qpdata":
         from histobridge.qupath.qpdata.writer import write_tiles_qpdata
 
         features = [json.loads(t) for t in texts]  # the same tiles and ids as the GeoJSON copies
         write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
         files.append(layout.qpdata_path(project.folder, entry.entry_id))
-    if options.write_back == "paquo":
+    if mode == "paquo":
         from histobridge.qupath.paquo.write import write_tiles_paquo
 
         write_tiles_paquo(project.path, entry.entry_id, files[0], prefix=prefix)

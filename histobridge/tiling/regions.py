@@ -157,6 +157,7 @@ def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequ
         except HistobridgeError:
             continue
         known += [a.path_class for a in found if a.path_class is not None and a.path_class not in known]
+    known = [c for c in known if not is_special_class(c)]  # Ignore*/Region* are never labels
     unknown = [c for c in classes if c not in known]
     if unknown:
         raise InputError(

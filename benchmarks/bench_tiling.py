@@ -191,18 +191,28 @@ def _entry(path: Path):
 
 @dataclass
 class _Project:
+    """The part of a Project the tiler uses: one image, one annotation over all of it."""
+
     images: list
     size: int | tuple[int, int]
     classes: list = field(default_factory=list)
+    path: Path = Path("bench.qpproj")
 
-    def annotations(self, entry):
+    def annotations(self, entry, **_: object):
         from shapely.geometry import box
 
-        from histobridge.qupath.annotations import Annotation
+        from histobridge.qupath.annotations import Annotation, AnnotationSet
 
         w, h = (self.size, self.size) if isinstance(self.size, int) else self.size
-        ann = Annotation(box(0, 0, w, h), "Tissue")
-        return type("AnnotationSet", (), {"annotations": [ann], "source": "bench", "notes": []})()
+        return AnnotationSet((Annotation(box(0, 0, w, h), "Tissue"),), "bench")
+
+    def class_names(self) -> list[str]:
+        return ["Tissue"]
+
+    def select_images(self, images):
+        from histobridge.qupath.project import Project
+
+        return Project.select_images(self, images)  # type: ignore[arg-type]
 
 
 def histobridge_tiler(

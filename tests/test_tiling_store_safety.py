@@ -16,7 +16,7 @@ import pytest
 from histobridge._locks import FileLock
 from histobridge.errors import StoreError
 from histobridge.tiling import _store_write
-from histobridge.tiling.store import GroupWriter, group_lock, open_group_writer, open_store
+from histobridge.tiling.store import GroupWriter, group_lock, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_JSON = '{"zarr_format": 3, "node_type": "group", "attributes": {}}'
@@ -142,7 +142,7 @@ def test_other_tile_size_is_refused_unless_replace(tmp_path: Path) -> None:
     assert w.notes == ["replacing group '1' (tile_um 4.0 -> 2.0)"]
     assert open_store(store).group(1).attrs["tile_um"] == 2.0
     new = {"tile_px": 8, "tile_um": 2.0, "params": {"tile_px": 8, "tile_um": 2.0, "regions_sha": "b"}}
-    w = open_group_writer(store, "1", 1, 8, new)  # annotations edited in QuPath: replaced, with a note
+    w = GroupWriter(store, "1", 1, 8, new)  # annotations edited in QuPath: replaced, with a note
     assert w.notes == ["replacing group '1': regions_sha changed"]
     w.abort()
 

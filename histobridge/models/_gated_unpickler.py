@@ -10,6 +10,7 @@ larger than the file.
 from __future__ import annotations
 
 import pickle
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -18,11 +19,12 @@ from histobridge.errors import CheckpointError, UnsafePickleError
 MAX_OPCODES = 20_000_000
 
 
-class Buildable:
+class Buildable(ABC):
     """Objects the pickle BUILD opcode may fill; everything else refuses BUILD."""
 
+    @abstractmethod
     def build(self, state: Any) -> None:
-        raise NotImplementedError
+        """Take ``state`` from the file, checking it (the one place file data meets the object)."""
 
 
 def _load_build(self: Any) -> None:

@@ -102,30 +102,13 @@ def transition_mosaic(
 
 
 def write_pyramid_tiff(path: Path, rgb: np.ndarray, mpp: float, tile: int = 256) -> Path:
-    """Tiled TIFF with 2× reduced levels down to one tile, resolution tags in pixels per cm."""
-    import tifffile
-
+    """Tiled TIFF with 2x reduced levels down to one tile (``histobridge.testing``'s writer), atomically."""
     from histobridge._atomic import atomic_path
+    from histobridge.testing import build_pyramid, write_pyramid
 
-    levels = [rgb]
-    while max(levels[-1].shape[:2]) > tile:
-        prev = levels[-1]
-        h, w = prev.shape[0] // 2 * 2, prev.shape[1] // 2 * 2
-        half = prev[:h, :w].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
-        levels.append(np.round(half).astype(np.uint8))
-    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp) as tw:
-        for i, level in enumerate(levels):
-            res = 1e4 / (mpp * 2**i)
-            tw.write(
-                level,
-                tile=(tile, tile),
-                photometric="rgb",
-                compression="zlib",
-                subfiletype=1 if i else 0,
-                resolution=(res, res),
-                resolutionunit="CENTIMETER",
-                metadata=None,
-            )
+    levels = 1 + max(0, math.ceil(math.log2(max(rgb.shape[:2]) / tile)))
+    with atomic_path(path) as tmp:
+        write_pyramid(tmp, build_pyramid(rgb, levels), mpp=mpp, tile=tile)
     return path
 
 

@@ -316,19 +316,6 @@ class GroupWriter:
             self.close()
 
 
-def open_group_writer(
-    store_path: str | os.PathLike[str],
-    name: str,
-    n: int,
-    tile_px: int,
-    attrs: Mapping[str, Any],
-    *,
-    replace: bool = False,
-    lock_timeout: float | None = None,
-) -> GroupWriter:
-    """Start writing image group ``name`` (see :class:`GroupWriter`; StoreError when refused)."""
-    return GroupWriter(store_path, name, n, tile_px, attrs, replace=replace, lock_timeout=lock_timeout)
-
 
 def _write_parts(path: Path, parts: list[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

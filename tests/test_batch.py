@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("distributed")
+pytest.importorskip("distributed", reason="batch runs need the 'batch' extra (dask.distributed)")
 
 from histobridge.batch import BatchSettings
 from histobridge.batch.graph import REPORT_NAME, run_batch

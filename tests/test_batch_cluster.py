@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("distributed")
+pytest.importorskip("distributed", reason="batch runs need the 'batch' extra (dask.distributed)")
 
 from histobridge.batch.graph import run_batch
 from histobridge.runs import ProgressEvent

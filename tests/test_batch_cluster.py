@@ -19,6 +19,7 @@ pytest.importorskip("distributed", reason="batch runs need the 'batch' extra (da
 
 from histobridge.batch.graph import run_batch
 from histobridge.runs import ProgressEvent
+from histobridge.tiling.store import remove_stale
 from tests.test_batch import (
     build_project,
     cohort,
@@ -110,6 +111,10 @@ def test_batch_on_a_separate_cluster_survives_a_killed_worker(tmp_path, models, 
 
     report = run_batch([mine], settings_for(tmp_path / "out", models), scheduler=address, progress=kill_one)
     assert killed and workers[0].wait(timeout=10) == -signal.SIGKILL
+    # the killed worker may have died inside one of zarr's metadata writes; with no writer left, the
+    # store's leftover cleanup (which the next writer runs) takes its temp file away
+    leftovers = remove_stale(tmp_path / "out" / "proj" / "tiles.zarr", temp_age_s=0)
+    assert all(name.startswith("zarr.") and name.endswith(".partial") for name in leftovers), leftovers
     same_outputs(tmp_path / "out" / "proj", tmp_path / "ref_out")
     assert predictions(mine) == predictions(ref) and len(predictions(mine)) == 4
     store = tmp_path / "out" / "proj" / "tiles.zarr"

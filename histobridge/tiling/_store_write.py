@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ LOCKS_SUFFIX = ".locks"
 # Other changes (coverage, stride, classes, annotations, slide) replace the group with a note.
 LAYOUT_KEYS = ("tile_px", "tile_um")
 _ROOT_LOCK = threading.Lock()
+STALE_TEMP_S = 60.0  # a zarr metadata temp file older than this was left by a killed writer
 
 
 def shard_tiles(tile_px: int, n: int | None = None) -> int:
@@ -336,7 +338,7 @@ def _stale_owner(entry: str) -> str | None:
     return None
 
 
-def remove_stale(store_path: str | os.PathLike[str]) -> list[str]:
+def remove_stale(store_path: str | os.PathLike[str], *, temp_age_s: float = STALE_TEMP_S) -> list[str]:
     """Delete leftovers of crashed or failed writers (partial groups, set-aside old copies) whose
     group nobody is writing now, so they do not keep a full disk full; returns what was removed."""
     root = Path(store_path)
@@ -359,9 +361,26 @@ def remove_stale(store_path: str | os.PathLike[str]) -> list[str]:
                 removed.append(entry)
         finally:
             lock.release()
+    removed += _remove_root_temp_files(root, temp_age_s)
     if removed:
         log.info("%s: removed leftovers of earlier runs: %s", root, ", ".join(removed))
     return removed
+
+
+def _remove_root_temp_files(root: Path, min_age_s: float) -> list[str]:
+    """zarr writes metadata through ``zarr.<hex>.partial`` files renamed into place (the root's
+    ``zarr.json`` is rewritten whenever a group is created); a writer killed meanwhile leaves one.
+    Such a write takes milliseconds, so a temp file older than ``min_age_s`` is nobody's."""
+    now = time.time()
+    gone = []
+    for p in sorted(root.glob("zarr.*.partial")):
+        try:
+            if p.is_file() and now - p.stat().st_mtime >= min_age_s:
+                p.unlink()
+                gone.append(p.name)
+        except OSError:
+            continue
+    return gone
 
 
 def remove_group(store_path: str | os.PathLike[str], name: str, *, lock_timeout: float | None = None) -> None:

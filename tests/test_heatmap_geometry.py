@@ -124,7 +124,9 @@ def test_thresholded_heatmap_matches_regions(generated, region_model, stride_div
     # One tile per cell: every tile landed in its own cell, and the grid is full.
     assert rows * cols == len(pred) and not np.isnan(grid.values).any()
     for t, (k, poly) in enumerate(((0, RED_POLY), (2, BLUE_POLY))):
-        hot = grid.values[..., k] > thresholds[t]
+        # Half-covered tiles sit exactly on the threshold and count as hot; the margin keeps float32
+        # rounding (the model's summation order) from flipping them.
+        hot = grid.values[..., k] > thresholds[t] - 1e-6
         truth = _mask(poly, hot.shape, grid.step, grid.origin)
         iou = (hot & truth).sum() / (hot | truth).sum()
         assert iou >= 0.9 if stride_div == 1 else iou >= 0.93, f"class {k}: IoU {iou:.3f}"

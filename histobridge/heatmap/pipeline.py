@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
+from histobridge._memory import release_freed_memory
 from histobridge._names import safe_name
 from histobridge.errors import AnnotationError, HistobridgeError, InputError, ModelError, ProjectError
 from histobridge.heatmap.outputs import (
@@ -428,7 +429,9 @@ def heatmap_entry(
         regions, notes = plan_regions(annotations, thumb, options)
         if not regions:
             return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join(notes)), None
+        release_freed_memory()  # the thumbnail's pieces: the readers' own arenas would not reuse them
         pred = predict_with_options(slide, regions, classifier, options, progress=progress, item=name)
+    release_freed_memory()  # decoded blocks and model activations, before the outputs are built
     if not len(pred):
         why = f"no tile position has {options.min_coverage:.0%} of its area inside the regions"
         return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join([*notes, why])), None

@@ -6,8 +6,10 @@ model, GeoJSON + CSV + NPZ + PNG), WSInfer's Python API (``segment_and_patch_dir
 ``run_inference``, ``write_geojsons``: tissue, patching, DataLoader, model, CSV + GeoJSON) and, with
 ``--baseline-src``, an older histobridge source tree. Tile counts differ a little (WSInfer keeps
 the patches its tissue mask holds), so speeds are compared per tile. Every process reports its own
-work time (imports and model loading left out), CPU seconds (its own and its DataLoader workers'),
-tiles and peak RSS (``ru_maxrss``); ratios are per round.
+work time (imports and model loading left out), CPU seconds (its own and its DataLoader workers')
+and tiles; its peak RSS is measured from outside (``bench_heatmap.measured``: wait4 on a child forked
+from a small launcher, so the benchmark's own memory does not leak into it; for WSInfer the largest of
+its main process and DataLoader workers, not their sum); ratios are per round.
 
 WSInfer pins ``zarr<3`` and ``tiffslide<3``, which histobridge cannot share, so it lives in its own venv:
 
@@ -27,19 +29,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 from statistics import median
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_heatmap import SmallCNN, make_project, make_slide
+from bench_heatmap import ResNet18, SmallCNN, make_project, make_slide, measured
 
 CLASSES = ["Tumor", "Stroma", "Other"]
 
-# The child processes. Each prints one JSON line: tiles, wall_s, cpu_s, maxrss_mib.
+# The child processes. Each prints one JSON line: tiles, wall_s, cpu_s (peak RSS is measured outside).
 MEASURE = """
 import json, os, resource, sys, time
 import torch
@@ -50,10 +50,7 @@ def cpu():
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 def report(tiles, t0, c0):
-    self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss = max(self_kib, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print(json.dumps({"tiles": int(tiles), "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0,
-                      "maxrss_mib": rss / 1024}))
+    print(json.dumps({"tiles": int(tiles), "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}))
 """
 
 OURS = MEASURE + """
@@ -107,51 +104,15 @@ TORCHVISION_NOTE = (
 )
 
 
-class _Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(y)) + self.down(x))
-
-
-class ResNet18(nn.Module):
-    """ResNet-18's layout (stem, four stages of two basic blocks, 64→512 channels): a heavy classifier."""
-
-    def __init__(self, num_classes: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                                  nn.MaxPool2d(3, 2, 1))
-        blocks: list[nn.Module] = []
-        cin = 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            blocks += [_Block(cin, cout, stride), _Block(cout, cout, 1)]
-            cin = cout
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(512, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
-
-
 def child(python: str, code: str, args: list[str], threads: int, pythonpath: str | None) -> dict[str, float]:
     env = dict(os.environ, BENCH_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), WSINFER_FORCE_CPU="1")
     env.pop("PYTHONPATH", None)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    done = subprocess.run([python, "-c", textwrap.dedent(code), *args], env=env, capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{python} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    usage, out = measured(python, code, args, env)
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    result["maxrss_mib"] = usage["maxrss_mib"]
     return result
 
 

@@ -208,7 +208,10 @@ print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "maxrss_mib": use.r
 def measured(python: str, code: str, args: list[str], env: dict[str, str]) -> tuple[dict[str, float], str]:
     """(peak RSS MiB, CPU s, exit status) of ``python -c code args`` measured from outside, and its stdout."""
     cmd = [sys.executable, "-c", LAUNCHER, python, "-c", textwrap.dedent(code), *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    # ``python -c`` puts the working directory first on sys.path: an empty one, so that the package
+    # imported is the one env's PYTHONPATH names (a baseline tree), not the checkout run from.
+    with tempfile.TemporaryDirectory(prefix="bench_cwd_") as cwd:
+        done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=True)
     *lines, last = done.stdout.strip().splitlines()
     usage: dict[str, float] = json.loads(last)
     if usage["exit"] != 0:

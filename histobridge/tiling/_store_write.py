@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from histobridge._locks import FileLock, describe_oserror, hold
 from histobridge.errors import StoreError
 from histobridge.tiling._shards import compressors, encoder_allowed, shard_parts
 from histobridge.tiling._shards import uses_default_layout as _uses_default_layout
+from histobridge.tiling._store_direct import direct_allowed, group_files, record_chunks, write_files
 from histobridge.tiling._store_read import PARTIAL_SUFFIX, TileGroup, TileStore, image_group_problem, member
 
 log = logging.getLogger("histobridge.tiling.store")
@@ -155,13 +157,22 @@ class GroupWriter:
         self._lock = threading.Lock()
         self._failed: StoreError | None = None
         self._file_lock = group_lock(self.store_path, self.name).acquire(lock_timeout)
+        self._direct = direct_allowed()
+        self._zarr_group: zarr.Group | None = None
+        self._arrays: dict[str, zarr.Array[Any]] = {}
         try:
-            root = open_root(self.store_path, timeout=lock_timeout)
-            if member(root, self.tmp_name) is not None:  # left by a crashed run: we hold the lock now
+            fast = self._direct and _is_v3_group(self.store_path)
+            root = None if fast else open_root(self.store_path, timeout=lock_timeout)
+            if (self.store_path / self.tmp_name).exists():  # left by a crashed run: we hold the lock now
                 _remove_member(self.store_path, self.tmp_name)
             remove_stale(self.store_path)  # other groups' leftovers nobody is writing
-            self._check_existing(root, attrs, replace)
-            self._create(root, attrs)
+            if (self.store_path / self.name).exists():  # rare (a rerun): zarr reads the old group
+                root = root or open_root(self.store_path, timeout=lock_timeout)
+                self._check_existing(root, attrs, replace)
+            if self._direct:
+                self._create_direct(attrs)
+            else:
+                self._create(root or open_root(self.store_path, timeout=lock_timeout), attrs)
         except OSError as err:
             raise self._fail(err, "creating it") from err
         except BaseException:
@@ -197,12 +208,52 @@ class GroupWriter:
         log.warning("%s: %s", self.store_path, text)
         self.notes.append(text)
 
+    def _create_direct(self, attrs: Mapping[str, Any]) -> None:
+        """The group's files written directly (:mod:`histobridge.tiling._store_direct`)."""
+        self.shard = shard_tiles(self.tile_px, self.n)
+        self._attrs = jsonable({**attrs, "complete": False, "n_tiles": self.n})
+        files = group_files(self._attrs, self.n, self.tile_px, self.shard)
+        write_files(self.store_path / self.tmp_name, files)
+        self._direct_shards = encoder_allowed()
+
+    @property
+    def group(self) -> zarr.Group:
+        """The partial group through zarr (opened on first use when its files were written directly)."""
+        if self._zarr_group is None:
+            self._zarr_group = zarr.open_group(str(self.store_path / self.tmp_name), mode="r+", zarr_format=3)
+        return self._zarr_group
+
+    @property
+    def tiles(self) -> zarr.Array[Any]:
+        return self._member_array("tiles")
+
+    @property
+    def coords(self) -> zarr.Array[Any]:
+        return self._member_array("coords")
+
+    @property
+    def labels(self) -> zarr.Array[Any]:
+        return self._member_array("labels")
+
+    @property
+    def regions(self) -> zarr.Array[Any]:
+        return self._member_array("regions")
+
+    def _member_array(self, name: str) -> zarr.Array[Any]:
+        arr = self._arrays.get(name)
+        if arr is None:
+            found = self.group[name]
+            if not isinstance(found, zarr.Array):  # pragma: no cover - we wrote it as an array
+                raise StoreError(f"{self.store_path}/{self.tmp_name}/{name} is not an array")
+            arr = self._arrays[name] = found
+        return arr
+
     def _create(self, root: zarr.Group, attrs: Mapping[str, Any]) -> None:
-        self.group = root.create_group(self.tmp_name)
-        self.group.attrs.update(jsonable({**attrs, "complete": False, "n_tiles": self.n}))
+        self._zarr_group = group = root.create_group(self.tmp_name)
+        group.attrs.update(jsonable({**attrs, "complete": False, "n_tiles": self.n}))
         shard = shard_tiles(self.tile_px, self.n)
         px = self.tile_px
-        self.tiles = self.group.create_array(
+        tiles = group.create_array(
             "tiles",
             shape=(self.n, px, px, 3),
             dtype="uint8",
@@ -213,11 +264,11 @@ class GroupWriter:
             dimension_names=("tile", "y", "x", "c"),
         )
         rows = max(1, self.n)
-        self.coords = self.group.create_array("coords", shape=(self.n, 4), dtype="float64", chunks=(rows, 4))
-        self.labels = self.group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(rows,))
-        self.regions = self.group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(rows,))
+        group.create_array("coords", shape=(self.n, 4), dtype="float64", chunks=(rows, 4))
+        group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(rows,))
+        group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(rows,))
         self.shard = shard
-        self._direct_shards = _uses_default_layout(self.tiles) and encoder_allowed()
+        self._direct_shards = _uses_default_layout(tiles) and encoder_allowed()
 
     def _fail(self, err: OSError, doing: str) -> StoreError:
         """Remove our partial group (it cannot be resumed), release the lock, and say why in one line."""
@@ -239,10 +290,15 @@ class GroupWriter:
             raise StoreError(f"{self.store_path}/{self.name}: metadata length differs from {self.n} tiles")
         if not self.n:
             return
+        coords = np.asarray(coords, np.float64).reshape(self.n, 4)
+        labels, regions = np.asarray(labels, np.int16), np.asarray(regions, np.int32)
         try:
-            self.coords[:] = np.asarray(coords, np.float64).reshape(self.n, 4)
-            self.labels[:] = np.asarray(labels, np.int16)
-            self.regions[:] = np.asarray(regions, np.int32)
+            if self._direct:
+                write_files(self.store_path / self.tmp_name, record_chunks(coords, labels, regions))
+                return
+            self.coords[:] = coords
+            self.labels[:] = labels
+            self.regions[:] = regions
         except OSError as err:
             raise self._fail(err, "writing tile records") from err
 
@@ -280,23 +336,38 @@ class GroupWriter:
 
     def finish(self, extra_attrs: Mapping[str, Any] | None = None) -> TileGroup:
         """Mark the group complete and move it to its final name (replacing an older group)."""
+        self.commit(extra_attrs)
+        root = zarr.open_group(str(self.store_path), mode="r", zarr_format=3)
+        return TileStore(self.store_path, root).group(self.name)
+
+    def commit(self, extra_attrs: Mapping[str, Any] | None = None) -> None:
+        """:meth:`finish` without opening the finished group again (what the tiler needs)."""
         self._check_alive()
         if self.written != self.n:
             raise StoreError(f"{self.store_path}/{self.name}: wrote {self.written} of {self.n} tiles")
         try:
-            if extra_attrs:
-                self.group.attrs.update(jsonable(dict(extra_attrs)))
-            problem = image_group_problem(self.group)
-            if problem is not None:  # never mark a group complete that readers would reject
-                raise StoreError(f"{self.store_path}/{self.tmp_name}: {problem}")
-            self.group.attrs["complete"] = True
+            if self._zarr_group is None and self._direct:
+                self._mark_complete_direct(extra_attrs)
+            else:
+                if extra_attrs:
+                    self.group.attrs.update(jsonable(dict(extra_attrs)))
+                problem = image_group_problem(self.group)
+                if problem is not None:  # never mark a group complete that readers would reject
+                    raise StoreError(f"{self.store_path}/{self.tmp_name}: {problem}")
+                self.group.attrs["complete"] = True
             replace_dir(self.store_path / self.tmp_name, self.store_path / self.name)
         except OSError as err:
             raise self._fail(err, "finishing it") from err
         finally:
             self._file_lock.release()
-        root = zarr.open_group(str(self.store_path), mode="r", zarr_format=3)
-        return TileStore(self.store_path, root).group(self.name)
+
+    def _mark_complete_direct(self, extra_attrs: Mapping[str, Any] | None) -> None:
+        folder = self.store_path / self.tmp_name
+        problem = direct_group_problem(folder, self.n, self.tile_px)
+        if problem is not None:  # never mark a group complete that readers would reject
+            raise StoreError(f"{folder}: {problem}")
+        attrs = {**self._attrs, **jsonable(dict(extra_attrs or {})), "complete": True}
+        write_files(folder, {"zarr.json": group_files(attrs, self.n, self.tile_px, self.shard)["zarr.json"]})
 
     def abort(self) -> None:
         """Remove the partial group (used when an image fails cleanly) and release the lock."""
@@ -317,6 +388,27 @@ class GroupWriter:
         else:
             self.close()
 
+
+def _is_v3_group(store_path: Path) -> bool:
+    """The store's root ``zarr.json`` exists and says: Zarr v3 group (else zarr opens or creates it)."""
+    try:
+        meta = json.loads((store_path / "zarr.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") == "group"
+
+
+def direct_group_problem(folder: Path, n: int, px: int) -> str | None:
+    """:func:`image_group_problem` for a group written directly, from its arrays' ``zarr.json``."""
+    expected = {"tiles": [n, px, px, 3], "coords": [n, 4], "labels": [n], "regions": [n]}
+    for name, shape in expected.items():
+        try:
+            meta = json.loads((folder / name / "zarr.json").read_bytes())
+        except (OSError, ValueError):
+            return f"its {name!r} array is missing"
+        if not isinstance(meta, dict) or meta.get("node_type") != "array" or meta.get("shape") != shape:
+            return f"its {name!r} array does not have shape {'x'.join(map(str, shape))}"
+    return None
 
 
 def _write_parts(path: Path, parts: list[bytes]) -> None:

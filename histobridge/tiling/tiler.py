@@ -302,7 +302,7 @@ def _write_group(
     try:
         writer.write_meta(coords, labels, region_idx)
         _write_tiles(job, slide, writer, coords, stride_l0)
-        writer.finish()
+        writer.commit()
     except HistobridgeError:
         _abort(writer)  # a clean failure (unreadable tiles...): leave nothing behind
         raise

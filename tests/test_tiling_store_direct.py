@@ -19,28 +19,33 @@ def _files(folder: Path) -> dict[str, bytes]:
     }
 
 
-def _write(store: Path, name: str, tiles: np.ndarray, labels: np.ndarray) -> None:
+def _write(store: Path, name: str, tiles: np.ndarray, labels: np.ndarray, compression: str = "lz4") -> None:
     n, px = len(tiles), tiles.shape[1]
     attrs = {"entry_id": name, "classes": ["a", "b"], "mpp": 0.4999, "regions": [{"id": 1}], "tile_px": px}
-    w = GroupWriter(store, name, n, px, attrs)
+    w = GroupWriter(store, name, n, px, attrs, compression=compression)
     w.write_meta(np.arange(n * 4, dtype=float).reshape(n, 4) * 0.5, labels, np.arange(n) % 3)
     for start in range(0, n, w.shard):
         w.write_tiles(start, tiles[start : start + w.shard])
     w.commit({"extra": [1, 2]})
 
 
-@pytest.mark.parametrize(("n", "px", "zero_labels"), [(150, 8, False), (5, 16, True), (1, 4, False)])
+@pytest.mark.parametrize(
+    ("n", "px", "zero_labels", "compression"),
+    [(150, 8, False, "lz4"), (5, 16, True, "lz4"), (1, 4, False, "lz4"), (150, 8, False, "none")],
+)
 def test_direct_group_equals_what_zarr_writes(
-    tmp_path: Path, monkeypatch, n: int, px: int, zero_labels: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int, px: int, zero_labels: bool, compression: str
 ) -> None:
+    """Group files, record chunks and (through the shard encoder) tiles: as zarr writes them."""
     tiles = np.random.default_rng(n).integers(0, 255, (n, px, px, 3), dtype=np.uint8)
     labels = np.zeros(n, int) if zero_labels else np.arange(n) % 2  # all-fill: zarr writes no chunk
-    _write(tmp_path / "a.zarr", "1", tiles, labels)
+    _write(tmp_path / "a.zarr", "1", tiles, labels, compression)
     probe = GroupWriter(tmp_path / "a.zarr", "9", 1, px, {})
     assert probe._direct  # the fast path is taken on this zarr
     probe.abort()
     monkeypatch.setattr(_store_write, "direct_allowed", lambda: False)
-    _write(tmp_path / "b.zarr", "1", tiles, labels)
+    monkeypatch.setattr(_store_write, "encoder_allowed", lambda compression: False)
+    _write(tmp_path / "b.zarr", "1", tiles, labels, compression)
     ours, theirs = _files(tmp_path / "a.zarr" / "1"), _files(tmp_path / "b.zarr" / "1")
     assert ours.keys() == theirs.keys()
     for key, data in ours.items():

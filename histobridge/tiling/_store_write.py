@@ -18,9 +18,22 @@ import zarr
 from histobridge._atomic import replace_dir
 from histobridge._locks import FileLock, describe_oserror, hold
 from histobridge.errors import StoreError
-from histobridge.tiling._shards import compressors, encoder_allowed, shard_parts
+from histobridge.tiling._shards import (
+    DEFAULT_COMPRESSION,
+    check_compression,
+    compressors,
+    encoder_allowed,
+    shard_parts,
+)
 from histobridge.tiling._shards import uses_default_layout as _uses_default_layout
-from histobridge.tiling._store_direct import direct_allowed, group_files, record_chunks, write_files
+from histobridge.tiling._store_direct import (
+    direct_allowed,
+    dumps,
+    group_files,
+    group_meta,
+    record_chunks,
+    write_files,
+)
 from histobridge.tiling._store_read import PARTIAL_SUFFIX, TileGroup, TileStore, image_group_problem, member
 
 log = logging.getLogger("histobridge.tiling.store")
@@ -41,8 +54,8 @@ def shard_tiles(tile_px: int, n: int | None = None) -> int:
     return max(1, min(SHARD_TILES, by_size, n if n is not None else SHARD_TILES))
 
 
-def _compressors() -> tuple[Any, ...]:
-    return compressors()
+def _compressors(compression: str = DEFAULT_COMPRESSION) -> tuple[Any, ...]:
+    return compressors(compression)
 
 
 def lock_dir(store_path: str | os.PathLike[str]) -> Path:
@@ -146,8 +159,10 @@ class GroupWriter:
         *,
         replace: bool = False,
         lock_timeout: float | None = None,
+        compression: str = DEFAULT_COMPRESSION,
     ) -> None:
         self.store_path = Path(store_path)
+        self.compression = check_compression(compression)
         self.name = str(name)
         self.n = int(n)
         self.tile_px = int(tile_px)
@@ -212,9 +227,9 @@ class GroupWriter:
         """The group's files written directly (:mod:`histobridge.tiling._store_direct`)."""
         self.shard = shard_tiles(self.tile_px, self.n)
         self._attrs = jsonable({**attrs, "complete": False, "n_tiles": self.n})
-        files = group_files(self._attrs, self.n, self.tile_px, self.shard)
+        files = group_files(self._attrs, self.n, self.tile_px, self.shard, self.compression)
         write_files(self.store_path / self.tmp_name, files)
-        self._direct_shards = encoder_allowed()
+        self._direct_shards = encoder_allowed(self.compression)
 
     @property
     def group(self) -> zarr.Group:
@@ -259,7 +274,7 @@ class GroupWriter:
             dtype="uint8",
             chunks=(1, px, px, 3),
             shards=(shard, px, px, 3),
-            compressors=_compressors(),
+            compressors=_compressors(self.compression),
             fill_value=0,
             dimension_names=("tile", "y", "x", "c"),
         )
@@ -268,7 +283,9 @@ class GroupWriter:
         group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(rows,))
         group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(rows,))
         self.shard = shard
-        self._direct_shards = _uses_default_layout(tiles) and encoder_allowed()
+        self._direct_shards = _uses_default_layout(tiles, self.compression) and encoder_allowed(
+            self.compression
+        )
 
     def _fail(self, err: OSError, doing: str) -> StoreError:
         """Remove our partial group (it cannot be resumed), release the lock, and say why in one line."""
@@ -329,7 +346,7 @@ class GroupWriter:
                 key = (
                     self.store_path / self.tmp_name / "tiles" / "c" / str(pos // self.shard) / "0" / "0" / "0"
                 )
-                _write_parts(key, shard_parts(np.asarray(piece, np.uint8), self.shard))
+                _write_parts(key, shard_parts(np.asarray(piece, np.uint8), self.shard, self.compression))
             else:
                 self.tiles[pos:end] = piece
             pos = end
@@ -367,7 +384,7 @@ class GroupWriter:
         if problem is not None:  # never mark a group complete that readers would reject
             raise StoreError(f"{folder}: {problem}")
         attrs = {**self._attrs, **jsonable(dict(extra_attrs or {})), "complete": True}
-        write_files(folder, {"zarr.json": group_files(attrs, self.n, self.tile_px, self.shard)["zarr.json"]})
+        write_files(folder, {"zarr.json": dumps(group_meta(attrs))})
 
     def abort(self) -> None:
         """Remove the partial group (used when an image fails cleanly) and release the lock."""
@@ -411,7 +428,7 @@ def direct_group_problem(folder: Path, n: int, px: int) -> str | None:
     return None
 
 
-def _write_parts(path: Path, parts: list[bytes]) -> None:
+def _write_parts(path: Path, parts: list[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.writelines(parts)

@@ -279,7 +279,7 @@ def _tile_image(job: _Job) -> TiledImage:
             "classes": class_names, "histobridge_version": _version(), "params": params,
             "backend": slide.backend, "regions": [r.record() for r in regions], "slide_sha": slide_sha,
             "slide_size": slide_size, "tile_l0_px": tile_l0, "stride_l0_px": stride_l0,
-            "level": slide.best_level(tile_l0 / job.spec.tile_px),
+            "level": slide.best_level(tile_l0 / job.spec.tile_px), "compression": job.options.compression,
         }  # fmt: skip
         _write_group(job, slide, attrs, coords, labels, region_idx, stride_l0)
     return record(ImageOutcome(entry_id, name, "done", len(coords)))
@@ -293,7 +293,7 @@ def _write_group(
     try:
         writer = GroupWriter(
             job.store_path, str(job.entry.entry_id), len(coords), job.spec.tile_px, attrs,
-            replace=job.options.replace,
+            replace=job.options.replace, compression=job.options.compression,
         )
     except HistobridgeError:
         raise

@@ -89,3 +89,14 @@ def test_a_root_that_is_not_a_v3_group_is_refused(tmp_path: Path) -> None:
     (bad / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "array", "shape": [1]}))
     with pytest.raises(StoreError, match=r"bad\.zarr"):
         GroupWriter(bad, "1", 1, 4, {})
+
+
+def test_a_new_store_root_is_what_zarr_writes(tmp_path: Path) -> None:
+    import zarr
+
+    _write(tmp_path / "new.zarr", "1", np.zeros((2, 4, 4, 3), np.uint8), np.zeros(2))
+    zarr.create_group(str(tmp_path / "ref.zarr"), zarr_format=3)
+    ours = json.loads((tmp_path / "new.zarr" / "zarr.json").read_bytes())
+    assert ours == json.loads((tmp_path / "ref.zarr" / "zarr.json").read_bytes())
+    assert sorted(p.name for p in (tmp_path / "new.zarr").iterdir()) == ["1", "zarr.json"]  # no temp left
+    assert open_store(tmp_path / "new.zarr").names() == ["1"]

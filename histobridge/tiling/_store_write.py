@@ -176,7 +176,7 @@ class GroupWriter:
         self._zarr_group: zarr.Group | None = None
         self._arrays: dict[str, zarr.Array[Any]] = {}
         try:
-            fast = self._direct and _is_v3_group(self.store_path)
+            fast = self._direct and _direct_root(self.store_path, lock_timeout)
             root = None if fast else open_root(self.store_path, timeout=lock_timeout)
             if (self.store_path / self.tmp_name).exists():  # left by a crashed run: we hold the lock now
                 _remove_member(self.store_path, self.tmp_name)
@@ -404,6 +404,31 @@ class GroupWriter:
             self.abort()
         else:
             self.close()
+
+
+def _direct_root(store_path: Path, timeout: float | None) -> bool:
+    """True when the store's root is a Zarr v3 group, written here first if the store is new.
+
+    A new root is written as zarr writes it (under the store-wide lock, through a temp file so a
+    reader never sees half of it); anything else already there is left to :func:`open_root`.
+    """
+    if _is_v3_group(store_path):
+        return True
+    if (store_path / "zarr.json").exists():
+        return False
+    try:
+        store_path.mkdir(parents=True, exist_ok=True)
+        lock = lock_dir(store_path) / "store.lock"
+        with _ROOT_LOCK, hold(lock, f"tile store {store_path}", timeout=timeout, error=StoreError):
+            if not (store_path / "zarr.json").exists():  # a temp name the leftover cleanup knows
+                tmp = store_path / f"zarr.{os.urandom(8).hex()}.partial"
+                tmp.write_bytes(dumps(group_meta({})))
+                os.replace(tmp, store_path / "zarr.json")
+    except OSError as err:
+        raise StoreError(
+            f"{store_path}: cannot open the tile store for writing: {describe_oserror(err)}"
+        ) from err
+    return _is_v3_group(store_path)
 
 
 def _is_v3_group(store_path: Path) -> bool:

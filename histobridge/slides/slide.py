@@ -27,7 +27,7 @@ from PIL import Image
 
 from histobridge.errors import CalibrationError, SlideError, SlideNotFoundError
 from histobridge.slides._backends import Backend, open_backend
-from histobridge.slides._tiffdirect import TileCache
+from histobridge.slides._tiffdirect import SharedTiles, TileCache
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +206,17 @@ class Slide:
         return tile
 
     def read_scaled_batch(
-        self, coords: np.ndarray, out_px: int | tuple[int, int], out: np.ndarray | None = None
+        self,
+        coords: np.ndarray,
+        out_px: int | tuple[int, int],
+        out: np.ndarray | None = None,
+        shared: SharedTiles | None = None,
     ) -> np.ndarray:
         """Several level-0 rectangles (N, 4) of equal size, read as ONE block then resampled each.
 
         Meant for spatially close tiles (a tiler's batch): the block covering them is decoded once.
+        ``shared`` (one per image, given to every batch) keeps the decoded tiles on the block's
+        edge for the batches beside it, so they are not decoded twice.
         """
         out_w, out_h = _as_pair(out_px)
         coords = np.asarray(coords, np.float64).reshape(-1, 4)
@@ -231,7 +237,7 @@ class Slide:
         fy0 = (coords[:, 1] + self.offset[1]) / ds
         fx1 = (coords[:, 0] + coords[:, 2] + self.offset[0]) / ds
         fy1 = (coords[:, 1] + coords[:, 3] + self.offset[1]) / ds
-        cache: TileCache = {}
+        cache = TileCache(shared, level)
         if _is_identity(fx0, fy0, fx1, fy1, out_w, out_h) or _unit_scale(fx0, fy0, fx1, fy1, out_w, out_h):
             # Copies at the level's own scale (within 0.5 %): decode straight into the output, each
             # tile centred on its box, so no pixel is more than half a level pixel from where a
@@ -252,7 +258,8 @@ class Slide:
         if (ix1 - ix0) * (iy1 - iy0) * 3 > MAX_READ_BYTES:
             if len(coords) > 1:  # the batch's common block is too big: read its tiles one by one
                 for i in range(len(coords)):
-                    self.read_scaled_batch(coords[i : i + 1], (out_w, out_h), out=out[i : i + 1])
+                    one = out[i : i + 1]
+                    self.read_scaled_batch(coords[i : i + 1], (out_w, out_h), out=one, shared=shared)
                 return out
             raise SlideError(
                 f"{self.path}: one {w:.0f} x {h:.0f} px tile needs a {ix1 - ix0} x {iy1 - iy0} px read at "

@@ -111,6 +111,28 @@ def write_files(folder: Path, files: Mapping[str, bytes]) -> None:
             fh.write(data)
 
 
+def is_v3_group(store_path: Path) -> bool:
+    """The store's root ``zarr.json`` exists and says: Zarr v3 group (else zarr opens or creates it)."""
+    try:
+        meta = json.loads((store_path / "zarr.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") == "group"
+
+
+def direct_group_problem(folder: Path, n: int, px: int) -> str | None:
+    """:func:`image_group_problem` for a group written directly, from its arrays' ``zarr.json``."""
+    expected = {"tiles": [n, px, px, 3], "coords": [n, 4], "labels": [n], "regions": [n]}
+    for name, shape in expected.items():
+        try:
+            meta = json.loads((folder / name / "zarr.json").read_bytes())
+        except (OSError, ValueError):
+            return f"its {name!r} array is missing"
+        if not isinstance(meta, dict) or meta.get("node_type") != "array" or meta.get("shape") != shape:
+            return f"its {name!r} array does not have shape {'x'.join(map(str, shape))}"
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def direct_allowed() -> bool:
     """Whether group files may bypass zarr: a verified zarr release, or a probe group came out equal."""
@@ -183,9 +205,11 @@ def probe_matches(n: int = 70, px: int = 4, shard: int = 64) -> bool:
 
 __all__ = [
     "direct_allowed",
+    "direct_group_problem",
     "dumps",
     "group_files",
     "group_meta",
+    "is_v3_group",
     "probe_matches",
     "record_chunks",
     "record_meta",

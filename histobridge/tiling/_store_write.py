@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,9 +27,11 @@ from histobridge.tiling._shards import (
 from histobridge.tiling._shards import uses_default_layout as _uses_default_layout
 from histobridge.tiling._store_direct import (
     direct_allowed,
+    direct_group_problem,
     dumps,
     group_files,
     group_meta,
+    is_v3_group,
     record_chunks,
     write_files,
 )
@@ -412,7 +413,7 @@ def _direct_root(store_path: Path, timeout: float | None) -> bool:
     A new root is written as zarr writes it (under the store-wide lock, through a temp file so a
     reader never sees half of it); anything else already there is left to :func:`open_root`.
     """
-    if _is_v3_group(store_path):
+    if is_v3_group(store_path):
         return True
     if (store_path / "zarr.json").exists():
         return False
@@ -428,29 +429,7 @@ def _direct_root(store_path: Path, timeout: float | None) -> bool:
         raise StoreError(
             f"{store_path}: cannot open the tile store for writing: {describe_oserror(err)}"
         ) from err
-    return _is_v3_group(store_path)
-
-
-def _is_v3_group(store_path: Path) -> bool:
-    """The store's root ``zarr.json`` exists and says: Zarr v3 group (else zarr opens or creates it)."""
-    try:
-        meta = json.loads((store_path / "zarr.json").read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") == "group"
-
-
-def direct_group_problem(folder: Path, n: int, px: int) -> str | None:
-    """:func:`image_group_problem` for a group written directly, from its arrays' ``zarr.json``."""
-    expected = {"tiles": [n, px, px, 3], "coords": [n, 4], "labels": [n], "regions": [n]}
-    for name, shape in expected.items():
-        try:
-            meta = json.loads((folder / name / "zarr.json").read_bytes())
-        except (OSError, ValueError):
-            return f"its {name!r} array is missing"
-        if not isinstance(meta, dict) or meta.get("node_type") != "array" or meta.get("shape") != shape:
-            return f"its {name!r} array does not have shape {'x'.join(map(str, shape))}"
-    return None
+    return is_v3_group(store_path)
 
 
 def _write_parts(path: Path, parts: list[Any]) -> None:

@@ -138,8 +138,11 @@ def _write(project: str, entry_id: int, features_path: str, prefix: str) -> int:
     a new random name); only the image's data file and ``summary.json`` change, as when QuPath saves.
     """
     from paquo.hierarchy import QuPathPathObjectHierarchy
+    from paquo.java import JClass
     from paquo.projects import QuPathProject
     from shapely.geometry import shape
+
+    uuid = JClass("java.util.UUID")
 
     features = _load_features(features_path)
     qp = QuPathProject(project, mode="r")
@@ -170,6 +173,8 @@ def _write(project: str, entry_id: int, features_path: str, prefix: str) -> int:
                                       measurements=meas)
             tile.name = prefix
             tile.locked = True  # as the GeoJSON route: tiles are results, not for editing
+            if f.get("id"):  # the id the GeoJSON copies carry, so both routes name a tile alike
+                tile.java_object.setID(uuid.fromString(str(f["id"])))
     data.getHierarchy().resolveHierarchy()  # tiles under the annotation that holds them
     entry.saveImageData(data)
     held = sum(1 for t in data.getHierarchy().getTileObjects() if str(t.getName()) == prefix)

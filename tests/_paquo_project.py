@@ -68,7 +68,8 @@ def copy_project(template: Path, target: Path) -> Path:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by relative path."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
 def _child(folder: str, tiff: str, geojson: str, classes: str) -> None:
@@ -80,7 +81,8 @@ def _child(folder: str, tiff: str, geojson: str, classes: str) -> None:
     path_classes = []
     for c in json.loads(Path(classes).read_text(encoding="utf-8"))["pathClasses"]:
         argb = int(c["color"]) & 0xFFFFFF
-        path_classes.append(QuPathPathClass(c["name"], color=((argb >> 16) & 255, (argb >> 8) & 255, argb & 255)))
+        rgb = ((argb >> 16) & 255, (argb >> 8) & 255, argb & 255)
+        path_classes.append(QuPathPathClass(c["name"], color=rgb))
     with QuPathProject(Path(folder) / "project.qpproj", mode="x") as qp:
         qp.path_classes = path_classes
         image = qp.add_image(tiff, image_type=QuPathImageType.BRIGHTFIELD_H_E)

@@ -138,7 +138,7 @@ def _write(project: str, entry_id: int, features_path: str, prefix: str) -> int:
     a new random name); only the image's data file and ``summary.json`` change, as when QuPath saves.
     """
     from paquo.hierarchy import QuPathPathObjectHierarchy
-    from paquo.java import JClass
+    from paquo.jpype_backend import JClass
     from paquo.projects import QuPathProject
     from shapely.geometry import shape
 

@@ -60,6 +60,23 @@ def make_project(install: Path, folder: Path, tiff: Path, geojson: Path, classes
     return folder / "project.qpproj"
 
 
+_MADE: dict[str, Path] = {}
+
+
+def paquo_made_project(version: str, install: Path, slide: Path, workdir: Path) -> Path:
+    """The skin sample as a project QuPath ``version`` made around a plain TIFF of ``slide``; made once
+    per session under ``workdir`` (a session temp folder). Work on a :func:`copy_project` of it."""
+    if version not in _MADE:
+        tiff = workdir / "CMU-1-Small-Region.tif"
+        if not tiff.exists():
+            write_plain_tiff(slide, tiff)
+        folder = workdir / f"skin-{version.replace('.', '')}"  # paquo takes a dotted folder for a file
+        make_project(install, folder, tiff, sample_file("histobridge/annotations/1.geojson"),
+                     sample_file("classifiers/classes.json"))
+        _MADE[version] = folder
+    return _MADE[version]
+
+
 def copy_project(template: Path, target: Path) -> Path:
     """A copy of a project folder; the image stays where it is (its URI is absolute)."""
     shutil.copytree(template, target)

@@ -29,6 +29,11 @@ def find_install(version: str) -> Path | None:
     return None
 
 
+def installed() -> list[tuple[str, Path]]:
+    """(version, install) for every QuPath version found, oldest first."""
+    return [(v, p) for v in VERSIONS if (p := find_install(v)) is not None]
+
+
 def require_install(version: str) -> Path:
     found = find_install(version)
     if found is None:

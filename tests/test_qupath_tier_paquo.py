@@ -18,7 +18,7 @@ import pytest
 from _paquo_project import (
     SAMPLE_MPP,
     copy_project,
-    make_project,
+    paquo_made_project,
     sample_file,
     snapshot,
     write_plain_tiff,
@@ -34,7 +34,6 @@ from histobridge.qupath.project import Project
 pytestmark = pytest.mark.qupath
 DRIVER = Path(__file__).with_name("_qupath_paquo_driver.py")
 ANNOTATIONS = "histobridge/annotations/1.geojson"
-_TEMPLATES: dict[str, Path] = {}
 
 
 def _install(version: str) -> Path:
@@ -44,27 +43,17 @@ def _install(version: str) -> Path:
     return found
 
 
-@pytest.fixture(scope="module")
-def plain_tiff(cmu_slide: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_plain_tiff(cmu_slide, tmp_path_factory.mktemp("image") / "CMU-1-Small-Region.tif")
-
-
-def _template(version: str, tiff: Path, factory: pytest.TempPathFactory) -> Path:
-    """The project QuPath ``version`` made (once per session); tests work on copies."""
-    if version not in _TEMPLATES:
-        folder = factory.mktemp("paquo-made") / f"skin-{version.replace('.', '')}"
-        make_project(_install(version), folder, tiff, sample_file(ANNOTATIONS),
-                     sample_file("classifiers/classes.json"))
-        _TEMPLATES[version] = folder
-    return _TEMPLATES[version]
+@pytest.fixture(scope="session")
+def paquo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("paquo-made")
 
 
 @pytest.fixture(params=VERSIONS)
-def qupath(request: pytest.FixtureRequest, plain_tiff: Path, tmp_path_factory: pytest.TempPathFactory,
+def qupath(request: pytest.FixtureRequest, cmu_slide: Path, paquo_workdir: Path,
            monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """(QuPath install, a fresh copy of the project it made); paquo children use that QuPath."""
+    """(QuPath install, the project it made); paquo children of this test use that QuPath."""
     install = _install(request.param)
-    template = _template(request.param, plain_tiff, tmp_path_factory)
+    template = paquo_made_project(request.param, install, cmu_slide, paquo_workdir)
     monkeypatch.setenv("PAQUO_QUPATH_DIR", str(install))
     return install, template
 

@@ -187,6 +187,14 @@ def test_heatmap_write_back_paquo(qupath: tuple[Path, Path], tmp_path: Path) -> 
         _check_tiles(seen, written, annotations, root)
 
 
+def _one_tile(path: Path) -> Path:
+    square = [[[0, 0], [128, 0], [128, 128], [0, 128], [0, 0]]]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square},
+         "properties": {"objectType": "tile", "measurements": {"m: A probability": 0.25}}}]}))
+    return path
+
+
 def test_paquo_write_refuses_an_image_qupath_cannot_open(
     qupath: tuple[Path, Path], cmu_slide: Path, tmp_path: Path
 ) -> None:
@@ -202,11 +210,7 @@ def test_paquo_write_refuses_an_image_qupath_cannot_open(
     doc["images"][0]["serverBuilder"]["uri"] = tiled.as_uri()
     qpproj.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     assert Project.open(folder).images[0].open_slide().dimensions == (2220, 2967)
-    tiles = tmp_path / "tiles.geojson"
-    square = [[[0, 0], [128, 0], [128, 128], [0, 128], [0, 0]]]
-    tiles.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square},
-         "properties": {"objectType": "tile", "measurements": {"m: A probability": 0.25}}}]}))
+    tiles = _one_tile(tmp_path / "tiles.geojson")
     before = snapshot(folder)
     with pytest.raises(ProjectError, match=r"QuPath cannot open image 1 .*nothing was written"):
         write_tiles_paquo(qpproj, 1, tiles, prefix="m", qupath_dir=install)
@@ -214,3 +218,24 @@ def test_paquo_write_refuses_an_image_qupath_cannot_open(
     assert {k: v for k, v in after.items() if k in before} == before
     assert after["data/1/data.qpdata.bkp"] == before["data/1/data.qpdata"]
     assert layout.qpdata_path(folder, 1).read_bytes() == before["data/1/data.qpdata"]
+
+
+def test_paquo_write_refuses_a_data_file_qupath_cannot_read(
+    qupath: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """QuPath opens an unreadable data file as an empty image (it only logs); saving tiles then would
+    replace every annotation. Nothing is written and the error names the file."""
+    from histobridge.qupath.paquo.write import write_tiles_paquo
+
+    install, template = qupath
+    folder = copy_project(template, tmp_path / "skin")
+    data = layout.qpdata_path(folder, 1)
+    data.write_bytes(data.read_bytes()[: len(data.read_bytes()) // 2])  # cut short
+    before = snapshot(folder)
+    with pytest.raises(ProjectError, match=r"data\.qpdata: QuPath could not read this data file"):
+        write_tiles_paquo(folder / "project.qpproj", 1, _one_tile(tmp_path / "t.geojson"), prefix="m",
+                          qupath_dir=install)
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert set(after) - set(before) == {"data/1/data.qpdata.bkp"} | {
+        k for k in after if k.startswith("histobridge/backups/")}

@@ -1,11 +1,16 @@
 """Write heatmap tiles straight into a QuPath project through paquo (QuPath's own Java code).
 
-paquo starts a JVM on import and a JVM cannot be restarted in one process,
-so the writing runs in ``python -m histobridge.qupath.paquo.write write …``. The parent backs up
-the ``.qpproj`` first, hands over the GeoJSON file written for the Groovy route, and reports errors.
-Tiles of earlier runs of the same model (same name / measurement prefix) are removed first, so a rerun
-replaces rather than duplicates, as ``import_results.groovy`` does. Measurements are passed to paquo
-as Python floats (it rejects ints and numpy scalars). QuPath must not have the project open.
+paquo starts a JVM on import and a JVM cannot be restarted in one process, so the writing runs in
+``python -m histobridge.qupath.paquo.write write …`` (with ``PAQUO_QUPATH_DIR`` set when the caller
+names a QuPath). The child opens the image as QuPath does (``entry.readImageData()``, which needs a
+QuPath that can open the image file), removes tiles of earlier runs of the same model (same name or
+measurement prefix, as ``import_results.groovy`` does), adds the new ones (locked, with the GeoJSON
+ids, nested by ``resolveHierarchy``) and saves through ``entry.saveImageData``: only ``data.qpdata``
+and ``summary.json`` change; ``project.qpproj`` is not rewritten. It refuses, writing nothing, when
+QuPath cannot open the image or could not read the existing data file (QuPath itself would then
+start from an empty hierarchy). The parent keeps copies first (:func:`backup_before_write`).
+Measurements are passed to paquo as Python floats (it rejects ints and numpy scalars). QuPath must
+not have the project open.
 """
 
 from __future__ import annotations
@@ -168,7 +173,8 @@ def _write(project: str, entry_id: int, features_path: str, prefix: str) -> int:
         for old in [d for d in hierarchy.detections if _is_ours(d, prefix)]:
             hierarchy.detections.discard(old)
         for f in features:
-            meas = {str(k): float(v) for k, v in (f["properties"].get("measurements") or {}).items()}
+            values = (f["properties"].get("measurements") or {}).items()
+            meas = {str(k): float(v) for k, v in values if v is not None}
             tile = hierarchy.add_tile(roi=shape(f["geometry"]), path_class=_path_class(qp, f),
                                       measurements=meas)
             tile.name = prefix

@@ -324,14 +324,10 @@ def test_qpdata_preferred_then_fallback_to_geojson(tmp_path: Path, shared_dir: P
     assert any("data.qpdata" in n for n in fallback.notes)
 
 
-def test_paquo_source_without_qupath(tmp_path: Path) -> None:
-    from histobridge.qupath.paquo.read import paquo_status
-
-    ok, _ = paquo_status()
-    if ok:
-        pytest.skip("paquo and QuPath are installed; the unavailable path cannot be checked")
+def test_paquo_source_without_qupath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAQUO_QUPATH_DIR", str(tmp_path / "no-qupath-here"))  # whatever is installed
     proj = _project_with_image(tmp_path)
-    with pytest.raises(ProjectError, match="paquo"):
+    with pytest.raises(ProjectError, match="cannot read annotations through paquo"):
         proj.annotations(proj.images[0], source="paquo")
 
 

@@ -65,7 +65,8 @@ def _status(qupath_dir: str | None) -> tuple[bool, str]:
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"could not start paquo: {err}"
     if proc.returncode != 0:
-        return False, f"paquo cannot start QuPath (set PAQUO_QUPATH_DIR): {_tail(proc.stderr)}"
+        where = f"from {qupath_dir}" if qupath_dir else "(set PAQUO_QUPATH_DIR to a QuPath folder)"
+        return False, f"paquo cannot start QuPath {where}: {_tail(proc.stderr, 1)}"
     return True, proc.stdout.strip() or "paquo ready"
 
 

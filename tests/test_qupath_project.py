@@ -353,7 +353,7 @@ def test_paquo_reads_the_same_annotations_as_geojson(
     proj = Project.open(folder)
     e = proj.images[0]
     via = proj.annotations(e, source="paquo")
-    assert via.source == "paquo" and len(via) == 15
+    assert via.source == "paquo" and len(via) > 10
     assert via.by_class() == proj.annotations(e, source="geojson").by_class()
 
 

@@ -74,7 +74,7 @@ def test_paquo_reads_what_histobridge_reads(qupath: tuple[Path, Path], tmp_path:
     via = proj.annotations(entry, source="paquo")
     assert own.source == "qpdata" and via.source == "paquo"
     sample = read_features(sample_file(ANNOTATIONS)).annotations
-    assert len(own) == len(via) == len(sample) == 15
+    assert len(own) == len(via) == len(sample) > 10
     by_id = {a.object_id: a for a in via.annotations}
     assert set(by_id) == {a.object_id for a in own.annotations}
     for a in own.annotations:
@@ -89,7 +89,7 @@ def test_paquo_reads_what_histobridge_reads(qupath: tuple[Path, Path], tmp_path:
     for a, s in zip(order, sorted(sample, key=lambda a: a.geometry.area), strict=True):
         assert (a.path_class, a.name, _holes(a.geometry)) == (s.path_class, s.name, _holes(s.geometry))
         assert a.geometry.area == pytest.approx(s.geometry.area, rel=1e-6)
-    assert sorted(_holes(a.geometry) for a in own.annotations)[-2:] == [1, 2]  # holes survive both routes
+    assert sum(_holes(a.geometry) for a in own.annotations) > 0  # the sample has holes: both routes keep them
 
 
 def _heatmap(folder: Path, out: Path) -> Any:
@@ -147,6 +147,7 @@ def test_heatmap_write_back_paquo(qupath: tuple[Path, Path], tmp_path: Path) -> 
         for snap in (after_first, after)
     )
     n = len(features)
+    n_annotations = len(read_features(sample_file(ANNOTATIONS)).annotations)
     assert n > 20 and f"{n} tiles" in first.output
     # Only the image's data file and QuPath's summary of it changed; the project file is untouched.
     assert {k for k in before if after.get(k) != before[k]} == {"data/1/data.qpdata", "data/1/summary.json"}
@@ -159,11 +160,11 @@ def test_heatmap_write_back_paquo(qupath: tuple[Path, Path], tmp_path: Path) -> 
     assert after["data/1/data.qpdata.bkp"] == after_first["data/1/data.qpdata"]
     for snap in (after_first, after):
         counts = json.loads(snap["data/1/summary.json"])["hierarchy"]["objectTypeCounts"]
-        assert counts["Tiles"] == n and counts["Annotations"] == 15
+        assert counts["Tiles"] == n and counts["Annotations"] == n_annotations
 
     proj = Project.open(template)
     annotations = {a.object_id: a for a in proj.annotations(proj.images[0]).annotations}
-    assert len(annotations) == 15
+    assert len(annotations) == n_annotations
     jobs = [{"op": "open_image", "path": str(p / "project.qpproj"), "entry": 1}
             for p in (template, first_copy, folder)]
     run = run_quPath(install, jobs, driver=DRIVER)
@@ -178,7 +179,7 @@ def test_heatmap_write_back_paquo(qupath: tuple[Path, Path], tmp_path: Path) -> 
         return sorted(({k: v for k, v in o.items() if k != "n_children"} for o in seen["objects"]
                        if o["type"] == "PathAnnotationObject"), key=lambda o: o["id"])
 
-    assert len(annotations_of(pristine)) == 15
+    assert len(annotations_of(pristine)) == n_annotations
     assert not [o for o in pristine["objects"] if o["type"] == "PathTileObject"]
     root = next(o["id"] for o in pristine["objects"] if o["type"] == "PathRootObject")
     for seen, written in ((once, features_first), (twice, features)):

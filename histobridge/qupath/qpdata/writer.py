@@ -437,7 +437,7 @@ def write_objects_qpdata(
         tmp.write_bytes(data_bytes)
     if timestamp_ms is not None:
         os.utime(path, ns=(timestamp_ms * 1_000_000, timestamp_ms * 1_000_000))
-    stamp = int(path.stat().st_mtime * 1000)
+    stamp = path.stat().st_mtime_ns // 1_000_000
     summary_file = layout.summary_path(folder, eid)
     size = _server_summary(summary_file, entry) or (dict(server) if server else None)
     doc = summary(objects, image_type, size, stamp)

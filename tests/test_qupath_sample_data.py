@@ -84,3 +84,24 @@ def test_a_project_without_data_or_export_gets_the_data_file(tmp_path: Path, cmu
     init_sample_project(tmp_path, force=True, offline=True)
     assert read_qpdata(layout.qpdata_path(tmp_path, 1)).counts()["annotation"] == 15
     assert len(read_features(layout.annotation_path(tmp_path, 1)).annotations) == 15
+
+
+def test_tiling_the_sample_is_the_same_from_the_data_file_and_from_the_export(
+    tmp_path: Path, cmu_slide: Path
+) -> None:
+    from histobridge.tiling import TileSpec, open_store, tile_project
+
+    results = []
+    for source in ("qpdata", "geojson"):
+        folder = tmp_path / source
+        init_sample_project(folder, offline=True)
+        if source == "geojson":
+            layout.qpdata_path(folder, 1).unlink()  # as the sample was before it shipped QuPath data
+        project = Project.open(folder / layout.PROJECT_FILE)
+        assert project.annotations(project.images[0]).source == source
+        report = tile_project(project, tmp_path / f"{source}.zarr", TileSpec(64, 64))
+        (group,) = open_store(tmp_path / f"{source}.zarr").groups()
+        results.append((report.tiles, group.coords[:], group.labels[:], group.attrs["regions"]))
+    (n, coords, labels, regions), (n2, coords2, labels2, regions2) = results
+    assert n == n2 > 100
+    assert (coords == coords2).all() and (labels == labels2).all() and regions == regions2

@@ -313,7 +313,8 @@ def op_load_project(job: dict[str, Any]) -> Any:
     images = []
     for entry in project.getImageList():
         data = entry.readHierarchy() if entry.hasImageData() else None
-        objs = [] if data is None else [describe(p, job.get("wkt", False)) for p in data.getObjects(None, None)]
+        wkt = job.get("wkt", False)
+        objs = [] if data is None else [describe(p, wkt) for p in data.getObjects(None, None)]
         name, has = str(entry.getImageName()), bool(entry.hasImageData())
         images.append({"name": name, "has_data": has, "objects": objs})
     classes = [str(c.toString()) for c in project.getPathClasses()]

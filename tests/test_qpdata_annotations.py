@@ -31,7 +31,8 @@ SKIN = REPO / "sample_projects" / "skin"
 HOLE = wkt.loads("POLYGON ((0 0, 400 0, 400 400, 0 400, 0 0), (100 100, 300 100, 300 300, 100 300, 100 100))")
 MULTI = wkt.loads(
     "MULTIPOLYGON (((500 0, 700 0, 700 200, 500 200, 500 0)), "
-    "((500 300, 900 300, 900 700, 500 700, 500 300), (600.25 400.5, 800 400, 800 600, 600 600, 600.25 400.5)))"
+    "((500 300, 900 300, 900 700, 500 700, 500 300), "
+    "(600.25 400.5, 800 400, 800 600, 600 600, 600.25 400.5)))"
 )
 
 
@@ -72,7 +73,10 @@ def test_annotations_round_trip_with_holes_parts_and_fields(skin_copy: Path) -> 
         assert read.geometry.equals_exact(mine.geometry, 0)  # double precision WKB: exact
         assert read.roi_type == "geometry" and read.plane == (-1, 0, 0)
         assert (read.path_class, read.name, read.color, read.locked) == (
-            mine.path_class, mine.name, mine.color, mine.locked
+            mine.path_class,
+            mine.name,
+            mine.color,
+            mine.locked,
         )
         assert dict(read.measurements) == dict(mine.measurements)
         assert read.class_probability is None or math.isnan(read.class_probability)
@@ -83,7 +87,9 @@ def test_annotations_round_trip_with_holes_parts_and_fields(skin_copy: Path) -> 
     assert uuid.UUID(str(back[2].object_id))  # a new ID where the given one is no UUID
     summary = json.loads(layout.summary_path(skin_copy, 1).read_text())
     assert summary["hierarchy"]["annotationClassificationCounts"] == {
-        "Tumor": 1, "Tumor: Positive": 1, "Unclassified": 1
+        "Tumor": 1,
+        "Tumor: Positive": 1,
+        "Unclassified": 1,
     }
 
 
@@ -159,7 +165,12 @@ def test_server_string_swap_keeps_every_other_byte(skin_copy: Path) -> None:
 def _same_annotations(a: list[PathObject], b: list[PathObject]) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
-        assert (x.path_class, x.name, x.object_id, x.class_color) == (y.path_class, y.name, y.object_id, y.class_color)
+        assert (x.path_class, x.name, x.object_id, x.class_color) == (
+            y.path_class,
+            y.name,
+            y.object_id,
+            y.class_color,
+        )
         assert x.geometry.equals_exact(y.geometry, 1e-9)
         assert [len(p.interiors) for p in getattr(x.geometry, "geoms", [x.geometry])] == [
             len(p.interiors) for p in getattr(y.geometry, "geoms", [y.geometry])
@@ -175,10 +186,15 @@ def test_shipped_sample_data_holds_the_sidecar_annotations() -> None:
     summary = json.loads((SKIN / "data" / "1" / "summary.json").read_text())
     assert summary["hierarchy"]["objectTypeCounts"] == {"Root objects": 1, "Annotations": 15}
     assert summary["hierarchy"]["annotationClassificationCounts"] == {
-        "Epidermis": 6, "Dermis": 6, "Background": 2, "Unclassified": 1
+        "Epidermis": 6,
+        "Dermis": 6,
+        "Background": 2,
+        "Unclassified": 1,
     }
     assert summary["server"] == {"width": 2220, "height": 2967, "sizeC": 3, "sizeZ": 1, "sizeT": 1}
-    assert not (SKIN / "data" / "1" / "server.json").exists()  # QuPath writes one only once it changed a server
+    assert not (
+        SKIN / "data" / "1" / "server.json"
+    ).exists()  # QuPath writes one only once it changed a server
 
 
 def test_shipped_sample_data_is_rebuilt_byte_for_byte(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from histobridge.qupath.servers import path_to_uri
 SHIPPED = Path(__file__).resolve().parents[1] / "sample_projects" / "skin" / "data" / "1" / "data.qpdata"
 
 
-def test_materialised_project_carries_the_data_file_pointed_at_the_slide(tmp_path: Path, cmu_slide: Path) -> None:
+def test_materialised_project_carries_the_data_file_pointed_at_the_slide(
+    tmp_path: Path, cmu_slide: Path
+) -> None:
     qpproj = init_sample_project(tmp_path / "my skin", offline=True)
     folder = qpproj.parent
     slide_uri = path_to_uri((folder / "images" / "CMU-1-Small-Region.svs").resolve())

@@ -43,7 +43,10 @@ def _inputs(tmp: Path, slide: Path) -> tuple[list[dict[str, Any]], dict[str, Any
     heat = init_sample_project(tmp / "heatmap", offline=True)
     project = Project.open(heat)
     report = run_heatmap(
-        project, load_classifier(CLASSIFIER, device="cpu"), tmp / "heatmap-out", HeatmapOptions(write_back="qpdata")
+        project,
+        load_classifier(CLASSIFIER, device="cpu"),
+        tmp / "heatmap-out",
+        HeatmapOptions(write_back="qpdata"),
     )
     assert report.ok and report.results[0].tiles > 50
     heat_data = layout.qpdata_path(heat.parent, 1)
@@ -63,7 +66,9 @@ def _inputs(tmp: Path, slide: Path) -> tuple[list[dict[str, Any]], dict[str, Any
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
-def session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> dict:
+def session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path
+) -> dict:
     inputs: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
 
     def prepare(v: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -121,7 +126,9 @@ def test_quPath_reads_a_materialised_sample_project(session: dict) -> None:
 def test_quPath_reads_heatmap_tiles_nested_under_unchanged_annotations(session: dict) -> None:
     data = _value(session, "heatmap")
     objects = {o["id"]: o for o in data["objects"]}
-    shipped = {o["id"]: o for o in _value(session, "shipped")["objects"] if o["type"] == "PathAnnotationObject"}
+    shipped = {
+        o["id"]: o for o in _value(session, "shipped")["objects"] if o["type"] == "PathAnnotationObject"
+    }
     for oid, before in shipped.items():  # every annotation as QuPath saw it before the heatmap
         after = objects[oid]
         assert {k: v for k, v in after.items() if k not in ("n_children", "wkt")} == {
@@ -150,8 +157,17 @@ def test_a_file_quPath_saved_reads_identically(session: dict) -> None:
     def key(data: Any) -> dict[str, tuple[Any, ...]]:
         ids = {o.index: o.object_id for o in data.objects}
         return {
-            str(o.object_id): (o.object_type, o.path_class, o.class_color, o.name, o.color, o.locked,
-                               dict(o.measurements), ids.get(o.parent_index), o.plane)  # fmt: skip
+            str(o.object_id): (
+                o.object_type,
+                o.path_class,
+                o.class_color,
+                o.name,
+                o.color,
+                o.locked,
+                dict(o.measurements),
+                ids.get(o.parent_index),
+                o.plane,
+            )
             for o in data.objects
             if o.object_type != "root"
         }

@@ -16,9 +16,9 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from importlib.abc import Traversable
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from histobridge._atomic import copy_file, write_bytes, write_json
@@ -212,7 +212,7 @@ def _user_annotations_beyond_sample(template: Traversable, dest: Path, entry_id:
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     sample = json.loads(ours.read_text(encoding="utf-8"))
-    return _merge_features(sample, theirs) != _merge_features(sample, None)
+    return bool(_merge_features(sample, theirs) != _merge_features(sample, None))
 
 
 def _place_data(template: Traversable, dest: Path, doc: dict[str, Any], uris: Mapping[int, str]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import mmap
@@ -21,7 +22,6 @@ import os
 import re
 import shutil
 import struct
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -254,7 +254,7 @@ def new_qpdata_bytes(
     w.block(struct.pack(">i", len(prepared) + len(at_root)))
     for i, a in enumerate(prepared):
         mine = groups.get(i + 1, np.zeros(0, np.int64))
-        annotation_emitter.annotation(a, len(mine), lambda mine=mine: emitter.tiles(mine))
+        annotation_emitter.annotation(a, len(mine), functools.partial(emitter.tiles, mine))
     emitter.tiles(at_root)
     w.end_block()
     w.null()  # tmaGrid
@@ -421,7 +421,9 @@ def write_objects_qpdata(
         objects: list[tuple[str, str | None]] = [("root", None)]
         objects += [("annotation", a.path_class) for a in annotations or ()]
         image_type, removed = "UNSET", 0
-        parents = plan_parents(_annotation_records(prepare_annotations(annotations or ())), batch, set(), False)
+        parents = plan_parents(
+            _annotation_records(prepare_annotations(annotations or ())), batch, set(), False
+        )
         n_in = int((parents != 0).sum())
     else:
         data_bytes, data, gone, parents = rewrite_qpdata(path, batch)

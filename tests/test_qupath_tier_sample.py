@@ -8,6 +8,7 @@ unchanged; and a file QuPath itself saves from it reads in histobridge exactly a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,42 @@ pytestmark = pytest.mark.qupath
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "sample_projects" / "skin" / "data" / "1" / "data.qpdata"
 CLASSIFIER = REPO / "sample_projects" / "skin" / "models" / "classifier"
-JOBS = ("shipped", "placed", "project", "heatmap", "resave", "resaved")
+JOBS = ("shipped", "placed", "project", "heatmap", "resave", "resaved", "variety")
+VARIETY = [  # (WKT, class, own colour, name, locked, measurements)
+    ("POLYGON ((0 0, 400 0, 400 400, 0 400, 0 0), (100 100, 300 100, 300 300, 100 300, 100 100))",
+     "Tumor", None, "ring", False, {}),
+    ("MULTIPOLYGON (((500 0, 700 0, 700 200, 500 200, 500 0)), "
+     "((500 300, 900 300, 900 700, 500 700, 500 300), "
+     "(600.25 400.5, 800 400, 800 600, 600 600, 600.25 400.5)))",
+     "Tumor: Positive", (0, 255, 0), "two parts", True, {"Area µm^2": 1234.5, "score": -0.125}),
+    ("POLYGON ((1000 1000, 1100 1000, 1100 1050, 1000 1050, 1000 1000))", None, None, None, False, {}),
+]  # fmt: skip
 
 
 def _holes(geometry: Any) -> int:
     return sum(len(p.interiors) for p in getattr(geometry, "geoms", [geometry]))
+
+
+def _variety(path: Path) -> Path:
+    """Annotations with holes, several parts, own colours, a derived class, measurements, a lock."""
+    from histobridge.qupath.qpdata.header import read_server_json
+    from histobridge.qupath.qpdata.writer import new_qpdata_bytes
+
+    objs = [
+        PathObject(
+            shapely_wkt.loads(w),
+            c,
+            color=col,
+            name=n,
+            locked=lk,
+            measurements=m,
+            class_color=(200, 0, 0) if c else None,
+        )
+        for w, c, col, n, lk, m in VARIETY
+    ]
+    server = json.dumps(read_server_json(SHIPPED.read_bytes()))
+    path.write_bytes(new_qpdata_bytes(server, annotations=objs))
+    return path
 
 
 def _inputs(tmp: Path, slide: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -60,6 +92,7 @@ def _inputs(tmp: Path, slide: Path) -> tuple[list[dict[str, Any]], dict[str, Any
         {"op": "read_qpdata", "path": str(heat_data), "reresolve": True},
         {"op": "resave_qpdata", "path": str(heat_data), "image": str(image), "out": str(resaved)},
         {"op": "read_qpdata", "path": str(resaved)},
+        {"op": "read_qpdata", "path": str(_variety(tmp / "variety.qpdata")), "wkt": True},
     ]
     return jobs, {"placed": layout.qpdata_path(placed.parent, 1), "heat": heat_data, "resaved": resaved,
                   "tiles": report.results[0].tiles}  # fmt: skip
@@ -186,3 +219,19 @@ def test_a_file_quPath_saved_reads_identically(session: dict) -> None:
     # and histobridge finds the same annotations in QuPath's file as in its own
     got = _value(session, "resaved")
     assert sum(o["type"] == "PathAnnotationObject" for o in got["objects"]) == 15
+
+
+def test_quPath_reads_holes_parts_colours_and_measurements(session: dict) -> None:
+    objects = [o for o in _value(session, "variety")["objects"] if o["type"] == "PathAnnotationObject"]
+    assert len(objects) == len(VARIETY)
+    for q, (w, cls, color, name, locked, measurements) in zip(objects, VARIETY, strict=True):
+        geometry = shapely_wkt.loads(w)
+        assert (q["class"], q["name"], q["locked"], q["measurements"]) == (cls, name, locked, measurements)
+        assert q["color"] == (
+            None if color is None else (0xFF << 24 | color[0] << 16 | color[1] << 8 | color[2]) - (1 << 32)
+        )
+        assert q["area"] == pytest.approx(geometry.area, rel=1e-9)
+        back = shapely_wkt.loads(q["wkt"])
+        assert back.geom_type == geometry.geom_type and _holes(back) == _holes(geometry)
+        assert back.equals_exact(geometry, 1e-9)
+    assert objects[0]["class_color"] == (0xFF << 24 | 200 << 16) - (1 << 32)

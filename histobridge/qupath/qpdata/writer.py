@@ -1,13 +1,15 @@
-"""Write classifier tiles into QuPath's ``data/<id>/data.qpdata`` in pure Python (no JVM).
+"""Write annotations and classifier tiles into QuPath's ``data/<id>/data.qpdata`` (pure Python, no JVM).
 
-The existing file is re-emitted token for token (see :mod:`.copier`): every object, field, class,
-workflow step and property stays byte-identical apart from renumbered back-references, earlier tiles
-of the same model (tiles named after the model's prefix) are left out, and the new tiles are nested
-where ``resolveHierarchy`` would put them: under the smallest annotation (or TMA core) on the same
-plane whose area contains the tile's centroid, else under the root. As QuPath does when it saves,
-the previous file is kept as ``data.qpdata.bkp`` and ``summary.json`` is rewritten; the new file
-replaces the old one atomically. Only QuPath 0.4+ files (data file version 3, object IDs in a
-MetadataMap) are rewritten; anything else is refused with the reason.
+A new file holds the given annotations (see :mod:`.annotation_out`) under the root and the tiles
+nested as below. Tiles for an existing file: it is re-emitted token for token (see :mod:`.copier`):
+every object, field, class, workflow step and property stays byte-identical apart from renumbered
+back-references, earlier tiles of the same model (tiles named after the model's prefix) are left
+out, and the new tiles are nested where ``resolveHierarchy`` would put them: under the smallest
+annotation (or TMA core) on the same plane whose area contains the tile's centroid, else under the
+root. As QuPath does when it saves, the previous file is kept as ``data.qpdata.bkp`` and
+``summary.json`` is rewritten; the new file replaces the old one atomically. Only QuPath 0.4+ files
+(data file version 3, object IDs in a MetadataMap) are rewritten; anything else is refused with
+the reason.
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ def heatmap(
         False, "--closed-lines-as-areas", help="Read closed outlines (polylines) as areas."
     ),
     stride_div: int = typer.Option(1, "--stride-div", help="Tile overlap: stride = tile / N (1, 2 or 4)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Tiles per model batch."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1,
+                                    help="Tiles read together (one slide block); the GPU runs them as one "
+                                         "model batch, the CPU a few tiles at a time."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="MC-dropout passes (0 = off; e.g. 30)."),
     out: Path = typer.Option(Path("heatmaps"), "--out", "-o", help="Folder for GeoJSON, NPZ, CSV, PNG."),

@@ -12,8 +12,8 @@ channels-last: the uint8 NHWC tiles are already in that order, so the conversion
 pass, and oneDNN's convolutions run faster on it than on NCHW. The config's steps then run in place,
 the same torch kernels in the same order as :meth:`TileClassifier.preprocess`. Small forward chunks
 keep the activations of a batch (hundreds of MiB for 64 tiles of 224 px through a ResNet-18) out of
-peak memory and run no slower, since a 224 px tile already fills the caches; the read batch stays
-large, because a batch decodes one spatial block of the slide. Elsewhere (CUDA, or preprocessing
+peak memory and, measured at one thread, run as fast as whole batches or faster; the read batch
+stays large, because a batch decodes one spatial block of the slide. Elsewhere (CUDA, or preprocessing
 that changes the shape) the readers return ready float batches, as the device wants whole batches.
 """
 

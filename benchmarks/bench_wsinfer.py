@@ -17,6 +17,9 @@ WSInfer pins ``zarr<3`` and ``tiffslide<3``, which histobridge cannot share, so 
     /tmp/wsinfer-venv/bin/pip install wsinfer==0.6.1 torch==2.13.0 'zarr<3' 'tiffslide<3'
     python benchmarks/bench_wsinfer.py --wsinfer-python /tmp/wsinfer-venv/bin/python
 
+That resolved to wsinfer 0.6.1, wsinfer-zoo 0.6.3, torch 2.13.0+cpu, torchvision 0.28.0, zarr 2.18.7,
+tiffslide 2.5.1 and numpy 2.4.6 (see the torchvision note the benchmark prints).
+
 Without ``--wsinfer-python`` the WSInfer side runs where ``wsinfer`` imports (here, if installed)
 and is skipped with a note otherwise. ``--model resnet18`` uses a ResNet-18-sized network (heavy).
 """

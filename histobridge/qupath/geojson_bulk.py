@@ -63,7 +63,7 @@ def simple_polygons(features: list[Any], minimum: int = 1) -> dict[int, BaseGeom
 def _ring_points(rings: list[Any]) -> np.ndarray | None:
     """All ring points as one (N, 2) float array; None when any point is not two numbers."""
     points = list(itertools.chain.from_iterable(rings))
-    if set(map(type, points)) != {list} or set(map(len, points)) != {2}:
+    if not set(map(type, points)) <= {list, tuple} or set(map(len, points)) != {2}:
         return None
     numbers = list(itertools.chain.from_iterable(points))
     if not set(map(type, numbers)) <= {float, int}:  # bool, str, None, lists: the per-object path decides

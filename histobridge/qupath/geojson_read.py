@@ -105,7 +105,7 @@ def read_features(
                         if object_types is None or plain.object_type in object_types:
                             out.append(plain)
                         else:
-                            name = "" if plain.name is None else f" {plain.name!r}"
+                            name = f" {plain.name!r}" if plain.name else ""
                             keep(plain, label_form.format(i) + name)
                         continue
                     for label, feature in _walk(item, where, notes, label_form.format(i)):

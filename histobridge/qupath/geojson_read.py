@@ -75,7 +75,17 @@ def read_features(
     records the feature-by-feature path makes; everything else takes that path.
     """
     where = str(source) if isinstance(source, (str, os.PathLike)) else "GeoJSON document"
-    doc = load_document(source) if isinstance(source, (str, os.PathLike)) else source
+    # The collector stays paused from parsing to the last record, and a file's document is freed
+    # before it resumes: otherwise its first pass walks the document's 10⁶ containers.
+    with gc_paused():
+        doc = load_document(source) if isinstance(source, (str, os.PathLike)) else source
+        result = _read_document(doc, where, object_types, closed_lines_as_areas)
+        del doc
+    return result
+
+
+def _read_document(doc: Any, where: str, object_types: Collection[str] | None,
+                   closed_lines_as_areas: bool) -> FeatureReadResult:
     reader = _FeatureReader(closed_lines_as_areas)
     notes = reader.notes
     out: list[PathObject] = []
@@ -88,30 +98,29 @@ def read_features(
             notes.add(f"{obj.object_type} object(s) not requested, left out", label)
 
     try:
-        with gc_paused():  # 10⁵ records and their dicts: no cycles among them
-            features, label_form = _collection(doc)
-            if features is None:
-                for label, feature in _walk(doc, where, notes):
+        features, label_form = _collection(doc)
+        if features is None:
+            for label, feature in _walk(doc, where, notes):
+                n_features += 1
+                for obj in reader.feature(feature, label):
+                    keep(obj, label)
+        else:
+            ready = simple_polygons(features, BULK_MIN) if len(features) >= BULK_MIN else {}
+            reader.ready = ready
+            for i, item in enumerate(features):
+                plain = plain_object(item, ready) if ready else None
+                if plain is not None:
+                    n_features += 1
+                    if object_types is None or plain.object_type in object_types:
+                        out.append(plain)
+                    else:
+                        name = f" {plain.name!r}" if plain.name else ""
+                        keep(plain, label_form.format(i) + name)
+                    continue
+                for label, feature in _walk(item, where, notes, label_form.format(i)):
                     n_features += 1
                     for obj in reader.feature(feature, label):
                         keep(obj, label)
-            else:
-                ready = simple_polygons(features, BULK_MIN) if len(features) >= BULK_MIN else {}
-                reader.ready = ready
-                for i, item in enumerate(features):
-                    plain = plain_object(item, ready) if ready else None
-                    if plain is not None:
-                        n_features += 1
-                        if object_types is None or plain.object_type in object_types:
-                            out.append(plain)
-                        else:
-                            name = f" {plain.name!r}" if plain.name else ""
-                            keep(plain, label_form.format(i) + name)
-                        continue
-                    for label, feature in _walk(item, where, notes, label_form.format(i)):
-                        n_features += 1
-                        for obj in reader.feature(feature, label):
-                            keep(obj, label)
     except RecursionError as err:
         raise AnnotationError(f"{where}: objects nested too deeply to read") from err
     if n_features == 0 and not isinstance(doc, (list, dict)):

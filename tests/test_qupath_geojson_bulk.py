@@ -307,3 +307,23 @@ def test_parsed_numbers_are_the_standard_librarys(tmp_path: Path) -> None:
     path = tmp_path / "n.json"
     path.write_text(text)
     assert load_document(path) == json.loads(text)
+
+
+def test_compact_json_is_the_standard_librarys_text() -> None:
+    """orjson's text is used only where it is json.dumps's, byte for byte; NaN stays an error."""
+    from histobridge.qupath.geojson import compact_json
+
+    rng = np.random.default_rng(8)
+    texts = ["".join(map(chr, rng.integers(0, 128, 40))) for _ in range(200)] + ["Ünïcode", "e-mail", "\x7f"]
+    numbers = (10 ** rng.uniform(-320, 308, 2000) * rng.choice([-1, 1], 2000)).tolist()
+    values: list[Any] = [
+        {"type": "Feature", "properties": {"name": t, "measurements": {t: v}}}
+        for t, v in zip(texts, itertools.cycle(numbers), strict=False)
+    ]
+    values += [numbers, {1: "int key"}, {"big": 2**70}, [None, True, False, -0.0, 0.0001, 1e16], (1, 2),
+               {"np": np.float64(0.5)}, {"nested": [[[1.5, 2.25]]]}]
+    for value in values:
+        assert compact_json(value) == json.dumps(value, allow_nan=False, separators=(",", ":"))
+    for bad in (float("nan"), {"m": float("inf")}):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            compact_json(bad)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import numpy as np
+import orjson
 from shapely.geometry import GeometryCollection, mapping
 from shapely.geometry.base import BaseGeometry
 
@@ -340,11 +341,30 @@ def _binary_writer(tmp: Path, gz: bool) -> Iterator[IO[bytes]]:
 
 def _feature_text(f: Mapping[str, Any] | PathObject, path: Path, n: int) -> str:
     try:
-        return json.dumps(_as_feature(f), allow_nan=False, separators=(",", ":"))
+        return compact_json(_as_feature(f))
     except AnnotationError as err:
         raise AnnotationError(f"{path}: feature {n}: {err}") from err
     except ValueError as err:
         raise AnnotationError(f"{path}: feature {n} cannot be written as QuPath GeoJSON: {err}") from err
+
+
+def compact_json(value: Any) -> str:
+    """``json.dumps(value, allow_nan=False, separators=(",", ":"))``, the same text, mostly by orjson.
+
+    orjson's text is taken only where it cannot differ from the standard library's: pure ASCII
+    without DEL (which ``json.dumps`` escapes), no ``null`` (orjson writes one for NaN, which must
+    stay an error), no ``0.0000`` or ``e-`` (orjson spells numbers below 1e-4 otherwise than
+    ``repr``). Anything else, and whatever orjson refuses (non-text keys, huge integers, numpy
+    scalars), goes to ``json.dumps``.
+    """
+    try:
+        data = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        data = b"null"
+    if data.isascii() and b"null" not in data and b"\x7f" not in data and b"0.0000" not in data \
+            and b"e-" not in data:
+        return data.decode("ascii")
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
 def features_bytes(features: Iterable[Mapping[str, Any] | PathObject]) -> bytes:

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from histobridge.errors import AnnotationError
+from histobridge.qupath.geojson_load import parse_json
 
 CHUNK_ROWS = 16384  # rows assembled per join: bounds the piece table (~30 references a row)
 SEPARATOR = b",\n"  # between features; never inside one (compact JSON escapes newlines)
@@ -60,7 +61,7 @@ class FeatureBlock:
 
     def features(self) -> list[dict[str, Any]]:
         """Each feature parsed (one parse of the whole block)."""
-        parsed: list[dict[str, Any]] = orjson.loads(b"[" + SEPARATOR.join(self.chunks) + b"]")
+        parsed: list[dict[str, Any]] = parse_json(b"[" + SEPARATOR.join(self.chunks) + b"]")
         return parsed
 
 

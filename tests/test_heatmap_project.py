@@ -191,9 +191,17 @@ def test_real_slide_sample_project(cmu_slide, tmp_path):
     clf = load_classifier(save_model(tmp_path, ColourNet((2.0, -2.0, 1.0)), cfg))
     on_tissue = run_heatmap(proj, clf, tmp_path / "t", HeatmapOptions(classes=("Epidermis", "Dermis")))
     report = run_heatmap(proj, clf, tmp_path / "out", HeatmapOptions(classes=("Epidermis", "Dermis"),
-                                                                      tissue=False))
+                                                                      tissue=False, write_back="geojson"))
     res = report.results[0]
     assert res.tiles > 10 and 0 < on_tissue.tiles < res.tiles  # loose dermis has glass between fibres
+    # "auto" wrote into the sample's QuPath data: its annotations kept, every tile under one of them
+    from histobridge.qupath.qpdata import read_qpdata
+
+    data = read_qpdata(layout.qpdata_path(proj, 1))
+    kinds = {o.index: o.object_type for o in data.objects}
+    tiles = [o for o in data.objects if o.object_type == "tile"]
+    assert data.counts()["annotation"] == 15 and len(tiles) == on_tissue.tiles
+    assert all(kinds[t.parent_index] == "annotation" for t in tiles)
     feats = geojson.read_features(layout.predictions_path(proj, 1)).annotations
     assert len(feats) == res.tiles
     tile_l0 = 32 * 4.0 / 0.499

@@ -445,6 +445,8 @@ def heatmap_entry(
         target = layout.predictions_path(project.folder, entry.entry_id)
         geojson.write_feature_texts(target, texts, collection={"histobridge": {"model": prefix}})
         files.append(target)
+    if mode in ("qpdata", "paquo"):
+        notes = [*notes, *_carry_exported_annotations(project, entry.entry_id)]
     if mode == "qpdata":
         from histobridge.qupath.qpdata.writer import write_tiles_qpdata
 
@@ -459,6 +461,30 @@ def heatmap_entry(
     log.info("%s: %d tiles in %.1fs (%.1f tiles/s)", name, len(pred), seconds, len(pred) / max(seconds, 1e-9))
     outcome = ImageOutcome(entry.entry_id, name, "done", count=len(pred))
     return outcome, ImageHeatmapResult(eid, name, len(pred), tuple(files), seconds, tuple(notes))
+
+
+def _carry_exported_annotations(project: Project, entry_id: int) -> list[str]:
+    """Before tiles go into an image's first data file, put its exported annotations there too.
+
+    Otherwise QuPath would show tiles without the regions they came from, and the next run, which
+    prefers the data file, would find no annotations. Images that already have a data file, or no
+    export with areas, are left as they are. Returns notes on what the export held that QuPath data
+    cannot (they stay in the export).
+    """
+    from histobridge.qupath import layout
+    from histobridge.qupath.qpdata.from_geojson import qpdata_from_geojson
+
+    if layout.qpdata_path(project.folder, entry_id).is_file():
+        return []
+    if not any(p.is_file() for p in layout.annotation_candidates(project.folder, entry_id)):
+        return []
+    try:
+        done = qpdata_from_geojson(project.folder, entry_id)
+    except AnnotationError:  # the export holds no areas: the tiles make the first data file
+        return []
+    log.info("image %s: %d exported annotations written into its new QuPath data file",
+             entry_id, done.report.annotations)  # fmt: skip
+    return [f"left in the export only: {n}" for n in done.notes]
 
 
 def _guarded_entry(

@@ -15,7 +15,6 @@ tile is ``skipped`` and its earlier results are left as they were.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -435,7 +434,7 @@ def heatmap_entry(
     prefix = options.prefix or classifier.name
     colours = class_colours(pred.class_names, project.classes)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
-    texts = list(tile_texts(pred, prefix, colours))  # serialised once: both GeoJSON copies share the ids
+    texts = tile_texts(pred, prefix, colours)  # serialised once: both GeoJSON copies share the ids
     files = write_image_outputs(
         pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, texts=texts
     )
@@ -451,7 +450,7 @@ def heatmap_entry(
     if mode == "qpdata":
         from histobridge.qupath.qpdata.writer import write_tiles_qpdata
 
-        features = [json.loads(t) for t in texts]  # the same tiles and ids as the GeoJSON copies
+        features = texts.features()  # the same tiles and ids as the GeoJSON copies
         write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
         files.append(layout.qpdata_path(project.folder, entry.entry_id))
     if mode == "paquo":

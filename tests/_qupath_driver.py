@@ -313,17 +313,29 @@ def op_load_project(job: dict[str, Any]) -> Any:
     images = []
     for entry in project.getImageList():
         data = entry.readHierarchy() if entry.hasImageData() else None
-        objs = [] if data is None else [describe(p) for p in data.getObjects(None, None)]
+        wkt = job.get("wkt", False)
+        objs = [] if data is None else [describe(p, wkt) for p in data.getObjects(None, None)]
         name, has = str(entry.getImageName()), bool(entry.hasImageData())
         images.append({"name": name, "has_data": has, "objects": objs})
     classes = [str(c.toString()) for c in project.getPathClasses()]
     return {"images": images, "classes": classes}
 
 
+def op_resave_qpdata(job: dict[str, Any]) -> Any:
+    """Open a data file on an image QuPath can read (``image``) and save it as QuPath saves images."""
+    bi = J("java.awt.image.BufferedImage")
+    server = J("qupath.lib.images.servers.ImageServerProvider").buildServer(job["image"], bi)
+    path = J("java.nio.file.Paths").get(job["path"])
+    data = J("qupath.lib.io.PathIO").readImageData(path, None, server, bi)
+    J("qupath.lib.io.PathIO").writeImageData(J("java.io.File")(job["out"]), data)
+    return int(data.getHierarchy().nObjects())
+
+
 OPS = {
     "load_project": op_load_project,
     "read_geojson": op_read_geojson,
     "read_qpdata": op_read_qpdata,
+    "resave_qpdata": op_resave_qpdata,
     "write_variety": op_write_variety,
     "groovy": op_groovy,
 }

@@ -100,7 +100,7 @@ def test_project_info_json(tmp_path, cmu_slide):
     assert doc["project"].endswith("project.qpproj") and "Epidermis" in doc["classes"]
     assert img["name"] == "CMU-1-Small-Region.svs" and img["found"] is True and img["size"] == [2220, 2967]
     assert img["mpp"] == pytest.approx(0.499) and img["mpp_source"] == "slide"
-    assert img["annotations"] == "geojson" and img["annotation_count"] == 15
+    assert img["annotations"] == "qpdata" and img["annotation_count"] == 15  # the sample ships QuPath data
     assert img["per_class"]["Epidermis"] == 6 and img["problems"] == []
     table = CliRunner().invoke(app, ["project", "info", str(proj)], env={"COLUMNS": "220"})
     assert "2220×2967" in table.output and "0.499 (slide)" in table.output and "Epidermis: 6" in table.output

@@ -195,6 +195,7 @@ def test_refuses_layouts_it_cannot_reproduce(
 def test_new_file_for_an_image_without_data(tmp_path: Path) -> None:
     proj = tmp_path / "skin"
     shutil.copytree(Path(__file__).parents[1] / "sample_projects" / "skin", proj)
+    shutil.rmtree(proj / "data")  # the sample ships QuPath data: take it away
     assert not layout.qpdata_path(proj, 1).exists()
     assert write_tiles_qpdata(proj, 1, batch(0)).added == 0  # nothing to write: nothing written
     assert not layout.qpdata_path(proj, 1).exists()

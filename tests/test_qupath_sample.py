@@ -49,7 +49,7 @@ def test_sample_classes(skin: Project) -> None:
 
 def test_sample_annotations_are_usable_for_training(skin: Project) -> None:
     found = skin.annotations(skin.images[0])
-    assert found.source == "geojson" and found.notes == ()
+    assert found.source == "qpdata" and found.notes == ()  # QuPath's own data file, as QuPath shows it
     counts = found.by_class()
     assert counts["Epidermis"] >= 4 and counts["Dermis"] >= 4 and counts["Background"] >= 1
     assert None in counts  # one unclassified annotation
@@ -89,7 +89,7 @@ def test_cli_sample_init_and_project_info(tmp_path: Path, cmu_slide: Path) -> No
     assert result.exit_code == 0, result.output
     assert "CMU-1-Small-Region.svs" in result.output and "2220×2967" in result.output
     assert "0.499 (slide)" in result.output and "Epidermis: 6" in result.output
-    assert "geojson (15)" in result.output
+    assert "qpdata (15)" in result.output  # QuPath's data file, shipped with the sample
 
 
 def test_sample_annotations_sit_on_the_right_tissue(skin: Project) -> None:

@@ -113,6 +113,7 @@ def _inputs(tmp: Path, shared_dir: Path) -> tuple[list[dict[str, Any]], dict[str
     files["shared-first"] = (out, src, b)
     skin = tmp / "skin"
     shutil.copytree(REPO / "sample_projects" / "skin", skin)
+    shutil.rmtree(skin / "data")  # an image without QuPath data (the sample ships some)
     feats = [
         geojson.tile_feature(
             100.0 * i,

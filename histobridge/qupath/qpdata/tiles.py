@@ -63,6 +63,18 @@ class TileBatch:
         return len(self.boxes)
 
 
+def empty_batch() -> TileBatch:
+    """A batch of no tiles (for files that hold only annotations)."""
+    return TileBatch(
+        boxes=np.zeros((0, 4)),
+        class_index=np.zeros(0, np.int64),
+        classes=(),
+        colors=(),
+        names=(),
+        values=np.zeros((0, 0), np.float32),
+    )
+
+
 def tiles_from_features(features: Iterable[Mapping[str, Any]], name: str | None = None) -> TileBatch:
     """A batch from QuPath GeoJSON ``tile`` features (as :func:`histobridge.qupath.geojson.tile_feature`
     makes them): bounding box, classification with colour, measurements (missing ones become NaN)."""
@@ -111,7 +123,7 @@ def tiles_from_features(features: Iterable[Mapping[str, Any]], name: str | None 
     )
 
 
-def _argb(rgb: tuple[int, int, int]) -> int:
+def argb(rgb: tuple[int, int, int]) -> int:
     v = (0xFF << 24) | (rgb[0] & 255) << 16 | (rgb[1] & 255) << 8 | (rgb[2] & 255)
     return v - (1 << 32)
 
@@ -131,7 +143,14 @@ def uuid4_strings(n: int) -> list[str]:
 class TileEmitter:
     """Writes tiles of one batch into a :class:`JavaWriter`, sharing what QuPath shares."""
 
-    def __init__(self, out: J.JavaWriter, batch: TileBatch, *, coll_ser: bool) -> None:
+    def __init__(
+        self,
+        out: J.JavaWriter,
+        batch: TileBatch,
+        *,
+        coll_ser: bool,
+        class_colors: Mapping[str, tuple[int, int, int] | None] | None = None,
+    ) -> None:
         self.w = out
         self.batch = batch
         self.coll_ser = coll_ser
@@ -139,6 +158,7 @@ class TileEmitter:
         self._ids = uuid4_strings(len(batch))
         self._values = np.ascontiguousarray(batch.values, dtype=">f4")
         self._layouts: dict[int, list[tuple[str, Any]]] = {}
+        self._colors = {**(class_colors or {}), **dict(zip(batch.classes, batch.colors, strict=True))}
 
     # -- shared objects (defined by the first tile that needs them) ------------------------------
     def _shared_ref(self, key: Any) -> bool:
@@ -213,11 +233,10 @@ class TileEmitter:
         if k < 0:
             self.w.null()
             return
-        full = self.batch.classes[k]
-        color = self.batch.colors[k]
-        self._class_chain(full, color)
+        self.class_chain(self.batch.classes[k], self.batch.colors[k])
 
-    def _class_chain(self, full: str, color: tuple[int, int, int] | None) -> None:
+    def class_chain(self, full: str, color: tuple[int, int, int] | None) -> None:
+        """The PathClass ``full`` ("Tumor: Positive" with its parents), written once and then referred to."""
         if self._shared_ref(("class", full)):
             return
         w = self.w
@@ -228,14 +247,11 @@ class TileEmitter:
         if color is None:
             w.null()
         else:
-            self.integer(_argb(color))
+            self.integer(argb(color))
         w.string(parts[-1])
         if len(parts) > 1:
             parent = ": ".join(parts[:-1])
-            pcol = (
-                self.batch.colors[self.batch.classes.index(parent)] if parent in self.batch.classes else color
-            )
-            self._class_chain(parent, pcol)
+            self.class_chain(parent, self._colors.get(parent, color))
         else:
             w.null()
         self._shared[("class", full)] = h

@@ -1,19 +1,22 @@
-"""Write classifier tiles into QuPath's ``data/<id>/data.qpdata`` in pure Python (no JVM).
+"""Write annotations and classifier tiles into QuPath's ``data/<id>/data.qpdata`` (pure Python, no JVM).
 
-The existing file is re-emitted token for token (see :mod:`.copier`): every object, field, class,
-workflow step and property stays byte-identical apart from renumbered back-references, earlier tiles
-of the same model (tiles named after the model's prefix) are left out, and the new tiles are nested
-where ``resolveHierarchy`` would put them: under the smallest annotation (or TMA core) on the same
-plane whose area contains the tile's centroid, else under the root. As QuPath does when it saves,
-the previous file is kept as ``data.qpdata.bkp`` and ``summary.json`` is rewritten; the new file
-replaces the old one atomically. Only QuPath 0.4+ files (data file version 3, object IDs in a
-MetadataMap) are rewritten; anything else is refused with the reason.
+A new file holds the given annotations (see :mod:`.annotation_out`) under the root and the tiles
+nested as below. Tiles for an existing file: it is re-emitted token for token (see :mod:`.copier`):
+every object, field, class, workflow step and property stays byte-identical apart from renumbered
+back-references, earlier tiles of the same model (tiles named after the model's prefix) are left
+out, and the new tiles are nested where ``resolveHierarchy`` would put them: under the smallest
+annotation (or TMA core) on the same plane whose area contains the tile's centroid, else under the
+root. As QuPath does when it saves, the previous file is kept as ``data.qpdata.bkp`` and
+``summary.json`` is rewritten; the new file replaces the old one atomically. Only QuPath 0.4+ files
+(data file version 3, object IDs in a MetadataMap) are rewritten; anything else is refused with
+the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import mmap
@@ -21,9 +24,8 @@ import os
 import re
 import shutil
 import struct
-import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,14 @@ import shapely
 from histobridge._atomic import atomic_path
 from histobridge.errors import ProjectError, QPDataError
 from histobridge.qupath import layout
+from histobridge.qupath.annotations import PathObject
 from histobridge.qupath.qpdata import jwriter as J
+from histobridge.qupath.qpdata.annotation_out import (
+    AnnotationEmitter,
+    NewAnnotation,
+    class_colors,
+    prepare_annotations,
+)
 from histobridge.qupath.qpdata.copier import StreamCopier
 from histobridge.qupath.qpdata.reader import read_qpdata
 from histobridge.qupath.qpdata.records import QPData, QPObject
@@ -43,6 +52,7 @@ from histobridge.qupath.qpdata.tiles import (
     OBJECT_ID,
     TileBatch,
     TileEmitter,
+    empty_batch,
     tiles_from_features,
     uuid4_strings,
 )
@@ -70,6 +80,7 @@ class QPDataWriteReport:
     backup: Path | None
     in_annotations: int
     qupath_version: str | None
+    annotations: int = 0
 
 
 def version_tuple(text: str | None) -> tuple[int, ...]:
@@ -139,6 +150,8 @@ def plan_parents(objects: list[QPObject], batch: TileBatch, removed: set[int], t
 
 
 def _groups(parents: np.ndarray) -> dict[int, np.ndarray]:
+    if not len(parents):
+        return {}
     order = np.argsort(parents, kind="stable")
     keys, starts = np.unique(parents[order], return_index=True)
     bounds = [*starts[1:], len(order)]
@@ -182,15 +195,35 @@ def rewrite_qpdata(src: Path, batch: TileBatch) -> tuple[bytes, QPData, set[int]
     return bytes(out.out), data, removed, parents
 
 
+def _annotation_records(annotations: Sequence[NewAnnotation]) -> list[QPObject]:
+    """The annotations as candidate parents for :func:`plan_parents`, numbered 1..n."""
+    return [
+        dataclasses.replace(
+            a.source, index=i + 1, depth=1, object_type="annotation", plane=a.plane, roi_type="geometry"
+        )
+        for i, a in enumerate(annotations)
+    ]
+
+
 def new_qpdata_bytes(
     server_json: str,
-    batch: TileBatch,
+    batch: TileBatch | None = None,
     *,
+    annotations: Sequence[PathObject] = (),
     image_type: str = "UNSET",
     entry_property: str | None = None,
     coll_ser: bool = True,
+    root_id: str | None = None,
 ) -> bytes:
-    """A whole data file as QuPath writes one: header, server, image type, hierarchy, properties, EOF."""
+    """A whole data file as QuPath writes one: header, server, image type, hierarchy, properties, EOF.
+
+    The annotations go under the root in the given order (as QuPath adds imported objects); each
+    tile goes under the annotation ``resolveHierarchy`` would choose (see :func:`plan_parents`), else
+    under the root after the annotations. ``root_id`` fixes the root's object ID (reproducible files).
+    """
+    prepared = prepare_annotations(annotations)
+    batch = batch if batch is not None else empty_batch()
+    groups = _groups(plan_parents(_annotation_records(prepared), batch, set(), False))
     w = J.JavaWriter()
     header = b"Data file version 3"
     w.block(struct.pack(">H", len(header)) + header)
@@ -202,7 +235,8 @@ def new_qpdata_bytes(
     w.out.append(TC_OBJECT)
     w.desc(J.HIERARCHY)
     w.new_handle()
-    emitter = TileEmitter(w, batch, coll_ser=coll_ser)
+    emitter = TileEmitter(w, batch, coll_ser=coll_ser, class_colors=class_colors(prepared))
+    annotation_emitter = AnnotationEmitter(emitter)
     w.out.append(TC_OBJECT)  # rootObject
     w.desc(J.ROOT_OBJECT)
     w.new_handle()
@@ -210,7 +244,7 @@ def new_qpdata_bytes(
     w.desc(J.METADATA_MAP)
     w.new_handle()
     emitter.integer(1)
-    for text in (OBJECT_ID, uuid4_strings(1)[0]):
+    for text in (OBJECT_ID, root_id or uuid4_strings(1)[0]):
         w.out.append(0x75)
         w.desc(J.OBJECT_ARRAY)
         w.new_handle()
@@ -218,8 +252,12 @@ def new_qpdata_bytes(
         w.string(text)
     w.out.append(TC_ENDBLOCKDATA)
     w.null()  # no measurements
-    w.block(struct.pack(">i", len(batch)))
-    emitter.tiles(range(len(batch)))
+    at_root = groups.get(0, np.zeros(0, np.int64))
+    w.block(struct.pack(">i", len(prepared) + len(at_root)))
+    for i, a in enumerate(prepared):
+        mine = groups.get(i + 1, np.zeros(0, np.int64))
+        annotation_emitter.annotation(a, len(mine), functools.partial(emitter.tiles, mine))
+    emitter.tiles(at_root)
     w.end_block()
     w.null()  # tmaGrid
     props = {"PROJECT_ENTRY_ID": entry_property} if entry_property else {}
@@ -313,34 +351,63 @@ def _server_summary(old: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def write_tiles_qpdata(
+def _as_batch(tiles: TileBatch | Iterable[Mapping[str, Any]] | None, prefix: str | None) -> TileBatch:
+    if tiles is None:
+        batch = empty_batch()
+    else:
+        batch = tiles if isinstance(tiles, TileBatch) else tiles_from_features(tiles)
+    if prefix is not None and batch.name is None:
+        return dataclasses.replace(batch, name=prefix)
+    if prefix is not None and batch.name != prefix:
+        raise QPDataError(f"tiles are named {batch.name!r}, not after the model prefix {prefix!r}")
+    return batch
+
+
+def write_objects_qpdata(
     project_folder: str | os.PathLike[str],
     entry_id: int | str,
-    tiles: TileBatch | Iterable[Mapping[str, Any]],
     *,
+    annotations: Sequence[PathObject] | None = None,
+    tiles: TileBatch | Iterable[Mapping[str, Any]] | None = None,
     prefix: str | None = None,
+    replace: bool = False,
+    server: Mapping[str, Any] | None = None,
+    root_id: str | None = None,
+    timestamp_ms: int | None = None,
+    entry_property: str | None = None,
 ) -> QPDataWriteReport:
-    """Add tiles (a :class:`TileBatch` or QuPath GeoJSON tile features) to one image's data.qpdata.
+    """Write annotations and/or tiles into one image's ``data/<id>/data.qpdata`` (the one writer).
 
-    Earlier tiles named ``prefix`` (the model) are replaced. A missing data.qpdata is created.
-    An empty batch changes nothing (a run that produced nothing never replaces results).
+    Tiles (a :class:`TileBatch` or QuPath GeoJSON tile features) are added to an existing file
+    (earlier tiles named ``prefix``, the model, are replaced) or go into a new one. ``annotations``
+    make a new file; an existing file is refused unless ``replace`` (then it is kept as
+    ``data.qpdata.bkp``), since its objects would be lost. Tiles are nested under the annotations as
+    ``resolveHierarchy`` nests them. Nothing to write changes nothing. ``server`` (width, height,
+    sizeC, sizeZ, sizeT) goes into ``summary.json`` when the entry does not record its size;
+    ``root_id``, ``timestamp_ms`` and ``entry_property`` (QuPath's ``PROJECT_ENTRY_ID``, by default
+    ``<project file>::<id>``; QuPath resets it when it opens the image) make a new file reproducible.
     """
     folder = Path(project_folder)
-    batch = tiles if isinstance(tiles, TileBatch) else tiles_from_features(tiles)
-    if prefix is not None and batch.name is None:
-        batch = dataclasses.replace(batch, name=prefix)
-    elif prefix is not None and batch.name != prefix:
-        raise QPDataError(f"tiles are named {batch.name!r}, not after the model prefix {prefix!r}")
+    batch = _as_batch(tiles, prefix)
     eid = int(entry_id)
     qpproj, project, found = _entry(folder, eid)
     path = layout.qpdata_path(folder, eid)
-    if not len(batch):
+    if not len(batch) and not annotations:
         return QPDataWriteReport(path, 0, 0, False, None, 0, None)
-    created = not path.exists()
+    exists = path.exists()
+    if annotations and exists and not replace:
+        raise QPDataError(
+            f"{path}: the image already has QuPath data; new annotations would replace its objects "
+            "(pass replace to keep the old file as data.qpdata.bkp and write a new one)"
+        )
+    created = bool(annotations) or not exists
     if found is None and created:
         raise ProjectError(f"{qpproj}: no image entry with ID {eid}")
     entry = found or {}
     backup: Path | None = None
+    if exists:
+        backup = path.with_name(path.name + BACKUP_SUFFIX)
+        shutil.copy2(path, backup)
     version: str | None
     image_type: str | None
     if created:
@@ -348,11 +415,18 @@ def write_tiles_qpdata(
         data_bytes = new_qpdata_bytes(
             _server_json(project, entry),
             batch,
-            entry_property=f"{qpproj.resolve()}::{eid}",
+            annotations=annotations or (),
+            entry_property=entry_property or f"{qpproj.resolve()}::{eid}",
             coll_ser=version_tuple(version) >= (0, 6),
+            root_id=root_id,
         )
         objects: list[tuple[str, str | None]] = [("root", None)]
-        image_type, removed, n_in = "UNSET", 0, 0
+        objects += [("annotation", a.path_class) for a in annotations or ()]
+        image_type, removed = "UNSET", 0
+        parents = plan_parents(
+            _annotation_records(prepare_annotations(annotations or ())), batch, set(), False
+        )
+        n_in = int((parents != 0).sum())
     else:
         data_bytes, data, gone, parents = rewrite_qpdata(path, batch)
         objects = [(o.object_type, o.path_class) for o in data.objects if o.index not in gone]
@@ -362,17 +436,32 @@ def write_tiles_qpdata(
             int((parents != 0).sum()),
             data.qupath_version,
         )
-        backup = path.with_name(path.name + BACKUP_SUFFIX)
-        shutil.copy2(path, backup)
     objects += [("tile", batch.classes[k] if k >= 0 else None) for k in batch.class_index.tolist()]
     with atomic_path(path) as tmp:
         tmp.write_bytes(data_bytes)
-    stamp = int(path.stat().st_mtime * 1000) if path.exists() else int(time.time() * 1000)
+    if timestamp_ms is not None:
+        os.utime(path, ns=(timestamp_ms * 1_000_000, timestamp_ms * 1_000_000))
+    stamp = path.stat().st_mtime_ns // 1_000_000
     summary_file = layout.summary_path(folder, eid)
-    doc = summary(objects, image_type, _server_summary(summary_file, entry), stamp)
+    size = _server_summary(summary_file, entry) or (dict(server) if server else None)
+    doc = summary(objects, image_type, size, stamp)
     with atomic_path(summary_file) as tmp:
         tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
-    return QPDataWriteReport(path, len(batch), removed, created, backup, n_in, version)
+    return QPDataWriteReport(
+        path, len(batch), removed, created, backup, n_in, version, len(annotations or ())
+    )
+
+
+def write_tiles_qpdata(
+    project_folder: str | os.PathLike[str],
+    entry_id: int | str,
+    tiles: TileBatch | Iterable[Mapping[str, Any]],
+    *,
+    prefix: str | None = None,
+) -> QPDataWriteReport:
+    """Add tiles to one image's data.qpdata (see :func:`write_objects_qpdata`); a missing file is
+    created, an empty batch changes nothing (a run that produced nothing never replaces results)."""
+    return write_objects_qpdata(project_folder, entry_id, tiles=tiles, prefix=prefix)
 
 
 __all__ = [
@@ -384,5 +473,6 @@ __all__ = [
     "rewrite_qpdata",
     "summary",
     "tiles_from_features",
+    "write_objects_qpdata",
     "write_tiles_qpdata",
 ]

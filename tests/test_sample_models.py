@@ -73,3 +73,39 @@ def test_generated_tiles_follow_their_class(classifier) -> None:
     result = evaluation.synthetic_agreement(G, classifier, seeds=200)
     assert result["agreement"] >= 0.85
     assert all(c["fraction"] >= 0.8 for c in result["per_class"].values())
+
+
+def _rebuild_script():
+    import importlib.util
+
+    path = REPO / "scripts" / "train_sample_models.py"
+    spec = importlib.util.spec_from_file_location("train_sample_models", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rebuild_replaces_the_shipped_classifier_only_when_its_bars_are_met(tmp_path, cmu_slide,
+                                                                             monkeypatch) -> None:
+    import shutil
+
+    from histobridge.models.train_classifier import ClassifierTrainConfig
+    from histobridge.qupath.sample import init_sample_project
+
+    script = _rebuild_script()
+    project = init_sample_project(tmp_path / "project")
+    script.tile(project, tmp_path / "classifier_tiles.zarr", evaluation.CLASSIFIER_TILES)
+    dest = tmp_path / "models" / "classifier"
+    shutil.copytree(MODELS / "classifier", dest)
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    quick = ClassifierTrainConfig(epochs=1, width=4)
+    monkeypatch.setattr(evaluation, "MIN_HELDOUT", 1.01)  # no classifier can meet it
+    assert script.train_and_check(tmp_path, dest, quick) is False
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before  # the shipped model is untouched
+    assert (tmp_path / "classifier" / "metrics.json").is_file()  # the failed one is kept in the work folder
+    for name, value in (("MIN_HELDOUT", 0.0), ("MIN_RECOLOUR", 0.0), ("MAX_SHUFFLED", 1.0)):
+        monkeypatch.setattr(evaluation, name, value)
+    assert script.train_and_check(tmp_path, dest, quick) is True
+    assert json.loads((dest / "metrics.json").read_text())["config"]["width"] == 4
+    assert not list(dest.parent.glob(".classifier*"))  # no staging or old copy left beside it

@@ -136,6 +136,29 @@ def test_rerun_replaces_and_filters(project, model, tmp_path):
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def test_first_data_file_carries_the_exported_annotations(project, model, tmp_path):
+    """An image whose annotations live only in the export gets them in its new data file with the
+    tiles nested under them, so QuPath shows both and a rerun (which prefers the data file) still
+    finds its classes instead of failing."""
+    from histobridge.qupath.project import Project
+    from histobridge.qupath.qpdata.reader import read_qpdata
+
+    assert not layout.qpdata_path(project, 1).exists()
+    opts = HeatmapOptions(classes=("Stroma",), tissue=False, write_back="qpdata")
+    for _ in range(2):
+        report = run_heatmap(project, model, tmp_path / "out", opts)
+        assert report.ok, report.outcomes
+    data = read_qpdata(layout.qpdata_path(project, 1))
+    anns = [o for o in data.objects if o.object_type == "annotation"]
+    tiles = [o for o in data.objects if o.object_type == "tile"]
+    assert sorted((a.name, a.path_class) for a in anns) == [("blue box", "Stroma"), ("left half", "Tumor")]
+    assert len(tiles) == report.results[0].tiles == 25  # replaced on the rerun, not added
+    box = next(i for i, o in enumerate(data.objects) if o.name == "blue box")
+    assert all(t.parent_index == box for t in tiles)
+    again = Project.open(project).annotations(1)
+    assert sorted(a.path_class for a in again) == ["Stroma", "Tumor"]
+
+
 def test_uncertainty_measurements(project, tmp_path):
     clf = load_classifier(save_model(tmp_path, DropoutNet(3), config_dict(histobridge={"name": "mc"})))
     opts = HeatmapOptions(uncertainty=4, write_back="none", classes=("Stroma",), tissue=False)

@@ -547,6 +547,8 @@ def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
         "colour_baseline_strong_swap_rate": base_strong,
         "recolour_keeps_class": float(run.controls["recolour"]["keeps_class_mean"]),
         "grayscale_balanced_accuracy": float(run.controls["grayscale"]["balanced_accuracy"]),
+        "stain_swap_keeps_class": float(run.controls["stain_swap"]["keeps_class_mean"]),
+        "shuffled_balanced_accuracy": float(run.controls["shuffled"]["balanced_accuracy"]),
         "colour_carries": carried,
         "controls": {k: v for k, v in run.controls.items()},
         "realism": run.controls["realism"],

@@ -13,7 +13,6 @@ import zarr
 from histobridge.demo.run import DemoOptions, run_demo, sample_model_paths
 from histobridge.errors import InputError
 from histobridge.qupath import layout
-from histobridge.qupath.geojson import read_features
 from histobridge.runs import ProgressEvent
 
 
@@ -157,15 +156,18 @@ def test_report_is_self_contained(demo_run) -> None:
 
 
 def test_heatmap_written_back_as_qupath_tiles(demo_run) -> None:
-    opts, _, _, _ = demo_run
-    path = layout.predictions_path(opts.out_dir / "project", 1)
-    doc = json.loads(__import__("gzip").decompress(path.read_bytes()))
-    props = [f["properties"] for f in doc["features"]]
-    assert props and all(p["objectType"] == "tile" and p["classification"]["color"] for p in props)
-    names = {k for p in props for k in p["measurements"]}
+    """Straight into the sample's data.qpdata: the tiles with their measurements, the sample's
+    annotations kept (the QuPath tier checks that QuPath reads such a file)."""
+    from histobridge.qupath.qpdata.reader import read_qpdata
+
+    opts, first, _, _ = demo_run
+    data = read_qpdata(layout.qpdata_path(opts.out_dir / "project", 1))
+    tiles = [o for o in data.objects if o.object_type == "tile"]
+    assert len(tiles) == first.metrics["heatmap_tiles"] > 0
+    assert all(t.locked and t.path_class for t in tiles)
+    names = {k for t in tiles for k in t.measurements}
     assert any(k.endswith("Epidermis probability") for k in names)
-    tiles = read_features(path).annotations
-    assert len(tiles) == len(props)
+    assert sum(o.object_type == "annotation" for o in data.objects) == 15
 
 
 def test_synthetic_tiles_sit_next_to_real_ones(demo_run) -> None:
@@ -184,8 +186,10 @@ def test_rerun_resumes_without_duplicating(demo_run) -> None:
     again = run_demo(replace(opts, seeds=2, blend_seeds=1, blend_steps=2))  # cheaper; tiles are what count
     assert again.metrics["tiles"] == first.metrics["tiles"]
     assert again.metrics["heatmap_tiles"] == first.metrics["heatmap_tiles"]
-    path = layout.predictions_path(opts.out_dir / "project", 1)
-    assert len(read_features(path).annotations) == first.metrics["heatmap_tiles"]
+    from histobridge.qupath.qpdata.reader import read_qpdata
+
+    data = read_qpdata(layout.qpdata_path(opts.out_dir / "project", 1))
+    assert sum(o.object_type == "tile" for o in data.objects) == first.metrics["heatmap_tiles"]
 
 
 @pytest.mark.parametrize(

@@ -158,9 +158,12 @@ def write_demo_report(run: DemoRun, metrics: dict[str, Any], path: Path) -> Path
     )
     rep.heading("2. Classifier heatmap, written back into QuPath")
     rep.figures(_heatmap_pictures(run))
+    data_file = layout.qpdata_path(run.project.folder, run.project.images[0].entry_id)
     rep.paragraph(
-        "Each tile is a QuPath tile object whose measurements hold the class probabilities, in "
-        f"{layout.predictions_path(run.project.folder, run.project.images[0].entry_id)}."
+        "Each tile is a QuPath tile object whose measurements hold the class probabilities, written "
+        f"straight into QuPath's data file {data_file}"
+        f" under the annotations: open {run.project.path} in QuPath and choose Measure → Show "
+        "measurement maps."
     )
     _synthetic_section(rep, run)
     _seed_section(rep, run)

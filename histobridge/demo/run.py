@@ -272,8 +272,8 @@ def _stage_heatmap(
 ) -> HeatmapReport:
     from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
 
-    opts = HeatmapOptions(whole_tissue=True, stride_div=options.heatmap_stride_div, write_back="geojson",
-                          workers=options.workers)
+    opts = HeatmapOptions(whole_tissue=True, stride_div=options.heatmap_stride_div, write_back="qpdata",
+                          workers=options.workers)  # the sample ships QuPath data: tiles go straight in
     report = run_heatmap(project, classifier, out / "heatmap", opts, progress=progress)
     if not report.ok:
         problems = "; ".join(f"{o.name}: {o.status} ({o.reason})" for o in report.not_done)

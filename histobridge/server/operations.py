@@ -107,14 +107,15 @@ def _check_size(res: Resources, regions: Sequence[Any], slide: Any, tile_l0: flo
 
 
 def _plan(res: Resources, req: RegionRequest, key: str, entry: Any, options: Any) -> list[Any]:
-    """Regions exactly as :func:`histobridge.heatmap.pipeline.plan_regions` makes them for the batch."""
-    from histobridge.heatmap.pipeline import plan_regions
+    """Regions exactly as :func:`histobridge.heatmap.pipeline.heatmap_regions` makes them for the batch."""
+    from histobridge.heatmap.pipeline import heatmap_regions
 
     aset = _annotation_set(res, req)
     # the tissue outline comes from the same thumbnail size the batch reads (and is kept warm)
     thumb = res.thumbnail(key, entry, options.thumbnail_px)
-    tissue = res.tissue(key, entry, options.thumbnail_px) if options.tissue else None
-    regions, notes = plan_regions(aset, thumb, options, known_tissue=tissue)
+    regions, notes = heatmap_regions(
+        aset, thumb, options, tissue=lambda: res.tissue(key, entry, options.thumbnail_px)
+    )
     if not regions:
         raise RoiError("roi: nothing to tile: " + ("; ".join(notes) or "no area left"))
     return list(regions)

@@ -328,18 +328,6 @@ def entry_annotations(
     return found
 
 
-def tissue_of(thumbnail: tuple[np.ndarray, float]) -> BaseGeometry:
-    """The tissue outline in level-0 px from a slide thumbnail and its downsample.
-
-    The same mask as ``histobridge tile --tissue`` (:func:`~histobridge.slides.tissue.tissue_mask`),
-    computed from the thumbnail the overlays use, so the slide's overview is read once.
-    """
-    from histobridge.slides.tissue import mask_to_geometry, tissue_mask
-
-    thumb, downsample = thumbnail
-    return mask_to_geometry(tissue_mask(thumb), downsample, min_area_px=16.0)
-
-
 def heatmap_regions(
     annotations: AnnotationSet,
     thumbnail: tuple[np.ndarray, float],
@@ -350,12 +338,16 @@ def heatmap_regions(
     """The regions to classify and notes on what was chosen (empty when there is nothing, with why).
 
     :func:`histobridge.tiling.regions.plan_regions` with the heatmap's rules: an image without
-    annotations gets its tissue. ``tissue`` returns :func:`tissue_of` ``(thumbnail)`` when the caller
-    keeps it (the server does, per image, so a live request does not redo the mask).
+    annotations gets its tissue, outlined on ``thumbnail`` (the one the overlays use, so the slide's
+    overview is read once) with the mask of ``histobridge tile --tissue``. ``tissue`` returns that
+    outline when the caller keeps it (the server does, per image, so a live request does not redo
+    the mask).
     """
+    from histobridge.slides.tissue import thumbnail_tissue
     from histobridge.tiling.regions import NO_TISSUE_INSIDE, plan_regions
 
-    plan = plan_regions(annotations, options.region_options(), tissue or (lambda: tissue_of(thumbnail)))
+    outline = tissue or (lambda: thumbnail_tissue(thumbnail))
+    plan = plan_regions(annotations, options.region_options(), outline)
     notes = plan.explained()
     if plan.reason == NO_TISSUE_INSIDE:
         notes[-1] += " (--no-tissue classifies them anyway)"

@@ -60,7 +60,9 @@ def _as_annotation(obj: Any) -> Any:
     """A tile/detection sent as ROI still marks an area to work on."""
     import dataclasses
 
-    if obj.object_type in ("annotation", "tmaCore"):
+    from histobridge.tiling.regions import TILED_TYPES
+
+    if obj.object_type in TILED_TYPES:
         return obj
     return dataclasses.replace(obj, object_type="annotation")
 

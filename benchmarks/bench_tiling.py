@@ -17,7 +17,11 @@ Two more sections (``--sections``), each in interleaved rounds with the ratios o
 
 The native and resampled sections end with the CPU cost of each stage (decode, resample, Blosc,
 shard write) per tile, timed alone: decode / their sum is the most any tiler using this store can
-reach against raw decoding.
+reach against raw decoding. Every section then splits one 1-worker tiler run's own CPU per tile
+into the same stages plus ``other`` (planning, group files, threads, Python), timed inside it.
+A fourth section (``codecs``) prints size and encode CPU of the store's compressions (lz4, none)
+next to zstd-1 and the source JPEG's bytes. The tiler's CPU time never includes deleting the
+previous run's store.
 
 ``--store-only`` times just the Zarr write of the same 256-px tiles, three ways, in one run: the
 hand-written shard encoder (the tiler's path), zarr's own default codec pipeline, and zarr's fused
@@ -25,7 +29,7 @@ codec pipeline where the installed zarr has one (``FusedCodecPipeline``, zarr >=
 pipelines with a whole shard per batch), each with 1 and 2 writer threads on disjoint shards, and
 prints each one's throughput relative to the encoder.
 
-Run: ``python benchmarks/bench_tiling.py [--size 16384] [--sections native,resampled,small]``
+Run: ``python benchmarks/bench_tiling.py [--size 16384] [--sections native,resampled,small,codecs]``
      ``python benchmarks/bench_tiling.py --store-only [--store-tiles 1024]``
 """
 
@@ -222,17 +226,72 @@ def histobridge_tiler(
     out: Path,
     tile_um: float = TILE * MPP,
     tile_px: int = TILE,
-) -> tuple[int, float]:
+    compression: str = "lz4",
+) -> tuple[int, float, float]:
+    """(tiles, wall s, CPU s): the earlier run's store is deleted first, outside both timings."""
     from histobridge.tiling import TileSpec, TilingOptions, tile_project
 
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     report = tile_project(_Project([_entry(path)], size), out, TileSpec(tile_px, tile_um),
-                          TilingOptions(workers=workers))  # fmt: skip
-    seconds = time.perf_counter() - t0
+                          TilingOptions(workers=workers, compression=compression))  # fmt: skip
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not report.ok:
         raise RuntimeError(report.not_done[0].reason)
-    return report.tiles, seconds
+    return report.tiles, seconds, cpu
+
+
+def tiler_split(
+    path: Path, size: int | tuple[int, int], out: Path, tile_um: float = TILE * MPP, tile_px: int = TILE
+) -> dict[str, float]:
+    """CPU ms per tile of each stage INSIDE one 1-worker tiler run (thread CPU time of each call).
+
+    decode: the slide reads (JPEG tiles decoded, pieces copied); resample: the rest of reading a
+    batch (Pillow, or nothing at the slide's own scale); blosc: the shard encoder; write: the shard
+    files; other: everything else the process spent (planning, group files, threads, Python).
+    """
+    import threading
+
+    from histobridge.slides.slide import Slide
+    from histobridge.tiling import _store_write, tiler
+
+    spent: dict[str, float] = dict.fromkeys(("decode", "batch", "blosc", "write"), 0.0)
+    lock = threading.Lock()
+
+    def timed(key, fn):
+        def call(*args, **kwargs):
+            c0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    spent[key] += time.thread_time() - c0
+
+        return call
+
+    saved = (tiler.read_batch, Slide._level_rect, _store_write.shard_parts, _store_write._write_parts)
+    tiler.read_batch = timed("batch", saved[0])
+    Slide._level_rect = timed("decode", saved[1])  # type: ignore[method-assign]
+    _store_write.shard_parts = timed("blosc", saved[2])
+    _store_write._write_parts = timed("write", saved[3])
+    try:
+        n, _, cpu = histobridge_tiler(path, size, 1, out, tile_um=tile_um, tile_px=tile_px)
+    finally:
+        tiler.read_batch, Slide._level_rect, _store_write.shard_parts, _store_write._write_parts = saved
+    split = {
+        "decode": spent["decode"],
+        "resample": spent["batch"] - spent["decode"],
+        "blosc": spent["blosc"],
+        "write": spent["write"],
+    }
+    split["other"] = cpu - sum(split.values())
+    return {k: v / n * 1e3 for k, v in split.items()}
+
+
+def _print_split(split: dict[str, float]) -> None:
+    total = sum(split.values())
+    parts = ", ".join(f"{k} {v:.3f} ({v / total:.0%})" for k, v in split.items())
+    print(f"  inside the tiler (1 worker), CPU ms per tile: {parts}; total {total:.3f}")
 
 
 FUSED = "zarr.core.codec_pipeline.FusedCodecPipeline"
@@ -307,9 +366,11 @@ Timing = dict[str, tuple[int, float, float]]  # method -> (tiles, wall s, CPU s 
 
 
 def _timed(fn) -> tuple[int, float, float]:
+    """(tiles, wall s, CPU s); a method that returns its own CPU time (the tiler) is taken at its word."""
     c0 = time.process_time()
-    n, seconds = fn()
-    return n, seconds, time.process_time() - c0
+    result = fn()
+    cpu = time.process_time() - c0
+    return (result[0], result[1], result[2]) if len(result) == 3 else (result[0], result[1], cpu)
 
 
 def interleaved(methods: dict, rounds: int, ratios) -> list[Timing]:
@@ -350,10 +411,11 @@ def native_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
         "raw decode, 2 threads",
         "raw decode, 2 processes",
     )
-    naive, w1, w2 = (
+    naive, w1, w2, w2n = (
         "naive openslide.read_region loop",
         "histobridge tiler, 1 worker",
         "histobridge tiler, 2 workers",
+        "histobridge tiler, 2 workers, --compression none",
     )
     methods = {
         raw: lambda: raw_decode(slide),
@@ -362,11 +424,13 @@ def native_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
         naive: lambda: naive_loop(slide, args.size, args.naive_tiles),
         w1: lambda: histobridge_tiler(slide, args.size, 1, tmp / "w1.zarr"),
         w2: lambda: histobridge_tiler(slide, args.size, 2, tmp / "w2.zarr"),
+        w2n: lambda: histobridge_tiler(slide, args.size, 2, tmp / "w2n.zarr", compression="none"),
     }
 
     def ratios(t: Timing) -> dict[str, float]:
         return {
             "2 workers/2 processes": _rate(t, w2) / _rate(t, rawp),
+            "uncompressed": _rate(t, w2n) / _rate(t, rawp),
             "1 worker/raw": _rate(t, w1) / _rate(t, raw),
             "decode CPU/tiler CPU (1 worker)": _cpu_per_tile(t, raw) / _cpu_per_tile(t, w1),
         }
@@ -375,6 +439,7 @@ def native_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
     rate = show(interleaved(methods, args.rounds, ratios), skip_cpu=(rawp,))
     print(f"  tiler 1 worker  / raw decode:        {rate[w1] / rate[raw]:.2f}x")
     print(f"  tiler 2 workers / raw 2 processes:   {rate[w2] / rate[rawp]:.2f}x  (target >= 0.8)")
+    print(f"  the same, --compression none:        {rate[w2n] / rate[rawp]:.2f}x")
     print(f"  tiler 2 workers / naive loop:        {rate[w2] / rate[naive]:.2f}x")
     print(f"  tiler 2 workers / 1 worker:          {rate[w2] / rate[w1]:.2f}x")
     print(f"  raw decode 2 threads / 1:            {rate[raw2] / rate[raw]:.2f}x")
@@ -382,6 +447,7 @@ def native_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
     costs = stage_costs(slide, MPP, tmp)
     _print_stages(costs)
     print(f"  decode / sum of stages: {costs['decode'] / sum(costs.values()):.2f}x (the tiler's ceiling)")
+    _print_split(tiler_split(slide, args.size, tmp / "split.zarr"))
 
 
 def stage_costs(slide_path: Path, um_px: float, tmp: Path, batches: int = 8) -> dict[str, float]:
@@ -389,7 +455,8 @@ def stage_costs(slide_path: Path, um_px: float, tmp: Path, batches: int = 8) -> 
 
     Stages: decode (the batch's source block, or its tiles in place at the native scale),
     resample (Pillow, as the tiler does it), Blosc (the store's shard encoder) and the shard file
-    write. Their sum is what one worker spends per tile besides Python overhead.
+    write. Their sum is what one worker spends per tile besides Python overhead. The batches are
+    cells inside the image (cells beyond its edge would be white fill, nothing to decode).
     """
     from PIL import Image
 
@@ -402,11 +469,12 @@ def stage_costs(slide_path: Path, um_px: float, tmp: Path, batches: int = 8) -> 
     cost = dict.fromkeys(("decode", "resample", "blosc", "write"), 0.0)
     out = np.empty((CELL_TILES * CELL_TILES, TILE, TILE, 3), np.uint8)
     with open_slide(slide_path) as s:
+        across, down = (max(1, int(d // (cell + 1))) for d in s.dimensions)
         for b in range(batches):
-            x0 = b * cell
+            x0, y0 = (b % across) * cell, (b // across % down) * cell
             coords = np.array(
                 [
-                    [x0 + c * tile_l0, r * tile_l0, tile_l0, tile_l0]
+                    [x0 + c * tile_l0, y0 + r * tile_l0, tile_l0, tile_l0]
                     for r in range(CELL_TILES)
                     for c in range(CELL_TILES)
                 ]
@@ -416,7 +484,7 @@ def stage_costs(slide_path: Path, um_px: float, tmp: Path, batches: int = 8) -> 
                 read_batch(s, coords, TILE, tile_l0, out=out)  # decoded straight into the tiles
                 cost["decode"] += time.process_time() - c0
             else:
-                block = s.read_region(x0, 0, cell + 1, cell + 1)
+                block = s.read_region(x0, y0, cell + 1, cell + 1)
                 c1 = time.process_time()
                 big = np.asarray(
                     Image.fromarray(block).resize(
@@ -475,7 +543,61 @@ def resampled_section(slide: Path, args: argparse.Namespace, tmp: Path) -> None:
     print(f"  tiler CPU per tile / decode floor (best round): {best:.2f}x  (target <= 2)")
     costs = stage_costs(slide, RESAMPLED_UM_PX, tmp)
     _print_stages(costs)
+    _print_split(tiler_split(slide, args.size, tmp / "split.zarr", tile_um=um))
     print(f"  Pillow resample / decode floor: {costs['resample'] / min(floor(t) for t in rounds) / 1e3:.2f}x")
+
+
+def codecs_section(slide: Path, rounds: int) -> None:
+    """Size and CPU of each way to store decoded H&E tiles, on 256 of the slide's level-0 tiles.
+
+    lz4 and none are the store's two choices (the shard encoder itself); zstd-1 (Blosc) is the
+    usual alternative; the source JPEG's own bytes are what a store could hold if it copied
+    compressed tiles instead of decoding them (not offered: readers would need a JPEG codec).
+    """
+    import imagecodecs
+    import tifffile
+    from numcodecs import Blosc
+
+    from histobridge.tiling.store import shard_parts
+
+    with tifffile.TiffFile(slide) as tf:
+        page = tf.pages[0]
+        jpegs = []
+        for offset, count in list(zip(page.dataoffsets, page.databytecounts, strict=True))[:256]:
+            tf.filehandle.seek(offset)
+            jpegs.append(tf.filehandle.read(count))
+        tiles = np.stack([imagecodecs.jpeg_decode(j, tables=page.jpegtables) for j in jpegs])
+    raw_bytes = tiles[0].nbytes
+    zstd = Blosc(cname="zstd", clevel=1, shuffle=Blosc.NOSHUFFLE)
+
+    def store(compression: str) -> tuple[float, float]:
+        c0 = time.process_time()
+        parts = [shard_parts(tiles[i : i + 64], 64, compression) for i in range(0, len(tiles), 64)]
+        cpu = time.process_time() - c0
+        size = sum(len(memoryview(b)) for shard in parts for b in shard[:-2])
+        return size, cpu
+
+    def zstd1() -> tuple[float, float]:
+        c0 = time.process_time()
+        size = sum(len(zstd.encode(t)) for t in tiles)
+        return size, time.process_time() - c0
+
+    ways = {
+        "lz4 (Blosc, default)": lambda: store("lz4"),
+        "none": lambda: store("none"),
+        "zstd-1 (Blosc)": zstd1,
+    }
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(max(1, rounds)):
+        for name, fn in ways.items():
+            size, cpu = fn()
+            best[name] = (size, min(cpu, best.get(name, (0, float("inf")))[1]))
+    print(f"tile compression ({len(tiles)} decoded level-0 tiles, {raw_bytes // 1024} KB each):")
+    print(f"  {'codec':24s} {'size':>6s} {'encode CPU ms/tile':>19s}")
+    for name, (size, cpu) in best.items():
+        print(f"  {name:24s} {size / len(tiles) / raw_bytes:6.3f} {cpu / len(tiles) * 1e3:19.3f}")
+    jpeg = sum(len(j) for j in jpegs) / len(jpegs) / raw_bytes
+    print(f"  {'source JPEG bytes':24s} {jpeg:6.3f} {'(no decode at all)':>19s}")
 
 
 SMALL_TILE_UM = 128.0  # 256.5 px of CMU-1-Small-Region (0.499 µm/px) -> 256 px: a 1.002x shrink
@@ -550,6 +672,7 @@ def small_section(args: argparse.Namespace, tmp: Path) -> None:
     rate = show(rounds)
     print(f"  tiler 2 workers / naive 2-thread loop: {rate[w2] / rate[naive]:.2f}x  (target >= 2)")
     print(f"  the sample's {sample_px}-px tiles, tiler / naive: {rate[w2_s] / rate[naive_s]:.2f}x")
+    _print_split(tiler_split(path, size, tmp / "split.zarr", tile_um=SMALL_TILE_UM))
 
 
 def main() -> None:
@@ -560,7 +683,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="folder to keep the generated slide in")
     ap.add_argument("--store-only", action="store_true", help="time only the Zarr shard writers")
     ap.add_argument("--store-tiles", type=int, default=1024, help="tiles written per --store-only run")
-    ap.add_argument("--sections", default="native,resampled,small", help="comma-separated sections to run")
+    ap.add_argument(
+        "--sections", default="native,resampled,small,codecs", help="comma-separated sections to run"
+    )
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if args.store_only:
@@ -571,12 +696,12 @@ def main() -> None:
         folder = args.keep or tmp
         folder.mkdir(parents=True, exist_ok=True)
         slide = folder / f"bench_{args.size}.tiff"
-        if sections & {"native", "resampled"} and not slide.exists():
+        if sections & {"native", "resampled", "codecs"} and not slide.exists():
             t0 = time.perf_counter()
             make_slide(slide.with_suffix(".partial.tiff"), args.size).replace(slide)
             mb = slide.stat().st_size / 1e6
             print(f"generated {slide.name} ({mb:.0f} MB) in {time.perf_counter() - t0:.1f}s")
-        if sections & {"native", "resampled"}:
+        if sections & {"native", "resampled", "codecs"}:
             raw_decode(slide)  # warm the page cache so every method reads from memory
             print(f"content: {_texture_pool()[1]}")
         print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
@@ -586,6 +711,8 @@ def main() -> None:
             resampled_section(slide, args, tmp)
         if "small" in sections:
             small_section(args, tmp)
+        if "codecs" in sections:
+            codecs_section(slide, args.rounds)
         print(
             f"load average after: {os.getloadavg()[0]:.1f} (wall ratios mean little when it exceeds the cpus)"
         )

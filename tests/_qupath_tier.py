@@ -29,6 +29,11 @@ def find_install(version: str) -> Path | None:
     return None
 
 
+def installed() -> list[tuple[str, Path]]:
+    """(version, install) for every QuPath version found, oldest first."""
+    return [(v, p) for v in VERSIONS if (p := find_install(v)) is not None]
+
+
 def require_install(version: str) -> Path:
     found = find_install(version)
     if found is None:
@@ -54,13 +59,13 @@ class QuPathRun:
         return r["value"]
 
 
-def _start(install: Path, jobs: list[dict[str, Any]]) -> subprocess.Popen[str]:
+def _start(install: Path, jobs: list[dict[str, Any]], driver: Path = DRIVER) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
     proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), str(install)],
+        [sys.executable, str(driver), str(install)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -87,9 +92,12 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> QuPathRun:
     return QuPathRun(doc["version"], doc["results"])
 
 
-def run_quPath(install: Path, jobs: list[dict[str, Any]], timeout: float = 180) -> QuPathRun:
-    """One JVM for all ``jobs``; a JVM cannot be restarted in a process, hence the subprocess."""
-    return _finish(_start(install, jobs), timeout)
+def run_quPath(
+    install: Path, jobs: list[dict[str, Any]], timeout: float = 180, driver: Path = DRIVER
+) -> QuPathRun:
+    """One JVM for all ``jobs``; a JVM cannot be restarted in a process, hence the subprocess.
+    ``driver``: a script that adds operations to the driver's (it runs the driver's ``main``)."""
+    return _finish(_start(install, jobs, driver), timeout)
 
 
 _RUNS: dict[tuple[str, str], tuple[QuPathRun, Any]] = {}

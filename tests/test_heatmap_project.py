@@ -136,6 +136,29 @@ def test_rerun_replaces_and_filters(project, model, tmp_path):
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def test_first_data_file_carries_the_exported_annotations(project, model, tmp_path):
+    """An image whose annotations live only in the export gets them in its new data file with the
+    tiles nested under them, so QuPath shows both and a rerun (which prefers the data file) still
+    finds its classes instead of failing."""
+    from histobridge.qupath.project import Project
+    from histobridge.qupath.qpdata.reader import read_qpdata
+
+    assert not layout.qpdata_path(project, 1).exists()
+    opts = HeatmapOptions(classes=("Stroma",), tissue=False, write_back="qpdata")
+    for _ in range(2):
+        report = run_heatmap(project, model, tmp_path / "out", opts)
+        assert report.ok, report.outcomes
+    data = read_qpdata(layout.qpdata_path(project, 1))
+    anns = [o for o in data.objects if o.object_type == "annotation"]
+    tiles = [o for o in data.objects if o.object_type == "tile"]
+    assert sorted((a.name, a.path_class) for a in anns) == [("blue box", "Stroma"), ("left half", "Tumor")]
+    assert len(tiles) == report.results[0].tiles == 25  # replaced on the rerun, not added
+    box = next(i for i, o in enumerate(data.objects) if o.name == "blue box")
+    assert all(t.parent_index == box for t in tiles)
+    again = Project.open(project).annotations(1)
+    assert sorted(a.path_class for a in again) == ["Stroma", "Tumor"]
+
+
 def test_uncertainty_measurements(project, tmp_path):
     clf = load_classifier(save_model(tmp_path, DropoutNet(3), config_dict(histobridge={"name": "mc"})))
     opts = HeatmapOptions(uncertainty=4, write_back="none", classes=("Stroma",), tissue=False)
@@ -223,30 +246,60 @@ def test_real_slide_sample_project(cmu_slide, tmp_path):
             assert tuple(cls["color"]) == argb_to_rgb(classes[cls["name"]])
 
 
-def test_paquo_write_back(project, model, tmp_path):
-    """With QuPath + paquo, tiles land in the project itself; without, a clear error before any work."""
+def test_paquo_write_back_refused_without_qupath(project, model, tmp_path, monkeypatch):
+    """--write-back paquo with no QuPath that paquo can start: a clear error before any work."""
     from histobridge.errors import ProjectError
-    from histobridge.qupath.paquo.write import paquo_ready
 
-    ok, why = paquo_ready()
-    if not ok:
-        with pytest.raises(ProjectError, match="--write-back paquo needs QuPath through paquo"):
-            run_heatmap(project, model, tmp_path / "p", HeatmapOptions(write_back="paquo"))
-        assert not (tmp_path / "p").exists()
-        pytest.skip(f"QuPath/paquo not available: {why}")
+    monkeypatch.setenv("PAQUO_QUPATH_DIR", str(tmp_path / "no-qupath-here"))
+    with pytest.raises(ProjectError, match="--write-back paquo needs QuPath through paquo"):
+        run_heatmap(project, model, tmp_path / "p", HeatmapOptions(write_back="paquo"))
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.qupath
+def test_paquo_write_back(model, tmp_path, monkeypatch):
+    """With QuPath found, tiles land in the project's data file through QuPath's own save; a rerun
+    replaces them. QuPath made the project (through paquo) around a strip TIFF, which every QuPath
+    opens (its ImageJ server)."""
     import subprocess
     import sys
 
+    import tifffile
+    from _paquo_project import make_project as paquo_made
+    from _qupath_tier import installed
+
+    found = installed()
+    if not found:
+        pytest.skip("no QuPath found (/opt/mini-qupath-<version> or PAQUO_QUPATH_DIR)")
+    install = found[0][1]
+    monkeypatch.setenv("PAQUO_QUPATH_DIR", str(install))  # for this test's paquo children only
+    plain = tmp_path / "colours-strips.tif"
+    per_cm = 1e4 / 0.5
+    tifffile.imwrite(plain, slide_pixels(), photometric="rgb", resolution=(per_cm, per_cm),
+                     resolutionunit="CENTIMETER", rowsperstrip=64)
+    anns = tmp_path / "anns.geojson"
+    anns.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        annotation([(640, 360), (960, 360), (960, 700), (640, 700)], "Stroma", "blue box")]}))
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps({"pathClasses": [{"name": "Stroma", "color": -16776961}]}))
+    project = paquo_made(install, tmp_path / "proj", plain, anns, classes).parent  # QuPath's own project
+    qpproj = (project / "project.qpproj").read_bytes()
     for _ in range(2):  # the second run replaces the first
         report = run_heatmap(project, model, tmp_path / "p",
                              HeatmapOptions(write_back="paquo", classes=("Stroma",), tissue=False))
-    assert (project / "project.qpproj.backup").exists()
+        assert report.ok, report.outcomes
     assert report.results[0].tiles == 25
+    assert (project / "project.qpproj").read_bytes() == qpproj  # QuPath saved the image, not the project
+    backups = list(layout.backups_dir(project).glob("project.qpproj.*"))
+    assert backups and all(b.read_bytes() == qpproj for b in backups)
+    assert layout.qpdata_path(project, 1).with_name("data.qpdata.bkp").is_file()
+    summary = json.loads(layout.summary_path(project, 1).read_text())
+    assert summary["hierarchy"]["objectTypeCounts"]["Tiles"] == 25
     count = (  # paquo starts a JVM, so count the tiles QuPath sees in a child process
         "import sys; from paquo.projects import QuPathProject\n"
         "with QuPathProject(sys.argv[1], mode='r') as qp:\n"
         "    h = qp.images[0].hierarchy\n"
-        "    print(sum(1 for t in h.tiles if t.name == 'colours'))\n"
+        "    print(sum(1 for t in h.tiles if t.name == 'colours' and t.locked))\n"
     )
     out = subprocess.run([sys.executable, "-c", count, str(project / "project.qpproj")],
                          capture_output=True, text=True, check=True).stdout

@@ -324,29 +324,37 @@ def test_qpdata_preferred_then_fallback_to_geojson(tmp_path: Path, shared_dir: P
     assert any("data.qpdata" in n for n in fallback.notes)
 
 
-def test_paquo_source_without_qupath(tmp_path: Path) -> None:
-    from histobridge.qupath.paquo.read import paquo_status
-
-    ok, _ = paquo_status()
-    if ok:
-        pytest.skip("paquo and QuPath are installed; the unavailable path cannot be checked")
+def test_paquo_source_without_qupath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAQUO_QUPATH_DIR", str(tmp_path / "no-qupath-here"))  # whatever is installed
     proj = _project_with_image(tmp_path)
-    with pytest.raises(ProjectError, match="paquo"):
+    with pytest.raises(ProjectError, match="cannot read annotations through paquo"):
         proj.annotations(proj.images[0], source="paquo")
 
 
 @pytest.mark.qupath
-def test_paquo_reads_the_same_annotations_as_geojson(tmp_path: Path) -> None:
-    from histobridge.qupath.paquo.read import paquo_status
+def test_paquo_reads_the_same_annotations_as_geojson(
+    tmp_path: Path, cmu_slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample's annotations in a project QuPath made (around a plain TIFF of the sample slide):
+    QuPath through paquo and histobridge's GeoJSON reader agree. Every version: test_qupath_tier_paquo."""
+    from _paquo_project import copy_project, paquo_made_project, sample_file
+    from _qupath_tier import installed
 
-    ok, why = paquo_status()
-    if not ok:
-        pytest.skip(f"needs paquo with a local QuPath installation: {why}")
-    from histobridge.qupath.sample import init_sample_project
-
-    proj = Project.open(init_sample_project(tmp_path / "skin"))
+    found = installed()
+    if not found:
+        pytest.skip("no QuPath found (/opt/mini-qupath-<version> or PAQUO_QUPATH_DIR)")
+    version, install = found[0]
+    monkeypatch.setenv("PAQUO_QUPATH_DIR", str(install))  # for this test's paquo children only
+    made = paquo_made_project(version, install, cmu_slide, tmp_path / "made")
+    folder = copy_project(made, tmp_path / "skin")
+    sample = sample_file("histobridge/annotations/1.geojson")
+    layout.annotation_path(folder, 1).parent.mkdir(parents=True)
+    shutil.copyfile(sample, layout.annotation_path(folder, 1))
+    proj = Project.open(folder)
     e = proj.images[0]
-    assert proj.annotations(e, source="paquo").by_class() == proj.annotations(e, source="geojson").by_class()
+    via = proj.annotations(e, source="paquo")
+    assert via.source == "paquo" and len(via) > 10
+    assert via.by_class() == proj.annotations(e, source="geojson").by_class()
 
 
 def test_cli_info_on_the_real_project(shared_dir: Path) -> None:

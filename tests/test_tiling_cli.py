@@ -46,7 +46,7 @@ def test_tile_command_help_lists_the_options() -> None:
     result = CliRunner().invoke(app, ["tile", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for option in ("--tile-px", "--tile-um", "--stride-px", "--min-coverage", "--whole-tissue", "--mpp",
-                   "--mpp-override", "--mpp-range", "--max-tiles", "--json"):  # fmt: skip
+                   "--mpp-override", "--mpp-range", "--max-tiles", "--compression", "--json"):  # fmt: skip
         assert option in result.output
 
 
@@ -314,3 +314,18 @@ def test_redirected_table_is_not_cut_at_80_columns(
     code, out, _ = run(["tile", str(qp), "-o", str(tmp_path / "s.zarr"), *SMALL], capsys, monkeypatch)
     row = next(line for line in out.splitlines() if "skipped" in line)
     assert code == 1 and "use smaller tiles or a lower minimum coverage" in row and len(row) > 120
+
+
+def test_compression_option_writes_uncompressed_tiles_or_is_one_error_line(
+    slides: dict[str, Path], tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    qp = make_project(tmp_path / "p", [{**GOOD, "slide": slides["cal"]}])
+    store = tmp_path / "n.zarr"
+    base = ["tile", str(qp), "-o", str(store), *SMALL, "--compression"]
+    code, _, err = run([*base, "none"], capsys, monkeypatch)
+    assert code == 0, err
+    group = open_store(store).groups()[0]
+    inner = group.tiles.metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+    assert group.attrs["compression"] == "none" and [c["name"] for c in inner] == ["bytes"]
+    code, _, err = run([*base, "gzip"], capsys, monkeypatch)
+    assert code == 1 and err.strip() == "error: --compression must be one of lz4, none, got 'gzip'"

@@ -402,9 +402,9 @@ def test_small_image_is_read_in_parallel_units(
     sizes: list[int] = []
     real = tiler.read_batch
 
-    def counting(slide, coords, tile_px, stride, out=None):  # type: ignore[no-untyped-def]
+    def counting(slide, coords, tile_px, stride, out=None, shared=None):  # type: ignore[no-untyped-def]
         sizes.append(len(coords))
-        return real(slide, coords, tile_px, stride, out=out)
+        return real(slide, coords, tile_px, stride, out=out, shared=shared)
 
     monkeypatch.setattr(tiler, "read_batch", counting)
     monkeypatch.setenv("HISTOBRIDGE_THREADS", "2")
@@ -428,12 +428,33 @@ def test_workers_are_capped_by_the_core_budget(
     names: set[str] = set()
     real = tiler.read_batch
 
-    def recording(slide, coords, tile_px, stride, out=None):  # type: ignore[no-untyped-def]
+    def recording(slide, coords, tile_px, stride, out=None, shared=None):  # type: ignore[no-untyped-def]
         names.add(threading.current_thread().name)
-        return real(slide, coords, tile_px, stride, out=out)
+        return real(slide, coords, tile_px, stride, out=out, shared=shared)
 
     monkeypatch.setattr(tiler, "read_batch", recording)
     monkeypatch.setenv("HISTOBRIDGE_THREADS", "1")
     project = FakeProject([FakeEntry(1, "p", pattern_slide)], {1: [Annotation(box(0, 0, 1400, 1000), "T")]})
     report = tile_project(project, tmp_path / "w.zarr", TileSpec(128, 96), TilingOptions(workers=8))
     assert report.ok and report.tiles == 35 and len(names) == 1
+
+
+def test_uncompressed_tiles_hold_the_same_pixels_and_count_as_up_to_date(
+    pattern_slide: Path, tmp_path: Path
+) -> None:
+    """``compression="none"`` skips Blosc: other bytes on disk, the same pixels; a rerun is up to date."""
+    spec, project = TileSpec(128, 64), two_class_project(pattern_slide)
+    tile_project(project, tmp_path / "z.zarr", spec)
+    raw = tile_project(project, tmp_path / "n.zarr", spec, TilingOptions(compression="none"))
+    a, b = open_store(tmp_path / "z.zarr").group(7), open_store(tmp_path / "n.zarr").group(7)
+    np.testing.assert_array_equal(a.tiles[:], b.tiles[:])
+    assert b.attrs["compression"] == "none" and a.attrs["compression"] == "lz4"
+    inner = b.tiles.metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+    assert [c["name"] for c in inner] == ["bytes"]
+    shard = tmp_path / "n.zarr" / "7" / "tiles" / "c" / "0" / "0" / "0" / "0"
+    per_shard = min(64, raw.tiles)
+    assert shard.stat().st_size == per_shard * (128 * 128 * 3 + 16) + 4  # tiles, index, crc
+    again = tile_project(project, tmp_path / "n.zarr", spec)
+    assert again.details[0].up_to_date
+    with pytest.raises(InputError, match="--compression must be one of lz4, none, got 'zip'"):
+        TilingOptions(compression="zip")

@@ -60,6 +60,9 @@ def tile(
     closed_lines_as_areas: bool = typer.Option(
         False, "--closed-lines-as-areas", help="Read closed outlines (polylines) as areas."
     ),
+    compression: str = typer.Option(
+        "lz4", "--compression", help="Tile compression: lz4 (Blosc) or none (faster, ~12 % more disk)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -72,7 +75,7 @@ def tile(
     options = TilingOptions(
         classes=tuple(chosen) if chosen else None, tissue=tissue, whole_tissue=whole_tissue, workers=workers,
         mpp=mpp, mpp_override=mpp_override, mpp_range=mpp_range, max_tiles=max_tiles, replace=replace,
-        closed_lines_as_areas=closed_lines_as_areas,
+        closed_lines_as_areas=closed_lines_as_areas, compression=compression,
     )  # fmt: skip
     qp = Project.open(project)
     with _Bars(progress and not as_json) as bars:

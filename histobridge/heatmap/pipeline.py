@@ -15,7 +15,6 @@ tile is ``skipped`` and its earlier results are left as they were.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -396,7 +395,7 @@ def heatmap_entry(
     prefix = options.prefix or classifier.name
     colours = class_colours(pred.class_names, project.classes)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
-    texts = list(tile_texts(pred, prefix, colours))  # serialised once: both GeoJSON copies share the ids
+    texts = tile_texts(pred, prefix, colours)  # serialised once: both GeoJSON copies share the ids
     files = write_image_outputs(
         pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, texts=texts
     )
@@ -407,10 +406,12 @@ def heatmap_entry(
         target = layout.predictions_path(project.folder, entry.entry_id)
         geojson.write_feature_texts(target, texts, collection={"histobridge": {"model": prefix}})
         files.append(target)
+    if mode in ("qpdata", "paquo"):
+        notes = [*notes, *_carry_exported_annotations(project, entry.entry_id)]
     if mode == "qpdata":
         from histobridge.qupath.qpdata.writer import write_tiles_qpdata
 
-        features = [json.loads(t) for t in texts]  # the same tiles and ids as the GeoJSON copies
+        features = texts.features()  # the same tiles and ids as the GeoJSON copies
         write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
         files.append(layout.qpdata_path(project.folder, entry.entry_id))
     if mode == "paquo":
@@ -421,6 +422,30 @@ def heatmap_entry(
     log.info("%s: %d tiles in %.1fs (%.1f tiles/s)", name, len(pred), seconds, len(pred) / max(seconds, 1e-9))
     outcome = ImageOutcome(entry.entry_id, name, "done", count=len(pred))
     return outcome, ImageHeatmapResult(eid, name, len(pred), tuple(files), seconds, tuple(notes))
+
+
+def _carry_exported_annotations(project: Project, entry_id: int) -> list[str]:
+    """Before tiles go into an image's first data file, put its exported annotations there too.
+
+    Otherwise QuPath would show tiles without the regions they came from, and the next run, which
+    prefers the data file, would find no annotations. Images that already have a data file, or no
+    export with areas, are left as they are. Returns notes on what the export held that QuPath data
+    cannot (they stay in the export).
+    """
+    from histobridge.qupath import layout
+    from histobridge.qupath.qpdata.from_geojson import qpdata_from_geojson
+
+    if layout.qpdata_path(project.folder, entry_id).is_file():
+        return []
+    if not any(p.is_file() for p in layout.annotation_candidates(project.folder, entry_id)):
+        return []
+    try:
+        done = qpdata_from_geojson(project.folder, entry_id)
+    except AnnotationError:  # the export holds no areas: the tiles make the first data file
+        return []
+    log.info("image %s: %d exported annotations written into its new QuPath data file",
+             entry_id, done.report.annotations)  # fmt: skip
+    return [f"left in the export only: {n}" for n in done.notes]
 
 
 def _guarded_entry(

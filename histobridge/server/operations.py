@@ -6,7 +6,6 @@ PNG bytes under ``"images"`` and are served by name from the finished job.
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,9 +135,8 @@ class ClassifyRequest(RegionRequest):
 
 def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str, Any]:
     """QuPath tile features for the ROI, exactly as the batch heatmap writes them for that area."""
-    from histobridge.heatmap.outputs import class_colours, tile_features
+    from histobridge.heatmap.outputs import class_colours, tile_texts
     from histobridge.heatmap.pipeline import HeatmapOptions, predict_with_options, tile_geometry
-    from histobridge.qupath.geojson import features_bytes
 
     if req.stride_div not in STRIDE_DIVS:
         raise _bad(f"stride_div must be one of {STRIDE_DIVS}, got {req.stride_div}")
@@ -157,7 +155,7 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
         ctx.check()
         pred = predict_with_options(slide, regions, clf, options, progress=ctx.event, item=entry.name)
     colours = class_colours(pred.class_names, proj.classes if proj is not None else ())
-    features = json.loads(features_bytes(tile_features(pred, clf.name, colours)))["features"]
+    features = tile_texts(pred, clf.name, colours).features()  # serialised from the arrays, parsed once
     written = None
     if req.write_back:
         if proj is None:

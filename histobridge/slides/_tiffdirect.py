@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,53 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-TileCache = dict[tuple[int, int], "np.ndarray | None"]
+SHARED_BYTES = 96 << 20  # decoded source tiles kept for neighbouring batches (~500 tiles of 256 px)
+
+
+class SharedTiles:
+    """Decoded source tiles on the edges of batches, kept for the neighbouring batches (thread-safe).
+
+    A batch decodes every source tile its block touches; the tiles on the block's edge are touched
+    again by the batches beside and below it (a 1.2x shrink decodes ~30 % of its tiles twice, a
+    ~100-tile slide read in small units ~20 %). Bounded: least recently used tiles go first.
+    """
+
+    def __init__(self, max_bytes: int = SHARED_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._tiles: OrderedDict[tuple[int, int, int], np.ndarray | None] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: tuple[int, int, int]) -> tuple[bool, np.ndarray | None]:
+        """(found, tile): a found tile may be None (an empty tile of the file)."""
+        with self._lock:
+            if key not in self._tiles:
+                return False, None
+            self._tiles.move_to_end(key)
+            self.hits += 1
+            return True, self._tiles[key]
+
+    def put(self, key: tuple[int, int, int], tile: np.ndarray | None) -> None:
+        size = 0 if tile is None else tile.nbytes
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._tiles:
+                return
+            self._tiles[key] = tile
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._tiles.popitem(last=False)
+                self._bytes -= 0 if old is None else old.nbytes
+
+
+class TileCache(dict[tuple[int, int], "np.ndarray | None"]):
+    """Decoded source tiles of one batch; with ``shared``, edge tiles also come from and go to it."""
+
+    def __init__(self, shared: SharedTiles | None = None, level: int = 0) -> None:
+        super().__init__()
+        self.shared, self.level = shared, level
 
 
 class TiledLevelReader:
@@ -94,8 +141,9 @@ class TiledLevelReader:
             return out
         for ty in range(y // th, (y + h - 1) // th + 1):
             for tx in range(x // tw, (x + w - 1) // tw + 1):
-                tile = self._cached_tile(tx, ty, cache)
                 x0, y0 = tx * tw, ty * th
+                inside = x <= x0 and x0 + tw <= x + w and y <= y0 and y0 + th <= y + h
+                tile = self._cached_tile(tx, ty, cache, edge=not inside)
                 sx0, sy0 = max(x, x0), max(y, y0)
                 sx1, sy1 = min(x + w, x0 + tw, self.width), min(y + h, y0 + th, self.height)
                 dst = out[sy0 - y : sy1 - y, sx0 - x : sx1 - x]
@@ -105,12 +153,20 @@ class TiledLevelReader:
                     dst[...] = tile[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0, :3]
         return out
 
-    def _cached_tile(self, tx: int, ty: int, cache: TileCache | None) -> np.ndarray | None:
+    def _cached_tile(
+        self, tx: int, ty: int, cache: TileCache | None, edge: bool = False
+    ) -> np.ndarray | None:
         if cache is None:
             return self.tile(tx, ty)
         key = (tx, ty)
         if key not in cache:
-            cache[key] = self.tile(tx, ty)
+            shared = cache.shared if edge and isinstance(cache, TileCache) else None
+            found, tile = shared.get((cache.level, tx, ty)) if shared is not None else (False, None)
+            if not found:
+                tile = self.tile(tx, ty)
+                if shared is not None:
+                    shared.put((cache.level, tx, ty), tile)
+            cache[key] = tile
         hit: np.ndarray | None = cache[key]
         return hit
 

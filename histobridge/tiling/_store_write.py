@@ -17,8 +17,24 @@ import zarr
 from histobridge._atomic import replace_dir
 from histobridge._locks import FileLock, describe_oserror, hold
 from histobridge.errors import StoreError
-from histobridge.tiling._shards import compressors, encoder_allowed, shard_parts
+from histobridge.tiling._shards import (
+    DEFAULT_COMPRESSION,
+    check_compression,
+    compressors,
+    encoder_allowed,
+    shard_parts,
+)
 from histobridge.tiling._shards import uses_default_layout as _uses_default_layout
+from histobridge.tiling._store_direct import (
+    direct_allowed,
+    direct_group_problem,
+    dumps,
+    group_files,
+    group_meta,
+    is_v3_group,
+    record_chunks,
+    write_files,
+)
 from histobridge.tiling._store_read import PARTIAL_SUFFIX, TileGroup, TileStore, image_group_problem, member
 
 log = logging.getLogger("histobridge.tiling.store")
@@ -39,8 +55,8 @@ def shard_tiles(tile_px: int, n: int | None = None) -> int:
     return max(1, min(SHARD_TILES, by_size, n if n is not None else SHARD_TILES))
 
 
-def _compressors() -> tuple[Any, ...]:
-    return compressors()
+def _compressors(compression: str = DEFAULT_COMPRESSION) -> tuple[Any, ...]:
+    return compressors(compression)
 
 
 def lock_dir(store_path: str | os.PathLike[str]) -> Path:
@@ -144,8 +160,10 @@ class GroupWriter:
         *,
         replace: bool = False,
         lock_timeout: float | None = None,
+        compression: str = DEFAULT_COMPRESSION,
     ) -> None:
         self.store_path = Path(store_path)
+        self.compression = check_compression(compression)
         self.name = str(name)
         self.n = int(n)
         self.tile_px = int(tile_px)
@@ -155,13 +173,22 @@ class GroupWriter:
         self._lock = threading.Lock()
         self._failed: StoreError | None = None
         self._file_lock = group_lock(self.store_path, self.name).acquire(lock_timeout)
+        self._direct = direct_allowed()
+        self._zarr_group: zarr.Group | None = None
+        self._arrays: dict[str, zarr.Array[Any]] = {}
         try:
-            root = open_root(self.store_path, timeout=lock_timeout)
-            if member(root, self.tmp_name) is not None:  # left by a crashed run: we hold the lock now
+            fast = self._direct and _direct_root(self.store_path, lock_timeout)
+            root = None if fast else open_root(self.store_path, timeout=lock_timeout)
+            if (self.store_path / self.tmp_name).exists():  # left by a crashed run: we hold the lock now
                 _remove_member(self.store_path, self.tmp_name)
             remove_stale(self.store_path)  # other groups' leftovers nobody is writing
-            self._check_existing(root, attrs, replace)
-            self._create(root, attrs)
+            if (self.store_path / self.name).exists():  # rare (a rerun): zarr reads the old group
+                root = root or open_root(self.store_path, timeout=lock_timeout)
+                self._check_existing(root, attrs, replace)
+            if self._direct:
+                self._create_direct(attrs)
+            else:
+                self._create(root or open_root(self.store_path, timeout=lock_timeout), attrs)
         except OSError as err:
             raise self._fail(err, "creating it") from err
         except BaseException:
@@ -197,27 +224,69 @@ class GroupWriter:
         log.warning("%s: %s", self.store_path, text)
         self.notes.append(text)
 
+    def _create_direct(self, attrs: Mapping[str, Any]) -> None:
+        """The group's files written directly (:mod:`histobridge.tiling._store_direct`)."""
+        self.shard = shard_tiles(self.tile_px, self.n)
+        self._attrs = jsonable({**attrs, "complete": False, "n_tiles": self.n})
+        files = group_files(self._attrs, self.n, self.tile_px, self.shard, self.compression)
+        write_files(self.store_path / self.tmp_name, files)
+        self._direct_shards = encoder_allowed(self.compression)
+
+    @property
+    def group(self) -> zarr.Group:
+        """The partial group through zarr (opened on first use when its files were written directly)."""
+        if self._zarr_group is None:
+            self._zarr_group = zarr.open_group(str(self.store_path / self.tmp_name), mode="r+", zarr_format=3)
+        return self._zarr_group
+
+    @property
+    def tiles(self) -> zarr.Array[Any]:
+        return self._member_array("tiles")
+
+    @property
+    def coords(self) -> zarr.Array[Any]:
+        return self._member_array("coords")
+
+    @property
+    def labels(self) -> zarr.Array[Any]:
+        return self._member_array("labels")
+
+    @property
+    def regions(self) -> zarr.Array[Any]:
+        return self._member_array("regions")
+
+    def _member_array(self, name: str) -> zarr.Array[Any]:
+        arr = self._arrays.get(name)
+        if arr is None:
+            found = self.group[name]
+            if not isinstance(found, zarr.Array):  # pragma: no cover - we wrote it as an array
+                raise StoreError(f"{self.store_path}/{self.tmp_name}/{name} is not an array")
+            arr = self._arrays[name] = found
+        return arr
+
     def _create(self, root: zarr.Group, attrs: Mapping[str, Any]) -> None:
-        self.group = root.create_group(self.tmp_name)
-        self.group.attrs.update(jsonable({**attrs, "complete": False, "n_tiles": self.n}))
+        self._zarr_group = group = root.create_group(self.tmp_name)
+        group.attrs.update(jsonable({**attrs, "complete": False, "n_tiles": self.n}))
         shard = shard_tiles(self.tile_px, self.n)
         px = self.tile_px
-        self.tiles = self.group.create_array(
+        tiles = group.create_array(
             "tiles",
             shape=(self.n, px, px, 3),
             dtype="uint8",
             chunks=(1, px, px, 3),
             shards=(shard, px, px, 3),
-            compressors=_compressors(),
+            compressors=_compressors(self.compression),
             fill_value=0,
             dimension_names=("tile", "y", "x", "c"),
         )
         rows = max(1, self.n)
-        self.coords = self.group.create_array("coords", shape=(self.n, 4), dtype="float64", chunks=(rows, 4))
-        self.labels = self.group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(rows,))
-        self.regions = self.group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(rows,))
+        group.create_array("coords", shape=(self.n, 4), dtype="float64", chunks=(rows, 4))
+        group.create_array("labels", shape=(self.n,), dtype="int16", chunks=(rows,))
+        group.create_array("regions", shape=(self.n,), dtype="int32", chunks=(rows,))
         self.shard = shard
-        self._direct_shards = _uses_default_layout(self.tiles) and encoder_allowed()
+        self._direct_shards = _uses_default_layout(tiles, self.compression) and encoder_allowed(
+            self.compression
+        )
 
     def _fail(self, err: OSError, doing: str) -> StoreError:
         """Remove our partial group (it cannot be resumed), release the lock, and say why in one line."""
@@ -239,10 +308,15 @@ class GroupWriter:
             raise StoreError(f"{self.store_path}/{self.name}: metadata length differs from {self.n} tiles")
         if not self.n:
             return
+        coords = np.asarray(coords, np.float64).reshape(self.n, 4)
+        labels, regions = np.asarray(labels, np.int16), np.asarray(regions, np.int32)
         try:
-            self.coords[:] = np.asarray(coords, np.float64).reshape(self.n, 4)
-            self.labels[:] = np.asarray(labels, np.int16)
-            self.regions[:] = np.asarray(regions, np.int32)
+            if self._direct:
+                write_files(self.store_path / self.tmp_name, record_chunks(coords, labels, regions))
+                return
+            self.coords[:] = coords
+            self.labels[:] = labels
+            self.regions[:] = regions
         except OSError as err:
             raise self._fail(err, "writing tile records") from err
 
@@ -273,30 +347,45 @@ class GroupWriter:
                 key = (
                     self.store_path / self.tmp_name / "tiles" / "c" / str(pos // self.shard) / "0" / "0" / "0"
                 )
-                _write_parts(key, shard_parts(np.asarray(piece, np.uint8), self.shard))
+                _write_parts(key, shard_parts(np.asarray(piece, np.uint8), self.shard, self.compression))
             else:
                 self.tiles[pos:end] = piece
             pos = end
 
     def finish(self, extra_attrs: Mapping[str, Any] | None = None) -> TileGroup:
         """Mark the group complete and move it to its final name (replacing an older group)."""
+        self.commit(extra_attrs)
+        root = zarr.open_group(str(self.store_path), mode="r", zarr_format=3)
+        return TileStore(self.store_path, root).group(self.name)
+
+    def commit(self, extra_attrs: Mapping[str, Any] | None = None) -> None:
+        """:meth:`finish` without opening the finished group again (what the tiler needs)."""
         self._check_alive()
         if self.written != self.n:
             raise StoreError(f"{self.store_path}/{self.name}: wrote {self.written} of {self.n} tiles")
         try:
-            if extra_attrs:
-                self.group.attrs.update(jsonable(dict(extra_attrs)))
-            problem = image_group_problem(self.group)
-            if problem is not None:  # never mark a group complete that readers would reject
-                raise StoreError(f"{self.store_path}/{self.tmp_name}: {problem}")
-            self.group.attrs["complete"] = True
+            if self._zarr_group is None and self._direct:
+                self._mark_complete_direct(extra_attrs)
+            else:
+                if extra_attrs:
+                    self.group.attrs.update(jsonable(dict(extra_attrs)))
+                problem = image_group_problem(self.group)
+                if problem is not None:  # never mark a group complete that readers would reject
+                    raise StoreError(f"{self.store_path}/{self.tmp_name}: {problem}")
+                self.group.attrs["complete"] = True
             replace_dir(self.store_path / self.tmp_name, self.store_path / self.name)
         except OSError as err:
             raise self._fail(err, "finishing it") from err
         finally:
             self._file_lock.release()
-        root = zarr.open_group(str(self.store_path), mode="r", zarr_format=3)
-        return TileStore(self.store_path, root).group(self.name)
+
+    def _mark_complete_direct(self, extra_attrs: Mapping[str, Any] | None) -> None:
+        folder = self.store_path / self.tmp_name
+        problem = direct_group_problem(folder, self.n, self.tile_px)
+        if problem is not None:  # never mark a group complete that readers would reject
+            raise StoreError(f"{folder}: {problem}")
+        attrs = {**self._attrs, **jsonable(dict(extra_attrs or {})), "complete": True}
+        write_files(folder, {"zarr.json": dumps(group_meta(attrs))})
 
     def abort(self) -> None:
         """Remove the partial group (used when an image fails cleanly) and release the lock."""
@@ -318,8 +407,32 @@ class GroupWriter:
             self.close()
 
 
+def _direct_root(store_path: Path, timeout: float | None) -> bool:
+    """True when the store's root is a Zarr v3 group, written here first if the store is new.
 
-def _write_parts(path: Path, parts: list[bytes]) -> None:
+    A new root is written as zarr writes it (under the store-wide lock, through a temp file so a
+    reader never sees half of it); anything else already there is left to :func:`open_root`.
+    """
+    if is_v3_group(store_path):
+        return True
+    if (store_path / "zarr.json").exists():
+        return False
+    try:
+        store_path.mkdir(parents=True, exist_ok=True)
+        lock = lock_dir(store_path) / "store.lock"
+        with _ROOT_LOCK, hold(lock, f"tile store {store_path}", timeout=timeout, error=StoreError):
+            if not (store_path / "zarr.json").exists():  # a temp name the leftover cleanup knows
+                tmp = store_path / f"zarr.{os.urandom(8).hex()}.partial"
+                tmp.write_bytes(dumps(group_meta({})))
+                os.replace(tmp, store_path / "zarr.json")
+    except OSError as err:
+        raise StoreError(
+            f"{store_path}: cannot open the tile store for writing: {describe_oserror(err)}"
+        ) from err
+    return is_v3_group(store_path)
+
+
+def _write_parts(path: Path, parts: list[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.writelines(parts)

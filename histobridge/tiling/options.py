@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from histobridge.errors import CalibrationError, InputError
+from histobridge.tiling._shards import COMPRESSIONS, DEFAULT_COMPRESSION
 from histobridge.tiling.regions import RegionOptions
 
 MPP_RANGE = (0.05, 20.0)  # µm/px a user may type: 0.05 is beyond any light microscope, 20 below a 0.5x scan
@@ -21,7 +22,9 @@ class TilingOptions:
     every image's own value (the run reports each replacement). Values outside ``mpp_range`` are
     refused as typos (``--mpp 50``). ``max_tiles`` caps the grid positions planned per image.
     ``replace`` lets a run replace groups written with another tile size (refused otherwise);
-    ``closed_lines_as_areas`` reads closed outlines (LineStrings) as areas.
+    ``closed_lines_as_areas`` reads closed outlines (LineStrings) as areas. ``compression`` is the
+    tiles' codec, ``"lz4"`` (Blosc) or ``"none"``; it changes bytes on disk, never pixels, so a rerun
+    with another one finds the images up to date.
     """
 
     classes: tuple[str, ...] | None = None
@@ -35,6 +38,7 @@ class TilingOptions:
     max_upsample: float = MAX_UPSAMPLE
     replace: bool = False
     closed_lines_as_areas: bool = False
+    compression: str = DEFAULT_COMPRESSION
 
     def __post_init__(self) -> None:
         lo, hi = self.mpp_range
@@ -56,6 +60,9 @@ class TilingOptions:
             raise InputError(f"workers must be at least 1, got {self.workers}")
         if self.max_tiles < 1:
             raise InputError(f"the tile limit must be at least 1, got {self.max_tiles}")
+        if self.compression not in COMPRESSIONS:
+            choices = ", ".join(COMPRESSIONS)
+            raise InputError(f"--compression must be one of {choices}, got {self.compression!r}")
         if self.classes is not None and not self.classes:
             raise InputError("an empty class list selects nothing; leave it out to tile every class")
 

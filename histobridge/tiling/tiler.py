@@ -29,6 +29,7 @@ from histobridge.errors import HistobridgeError, StoreError
 from histobridge.qupath.project import ImageEntry, Project
 from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done, no_progress
 from histobridge.slides import Slide
+from histobridge.slides._tiffdirect import SharedTiles
 from histobridge.slides.tissue import tissue_geometry
 from histobridge.tiling.grid import TileSpec
 from histobridge.tiling.options import TilingOptions
@@ -110,9 +111,17 @@ def spatial_order(coords: np.ndarray, region_idx: np.ndarray, stride: float) -> 
 
 
 def read_batch(
-    slide: Slide, coords: np.ndarray, tile_px: int, stride: float, out: np.ndarray | None = None
+    slide: Slide,
+    coords: np.ndarray,
+    tile_px: int,
+    stride: float,
+    out: np.ndarray | None = None,
+    shared: SharedTiles | None = None,
 ) -> np.ndarray:
-    """Read tiles of one batch, one decoded block per spatial cell the batch touches."""
+    """Read tiles of one batch, one decoded block per spatial cell the batch touches.
+
+    ``shared`` (one per image) hands decoded source tiles on a block's edge to the next batches.
+    """
     if out is None:
         out = np.empty((len(coords), tile_px, tile_px, 3), np.uint8)
     cell = stride * CELL_TILES
@@ -120,11 +129,11 @@ def read_batch(
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     if len(np.unique(keys)) == len(starts):  # each cell's tiles are contiguous (spatial order)
         for a, b in zip(starts, np.r_[starts[1:], len(keys)], strict=True):
-            slide.read_scaled_batch(coords[a:b], tile_px, out=out[a:b])
+            slide.read_scaled_batch(coords[a:b], tile_px, out=out[a:b], shared=shared)
         return out
     for key in np.unique(keys):
         sel = np.nonzero(keys == key)[0]
-        out[sel] = slide.read_scaled_batch(coords[sel], tile_px)
+        out[sel] = slide.read_scaled_batch(coords[sel], tile_px, shared=shared)
     return out
 
 
@@ -267,7 +276,7 @@ def _tile_image(job: _Job) -> TiledImage:
             "classes": class_names, "histobridge_version": _version(), "params": params,
             "backend": slide.backend, "regions": [r.record() for r in regions], "slide_sha": slide_sha,
             "slide_size": slide_size, "tile_l0_px": tile_l0, "stride_l0_px": stride_l0,
-            "level": slide.best_level(tile_l0 / job.spec.tile_px),
+            "level": slide.best_level(tile_l0 / job.spec.tile_px), "compression": job.options.compression,
         }  # fmt: skip
         _write_group(job, slide, attrs, coords, labels, region_idx, stride_l0)
     return record(ImageOutcome(entry_id, name, "done", len(coords)))
@@ -281,7 +290,7 @@ def _write_group(
     try:
         writer = GroupWriter(
             job.store_path, str(job.entry.entry_id), len(coords), job.spec.tile_px, attrs,
-            replace=job.options.replace,
+            replace=job.options.replace, compression=job.options.compression,
         )
     except HistobridgeError:
         raise
@@ -290,7 +299,7 @@ def _write_group(
     try:
         writer.write_meta(coords, labels, region_idx)
         _write_tiles(job, slide, writer, coords, stride_l0)
-        writer.finish()
+        writer.commit()
     except HistobridgeError:
         _abort(writer)  # a clean failure (unreadable tiles...): leave nothing behind
         raise
@@ -382,11 +391,13 @@ def _write_tiles(job: _Job, slide: Slide, writer: GroupWriter, coords: np.ndarra
         for k, n in parts.items()
     }
     done = 0
+    shared = SharedTiles()  # source tiles on batch edges, decoded once for both neighbours
 
     def unit(a: int, b: int) -> int:
         shard = shards[a // writer.shard]
         tiles = shard.buffer()
-        read_batch(slide, coords[a:b], tile_px, stride, out=tiles[a - shard.start : b - shard.start])
+        part = tiles[a - shard.start : b - shard.start]
+        read_batch(slide, coords[a:b], tile_px, stride, out=part, shared=shared)
         if not shard.part_done():
             return 0
         writer.write_tiles(shard.start, tiles)

@@ -13,9 +13,15 @@ import sys
 
 def _check() -> int:
     import paquo
-    import paquo.projects  # starts the JVM; fails when QuPath is not found
 
-    sys.stdout.write(f"paquo {getattr(paquo, '__version__', '?')} with QuPath\n")
+    try:
+        import paquo.projects  # starts the JVM; fails when QuPath is not found
+        from paquo.java import GeneralTools
+    except Exception as err:  # paquo raises plain ValueError/FileNotFoundError/OSError: one line suffices
+        sys.stderr.write(f"{type(err).__name__}: {err}\n")
+        return 1
+    version = str(GeneralTools.getVersion())
+    sys.stdout.write(f"paquo {getattr(paquo, '__version__', '?')} with QuPath {version}\n")
     return 0
 
 

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypeAlias
 
 from histobridge.errors import ProjectError
 from histobridge.qupath.geojson import FeatureReadResult, read_features
@@ -24,39 +25,62 @@ CHECK_TIMEOUT_S = 180
 READ_TIMEOUT_S = 900
 
 
-def _run_child(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+QuPathDir: TypeAlias = "str | os.PathLike[str] | None"
+
+
+def child_env(qupath_dir: QuPathDir = None) -> dict[str, str]:
+    """The environment for a paquo child: ours, with ``PAQUO_QUPATH_DIR`` set when a QuPath folder is
+    given (paquo reads it at import), so a caller can choose the installation without changing ours."""
+    env = dict(os.environ)
+    if qupath_dir is not None:
+        env["PAQUO_QUPATH_DIR"] = str(Path(qupath_dir))
+    return env
+
+
+def _run_child(
+    args: list[str], timeout: float, qupath_dir: QuPathDir = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", CHILD, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env=child_env(qupath_dir))
 
 
 def _tail(text: str, lines: int = 4) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "no output"
 
 
-@functools.lru_cache(maxsize=1)
-def paquo_status() -> tuple[bool, str]:
-    """(usable, explanation): paquo installed and able to start QuPath on this machine."""
+def paquo_status(qupath_dir: QuPathDir = None) -> tuple[bool, str]:
+    """(usable, explanation): paquo installed and able to start QuPath (``qupath_dir``, else the one
+    ``PAQUO_QUPATH_DIR`` or paquo's own search finds). Asked once per QuPath folder: it starts a JVM."""
+    chosen = qupath_dir if qupath_dir is not None else os.environ.get("PAQUO_QUPATH_DIR")
+    return _status(None if chosen is None else str(chosen))
+
+
+@functools.lru_cache(maxsize=8)
+def _status(qupath_dir: str | None) -> tuple[bool, str]:
     if importlib.util.find_spec("paquo") is None:
         return False, "paquo is not installed (pip install 'histobridge[qupath]')"
     try:
-        proc = _run_child(["check"], CHECK_TIMEOUT_S)
+        proc = _run_child(["check"], CHECK_TIMEOUT_S, qupath_dir)
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"could not start paquo: {err}"
     if proc.returncode != 0:
-        return False, f"paquo cannot start QuPath (set PAQUO_QUPATH_DIR): {_tail(proc.stderr)}"
+        where = f"from {qupath_dir}" if qupath_dir else "(set PAQUO_QUPATH_DIR to a QuPath folder)"
+        return False, f"paquo cannot start QuPath {where}: {_tail(proc.stderr, 1)}"
     return True, proc.stdout.strip() or "paquo ready"
 
 
 def read_annotations(
-    project: str | os.PathLike[str], entry_id: int, *, timeout: float = READ_TIMEOUT_S
+    project: str | os.PathLike[str], entry_id: int, *, timeout: float = READ_TIMEOUT_S,
+    qupath_dir: QuPathDir = None,
 ) -> FeatureReadResult:
     """Annotations of image ``entry_id`` as QuPath itself reads them from the project."""
     path = Path(project)
-    ok, why = paquo_status()
+    ok, why = paquo_status(qupath_dir)
     if not ok:
         raise ProjectError(f"{path}: cannot read annotations through paquo: {why}")
     try:
-        proc = _run_child(["read", str(path), str(int(entry_id))], timeout)
+        proc = _run_child(["read", str(path), str(int(entry_id))], timeout, qupath_dir)
     except subprocess.TimeoutExpired as err:
         raise ProjectError(f"{path}: paquo did not answer within {timeout:.0f} s") from err
     if proc.returncode != 0:
@@ -68,4 +92,4 @@ def read_annotations(
     return read_features(doc)
 
 
-__all__ = ["paquo_status", "read_annotations"]
+__all__ = ["child_env", "paquo_status", "read_annotations"]

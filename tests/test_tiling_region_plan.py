@@ -165,3 +165,18 @@ def test_tiler_and_heatmap_plan_identical_regions_on_the_sample(
         assert any("Ignore*" in n for n in notes) is special and not any(
             is_special_class(r.path_class) for r in heat
         )
+
+
+def test_planned_positions_bound_the_grid_before_allocation() -> None:
+    """The one count behind the tiler's --max-tiles and the server's tile limit."""
+    from histobridge.tiling.grid import grid_for_geometry
+    from histobridge.tiling.regions import Region, planned_positions
+
+    inside = Region(box(100, 100, 612, 612), "Tumor", "a", None)
+    beyond = Region(box(900, 900, 5000, 5000), "Tumor", "b", None)  # mostly outside the 1024-px image
+    empty = Region(box(0, 0, 0, 0), None, "c", None)
+    count = planned_positions([inside, beyond, empty], 128.0, 64.0, (1024, 1024))
+    clip = (0.0, 0.0, 1024.0, 1024.0)
+    tiles = sum(len(grid_for_geometry(r.geometry, 128.0, 64.0, 0.5, clip)) for r in (inside, beyond))
+    assert 0 < tiles <= count < planned_positions([inside, beyond], 128.0, 64.0, (8192, 8192))
+    assert planned_positions([empty], 128.0, 64.0, (1024, 1024)) == 0

@@ -95,11 +95,9 @@ def _annotation_set(res: Resources, req: RegionRequest) -> Any:
 
 def _check_size(res: Resources, regions: Sequence[Any], slide: Any, tile_l0: float, stride_l0: float) -> None:
     """Refuse before any grid is allocated when the ROI asks for more tiles than the server allows."""
-    from histobridge.tiling.grid import candidate_count
+    from histobridge.tiling.regions import planned_positions
 
-    w, h = slide.dimensions
-    clip = (0.0, 0.0, float(w), float(h))
-    planned = sum(candidate_count(r.geometry.bounds, tile_l0, stride_l0, clip) for r in regions)
+    planned = planned_positions(regions, tile_l0, stride_l0, slide.dimensions)
     if planned > res.settings.max_tiles:
         raise TooLargeError(
             f"roi: up to {planned:,} tiles of {tile_l0:.1f} px (stride {stride_l0:.1f} px), "

@@ -343,6 +343,16 @@ def collect_regions(
     return list(plan.regions), list(plan.class_names)
 
 
+def planned_positions(
+    regions: Sequence[Region], tile_l0: float, stride_l0: float, dimensions: tuple[int, int]
+) -> int:
+    """Grid positions over the regions' bounding boxes, clipped to the image: an upper bound on the
+    tiles, counted before any coordinate is allocated (the tiler's and the server's size limits)."""
+    clip = (0.0, 0.0, float(dimensions[0]), float(dimensions[1]))
+    boxes = [r.geometry.bounds for r in regions if not r.geometry.is_empty]
+    return sum(candidate_count(b, tile_l0, stride_l0, clip) for b in boxes)
+
+
 def grid_regions(
     regions: Sequence[Region],
     class_names: Sequence[str],
@@ -362,11 +372,7 @@ def grid_regions(
     w, h = slide.dimensions
     clip = (0.0, 0.0, float(w), float(h))
     if max_tiles is not None:
-        planned = sum(
-            candidate_count(r.geometry.bounds, tile_l0, stride_l0, clip)
-            for r in regions
-            if not r.geometry.is_empty
-        )
+        planned = planned_positions(regions, tile_l0, stride_l0, slide.dimensions)
         if planned > max_tiles:
             raise InputError(
                 f"{slide.path}: {tile_l0:.4g}-px tiles (stride {stride_l0:.4g} px) would need up to "

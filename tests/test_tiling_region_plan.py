@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 from shapely.geometry import box
 
@@ -101,13 +102,16 @@ def test_an_empty_plan_says_why(found: AnnotationSet, options: RegionOptions, re
 def test_notes_say_what_the_special_classes_did() -> None:
     found = _set(Annotation(box(0, 0, SIZE, SIZE), "Tumor"), Annotation(box(0, 0, 100, 100), "Ignore*"),
                  Annotation(box(0, 0, 500, 500), "Region*"), notes=("read from a test",))  # fmt: skip
-    tiler = plan_regions(found, TILER, Tissue())
-    assert tiler.notes == ("read from a test", "Ignore* area of 10000 px² cut out of the regions",
-                           "work limited to the Region* area (250000 px²)")  # fmt: skip
-    assert tiler.reason is None and tiler.regions[0].geometry.area == pytest.approx(500 * 500 - 100 * 100)
+    plan = plan_regions(found, TILER, Tissue())
+    assert plan.read_notes == ("read from a test",)
+    assert plan.notes == ("Ignore* area of 10000 px² cut out of the regions",
+                          "work limited to the Region* area (250000 px²)")  # fmt: skip
+    assert plan.reason is None and plan.regions[0].geometry.area == pytest.approx(500 * 500 - 100 * 100)
+    assert plan.explained() == ["read from a test", *plan.notes]  # what collect_regions hands back
     # the heatmap reports what the special classes did too; the reader's notes it reports only when
     # they explain why nothing is classified
-    assert plan_regions(found, HEATMAP, Tissue()).notes == tiler.notes[1:]
+    notes = heatmap_regions(found, (np.zeros((8, 8, 3), np.uint8), 128.0), HeatmapOptions(tissue=False))[1]
+    assert notes == list(plan.notes)
 
 
 def test_options_are_checked() -> None:

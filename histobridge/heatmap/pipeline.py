@@ -347,7 +347,7 @@ def heatmap_regions(
 
     outline = tissue or (lambda: thumbnail_tissue(thumbnail))
     plan = plan_regions(annotations, options.region_options(), outline)
-    notes = plan.explained()
+    notes = plan.explained(read_notes=False)  # the reader's notes show in the reason when they explain it
     if plan.reason == NO_TISSUE_INSIDE:
         notes[-1] += " (--no-tissue classifies them anyway)"
     return list(plan.regions), notes

@@ -181,18 +181,21 @@ class RegionOptions:
 class PlannedRegions:
     """The regions of one image, the class list their labels index into, and what was decided.
 
-    ``notes`` say what the reader noticed and what the special classes did; ``reason`` says why
-    there is nothing to tile (None when there are regions).
+    ``read_notes`` are what the annotation reader noticed; ``notes`` say what the planner did (the
+    special classes, a fallback); ``reason`` says why there is nothing to tile (None when there are
+    regions), naming the reader's notes when they explain it.
     """
 
     regions: tuple[Region, ...]
     class_names: tuple[str, ...]
     notes: tuple[str, ...] = ()
     reason: str | None = None
+    read_notes: tuple[str, ...] = ()
 
-    def explained(self) -> list[str]:
-        """The notes, then the reason for an empty plan: what a caller reports for the image."""
-        return [*self.notes, *([self.reason] if self.reason else [])]
+    def explained(self, *, read_notes: bool = True) -> list[str]:
+        """The reader's notes (unless left out), the planner's, then the reason for an empty plan."""
+        first = self.read_notes if read_notes else ()
+        return [*first, *self.notes, *([self.reason] if self.reason else [])]
 
 
 def reader_notes(found: AnnotationSet) -> list[str]:
@@ -217,7 +220,7 @@ def plan_regions(
     the project's classes, the start of the class list when ``options.classes`` is None. ``Ignore*``
     and ``Region*`` shape the work area in every mode (module docstring).
     """
-    said = reader_notes(found) if options.fallback == "region" else []
+    said: list[str] = []
     every = [a for a in found.annotations if a.object_type in TILED_TYPES]
     area = work_area(every)
     if area.ignore is not None:
@@ -233,7 +236,7 @@ def plan_regions(
 
     def plan(regions: list[Region], names: Sequence[str], reason: str | None = None) -> PlannedRegions:
         reason = None if regions else reason or "no area left to tile"
-        return PlannedRegions(tuple(regions), tuple(names), tuple(said), reason)
+        return PlannedRegions(tuple(regions), tuple(names), tuple(said), reason, tuple(reader_notes(found)))
 
     asked = options.classes
     if options.whole_tissue:

@@ -59,7 +59,9 @@ def _as_annotation(obj: Any) -> Any:
     """A tile/detection sent as ROI still marks an area to work on."""
     import dataclasses
 
-    if obj.object_type in ("annotation", "tmaCore"):
+    from histobridge.tiling.regions import TILED_TYPES
+
+    if obj.object_type in TILED_TYPES:
         return obj
     return dataclasses.replace(obj, object_type="annotation")
 
@@ -93,11 +95,9 @@ def _annotation_set(res: Resources, req: RegionRequest) -> Any:
 
 def _check_size(res: Resources, regions: Sequence[Any], slide: Any, tile_l0: float, stride_l0: float) -> None:
     """Refuse before any grid is allocated when the ROI asks for more tiles than the server allows."""
-    from histobridge.tiling.grid import candidate_count
+    from histobridge.tiling.regions import planned_positions
 
-    w, h = slide.dimensions
-    clip = (0.0, 0.0, float(w), float(h))
-    planned = sum(candidate_count(r.geometry.bounds, tile_l0, stride_l0, clip) for r in regions)
+    planned = planned_positions(regions, tile_l0, stride_l0, slide.dimensions)
     if planned > res.settings.max_tiles:
         raise TooLargeError(
             f"roi: up to {planned:,} tiles of {tile_l0:.1f} px (stride {stride_l0:.1f} px), "
@@ -106,14 +106,15 @@ def _check_size(res: Resources, regions: Sequence[Any], slide: Any, tile_l0: flo
 
 
 def _plan(res: Resources, req: RegionRequest, key: str, entry: Any, options: Any) -> list[Any]:
-    """Regions exactly as :func:`histobridge.heatmap.pipeline.plan_regions` makes them for the batch."""
-    from histobridge.heatmap.pipeline import plan_regions
+    """Regions exactly as :func:`histobridge.heatmap.pipeline.heatmap_regions` makes them for the batch."""
+    from histobridge.heatmap.pipeline import heatmap_regions
 
     aset = _annotation_set(res, req)
     # the tissue outline comes from the same thumbnail size the batch reads (and is kept warm)
     thumb = res.thumbnail(key, entry, options.thumbnail_px)
-    tissue = res.tissue(key, entry, options.thumbnail_px) if options.tissue else None
-    regions, notes = plan_regions(aset, thumb, options, known_tissue=tissue)
+    regions, notes = heatmap_regions(
+        aset, thumb, options, tissue=lambda: res.tissue(key, entry, options.thumbnail_px)
+    )
     if not regions:
         raise RoiError("roi: nothing to tile: " + ("; ".join(notes) or "no area left"))
     return list(regions)

@@ -98,7 +98,7 @@ def main() -> None:
     from histobridge.heatmap.pipeline import (
         HeatmapOptions,
         entry_annotations,
-        plan_regions,
+        heatmap_regions,
         predict_regions,
         run_heatmap,
     )
@@ -122,7 +122,7 @@ def main() -> None:
     entry = proj.images[0]
     with entry.open_slide() as slide:
         thumb = slide.thumbnail(options.thumbnail_px)
-        regions, _ = plan_regions(entry_annotations(proj, entry), thumb, options)
+        regions, _ = heatmap_regions(entry_annotations(proj, entry), thumb, options)
         t0 = time.perf_counter()
         pred = predict_regions(slide, regions, clf, stride_div=args.stride, workers=options.workers)
         infer_rate = len(pred) / (time.perf_counter() - t0)

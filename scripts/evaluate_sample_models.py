@@ -3,8 +3,9 @@
 The measurements live in :mod:`histobridge.evaluation` (the tests use the same functions): held-out
 accuracy of the classifier (from its ``metrics.json``; recomputed from a tile store with ``--store``),
 the share of generated tiles classified as their class, and a montage ``generator/samples.png``.
-With ``--store`` also the recolour control: real tiles recoloured to the other class's colour
-statistics must keep their class (bar ``MIN_RECOLOUR``).
+With ``--store`` also the colour controls: real tiles recoloured to the other class's colour
+statistics must keep their class (bar ``MIN_RECOLOUR``), tiles with shuffled pixels must score near
+chance (bar ``MAX_SHUFFLED``); stain-swapped and grey tiles are reported beside them.
 
 Prints a summary and writes ``evaluation.json`` next to the models. Exit code 1 when a bar is missed.
 
@@ -22,7 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     from histobridge._atomic import write_json
-    from histobridge.evaluation import MIN_AGREEMENT, MIN_HELDOUT, MIN_RECOLOUR, evaluate_sample_models
+    from histobridge.evaluation import (
+        MAX_SHUFFLED,
+        MIN_AGREEMENT,
+        MIN_HELDOUT,
+        MIN_RECOLOUR,
+        evaluate_sample_models,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=REPO / "sample_projects" / "skin" / "models")
@@ -44,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         rec = clf["recolour_keeps_class"]
         print(f"recoloured real tiles keeping their class: {rec['mean']:.3f} (bar {MIN_RECOLOUR}) "
               f"{rec['per_class']}")  # fmt: skip
+        print(f"pixel-shuffled real tiles: balanced accuracy {clf['shuffled_balanced_accuracy']:.3f} "
+              f"(bar <= {MAX_SHUFFLED}); stain-swapped tiles keeping their class "
+              f"{clf['stain_swap_keeps_class']['mean']:.3f}; "
+              f"grey tiles {clf['grayscale_balanced_accuracy']:.3f}")
+    print(f"bars: {report['passed']}")
     return 0 if all(report["passed"].values()) else 1
 
 

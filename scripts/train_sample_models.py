@@ -5,6 +5,11 @@ annotations twice (classifier: 64 px over 64 µm; GAN: 64 px over 80 µm, denser
 GAN needs more images), train the classifier, train the GAN (resumable: run again to continue),
 and copy the small exported files into ``sample_projects/skin/models/``.
 
+The classifier is trained into the work folder and measured against its bars (held-out balanced
+accuracy, recoloured tiles keeping their class, pixel-shuffled tiles near chance; see
+histobridge.evaluation); only a classifier that meets them replaces the shipped one. Its recipe
+defaults to ``evaluation.CLASSIFIER_RECIPE`` (per-tile Reinhard normalisation, HED jitter, grey tiles).
+
     python scripts/train_sample_models.py --work /tmp/skin-work --gan-minutes 60
 """
 
@@ -16,9 +21,13 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from histobridge.evaluation import CLASSIFIER_TILES, GAN_TILES, SAMPLE_CLASSES
+from histobridge.evaluation import CLASSIFIER_RECIPE, CLASSIFIER_TILES, GAN_TILES, SAMPLE_CLASSES
 from histobridge.tiling.grid import TileSpec
+
+if TYPE_CHECKING:
+    from histobridge.models.train_classifier import ClassifierTrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,16 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-classifier", action="store_true")
     ap.add_argument("--skip-gan", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--stain-scale", type=float, default=0.0, help="HED stain jitter of the classifier.")
-    ap.add_argument("--stain-shift", type=float, default=0.0)
-    ap.add_argument("--grayscale", type=float, default=0.0, help="Share of grey classifier training tiles.")
+    recipe = CLASSIFIER_RECIPE
+    ap.add_argument("--stain-norm", choices=("none", "reinhard"), default=recipe["stain_norm"],
+                    help="Stain normalisation in the classifier's preprocessing.")
+    ap.add_argument("--stain-scale", type=float, default=recipe["stain_scale"], help="HED stain jitter.")
+    ap.add_argument("--stain-shift", type=float, default=recipe["stain_shift"])
+    ap.add_argument("--grayscale", type=float, default=recipe["grayscale"], help="Share of grey tiles.")
     ap.add_argument("--colour-mix", type=float, default=0.0, help="Share of tiles given another's colours.")
+    ap.add_argument("--class-swap", type=float, default=0.0,
+                    help="Share of tiles given the other class's colour statistics.")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     import torch
 
-    from histobridge.models.train_classifier import ClassifierTrainConfig, train_classifier
+    from histobridge.models.train_classifier import ClassifierTrainConfig
     from histobridge.models.train_gan import GanTrainConfig, train_gan
     from histobridge.models.training_data import load_tiles
     from histobridge.qupath.sample import init_sample_project
@@ -66,32 +81,64 @@ def main(argv: list[str] | None = None) -> int:
         init_sample_project(work / "project", "skin")
     if not args.skip_classifier:
         tile(project_file, work / "classifier_tiles.zarr", CLASSIFIER_TILES)
-        result = train_classifier(
-            load_tiles(work / "classifier_tiles.zarr", SAMPLE_CLASSES),
-            args.models / "classifier",
-            ClassifierTrainConfig(stain_scale=args.stain_scale, stain_shift=args.stain_shift,
-                                  grayscale=args.grayscale, colour_mix=args.colour_mix),
-        )
-        print(json.dumps({k: result.metrics[k] for k in ("heldout_accuracy", "confusion_matrix", "counts")}))
-        # Quality bars: held-out accuracy and the recolour control (docs/method.md).
-        from histobridge.evaluation import MIN_HELDOUT, MIN_RECOLOUR, recolour_from_store
-        from histobridge.models.classifier import load_classifier
-
-        rec = recolour_from_store(load_classifier(args.models / "classifier", device="cpu"),
-                                  work / "classifier_tiles.zarr", result.metrics["regions"]["heldout"])
-        print(f"held-out accuracy {result.metrics['heldout_accuracy']:.3f} (bar {MIN_HELDOUT}); recoloured "
-              f"real tiles keeping their class {rec['mean']:.3f} (bar {MIN_RECOLOUR}) {rec['per_class']}")
+        cfg = ClassifierTrainConfig(stain_norm=args.stain_norm, stain_scale=args.stain_scale,
+                                    stain_shift=args.stain_shift, grayscale=args.grayscale,
+                                    colour_mix=args.colour_mix, class_swap=args.class_swap, seed=args.seed)
+        if not train_and_check(work, args.models / "classifier", cfg):
+            return 1
     if not args.skip_gan:
         tile(project_file, work / "gan_tiles.zarr", GAN_TILES)
         # In a short run the generator takes the texture layout from its noise inputs, so seeds
         # rendered with noise_mode="const" share one layout (z sets colour and density). Half of the
         # fake batches use the constant noise buffers in an attempt to move the layout into z; the
         # first 22 kimg of the committed model ran without this (const_noise=0).
-        cfg = GanTrainConfig(channel_base=1024, const_noise=0.5, kimg=args.gan_kimg, minutes=args.gan_minutes)
-        res = train_gan(load_tiles(work / "gan_tiles.zarr", SAMPLE_CLASSES), work / "gan", cfg)
+        gan_cfg = GanTrainConfig(channel_base=1024, const_noise=0.5, kimg=args.gan_kimg,
+                                 minutes=args.gan_minutes)
+        res = train_gan(load_tiles(work / "gan_tiles.zarr", SAMPLE_CLASSES), work / "gan", gan_cfg)
         print(f"GAN at {res.kimg:.1f} kimg after {res.seconds / 60:.1f} min (finished: {res.finished})")
         export_generator(work / "gan", args.models / "generator")
     return 0
+
+
+def train_and_check(work: Path, dest: Path, cfg: ClassifierTrainConfig) -> bool:
+    """Train into ``work/classifier``, measure the bars on the fresh tiles, and replace ``dest`` only
+    when every bar is met (a failed recipe never replaces the shipped model)."""
+    from histobridge._atomic import replace_dir
+    from histobridge.evaluation import (
+        MAX_SHUFFLED,
+        MIN_HELDOUT,
+        MIN_RECOLOUR,
+        classifier_bars,
+        form_controls_from_store,
+        recolour_from_store,
+    )
+    from histobridge.models.classifier import load_classifier
+    from histobridge.models.train_classifier import train_classifier
+    from histobridge.models.training_data import load_tiles
+
+    store, trained = work / "classifier_tiles.zarr", work / "classifier"
+    result = train_classifier(load_tiles(store, SAMPLE_CLASSES), trained, cfg)
+    m = result.metrics
+    clf = load_classifier(trained, device="cpu")
+    rec = recolour_from_store(clf, store, m["regions"]["heldout"])
+    form = form_controls_from_store(clf, store, m["regions"]["heldout"])
+    bars = classifier_bars(m["balanced_accuracy"], rec["mean"], form["shuffled_balanced_accuracy"])
+    print(json.dumps({k: m[k] for k in ("heldout_accuracy", "confusion_matrix", "counts", "seconds")}))
+    print(f"held-out balanced accuracy {m['balanced_accuracy']:.3f} (bar {MIN_HELDOUT}); recoloured real "
+          f"tiles keeping their class {rec['mean']:.3f} (bar {MIN_RECOLOUR}) {rec['per_class']}; "
+          f"pixel-shuffled tiles {form['shuffled_balanced_accuracy']:.3f} (bar <= {MAX_SHUFFLED}); "
+          f"stain-swapped tiles keeping their class {form['stain_swap_keeps_class']['mean']:.3f}; "
+          f"grey tiles {form['grayscale_balanced_accuracy']:.3f}")
+    if not all(bars.values()):
+        missed = [k for k, ok in bars.items() if not ok]
+        print(f"bars missed: {', '.join(missed)}; {dest} left as it was (the new model is in {trained})")
+        return False
+    staged = dest.parent / f".{dest.name}.new"
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(trained, staged)
+    replace_dir(staged, dest)
+    print(f"{dest}: replaced (all classifier bars met)")
+    return True
 
 
 def export_generator(gan_dir: Path, dest: Path) -> None:

@@ -15,8 +15,12 @@ COLORS = {"Purple": (120, 60, 160), "Pink": (230, 130, 170)}
 def make_store(
     path: Path, *, tile_px: int = 16, tiles_per_region: int = 6, regions_per_class: int = 3,
     classes: tuple[str, ...] = ("Purple", "Pink"), tile_um: float = 32.0, seed: int = 0,
+    striped: tuple[str, ...] = (), noise: float = 25.0,
 ) -> Path:
-    """One image group: regions of noisy single-colour tiles per class, plus unlabelled tiles."""
+    """One image group: regions of noisy single-colour tiles per class, plus unlabelled tiles.
+
+    Tiles of the ``striped`` classes have every other row darker: a form that survives recolouring.
+    """
     rng = np.random.default_rng(seed)
     tiles, labels, regions = [], [], []
     region = 0
@@ -24,8 +28,10 @@ def make_store(
         base = np.array(COLORS.get(name, (128, 128, 128)), dtype=np.float64)
         for _ in range(regions_per_class):
             for _ in range(tiles_per_region):
-                noise = rng.normal(0, 25, size=(tile_px, tile_px, 3))
-                tiles.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+                tile = base + rng.normal(0, noise, size=(tile_px, tile_px, 3))
+                if name in striped:
+                    tile[::2] -= 50
+                tiles.append(np.clip(tile, 0, 255).astype(np.uint8))
                 labels.append(k)
                 regions.append(region)
             region += 1

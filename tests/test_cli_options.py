@@ -82,8 +82,16 @@ def test_train_classifier_takes_its_defaults_from_the_config(monkeypatch, tmp_pa
     CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m")])
     CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m"),
                              "--no-jitter", "--epochs", "3"])
+    CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m"),
+                             "--stain-norm", "reinhard", "--stain-scale", "0.5", "--grayscale", "0.3"])
+    res = CliRunner().invoke(app, ["train", "classifier", str(tmp_path / "s"), "-o", str(tmp_path / "m"),
+                                   "--stain-norm", "macenko"])
     assert seen[0] == ClassifierTrainConfig()
     assert (seen[1].jitter, seen[1].epochs, seen[1].lr) == (False, 3, ClassifierTrainConfig().lr)
+    assert (seen[2].stain_norm, seen[2].stain_scale, seen[2].grayscale) == ("reinhard", 0.5, 0.3)
+    assert seen[2].stain_shift == ClassifierTrainConfig().stain_shift and len(seen) == 3
+    assert "stain_norm must be one of none, reinhard" in str(res.exception)  # refused before any work
+    assert type(res.exception).__name__ == "InputError"
 
 
 def test_project_info_json(tmp_path, cmu_slide):

@@ -50,6 +50,18 @@ def test_reinhard_moves_lab_statistics_to_the_target() -> None:
     assert float((same - x).abs().mean()) < 0.03  # normalising to one's own statistics changes little
 
 
+def test_reinhard_leaves_a_grey_tile_grey() -> None:
+    """A grey tile's a and b channels hold only rounding noise: it is shifted to the target's mean
+    colour, not stretched into random colour (which an SD floor of 1e-6 used to do)."""
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(60, 220, (2, 16, 16, 1)), 3, axis=-1).astype(np.float32) / 255
+    x = torch.as_tensor(grey).permute(0, 3, 1, 2)
+    out = stain.reinhard(x, [60.0, 20.0, -10.0], [10.0, 5.0, 5.0])
+    ab = stain.rgb_to_lab(out)[:, 1:]
+    assert float(ab.std(dim=(2, 3)).max()) < 0.01  # one flat colour
+    assert ab.mean(dim=(2, 3)).numpy() == pytest.approx(np.tile([20.0, -10.0], (2, 1)), abs=0.5)
+
+
 def test_macenko_recovers_known_stains_and_maps_to_the_reference() -> None:
     known = np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]])
     known /= np.linalg.norm(known, axis=0)

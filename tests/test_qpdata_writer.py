@@ -281,11 +281,13 @@ def test_heatmap_write_back_qpdata(tmp_path: Path) -> None:
     n = report.outcomes[0].count
     data = read_qpdata(layout.qpdata_path(project, 1))
     tiles = [o for o in data.objects if o.object_type == "tile"]
-    assert n > 0 and len(tiles) == n and data.counts() == {"root": 1, "tile": n}
+    # The exported annotation came along into the new file, and the tiles sit under it.
+    assert n > 0 and len(tiles) == n and data.counts() == {"root": 1, "annotation": 1, "tile": n}
+    assert all(t.parent_index == 1 for t in tiles)
     prefix = tiles[0].name
     assert prefix and all(t.name == prefix and t.locked for t in tiles)
     assert all(k.startswith(prefix + ": ") for t in tiles for k in t.measurements)
-    assert json.loads(layout.summary_path(project, 1).read_text())["hierarchy"]["nObjects"] == n + 1
+    assert json.loads(layout.summary_path(project, 1).read_text())["hierarchy"]["nObjects"] == n + 2
 
 
 def test_heatmap_default_write_back_uses_the_data_file_when_there_is_one(tmp_path: Path) -> None:

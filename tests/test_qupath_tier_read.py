@@ -14,7 +14,7 @@ from _qupath_tier import VERSIONS, QuPathRun, run_each_version
 from shapely import wkt as shapely_wkt
 from shapely.geometry import box
 
-from histobridge.heatmap.outputs import class_colours, measurement_names, tile_features
+from histobridge.heatmap.outputs import class_colours, measurement_names, tile_features, tile_texts
 from histobridge.heatmap.pipeline import ImagePrediction
 from histobridge.qupath import geojson
 from histobridge.qupath.qpdata import read_qpdata
@@ -87,6 +87,10 @@ def session(
         plain, gz = tmp / "tiles.geojson", tmp / "tiles.geojson.gz"
         geojson.write_features(plain, feats)
         geojson.write_features(gz, feats)
+        block = tile_texts(pred, "model", colours)  # the heatmap's path: serialised from the arrays
+        bulk, bulk_gz = tmp / "bulk.geojson", tmp / "bulk.geojson.gz"
+        geojson.write_feature_texts(bulk, block)
+        geojson.write_feature_texts(bulk_gz, block)
         image = tmp / "plain.tif"
         tifffile.imwrite(image, np.zeros((1500, 2400, 3), np.uint8), photometric="rgb")
         qp = tmp / "variety.qpdata"
@@ -96,6 +100,8 @@ def session(
             {"op": "read_geojson", "path": str(gz)},
             {"op": "write_variety", "path": str(qp), "image": str(image)},
             *({"op": "read_qpdata", "path": str(p)} for p in generated),
+            {"op": "read_geojson", "path": str(bulk)},
+            {"op": "read_geojson", "path": str(bulk_gz)},
         ]
         return jobs, {"pred": pred, "colours": colours, "qpdata": qp, "generated": generated}
 
@@ -108,7 +114,7 @@ def test_quPath_reads_our_prediction_tiles(session: dict[str, Any]) -> None:
     run: QuPathRun = session["run"]
     pred: ImagePrediction = session["pred"]
     names = measurement_names("model", CLASSES) + measurement_names("model", CLASSES, "uncertainty")
-    for job in (0, 1):  # .geojson and .geojson.gz
+    for job in (0, 1, -2, -1):  # .geojson and .geojson.gz, per feature and from the arrays
         objs = run.value(job)
         assert len(objs) == len(pred)
         for i, o in enumerate(objs):

@@ -44,8 +44,14 @@ def test_dense_blend_puts_several_frames_in_the_transition(sample) -> None:
     p_coarse, p_dense = coarse.predictions[:, 1], dense.predictions[:, 1]
     assert p_coarse[0] < 0.25 and p_coarse[-1] > 0.75  # seed 1 is a strong swap for these models
     assert annotate.window_frames(p_coarse) <= 1
-    assert annotate.window_frames(p_dense) >= 3
+    # the 8 extra positions sit between the coarse bracket (last below 0.25, first above 0.75); how
+    # many land inside the window depends on how steep the crossing is (2 for the sample classifier)
+    assert annotate.window_frames(p_dense) >= max(2, annotate.window_frames(p_coarse) + 1)
     assert len(dense.ts) == 9 + 8 and np.all(np.diff(dense.ts) > 0)
+    lo = coarse.ts[np.flatnonzero(p_coarse <= 0.25)[-1]]
+    hi = coarse.ts[np.flatnonzero(p_coarse >= 0.75)[0]]
+    extra = np.setdiff1d(dense.ts, coarse.ts)
+    assert len(extra) == 8 and np.all((extra > lo) & (extra < hi))
 
 
 def test_dense_blend_without_a_crossing_is_the_coarse_blend(G, tmp_path) -> None:

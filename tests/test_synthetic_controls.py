@@ -81,6 +81,33 @@ def test_a_colour_detector_is_exposed_and_a_texture_reader_is_not() -> None:
     assert ctl.colour_carries(float("nan"), 1.0) is False
 
 
+def test_stain_swap_moves_stain_amounts_and_keeps_the_pattern() -> None:
+    tiles, labels = _data()
+    mean, std = ctl.stain_stats(tiles[labels == 1])
+    moved = ctl.stain_swap(tiles[labels == 0], mean, std)
+    got_mean, got_std = ctl.stain_stats(moved)
+    # haematoxylin and eosin take the target's statistics (up to uint8 rounding); the residual stays
+    assert np.allclose(got_mean[:2], mean[:2], atol=0.02) and np.allclose(got_std[:2], std[:2], atol=0.02)
+    assert np.allclose(got_mean[2], ctl.stain_stats(tiles[labels == 0])[0][2], atol=0.02)
+    g = ctl.grayscale(moved)[..., 0].astype(np.float64)
+    assert g[:, ::2].mean() < g[:, 1::2].mean()  # stripes survive
+
+
+def test_shuffled_pixels_keep_colours_and_lose_form() -> None:
+    tiles, labels = _data()
+    shuffled = ctl.shuffle_pixels(tiles, seed=1)
+    for a, b in zip(tiles[:3], shuffled[:3], strict=True):  # the same pixels, in another order
+        assert np.array_equal(np.sort(a.reshape(-1, 3), axis=0), np.sort(b.reshape(-1, 3), axis=0))
+    assert not np.array_equal(shuffled, tiles)
+    base = ctl.ColourBaseline.fit(tiles, labels, ["A", "B"])
+    # the colour rule is unmoved by shuffling; the texture reader falls to chance
+    assert ctl.shuffled_balanced_accuracy(base, tiles, labels, 2) == 1.0
+    assert ctl.shuffled_balanced_accuracy(TextureReader(), tiles, labels, 2) == pytest.approx(0.5)
+    # stain swapping exposes the colour rule as recolouring does, and spares the texture reader
+    assert ctl.stain_swap_keeps_class(base, tiles, labels, ["A", "B"]) == {"A": 0.0, "B": 0.0}
+    assert ctl.stain_swap_keeps_class(TextureReader(), tiles, labels, ["A", "B"]) == {"A": 1.0, "B": 1.0}
+
+
 def test_balanced_accuracy_interval() -> None:
     labels = np.repeat([0, 1], [10, 90])
     pred = labels.copy()

@@ -175,7 +175,10 @@ def test_teaching_sheet_has_curve_and_strips(material):
             assert 0.0 <= float(r["mean"]) <= 1.0
     steps = [r for r in rows if r["group"] == "strong"]
     if int(steps[0]["seeds"]):
-        assert float(steps[0]["mean"]) == 0.0 and float(steps[-1]["mean"]) == 1.0  # min–max normalised ends
+        # min–max normalised per seed: the ends are the extremes, up to a saturated output that
+        # wavers by ~1e-6 near P = 1 (the stain-normalised sample classifier does)
+        assert float(steps[0]["mean"]) == pytest.approx(0.0, abs=1e-4)
+        assert float(steps[-1]["mean"]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_synthetic_slide_project_reads_back(material):

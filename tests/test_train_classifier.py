@@ -135,3 +135,64 @@ def test_colour_mix_takes_another_tiles_colour_statistics() -> None:
     assert not torch.allclose(means_out, means_in, atol=0.01)
     centred_in, centred_out = x - x.mean(dim=(2, 3), keepdim=True), out - out.mean(dim=(2, 3), keepdim=True)
     assert torch.allclose(centred_out, centred_in, atol=0.01)  # equal spreads here: the pattern is kept
+
+
+def test_config_rejects_unknown_normalisation_and_bad_probabilities() -> None:
+    from histobridge.errors import InputError
+
+    with pytest.raises(InputError, match="stain_norm must be one of none, reinhard"):
+        ClassifierTrainConfig(stain_norm="macenko-ish")
+    with pytest.raises(InputError, match="class_swap is a probability"):
+        ClassifierTrainConfig(class_swap=1.5)
+
+
+def test_class_swap_gives_tiles_the_other_class_statistics() -> None:
+    from histobridge.models.train_classifier import swap_class_colours
+
+    gen = torch.Generator().manual_seed(0)
+    pattern = torch.zeros(1, 3, 8, 8)
+    pattern[..., ::2, :] = 0.1
+    x = torch.cat([pattern + 0.3, pattern + 0.6])  # class 0 dark, class 1 light, same stripes
+    y = torch.tensor([0, 1])
+    means = torch.tensor([[0.2, 0.2, 0.2], [0.7, 0.6, 0.5]])
+    stds = torch.tensor([[0.02, 0.02, 0.02], [0.04, 0.04, 0.04]])
+    out = swap_class_colours(x, y, (means, stds), 1.0, gen)
+    assert torch.allclose(out.mean(dim=(2, 3)), means.flip(0), atol=1e-4)  # each took the other's
+    assert torch.allclose(out.std(dim=(2, 3)), stds.flip(0), atol=1e-3)
+    assert (out[:, :, ::2].mean() > out[:, :, 1::2].mean())  # the stripes are kept
+    assert torch.equal(swap_class_colours(x, y, (means, stds), 0.0, gen), x)
+
+
+def test_reinhard_model_reads_form_not_colour(tmp_path) -> None:
+    """Striped purple against smooth pink: trained with per-tile Reinhard normalisation and stain
+    jitter, the model keeps the class when tiles are recoloured to the other class's statistics and
+    drops to chance when the pixels are shuffled (colours kept, stripes gone)."""
+    from histobridge.models.stain import fit_reinhard, reinhard
+    from histobridge.synthetic import controls as ctl
+
+    store = make_store(tmp_path / "store.zarr", striped=("Purple",), noise=6.0, tiles_per_region=8)
+    data = load_tiles(store)
+    cfg = ClassifierTrainConfig(epochs=16, batch=8, width=6, lr=5e-3, stain_norm="reinhard",
+                                stain_scale=0.3, stain_shift=0.05, grayscale=0.2)
+    result = train_classifier(data, tmp_path / "model", cfg)
+    clf = load_classifier(tmp_path / "model")
+    steps = [s.name for s in clf.config.transform]
+    assert steps == ["StainNormalize", "ToTensor", "Normalize"]
+    held = np.isin(data.regions, result.metrics["regions"]["heldout"])
+    ref = fit_reinhard(data.tiles[~held])  # the reference comes from the training tiles
+    args = clf.config.transform[0].arguments
+    assert args["method"] == "reinhard"
+    assert np.allclose(args["target_means"], ref["target_means"]) and np.allclose(args["target_stds"],
+                                                                                  ref["target_stds"])
+    # the exported preprocessing is the normalisation the training applied
+    x = torch.from_numpy(data.tiles[:3]).permute(0, 3, 1, 2).float() / 255
+    expect = (reinhard(x, ref["target_means"], ref["target_stds"]) - 0.5) / 0.25
+    assert torch.allclose(clf.preprocess(data.tiles[:3]), expect, atol=1e-4)
+    assert result.metrics["balanced_accuracy"] >= 0.9
+    keeps = ctl.recolour_keeps_class(clf, data.tiles, data.labels, data.class_names)
+    assert min(keeps.values()) >= 0.8, keeps  # the sample models' bar (evaluation.MIN_RECOLOUR)
+    assert ctl.shuffled_balanced_accuracy(clf, data.tiles, data.labels, 2) <= 0.65
+    # a rule that sees only the mean colour is the opposite: recolouring fools it, shuffling does not
+    base = ctl.ColourBaseline.fit(data.tiles, data.labels, data.class_names)
+    assert max(ctl.recolour_keeps_class(base, data.tiles, data.labels, data.class_names).values()) == 0.0
+    assert ctl.shuffled_balanced_accuracy(base, data.tiles, data.labels, 2) == 1.0

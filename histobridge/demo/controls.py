@@ -119,6 +119,20 @@ def run_controls(
     }
     out["grayscale"] = {"recall": gray_ok,
                         "balanced_accuracy": ctl.balanced_accuracy(gray, real.labels, n)}
+    # Harder: stain amounts swapped (a per-tile colour normaliser undoes less of it), and shuffled
+    # pixels (colours kept, form gone: no colour normalisation undoes it).
+    swap = ctl.stain_swap_keeps_class(classifier, real.tiles, real.labels, names, fit)
+    out["stain_swap"] = {
+        "keeps_class": swap,
+        "keeps_class_mean": float(np.mean(list(swap.values()))) if swap else float("nan"),
+        "rule": "each real tile's haematoxylin and eosin amounts set to the next class's statistics",
+    }
+    out["shuffled"] = {
+        "balanced_accuracy": ctl.shuffled_balanced_accuracy(classifier, real.tiles, real.labels, n),
+        "colour_baseline_balanced_accuracy": ctl.shuffled_balanced_accuracy(
+            baseline, real.tiles, real.labels, n),
+        "rule": "each real tile's pixels in random order: near 0.5 when the class is read from form",
+    }
 
     syn = synthetic_tiles(store_path, names)
     out["realism"] = _realism(real.tiles, syn["synthetic"][0])

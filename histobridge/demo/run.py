@@ -272,8 +272,8 @@ def _stage_heatmap(
 ) -> HeatmapReport:
     from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
 
-    opts = HeatmapOptions(whole_tissue=True, stride_div=options.heatmap_stride_div, write_back="geojson",
-                          workers=options.workers)
+    opts = HeatmapOptions(whole_tissue=True, stride_div=options.heatmap_stride_div, write_back="qpdata",
+                          workers=options.workers)  # the sample ships QuPath data: tiles go straight in
     report = run_heatmap(project, classifier, out / "heatmap", opts, progress=progress)
     if not report.ok:
         problems = "; ".join(f"{o.name}: {o.status} ({o.reason})" for o in report.not_done)
@@ -547,6 +547,8 @@ def _metrics(run: DemoRun, seconds: dict[str, float]) -> dict[str, Any]:
         "colour_baseline_strong_swap_rate": base_strong,
         "recolour_keeps_class": float(run.controls["recolour"]["keeps_class_mean"]),
         "grayscale_balanced_accuracy": float(run.controls["grayscale"]["balanced_accuracy"]),
+        "stain_swap_keeps_class": float(run.controls["stain_swap"]["keeps_class_mean"]),
+        "shuffled_balanced_accuracy": float(run.controls["shuffled"]["balanced_accuracy"]),
         "colour_carries": carried,
         "controls": {k: v for k, v in run.controls.items()},
         "realism": run.controls["realism"],

@@ -7,7 +7,7 @@ NaN), and every classification carries a colour (QuPath aborts the whole import 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from histobridge.viz.overlay import HeatGrid
 if TYPE_CHECKING:
     from histobridge.heatmap.pipeline import ImagePrediction
     from histobridge.qupath.annotations import PathClass
+    from histobridge.qupath.geojson_tiles import FeatureBlock
 
 Colour = tuple[int, int, int]
 Feature = dict[str, Any]
@@ -117,7 +118,7 @@ def tile_features(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colo
     return feats
 
 
-def tile_texts(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]) -> Iterator[str]:
+def tile_texts(pred: ImagePrediction, prefix: str, colours: Mapping[str, Colour]) -> FeatureBlock:
     """The GeoJSON text of each of :func:`tile_features`, serialised straight from the arrays."""
     from histobridge.qupath import geojson
 
@@ -153,7 +154,7 @@ def tile_table(pred: ImagePrediction) -> tuple[list[str], Iterator[list[str]]]:
 
 def write_image_outputs(
     pred: ImagePrediction, folder: Path, *, prefix: str, colours: Mapping[str, Colour],
-    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, texts: Iterable[str] | None = None,
+    thumbnail: tuple[np.ndarray, float] | None, gzip: bool = True, texts: FeatureBlock | None = None,
 ) -> list[Path]:
     """GeoJSON, NPZ, CSV and PNG overlays for one image in ``folder``; returns the paths written.
 

@@ -15,11 +15,10 @@ tile is ``skipped`` and its earlier results are left as they were.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -40,7 +39,7 @@ from histobridge.heatmap.outputs import (
     write_npz,
 )
 from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done
-from histobridge.tiling.regions import Region
+from histobridge.tiling.regions import Region, RegionOptions
 from histobridge.viz.overlay import HeatGrid
 
 if TYPE_CHECKING:
@@ -104,6 +103,11 @@ class HeatmapOptions:
             raise InputError(f"min_coverage must be in (0, 1], got {self.min_coverage!r}")
         if self.thumbnail_px < 16:
             raise InputError(f"thumbnail_px must be at least 16, got {self.thumbnail_px!r}")
+
+    def region_options(self) -> RegionOptions:
+        """What the one region planner is asked: an image without annotations gets its tissue."""
+        return RegionOptions(classes=self.classes, tissue=self.tissue, whole_tissue=self.whole_tissue,
+                             closed_lines_as_areas=self.closed_lines_as_areas, fallback="tissue")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -324,74 +328,30 @@ def entry_annotations(
     return found
 
 
-def tissue_of(thumbnail: tuple[np.ndarray, float]) -> BaseGeometry:
-    """The tissue outline in level-0 px from a slide thumbnail and its downsample.
-
-    The same mask as ``histobridge tile --tissue`` (:func:`~histobridge.slides.tissue.tissue_mask`),
-    computed from the thumbnail the overlays use, so the slide's overview is read once.
-    """
-    from histobridge.slides.tissue import mask_to_geometry, tissue_mask
-
-    thumb, downsample = thumbnail
-    return mask_to_geometry(tissue_mask(thumb), downsample, min_area_px=16.0)
-
-
-def plan_regions(
+def heatmap_regions(
     annotations: AnnotationSet,
     thumbnail: tuple[np.ndarray, float],
     options: HeatmapOptions,
     *,
-    known_tissue: BaseGeometry | None = None,
+    tissue: Callable[[], BaseGeometry] | None = None,
 ) -> tuple[list[Region], list[str]]:
-    """The regions to tile and notes on what was chosen (empty when there is nothing to tile, with why).
+    """The regions to classify and notes on what was chosen (empty when there is nothing, with why).
 
-    ``known_tissue`` is :func:`tissue_of` ``(thumbnail)`` when the caller already has it (the server
-    keeps it per image, so a live request does not redo the mask).
+    :func:`histobridge.tiling.regions.plan_regions` with the heatmap's rules: an image without
+    annotations gets its tissue, outlined on ``thumbnail`` (the one the overlays use, so the slide's
+    overview is read once) with the mask of ``histobridge tile --tissue``. ``tissue`` returns that
+    outline when the caller keeps it (the server does, per image, so a live request does not redo
+    the mask).
     """
-    from histobridge.tiling.grid import area_parts
-    from histobridge.tiling.regions import TILED_TYPES, is_special_class, work_area
+    from histobridge.slides.tissue import thumbnail_tissue
+    from histobridge.tiling.regions import NO_TISSUE_INSIDE, plan_regions
 
-    every = [a for a in annotations if a.object_type in TILED_TYPES]
-    area = work_area(every)  # Ignore* cut out, Region* limits the work, as in tiling
-    tissue: BaseGeometry | None = known_tissue
-
-    def whole() -> list[Region]:
-        nonlocal tissue
-        tissue = tissue if tissue is not None else tissue_of(thumbnail)
-        geom = area.apply(tissue)
-        return [Region(geom, None, "tissue", "tissue")] if not geom.is_empty else []
-
-    if options.whole_tissue:
-        regions = whole()
-        return regions, ([] if regions else ["no tissue detected"])
-    drawn = [a for a in every if not is_special_class(a.path_class)]
-    if options.classes is not None:
-        drawn = [a for a in drawn if a.path_class in options.classes]
-    if not drawn:
-        if options.classes:
-            return [], [f"no annotation of class {', '.join(options.classes)} on this image"]
-        if annotations.notes:  # objects were there but none is usable: say why, never guess the tissue
-            return [], ["no usable annotation: " + "; ".join(annotations.notes)]
-        regions = whole()
-        note = "no annotations; tiling the detected tissue instead"
-        return regions, [note if regions else f"{note}, but no tissue was detected"]
-    if options.tissue and tissue is None:
-        tissue = tissue_of(thumbnail)
-    regions = []
-    for i, a in enumerate(drawn):
-        geom = area.apply(a.geometry)
-        if tissue is not None and not geom.is_empty:
-            geom = area_parts(geom.intersection(tissue))
-        if not geom.is_empty:
-            regions.append(Region(geom, a.path_class, a.object_id or str(i), a.name))
-    if not regions:
-        where = (
-            "no tissue inside the annotations (--no-tissue classifies them anyway)"
-            if options.tissue
-            else "the annotations have no area"
-        )
-        return [], [where]
-    return regions, []
+    outline = tissue or (lambda: thumbnail_tissue(thumbnail))
+    plan = plan_regions(annotations, options.region_options(), outline)
+    notes = plan.explained(read_notes=False)  # the reader's notes show in the reason when they explain it
+    if plan.reason == NO_TISSUE_INSIDE:
+        notes[-1] += " (--no-tissue classifies them anyway)"
+    return list(plan.regions), notes
 
 
 def predict_with_options(
@@ -426,7 +386,7 @@ def heatmap_entry(
     annotations = entry_annotations(project, entry, closed_lines_as_areas=options.closed_lines_as_areas)
     with entry.open_slide(mpp=options.mpp_override, fill_mpp=options.mpp) as slide:
         thumb = slide.thumbnail(options.thumbnail_px)
-        regions, notes = plan_regions(annotations, thumb, options)
+        regions, notes = heatmap_regions(annotations, thumb, options)
         if not regions:
             return ImageOutcome(entry.entry_id, name, "skipped", reason="; ".join(notes)), None
         release_freed_memory()  # the thumbnail's pieces: the readers' own arenas would not reuse them
@@ -438,7 +398,7 @@ def heatmap_entry(
     prefix = options.prefix or classifier.name
     colours = class_colours(pred.class_names, project.classes)
     folder = out_dir / f"{safe_name(eid)}_{safe_name(name)}"
-    texts = list(tile_texts(pred, prefix, colours))  # serialised once: both GeoJSON copies share the ids
+    texts = tile_texts(pred, prefix, colours)  # serialised once: both GeoJSON copies share the ids
     files = write_image_outputs(
         pred, folder, prefix=prefix, colours=colours, thumbnail=thumb, gzip=options.gzip, texts=texts
     )
@@ -454,7 +414,7 @@ def heatmap_entry(
     if mode == "qpdata":
         from histobridge.qupath.qpdata.writer import write_tiles_qpdata
 
-        features = [json.loads(t) for t in texts]  # the same tiles and ids as the GeoJSON copies
+        features = texts.features()  # the same tiles and ids as the GeoJSON copies
         write_tiles_qpdata(project.folder, entry.entry_id, features, prefix=prefix)
         files.append(layout.qpdata_path(project.folder, entry.entry_id))
     if mode == "paquo":

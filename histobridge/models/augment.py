@@ -16,6 +16,7 @@ import torch
 _LUMA = (0.299, 0.587, 0.114)
 # Ruifrok & Johnston optical-density vectors of haematoxylin, eosin and DAB (rows, unit length).
 _HED = ((0.650, 0.704, 0.286), (0.072, 0.990, 0.105), (0.268, 0.570, 0.776))
+HED_VECTORS = _HED
 
 
 @dataclass(frozen=True)
@@ -163,4 +164,5 @@ def augment_batch(
     return x
 
 
-__all__ = ["ColorJitter", "StainJitter", "augment_batch", "color_jitter", "hed_jitter", "random_dihedral"]
+__all__ = ["HED_VECTORS", "ColorJitter", "StainJitter", "augment_batch", "color_jitter", "hed_jitter",
+           "random_dihedral"]

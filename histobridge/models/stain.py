@@ -70,13 +70,18 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return _linear_to_srgb(torch.einsum("ij,njhw->nihw", inv, xyz)).clamp(0.0, 1.0)
 
 
+# A channel spread below one CIELAB unit (about one just-noticeable difference) is treated as flat:
+# stretching it to the target SD would turn rounding noise (a grey tile's a and b) into colour.
+FLAT_LAB_SD = 1.0
+
+
 def reinhard(rgb: torch.Tensor, target_means: Sequence[float], target_stds: Sequence[float]) -> torch.Tensor:
-    """Each image's per-channel LAB mean and SD moved to the target's."""
+    """Each image's per-channel LAB mean and SD moved to the target's (flat channels only shifted)."""
     import torch
 
     lab = rgb_to_lab(rgb)
     mu = lab.mean(dim=(2, 3), keepdim=True)
-    sd = lab.std(dim=(2, 3), keepdim=True, unbiased=False).clamp(min=1e-6)
+    sd = lab.std(dim=(2, 3), keepdim=True, unbiased=False).clamp(min=FLAT_LAB_SD)
     tm = torch.tensor(list(target_means), dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     ts = torch.tensor(list(target_stds), dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     return lab_to_rgb((lab - mu) / sd * ts + tm)
@@ -184,5 +189,5 @@ def apply(rgb: torch.Tensor, args: Mapping[str, Any]) -> torch.Tensor:
     return macenko(rgb, args["stain_matrix"], args["max_concentrations"])
 
 
-__all__ = ["MACENKO_MAX_C", "MACENKO_STAINS", "METHODS", "apply", "check_arguments", "fit_macenko",
-           "fit_reinhard", "lab_to_rgb", "macenko", "reinhard", "rgb_to_lab"]
+__all__ = ["FLAT_LAB_SD", "MACENKO_MAX_C", "MACENKO_STAINS", "METHODS", "apply", "check_arguments",
+           "fit_macenko", "fit_reinhard", "lab_to_rgb", "macenko", "reinhard", "rgb_to_lab"]

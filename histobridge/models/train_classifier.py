@@ -33,6 +33,7 @@ ARCHITECTURE = "histobridge-smallcnn"
 METRICS_NAME = "metrics.json"
 _MEAN = (0.5, 0.5, 0.5)
 _STD = (0.25, 0.25, 0.25)
+STAIN_NORMS = ("none", "reinhard")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,16 @@ class ClassifierTrainConfig:
     stain_shift: float = 0.0
     grayscale: float = 0.0  # probability of a grey training tile
     colour_mix: float = 0.0  # probability of another tile's colour statistics
+    class_swap: float = 0.0  # probability of the other class's pixel statistics (per-channel mean, SD)
+    stain_norm: str = "none"  # "reinhard": per-tile Reinhard to the training tiles' mean statistics
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.stain_norm not in STAIN_NORMS:
+            raise InputError(f"stain_norm must be one of {', '.join(STAIN_NORMS)}, got {self.stain_norm!r}")
+        for name in ("grayscale", "colour_mix", "class_swap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{name} is a probability (0..1), got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -132,11 +142,49 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def class_pixel_stats(train: TileArrays) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class: the per-channel mean and SD over every pixel of its tiles, in [0, 1], (C, 3) each."""
+    means, stds = [], []
+    for k in range(len(train.class_names)):
+        px = train.tiles[train.labels == k].reshape(-1, 3).astype(np.float64) / 255.0
+        means.append(px.mean(axis=0) if len(px) else np.full(3, 0.5))
+        stds.append(px.std(axis=0) if len(px) else np.full(3, 0.25))
+    return torch.tensor(np.array(means), dtype=torch.float32), torch.tensor(np.array(stds),
+                                                                             dtype=torch.float32)
+
+
+def swap_class_colours(
+    x: torch.Tensor, y: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], probability: float,
+    gen: torch.Generator | None = None,
+) -> torch.Tensor:
+    """With ``probability``, a tile's per-channel mean and SD become another class's pixel statistics.
+
+    Why: the recolour control (docs/method.md) does exactly this to real tiles; showing every class in
+    every class's colours during training leaves colour statistics no use as a shortcut.
+    """
+    n, c = x.shape[0], stats[0].shape[0]
+    if probability <= 0 or n == 0 or c < 2:
+        return x
+    shift = torch.randint(1, c, (n,), generator=gen).to(x.device)
+    other = (y + shift) % c
+    mean, std = stats[0].to(x.device)[other].view(n, 3, 1, 1), stats[1].to(x.device)[other].view(n, 3, 1, 1)
+    mu, sd = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True).clamp(min=1e-4)
+    moved = ((x - mu) / sd * std + mean).clamp(0.0, 1.0)
+    pick = (torch.rand(n, generator=gen) < probability).to(x.device).view(n, 1, 1, 1)
+    return torch.where(pick, moved, x)
+
+
 def _fit(
     model: SmallCNN, train: TileArrays, cfg: ClassifierTrainConfig, device: torch.device,
-    progress: Callable[[dict[str, float]], None] | None,
+    progress: Callable[[dict[str, float]], None] | None, stain_ref: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
-    """Class-weighted cross-entropy, AdamW, cosine learning-rate decay; returns per-epoch stats."""
+    """Class-weighted cross-entropy, AdamW, cosine learning-rate decay; returns per-epoch stats.
+
+    Training tiles go through the same stain normalisation (``stain_ref``) as the exported model's
+    preprocessing, after augmentation: the model learns on what it will be shown.
+    """
+    from histobridge.models.stain import apply as stain_apply
+
     gen = torch.Generator().manual_seed(cfg.seed)
     counts = np.bincount(train.labels, minlength=len(train.class_names)).astype(np.float64)
     balance = counts.sum() / np.maximum(counts, 1) / len(counts)
@@ -148,6 +196,7 @@ def _fit(
     stain = (StainJitter(cfg.stain_scale, cfg.stain_shift, cfg.grayscale, mix=cfg.colour_mix)
              if max(cfg.stain_scale, cfg.stain_shift, cfg.grayscale, cfg.colour_mix) > 0 else None)
     labels = torch.from_numpy(train.labels).to(device)
+    colour_stats = class_pixel_stats(train)
     history = []
     for epoch in range(cfg.epochs):
         model.train()
@@ -158,8 +207,11 @@ def _fit(
             if len(idx) < 2:
                 continue  # BatchNorm needs two samples
             x = _to_input(train.tiles[idx.numpy()], device)
-            x = augment_batch(x, jitter, value_range=(0.0, 1.0), gen=gen, stain=stain)
             y = labels[idx.to(device)]
+            x = swap_class_colours(x, y, colour_stats, cfg.class_swap, gen)
+            x = augment_batch(x, jitter, value_range=(0.0, 1.0), gen=gen, stain=stain)
+            if stain_ref is not None:
+                x = stain_apply(x.clamp(0.0, 1.0), stain_ref)
             logits = model(_normalize(x))
             loss = F.cross_entropy(logits, y, weight=weight)
             opt.zero_grad(set_to_none=True)
@@ -221,12 +273,17 @@ def train_classifier(
     if len(train.tiles) < 2:
         n = len(train.tiles)
         raise InputError(f"{data.source}: only {n} training tiles left after holding out regions")
+    stain_ref = None
+    if cfg.stain_norm == "reinhard":
+        from histobridge.models.stain import fit_reinhard
+
+        stain_ref = {"method": "reinhard", **fit_reinhard(train.tiles)}
     model = SmallCNN(len(data.class_names), cfg.width, cfg.dropout).to(device)
-    history = _fit(model, train, cfg, device, progress)
+    history = _fit(model, train, cfg, device, progress, stain_ref)
     out_dir = Path(out_dir)
     model_cfg = make_config(
         data.class_names, data.tile_px, data.tile_um / data.tile_px, architecture=ARCHITECTURE,
-        mean=_MEAN, std=_STD,
+        mean=_MEAN, std=_STD, stain=stain_ref,
         extras={"histobridge": {"name": out_dir.name, "trained_on": Path(data.source).name,
                                 "tile_um": data.tile_um}},
     )
@@ -250,11 +307,14 @@ def train_classifier(
 
 __all__ = [
     "ARCHITECTURE",
+    "STAIN_NORMS",
     "ClassifierTrainConfig",
     "ClassifierTrainResult",
     "SmallCNN",
+    "class_pixel_stats",
     "confusion",
     "heldout_metrics",
     "split_by_region",
+    "swap_class_colours",
     "train_classifier",
 ]

@@ -19,9 +19,10 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
+import orjson
 from shapely.geometry import GeometryCollection, mapping
 from shapely.geometry.base import BaseGeometry
 
@@ -37,12 +38,13 @@ from histobridge.qupath.geojson_read import (
     read_features,
     uuid_or_none,
 )
+from histobridge.qupath.geojson_tiles import FeatureBlock, encode_tiles
 from histobridge.qupath.geometry import polygonal_part, writable_geometry
 
 COORD_DECIMALS = 3
 DEFAULT_PLANE = (-1, 0, 0)
 WRITE_CHUNK = 2000
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1
 
 
 def default_class_color(name: str) -> tuple[int, int, int]:
@@ -194,13 +196,13 @@ def tile_feature_texts(
     *,
     locked: bool = True,
     name: str | None = None,
-) -> Iterator[str]:
+) -> FeatureBlock:
     """For each row, the text :func:`write_features` writes for the matching :func:`tile_feature`.
 
     ``coords`` (N, 4) x, y, w, h; ``class_index`` (N,) into ``class_names``; ``values`` (N, M) the
     measurements named ``measurement_names``. The same JSON, key order and number formatting (ids are
-    fresh UUIDs either way), without building a dict per tile: the constant parts are serialised once
-    and only numbers are formatted per tile. Non-finite measurements are left out, as
+    fresh UUIDs either way), built for all rows at once (:mod:`.geojson_tiles`): the constant parts
+    are serialised once per class. Non-finite measurements are left out, as
     :func:`finite_measurements` does; a non-finite or empty rectangle is an :class:`AnnotationError`.
     """
     xywh = np.asarray(coords, dtype=np.float64).reshape(-1, 4)
@@ -208,29 +210,11 @@ def tile_feature_texts(
     if vals.shape != (len(xywh), len(measurement_names)):
         raise AnnotationError(f"measurement values of shape {vals.shape} for {len(xywh)} tiles and "
                               f"{len(measurement_names)} names")
-    head = '{"type":"Feature","id":"'
-    geom = '","geometry":{"type":"Polygon","coordinates":[[[%r,%r],[%r,%r],[%r,%r],[%r,%r],[%r,%r]]]},'
-    props = ['"properties":{"objectType":"tile"' + (f',"name":{_compact(name)}' if name else "")
-             + (f',"classification":{_compact(classification(c, colors.get(c)))}' if c else "")
-             + (',"isLocked":true' if locked else "") for c in class_names]
+    props = [('"properties":{"objectType":"tile"' + (f',"name":{_compact(name)}' if name else "")
+              + (f',"classification":{_compact(classification(c, colors.get(c)))}' if c else "")
+              + (',"isLocked":true' if locked else "")) for c in class_names]
     keys = [_compact(str(k)) + ":" for k in measurement_names]
-    all_values = ',"measurements":{' + ",".join(k + "%r" for k in keys) + "}}}" if keys else "}}"
-    finite_rows: list[bool] = np.all(np.isfinite(vals), axis=1).tolist()
-    for (x, y, w, h), cls, row, finite in zip(
-        xywh.tolist(), np.asarray(class_index).tolist(), vals.tolist(), finite_rows, strict=True
-    ):
-        if not (w > 0 and h > 0 and math.isfinite(x) and math.isfinite(y) and math.isfinite(w)
-                and math.isfinite(h)):
-            raise AnnotationError(f"tile ({x}, {y}, {w}, {h}) needs finite coordinates and a positive size")
-        x0, y0, x1, y1 = round(x, COORD_DECIMALS), round(y, COORD_DECIMALS), round(x + w, COORD_DECIMALS), \
-            round(y + h, COORD_DECIMALS)
-        if finite:
-            tail = all_values % tuple(row)
-        else:
-            kept = [k + repr(v) for k, v in zip(keys, row, strict=True) if math.isfinite(v)]
-            tail = ',"measurements":{' + ",".join(kept) + "}}}" if kept else "}}"
-        yield (head + str(uuid.uuid4()) + geom % (x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)
-               + props[cls] + tail)
+    return encode_tiles(xywh, np.asarray(class_index), props, keys, vals)
 
 
 def _compact(value: Any) -> str:
@@ -289,39 +273,44 @@ def write_features(
 
 def write_feature_texts(
     path: str | os.PathLike[str],
-    texts: Iterable[str],
+    texts: Iterable[str] | FeatureBlock,
     *,
     feature_collection: bool = True,
     collection: Mapping[str, Any] | None = None,
 ) -> int:
     """:func:`write_features` for features already serialised (one compact JSON object each).
 
-    Written in chunks of :data:`WRITE_CHUNK` features: one write call per feature costs more than
-    building its text when the file is gzipped.
+    A :class:`FeatureBlock` (from :func:`tile_feature_texts`) is written in one piece; other texts
+    in chunks of :data:`WRITE_CHUNK` features (one write call per feature costs more than building
+    its text when the file is gzipped).
     """
     p = Path(path)
     if p.name.lower().endswith(".zip"):
         raise AnnotationError(f"{p}: write .geojson or .geojson.gz; zip output is not supported")
     n = 0
     try:
-        with atomic_path(p) as tmp, _text_writer(tmp, str(p).endswith(".gz")) as fh:
+        with atomic_path(p) as tmp, _binary_writer(tmp, str(p).endswith(".gz")) as fh:
             extra = "".join(
                 f"{json.dumps(str(k))}: {json.dumps(v, allow_nan=False, separators=(',', ':'))}, "
                 for k, v in (collection or {}).items()
                 if k not in ("type", "features")
             )
-            head = f'{{"type": "FeatureCollection", {extra}"features": [\n'
-            fh.write(head if feature_collection else "[\n")
-            chunk: list[str] = []
-            for text in texts:
-                chunk.append(text)
-                n += 1
-                if len(chunk) >= WRITE_CHUNK:
-                    fh.write((",\n" if n > len(chunk) else "") + ",\n".join(chunk))
-                    chunk.clear()
-            if chunk:
-                fh.write((",\n" if n > len(chunk) else "") + ",\n".join(chunk))
-            fh.write("\n]}\n" if feature_collection else "\n]\n")
+            head = f'{{"type": "FeatureCollection", {extra}"features": [\n' if feature_collection else "[\n"
+            fh.write(head.encode())
+            if isinstance(texts, FeatureBlock):
+                texts.write_to(fh)
+                n = texts.count
+            else:
+                chunk: list[str] = []
+                for text in texts:
+                    chunk.append(text)
+                    n += 1
+                    if len(chunk) >= WRITE_CHUNK:
+                        fh.write(((",\n" if n > len(chunk) else "") + ",\n".join(chunk)).encode())
+                        chunk.clear()
+                if chunk:
+                    fh.write(((",\n" if n > len(chunk) else "") + ",\n".join(chunk)).encode())
+            fh.write(b"\n]}\n" if feature_collection else b"\n]\n")
     except HistobridgeError:
         raise  # the source of the features failed (or _feature_text named the problem)
     except ValueError as err:
@@ -330,14 +319,16 @@ def write_feature_texts(
 
 
 @contextlib.contextmanager
-def _text_writer(tmp: Path, gz: bool) -> Iterator[IO[str]]:
-    """UTF-8 text to ``tmp``, flushed to disk before the rename; gzip at :data:`GZIP_LEVEL`.
+def _binary_writer(tmp: Path, gz: bool) -> Iterator[IO[bytes]]:
+    """Bytes to ``tmp``, flushed to disk before the rename; gzip at :data:`GZIP_LEVEL`.
 
-    Level 6 rather than gzip's default 9: 9 takes several times as long for a file ~2 % smaller.
+    Level 1, not gzip's default 9 nor zlib's 6: on tile GeoJSON 6 takes more than twice as long as
+    1 for a file ~15 % smaller, 9 several times as long again (``benchmarks/bench_geojson.py``
+    prints the comparison).
     """
-    fh: IO[str] = (
-        gzip.open(tmp, "wt", encoding="utf-8", compresslevel=GZIP_LEVEL) if gz  # noqa: SIM115
-        else open(tmp, "w", encoding="utf-8")  # noqa: SIM115 (both closed below)
+    fh: IO[bytes] = (
+        cast(IO[bytes], gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL)) if gz  # noqa: SIM115
+        else open(tmp, "wb")  # noqa: SIM115 (both closed below)
     )
     try:
         yield fh
@@ -350,11 +341,30 @@ def _text_writer(tmp: Path, gz: bool) -> Iterator[IO[str]]:
 
 def _feature_text(f: Mapping[str, Any] | PathObject, path: Path, n: int) -> str:
     try:
-        return json.dumps(_as_feature(f), allow_nan=False, separators=(",", ":"))
+        return compact_json(_as_feature(f))
     except AnnotationError as err:
         raise AnnotationError(f"{path}: feature {n}: {err}") from err
     except ValueError as err:
         raise AnnotationError(f"{path}: feature {n} cannot be written as QuPath GeoJSON: {err}") from err
+
+
+def compact_json(value: Any) -> str:
+    """``json.dumps(value, allow_nan=False, separators=(",", ":"))``, the same text, mostly by orjson.
+
+    orjson's text is taken only where it cannot differ from the standard library's: pure ASCII
+    without DEL (which ``json.dumps`` escapes), no ``null`` (orjson writes one for NaN, which must
+    stay an error), no ``0.0000`` or ``e-`` (orjson spells numbers below 1e-4 otherwise than
+    ``repr``). Anything else, and whatever orjson refuses (non-text keys, huge integers, numpy
+    scalars), goes to ``json.dumps``.
+    """
+    try:
+        data = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        data = b"null"
+    if data.isascii() and b"null" not in data and b"\x7f" not in data and b"0.0000" not in data \
+            and b"e-" not in data:
+        return data.decode("ascii")
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
 def features_bytes(features: Iterable[Mapping[str, Any] | PathObject]) -> bytes:
@@ -368,6 +378,7 @@ def features_bytes(features: Iterable[Mapping[str, Any] | PathObject]) -> bytes:
 __all__ = [
     "GEOMETRY_TYPES",
     "TYPE_ALIASES",
+    "FeatureBlock",
     "FeatureReadResult",
     "annotation_to_feature",
     "classification",

@@ -12,16 +12,11 @@ re-exports the public names; import them from there.
 from __future__ import annotations
 
 import functools
-import gzip
-import itertools
-import json
 import os
 import re
 import uuid
-import zipfile
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
@@ -33,6 +28,8 @@ from shapely.geometry.base import BaseGeometry
 from histobridge.errors import AnnotationError
 from histobridge.qupath.annotations import RGB, PathObject
 from histobridge.qupath.classes import argb_to_rgb
+from histobridge.qupath.geojson_bulk import bulk_record, simple_polygons
+from histobridge.qupath.geojson_load import gc_paused, load_document
 from histobridge.qupath.geometry import NoteCounter, area_geometry
 
 # QuPath's exact, case-sensitive object-type spellings across versions (PathObjectTypeAdapter).
@@ -59,41 +56,6 @@ class FeatureReadResult:
     notes: list[str] = field(default_factory=list)
 
 
-def load_document(path: str | os.PathLike[str]) -> Any:
-    """Parse a GeoJSON file; ``.gz`` is gunzipped, ``.zip`` gives the list of its JSON members.
-
-    A file that exists but is empty, truncated, not JSON or nested beyond Python's limits raises
-    :class:`AnnotationError` naming it: an unreadable export is never taken for "no annotations".
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise AnnotationError(f"{p}: GeoJSON file not found")
-    try:
-        if p.name.lower().endswith(".zip"):
-            return _load_zip(p)
-        opener = gzip.open if p.name.lower().endswith(".gz") else open
-        with opener(p, "rb") as fh:
-            data = fh.read()
-        if not data.strip():
-            raise AnnotationError(f"{p}: empty file, not readable as GeoJSON")
-        return json.loads(data.decode("utf-8-sig"))
-    except RecursionError as err:
-        raise AnnotationError(f"{p}: not readable as GeoJSON: nested too deeply") from err
-    except (OSError, EOFError, UnicodeDecodeError, ValueError, zipfile.BadZipFile) as err:
-        if isinstance(err, AnnotationError):
-            raise
-        raise AnnotationError(f"{p}: not readable as GeoJSON: {err}") from err
-
-
-def _load_zip(p: Path) -> Any:
-    with zipfile.ZipFile(p) as zf:
-        names = [n for n in zf.namelist() if n.lower().endswith((".geojson", ".json"))]
-        if not names:
-            raise AnnotationError(f"{p}: zip archive holds no .geojson or .json member")
-        docs = [json.loads(zf.read(n).decode("utf-8-sig")) for n in names]
-    return docs[0] if len(docs) == 1 else docs
-
-
 def read_features(
     source: str | os.PathLike[str] | Mapping[str, Any] | list[Any],
     *,
@@ -107,31 +69,77 @@ def read_features(
     it they are left out and counted in the notes. Coordinates are kept as stored, even where an
     object reaches outside the image: tiling intersects every region with the slide rectangle.
     Raises :class:`AnnotationError` when the document is not GeoJSON at all.
+
+    Plain features of a long collection (tiles, simple annotations: one valid ring, the usual
+    properties) are read in bulk (:func:`simple_polygons`, :func:`plain_object`) into the same
+    records the feature-by-feature path makes; everything else takes that path.
     """
     where = str(source) if isinstance(source, (str, os.PathLike)) else "GeoJSON document"
-    doc = load_document(source) if isinstance(source, (str, os.PathLike)) else source
+    # The collector stays paused from parsing to the last record, and a file's document is freed
+    # before it resumes: otherwise its first pass walks the document's 10⁶ containers.
+    with gc_paused():
+        doc = load_document(source) if isinstance(source, (str, os.PathLike)) else source
+        result = _read_document(doc, where, object_types, closed_lines_as_areas)
+        del doc
+    return result
+
+
+def _read_document(doc: Any, where: str, object_types: Collection[str] | None,
+                   closed_lines_as_areas: bool) -> FeatureReadResult:
     reader = _FeatureReader(closed_lines_as_areas)
-    reader.ready = simple_polygons(doc)
+    notes = reader.notes
     out: list[PathObject] = []
     n_features = 0
+
+    def keep(obj: PathObject, label: str) -> None:
+        if object_types is None or obj.object_type in object_types:
+            out.append(obj)
+        else:
+            notes.add(f"{obj.object_type} object(s) not requested, left out", label)
+
     try:
-        for label, feature in _walk(doc, where, reader.notes):
-            n_features += 1
-            for obj in reader.feature(feature, label):
-                if object_types is None or obj.object_type in object_types:
-                    out.append(obj)
-                else:
-                    reader.notes.add(f"{obj.object_type} object(s) not requested, left out", label)
+        features, label_form = _collection(doc)
+        if features is None:
+            for label, feature in _walk(doc, where, notes):
+                n_features += 1
+                for obj in reader.feature(feature, label):
+                    keep(obj, label)
+        else:
+            ready = simple_polygons(features, BULK_MIN) if len(features) >= BULK_MIN else {}
+            reader.ready = ready
+            for i, item in enumerate(features):
+                plain = plain_object(item, ready) if ready else None
+                if plain is not None:
+                    n_features += 1
+                    if object_types is None or plain.object_type in object_types:
+                        out.append(plain)
+                    else:
+                        name = f" {plain.name!r}" if plain.name else ""
+                        keep(plain, label_form.format(i) + name)
+                    continue
+                for label, feature in _walk(item, where, notes, label_form.format(i)):
+                    n_features += 1
+                    for obj in reader.feature(feature, label):
+                        keep(obj, label)
     except RecursionError as err:
         raise AnnotationError(f"{where}: objects nested too deeply to read") from err
     if n_features == 0 and not isinstance(doc, (list, dict)):
         raise AnnotationError(f"{where}: expected a GeoJSON object or array, found {type(doc).__name__}")
-    return FeatureReadResult(out, reader.notes.lines())
+    return FeatureReadResult(out, notes.lines())
 
 
 def _is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
     """``isinstance(value, Mapping)``, with the JSON case (a dict) decided without the ABC check."""
     return type(value) is dict or isinstance(value, Mapping)
+
+
+def _collection(doc: Any) -> tuple[list[Any] | None, str]:
+    """The top-level list of items and how :func:`_walk` labels them, or None for other documents."""
+    if isinstance(doc, list):
+        return doc, "[{}]"
+    if _is_map(doc) and doc.get("type") == "FeatureCollection" and isinstance(doc.get("features"), list):
+        return doc["features"], "feature {}"
+    return None, ""
 
 
 def _walk(doc: Any, where: str, notes: NoteCounter, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -202,50 +210,66 @@ class _FeatureReader:
         return area_geometry(geom, label, self.notes, closed_lines_as_areas=self.closed_lines_as_areas)
 
 
-def simple_polygons(doc: Any) -> dict[int, BaseGeometry]:
-    """Polygons of a FeatureCollection's plain features built in one go, keyed by id(geometry).
+_PLAIN_FEATURE = frozenset({"type", "id", "geometry", "properties"})
+_PLAIN_PROPERTIES = frozenset({"objectType", "name", "classification", "isLocked", "measurements"})
+_PLAIN_CLASS = (frozenset({"name", "color"}), frozenset({"names", "color"}))
+_FLOAT, _STR = frozenset({float}), frozenset({str})
 
-    Only single-ring polygons that are closed, finite, valid and have an area are taken: for them
-    the per-object path (``shape`` then :func:`area_geometry`) would return the same polygon with no
-    note. Everything else (holes, other types, bad coordinates, child objects) is left to that path.
-    Building them in bulk with ``shapely.polygons`` avoids a ``shape`` call per tile.
+
+def plain_object(feature: Any, polygons: Mapping[int, BaseGeometry]) -> PathObject | None:
+    """The record for a feature in the plain form QuPath and histobridge write, else None.
+
+    Plain: a Feature with only ``id``, ``geometry`` (one of ``polygons``, without plane or ellipse
+    flag) and ``properties`` holding only a known ``objectType`` (not root), a text ``name``, a
+    named classification with an ``[r, g, b]`` colour, ``isLocked`` and float measurements under
+    text names. The record is the one :class:`_FeatureReader` makes for it, which would add no note.
     """
-    collection = _is_map(doc) and doc.get("type") == "FeatureCollection"
-    features = doc.get("features") if collection else doc
-    if not isinstance(features, list) or len(features) < BULK_MIN:
-        return {}
-    geoms: list[Any] = []
-    rings: list[Any] = []
-    for f in features:
-        g = f.get("geometry") if type(f) is dict and f.get("type") == "Feature" else None
-        if type(g) is dict and g.get("type") == "Polygon":
-            c = g.get("coordinates")
-            if type(c) is list and len(c) == 1 and type(c[0]) is list and len(c[0]) >= 4:
-                geoms.append(g)
-                rings.append(c[0])
-    if len(geoms) < BULK_MIN:
-        return {}
-    try:
-        with np.errstate(invalid="ignore"):
-            points = np.array(list(itertools.chain.from_iterable(rings)))
-    except (ValueError, TypeError):  # ragged or mixed: a point that is not [x, y] somewhere
-        return {}
-    if points.ndim != 2 or points.shape[1] != 2 or points.dtype.kind not in "fiu":
-        return {}
-    points = points.astype(np.float64, copy=False)
-    lengths = np.fromiter(map(len, rings), np.int64, len(rings))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    ends = starts + lengths - 1
-    finite = np.minimum.reduceat(np.isfinite(points).all(axis=1), starts)
-    closed = (points[starts] == points[ends]).all(axis=1)
-    take = finite & closed
-    if not take.any():
-        return {}
-    index = np.repeat(np.arange(int(take.sum())), lengths[take])
-    built = shapely.polygons(shapely.linearrings(points[np.repeat(take, lengths)], indices=index))
-    good = (shapely.is_valid(built) & (shapely.area(built) > 0)).tolist()
-    taken = np.flatnonzero(take).tolist()
-    return {id(geoms[i]): poly for i, poly, ok in zip(taken, built, good, strict=True) if ok}
+    if type(feature) is not dict or not feature.keys() <= _PLAIN_FEATURE:
+        return None
+    geometry = feature.get("geometry")
+    polygon = polygons.get(id(geometry))
+    props = feature.get("properties")
+    if polygon is None or type(geometry) is not dict or len(geometry) != 2:  # a plane or ellipse flag
+        return None
+    if type(props) is not dict or not props.keys() <= _PLAIN_PROPERTIES:
+        return None
+    raw_type = props.get("objectType")
+    object_type = TYPE_ALIASES.get(raw_type) if type(raw_type) is str else None
+    name = props.get("name")
+    if object_type is None or object_type == "root" or not (name is None or type(name) is str):
+        return None
+    path_class, class_rgb = None, None
+    cls = props.get("classification")
+    if cls is not None:
+        if type(cls) is not dict or cls.keys() not in _PLAIN_CLASS:
+            return None
+        rgb = cls["color"]
+        if not (type(rgb) is list and len(rgb) == 3 and type(rgb[0]) is type(rgb[1]) is type(rgb[2]) is int):
+            return None
+        names = cls.get("names")
+        if names is None:
+            path_class = cls["name"]
+        elif type(names) is list and names and all(type(n) is str for n in names):
+            path_class = ": ".join(names)
+        if type(path_class) is not str or not path_class:
+            return None
+        class_rgb = _rgb(rgb[0], rgb[1], rgb[2])
+    measurements = props.get("measurements")
+    if measurements is None:
+        measurements = {}
+    elif not (type(measurements) is dict and set(map(type, measurements.values())) <= _FLOAT
+              and set(map(type, measurements)) <= _STR):
+        return None
+    return bulk_record(
+        geometry=polygon,
+        path_class=path_class,
+        class_color=class_rgb,
+        name=name,
+        object_id=uuid_or_none(feature.get("id")),
+        object_type=object_type,
+        measurements=MappingProxyType(dict(measurements)),
+        locked=bool(props.get("isLocked", False)),
+    )
 
 
 def _name(props: Mapping[str, Any], label: str, notes: NoteCounter) -> str | None:

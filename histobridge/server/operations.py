@@ -6,7 +6,6 @@ PNG bytes under ``"images"`` and are served by name from the finished job.
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +59,9 @@ def _as_annotation(obj: Any) -> Any:
     """A tile/detection sent as ROI still marks an area to work on."""
     import dataclasses
 
-    if obj.object_type in ("annotation", "tmaCore"):
+    from histobridge.tiling.regions import TILED_TYPES
+
+    if obj.object_type in TILED_TYPES:
         return obj
     return dataclasses.replace(obj, object_type="annotation")
 
@@ -94,11 +95,9 @@ def _annotation_set(res: Resources, req: RegionRequest) -> Any:
 
 def _check_size(res: Resources, regions: Sequence[Any], slide: Any, tile_l0: float, stride_l0: float) -> None:
     """Refuse before any grid is allocated when the ROI asks for more tiles than the server allows."""
-    from histobridge.tiling.grid import candidate_count
+    from histobridge.tiling.regions import planned_positions
 
-    w, h = slide.dimensions
-    clip = (0.0, 0.0, float(w), float(h))
-    planned = sum(candidate_count(r.geometry.bounds, tile_l0, stride_l0, clip) for r in regions)
+    planned = planned_positions(regions, tile_l0, stride_l0, slide.dimensions)
     if planned > res.settings.max_tiles:
         raise TooLargeError(
             f"roi: up to {planned:,} tiles of {tile_l0:.1f} px (stride {stride_l0:.1f} px), "
@@ -107,14 +106,15 @@ def _check_size(res: Resources, regions: Sequence[Any], slide: Any, tile_l0: flo
 
 
 def _plan(res: Resources, req: RegionRequest, key: str, entry: Any, options: Any) -> list[Any]:
-    """Regions exactly as :func:`histobridge.heatmap.pipeline.plan_regions` makes them for the batch."""
-    from histobridge.heatmap.pipeline import plan_regions
+    """Regions exactly as :func:`histobridge.heatmap.pipeline.heatmap_regions` makes them for the batch."""
+    from histobridge.heatmap.pipeline import heatmap_regions
 
     aset = _annotation_set(res, req)
     # the tissue outline comes from the same thumbnail size the batch reads (and is kept warm)
     thumb = res.thumbnail(key, entry, options.thumbnail_px)
-    tissue = res.tissue(key, entry, options.thumbnail_px) if options.tissue else None
-    regions, notes = plan_regions(aset, thumb, options, known_tissue=tissue)
+    regions, notes = heatmap_regions(
+        aset, thumb, options, tissue=lambda: res.tissue(key, entry, options.thumbnail_px)
+    )
     if not regions:
         raise RoiError("roi: nothing to tile: " + ("; ".join(notes) or "no area left"))
     return list(regions)
@@ -133,9 +133,8 @@ class ClassifyRequest(RegionRequest):
 
 def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str, Any]:
     """QuPath tile features for the ROI, exactly as the batch heatmap writes them for that area."""
-    from histobridge.heatmap.outputs import class_colours, tile_features
+    from histobridge.heatmap.outputs import class_colours, tile_texts
     from histobridge.heatmap.pipeline import HeatmapOptions, predict_with_options, tile_geometry
-    from histobridge.qupath.geojson import features_bytes
 
     if req.stride_div not in STRIDE_DIVS:
         raise _bad(f"stride_div must be one of {STRIDE_DIVS}, got {req.stride_div}")
@@ -154,7 +153,7 @@ def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str,
         ctx.check()
         pred = predict_with_options(slide, regions, clf, options, progress=ctx.event, item=entry.name)
     colours = class_colours(pred.class_names, proj.classes if proj is not None else ())
-    features = json.loads(features_bytes(tile_features(pred, clf.name, colours)))["features"]
+    features = tile_texts(pred, clf.name, colours).features()  # serialised from the arrays, parsed once
     written = None
     if req.write_back:
         if proj is None:

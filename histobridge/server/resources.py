@@ -315,11 +315,10 @@ class Resources:
 
     def tissue(self, key: str, entry: Any, max_px: int) -> Any:
         """The image's tissue outline (level 0) from that thumbnail, computed once."""
-        from histobridge.heatmap.pipeline import tissue_of
+        from histobridge.slides.tissue import thumbnail_tissue
 
-        return self.thumbnails.get(
-            ("tissue", key, entry.entry_id, max_px), lambda: tissue_of(self.thumbnail(key, entry, max_px))
-        )
+        cache_key = ("tissue", key, entry.entry_id, max_px)
+        return self.thumbnails.get(cache_key, lambda: thumbnail_tissue(self.thumbnail(key, entry, max_px)))
 
     @staticmethod
     def _evict_slide(shared: _SharedSlide) -> None:

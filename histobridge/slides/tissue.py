@@ -131,7 +131,16 @@ def mask_to_geometry(mask: np.ndarray, scale: float = 1.0, *, min_area_px: float
     return MultiPolygon(polys)
 
 
+def thumbnail_tissue(thumbnail: tuple[np.ndarray, float], *, min_area_px: float = 16.0) -> MultiPolygon:
+    """Tissue outline in level-0 QuPath pixels from a thumbnail and its downsample.
+
+    Callers that already hold the thumbnail (the heatmap draws its overlays on it, the server keeps
+    it per image) get the outline without reading the slide's overview again.
+    """
+    thumb, ds = thumbnail
+    return mask_to_geometry(tissue_mask(thumb), ds, min_area_px=min_area_px)
+
+
 def tissue_geometry(slide: Slide, *, max_px: int = 1024, min_area_px: float = 16.0) -> MultiPolygon:
     """Tissue outline of ``slide`` as a MultiPolygon in level-0 QuPath pixels (from a thumbnail)."""
-    thumb, ds = slide.thumbnail(max_px)
-    return mask_to_geometry(tissue_mask(thumb), ds, min_area_px=min_area_px)
+    return thumbnail_tissue(slide.thumbnail(max_px), min_area_px=min_area_px)

@@ -12,6 +12,11 @@ would have said. These controls are ours, not the method authors' (see docs/meth
 - :func:`recolour`: a real tile's per-channel mean and SD moved to another class's pixel statistics.
   A classifier that keeps the tile's class after this looks at more than colour.
 - :func:`grayscale`: luminance copied into the three channels.
+- :func:`stain_swap`: a harder recolouring, in stain space: each tile's haematoxylin and eosin
+  amounts (optical density, Ruifrok-Johnston vectors) moved to another class's statistics. Per-tile
+  RGB or CIELAB normalisation largely undoes :func:`recolour`, much less this.
+- :func:`shuffle_pixels`: every tile's pixels in random order: colours kept, morphology gone. A
+  classifier that still finds the class on these reads colour, whatever the recolour control said.
 - :func:`balanced_accuracy_ci`: balanced accuracy with a stratified bootstrap 95 % interval.
 """
 
@@ -103,6 +108,45 @@ def grayscale(images: np.ndarray) -> np.ndarray:
     return np.repeat(np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
+def _hed_matrix() -> np.ndarray:
+    from histobridge.models.augment import HED_VECTORS
+
+    m = np.asarray(HED_VECTORS, dtype=np.float64)
+    return np.asarray(m / np.linalg.norm(m, axis=1, keepdims=True), dtype=np.float64)
+
+
+def stain_amounts(images: np.ndarray) -> np.ndarray:
+    """Haematoxylin, eosin and residual (DAB) optical densities per pixel, float (N, H, W, 3)."""
+    od = -np.log(np.maximum(np.asarray(images, dtype=np.float64), 1.0) / 255.0)
+    return np.asarray(od @ np.linalg.inv(_hed_matrix()))
+
+
+def stain_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of each stain amount over every pixel of ``images``."""
+    c = stain_amounts(images).reshape(-1, 3)
+    return c.mean(axis=0), c.std(axis=0)
+
+
+def stain_swap(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Each tile's H and E amounts given ``mean``/``std`` (the residual channel kept); uint8 out."""
+    c = stain_amounts(images)
+    mu, sd = c.mean(axis=(1, 2), keepdims=True), c.std(axis=(1, 2), keepdims=True)
+    moved = (c - mu) / np.where(sd > 1e-6, sd, 1.0) * np.asarray(std) + np.asarray(mean)
+    moved[..., 2] = c[..., 2]
+    rgb = 255.0 * np.exp(-(np.maximum(moved, 0.0) @ _hed_matrix()))
+    return np.asarray(np.clip(np.rint(rgb), 0, 255), dtype=np.uint8)
+
+
+def shuffle_pixels(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each tile's pixels in an independent random order (same colours, no morphology)."""
+    x = np.asarray(images)
+    n, h, w, _ = x.shape
+    rng = np.random.default_rng(seed)
+    flat = x.reshape(n, h * w, 3)
+    order = np.argsort(rng.random((n, h * w)), axis=1)
+    return np.ascontiguousarray(np.take_along_axis(flat, order[..., None], axis=1).reshape(x.shape))
+
+
 def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
     """Mean per-class recall over the classes present in ``labels``."""
     recalls = [float((pred[labels == k] == k).mean()) for k in range(n_classes) if (labels == k).any()]
@@ -161,6 +205,32 @@ def recolour_keeps_class(
     return out
 
 
+def stain_swap_keeps_class(
+    predictor: Predictor, tiles: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+    stats_from: np.ndarray | None = None,
+) -> dict[str, float]:
+    """As :func:`recolour_keeps_class`, with :func:`stain_swap` to the next class's stain statistics."""
+    labels = np.asarray(labels)
+    pick = np.ones(len(labels), bool) if stats_from is None else np.asarray(stats_from, bool)
+    n = len(class_names)
+    out: dict[str, float] = {}
+    for k, name in enumerate(class_names):
+        own, target = labels == k, pick & (labels == (k + 1) % n)
+        if not own.any() or not target.any():
+            continue
+        moved = stain_swap(tiles[own], *stain_stats(tiles[target]))
+        out[name] = float((np.asarray(predictor.predict(moved)).argmax(axis=1) == k).mean())
+    return out
+
+
+def shuffled_balanced_accuracy(
+    predictor: Predictor, tiles: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0
+) -> float:
+    """Balanced accuracy on :func:`shuffle_pixels` tiles: near chance when the class is read from form."""
+    pred = np.asarray(predictor.predict(shuffle_pixels(tiles, seed))).argmax(axis=1)
+    return balanced_accuracy(pred, np.asarray(labels), n_classes)
+
+
 class RecordingPredictor:
     """Runs the classifier and records, on the very same images, what a second predictor says.
 
@@ -196,4 +266,10 @@ __all__ = [
     "pixel_stats",
     "recolour",
     "recolour_keeps_class",
+    "shuffle_pixels",
+    "shuffled_balanced_accuracy",
+    "stain_amounts",
+    "stain_stats",
+    "stain_swap",
+    "stain_swap_keeps_class",
 ]

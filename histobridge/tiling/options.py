@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from histobridge.errors import CalibrationError, InputError
 from histobridge.tiling._shards import COMPRESSIONS, DEFAULT_COMPRESSION
+from histobridge.tiling.regions import RegionOptions
 
 MPP_RANGE = (0.05, 20.0)  # µm/px a user may type: 0.05 is beyond any light microscope, 20 below a 0.5x scan
 MAX_TILES_PER_IMAGE = 2_000_000  # ~400 GB of 256-px tiles: beyond that it is a typo, not a plan
@@ -64,3 +65,8 @@ class TilingOptions:
             raise InputError(f"--compression must be one of {choices}, got {self.compression!r}")
         if self.classes is not None and not self.classes:
             raise InputError("an empty class list selects nothing; leave it out to tile every class")
+
+    def region_options(self) -> RegionOptions:
+        """What the one region planner is asked: only what was marked is tiled (a training store)."""
+        return RegionOptions(classes=self.classes, tissue=self.tissue, whole_tissue=self.whole_tissue,
+                             closed_lines_as_areas=self.closed_lines_as_areas)  # fmt: skip

@@ -10,16 +10,16 @@ when an image has any, every region is clipped to them (and with no labelled ann
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 from histobridge.errors import HistobridgeError, InputError
-from histobridge.qupath.annotations import Annotation
+from histobridge.qupath.annotations import Annotation, AnnotationSet
 from histobridge.qupath.project import ImageEntry, Project
 from histobridge.slides import Slide
 from histobridge.slides.tissue import tissue_geometry
@@ -105,19 +105,6 @@ def work_area(annotations: Sequence[Annotation]) -> WorkArea:
     return WorkArea(ignore, keep)
 
 
-def _class_names(
-    project: Project, annotations: Sequence[Annotation], classes: Sequence[str] | None
-) -> list[str]:
-    if classes is not None:
-        return [c for c in classes if not is_special_class(c)]
-    names = [c.name for c in project.classes]
-    names = [n for n in names if not is_special_class(n)]
-    for a in annotations:
-        if a.path_class is not None and a.path_class not in names:
-            names.append(a.path_class)
-    return names
-
-
 def tiled_annotations(project: Project, entry: ImageEntry) -> list[Annotation]:
     """The image's labelled objects that get tiled (annotations and TMA cores; never detections, never
     the special ``Ignore*``/``Region*`` classes)."""
@@ -125,17 +112,6 @@ def tiled_annotations(project: Project, entry: ImageEntry) -> list[Annotation]:
     return [
         a for a in found.annotations if a.object_type in TILED_TYPES and not is_special_class(a.path_class)
     ]
-
-
-def _read(
-    project: Project, entry: ImageEntry, closed_lines_as_areas: bool, notes: list[str]
-) -> list[Annotation]:
-    """The image's annotations to consider; what the reader noticed (closed outlines…) goes to ``notes``."""
-    found = project.annotations(entry, closed_lines_as_areas=closed_lines_as_areas)
-    notes.extend(found.notes)
-    if found.problem:
-        notes.append(found.problem)
-    return [a for a in found.annotations if a.object_type in TILED_TYPES]
 
 
 def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequence[str] | None) -> None:
@@ -166,6 +142,182 @@ def check_classes(project: Project, entries: Sequence[ImageEntry], classes: Sequ
         )
 
 
+TissueSource = Callable[[], BaseGeometry]
+"""Computes an image's tissue outline (level-0 px) when the planner needs it; called at most once."""
+
+Fallback = Literal["region", "tissue"]
+NO_TISSUE_INSIDE = "no tissue inside the annotations"
+
+
+@dataclass(frozen=True)
+class RegionOptions:
+    """What :func:`plan_regions` is asked for (the tiler and the heatmap each fill one in).
+
+    ``whole_tissue`` plans the detected tissue as one unclassified region (annotations are not
+    needed); ``tissue`` keeps only the tissue part of each annotation; ``classes`` keeps only
+    annotations of these classes (an empty list means every class). ``closed_lines_as_areas`` is how
+    :func:`read_regions` reads closed outlines. ``fallback`` is what an image without a labelled
+    annotation gets: ``"region"`` its ``Region*`` area, unlabelled (a training store holds only what
+    was marked); ``"tissue"`` the detected tissue inside the work area, when no class was asked for
+    and the reader noticed nothing that could explain the missing annotations (an unannotated slide
+    still gets a heatmap).
+    """
+
+    classes: tuple[str, ...] | None = None
+    tissue: bool = False
+    whole_tissue: bool = False
+    closed_lines_as_areas: bool = False
+    fallback: Fallback = "region"
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(str(c) for c in self.classes) or None)
+        if self.fallback not in get_args(Fallback):
+            known = ", ".join(get_args(Fallback))
+            raise InputError(f"fallback must be one of {known}, got {self.fallback!r}")
+
+
+@dataclass(frozen=True)
+class PlannedRegions:
+    """The regions of one image, the class list their labels index into, and what was decided.
+
+    ``read_notes`` are what the annotation reader noticed; ``notes`` say what the planner did (the
+    special classes, a fallback); ``reason`` says why there is nothing to tile (None when there are
+    regions), naming the reader's notes when they explain it.
+    """
+
+    regions: tuple[Region, ...]
+    class_names: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    reason: str | None = None
+    read_notes: tuple[str, ...] = ()
+
+    def explained(self, *, read_notes: bool = True) -> list[str]:
+        """The reader's notes (unless left out), the planner's, then the reason for an empty plan."""
+        first = self.read_notes if read_notes else ()
+        return [*first, *self.notes, *([self.reason] if self.reason else [])]
+
+
+def reader_notes(found: AnnotationSet) -> list[str]:
+    """What the annotation reader noticed, its ``problem`` included once."""
+    notes = list(found.notes)
+    if found.problem and found.problem not in notes:
+        notes.append(found.problem)
+    return notes
+
+
+def plan_regions(
+    found: AnnotationSet,
+    options: RegionOptions,
+    tissue: TissueSource,
+    *,
+    known_classes: Sequence[str] = (),
+) -> PlannedRegions:
+    """The one region planner: the tiler and the heatmap (batch and live) both plan through it.
+
+    ``found`` is the image's annotation set as read; ``tissue`` computes its tissue outline, called
+    only when needed and at most once (the server passes its cached outline). ``known_classes`` are
+    the project's classes, the start of the class list when ``options.classes`` is None. ``Ignore*``
+    and ``Region*`` shape the work area in every mode (module docstring).
+    """
+    said: list[str] = []
+    every = [a for a in found.annotations if a.object_type in TILED_TYPES]
+    area = work_area(every)
+    if area.ignore is not None:
+        said.append(f"Ignore* area of {area.ignore.area:.0f} px² cut out of the regions")
+    if area.keep is not None:
+        said.append(f"work limited to the Region* area ({area.keep.area:.0f} px²)")
+    outline: list[BaseGeometry] = []
+
+    def tissue_once() -> BaseGeometry:
+        if not outline:
+            outline.append(tissue())
+        return outline[0]
+
+    def plan(regions: list[Region], names: Sequence[str], reason: str | None = None) -> PlannedRegions:
+        reason = None if regions else reason or "no area left to tile"
+        return PlannedRegions(tuple(regions), tuple(names), tuple(said), reason, tuple(reader_notes(found)))
+
+    asked = options.classes
+    if options.whole_tissue:
+        names = [c for c in asked if not is_special_class(c)] if asked is not None else []
+        return plan(_whole(area, tissue_once()), names, _no_tissue(area, tissue_once()))
+    labelled = [a for a in every if not is_special_class(a.path_class)]
+    drawn = labelled if asked is None else [a for a in labelled if a.path_class in asked]
+    names = _class_names(known_classes, drawn, asked)
+    if drawn:
+        regions = []
+        for i, a in enumerate(drawn):
+            geom = area.apply(a.geometry)
+            if options.tissue and not geom.is_empty:
+                geom = area_parts(geom.intersection(tissue_once()))
+            if not geom.is_empty:
+                regions.append(Region(geom, a.path_class, a.object_id or str(i), a.name))
+        return plan(regions, names, _nothing_left(area, options.tissue))
+    if options.fallback == "region":
+        if not labelled and area.keep is not None:
+            keep = area.keep if not options.tissue else area.keep.intersection(tissue_once())
+            geom = area.apply(keep)
+            if geom.is_empty:
+                where = "no tissue inside" if options.tissue else "Ignore* covers all of"
+                return plan([], names, f"{where} the Region* area")
+            said.append("no labelled annotation: the Region* area is tiled unlabelled")
+            return plan([Region(geom, None, "region", REGION_CLASS)], names)
+        return plan([], names, _unannotated(found, asked, "whole-tissue mode tiles the tissue instead"))
+    if asked or reader_notes(found):  # a class was asked for, or the reader saw why: never guess the tissue
+        return plan([], names, _unannotated(found, asked, None))
+    said.append("no annotations; tiling the detected tissue instead")
+    return plan(_whole(area, tissue_once()), names, _no_tissue(area, tissue_once()))
+
+
+def _whole(area: WorkArea, tissue: BaseGeometry) -> list[Region]:
+    geom = area.apply(tissue)
+    return [Region(geom, None, "tissue", "tissue")] if not geom.is_empty else []
+
+
+def _no_tissue(area: WorkArea, tissue: BaseGeometry) -> str:
+    if area_parts(tissue).is_empty or (area.keep is None and area.ignore is None):
+        return "no tissue detected"
+    return "no tissue detected inside the work area (Region* limits it, Ignore* is cut out)"
+
+
+def _nothing_left(area: WorkArea, tissue: bool) -> str:
+    if tissue:
+        return NO_TISSUE_INSIDE
+    if area.keep is not None or area.ignore is not None:
+        return "the annotations have no area inside the work area (Region* limits it, Ignore* is cut out)"
+    return "the annotations have no area"
+
+
+def _unannotated(found: AnnotationSet, asked: Sequence[str] | None, hint: str | None) -> str:
+    if asked:
+        return f"no annotation of class {', '.join(asked)} on this image"
+    seen = reader_notes(found)
+    why = "no usable annotation: " + "; ".join(seen) if seen else "no annotations"
+    return f"{why} ({hint})" if hint else why
+
+
+def _class_names(known: Sequence[str], drawn: Sequence[Annotation], asked: Sequence[str] | None) -> list[str]:
+    if asked is not None:
+        return [c for c in asked if not is_special_class(c)]
+    names = [n for n in known if not is_special_class(n)]
+    for a in drawn:
+        if a.path_class is not None and a.path_class not in names:
+            names.append(a.path_class)
+    return names
+
+
+def read_regions(
+    project: Project, entry: ImageEntry, options: RegionOptions, tissue: TissueSource
+) -> PlannedRegions:
+    """:func:`plan_regions` over the image's annotations as the project stores them (the tiler)."""
+    found = project.annotations(entry, closed_lines_as_areas=options.closed_lines_as_areas)
+    plan = plan_regions(found, options, tissue, known_classes=[c.name for c in project.classes])
+    for line in plan.explained():
+        log.info("image %s: %s", entry.entry_id, line)
+    return plan
+
+
 def collect_regions(
     project: Project,
     entry: ImageEntry,
@@ -177,54 +329,31 @@ def collect_regions(
     closed_lines_as_areas: bool = False,
     notes: list[str] | None = None,
 ) -> tuple[list[Region], list[str]]:
-    """Regions to tile and the class list the labels index into.
+    """Regions to tile and the class list the labels index into (:func:`read_regions` on ``slide``).
 
-    ``whole_tissue`` tiles the detected tissue as one unclassified region (no labelled annotations
-    needed); ``tissue`` keeps only the tissue part of each annotation. ``Ignore*`` and ``Region*``
-    annotations shape the work area in both modes (module docstring). ``closed_lines_as_areas``
-    reads closed outlines (LineStrings) as areas. The annotation set's notes and problem (e.g. "2 ×
-    closed LineString outline ignored…", "data file missing") and what was done about special
-    classes are appended to ``notes`` when given, so a caller can say why an image has no regions.
+    The notes of the plan, and the reason when it is empty, are appended to ``notes`` when given,
+    so a caller can say why an image has no regions.
     """
-    said = notes if notes is not None else []
-    every = _read(project, entry, closed_lines_as_areas, said)
-    area = work_area(every)
-    if area.ignore is not None:
-        said.append(f"Ignore* area of {area.ignore.area:.0f} px² cut out of the regions")
-    if area.keep is not None:
-        said.append(f"work limited to the Region* area ({area.keep.area:.0f} px²)")
-    if whole_tissue:
-        geom = area.apply(tissue_geometry(slide))
-        names = [c for c in classes if not is_special_class(c)] if classes is not None else []
-        _log(entry, said)
-        return ([Region(geom, None, "tissue", "tissue")] if not geom.is_empty else []), names
-    labelled = [a for a in every if not is_special_class(a.path_class)]
-    annotations = labelled
-    if classes is not None:
-        wanted = set(classes)
-        annotations = [a for a in annotations if a.path_class in wanted]
-    names = _class_names(project, annotations, classes)
-    tissue_geom = tissue_geometry(slide) if tissue and (annotations or area.keep is not None) else None
-    regions = []
-    for i, a in enumerate(annotations):
-        geom = area.apply(a.geometry)
-        if tissue_geom is not None and not geom.is_empty:
-            geom = area_parts(geom.intersection(tissue_geom))
-        if geom.is_empty:
-            continue
-        regions.append(Region(geom, a.path_class, a.object_id or str(i), a.name))
-    if not labelled and area.keep is not None:
-        geom = area.apply(area.keep if tissue_geom is None else area.keep.intersection(tissue_geom))
-        if not geom.is_empty:
-            said.append("no labelled annotation: the Region* area is tiled unlabelled")
-            regions.append(Region(geom, None, "region", REGION_CLASS))
-    _log(entry, said)
-    return regions, names
+    options = RegionOptions(
+        classes=None if classes is None else tuple(classes),
+        tissue=tissue,
+        whole_tissue=whole_tissue,
+        closed_lines_as_areas=closed_lines_as_areas,
+    )
+    plan = read_regions(project, entry, options, lambda: tissue_geometry(slide))
+    if notes is not None:
+        notes.extend(plan.explained())
+    return list(plan.regions), list(plan.class_names)
 
 
-def _log(entry: ImageEntry, lines: Sequence[str]) -> None:
-    for line in lines:
-        log.info("image %s: %s", entry.entry_id, line)
+def planned_positions(
+    regions: Sequence[Region], tile_l0: float, stride_l0: float, dimensions: tuple[int, int]
+) -> int:
+    """Grid positions over the regions' bounding boxes, clipped to the image: an upper bound on the
+    tiles, counted before any coordinate is allocated (the tiler's and the server's size limits)."""
+    clip = (0.0, 0.0, float(dimensions[0]), float(dimensions[1]))
+    boxes = [r.geometry.bounds for r in regions if not r.geometry.is_empty]
+    return sum(candidate_count(b, tile_l0, stride_l0, clip) for b in boxes)
 
 
 def grid_regions(
@@ -246,11 +375,7 @@ def grid_regions(
     w, h = slide.dimensions
     clip = (0.0, 0.0, float(w), float(h))
     if max_tiles is not None:
-        planned = sum(
-            candidate_count(r.geometry.bounds, tile_l0, stride_l0, clip)
-            for r in regions
-            if not r.geometry.is_empty
-        )
+        planned = planned_positions(regions, tile_l0, stride_l0, slide.dimensions)
         if planned > max_tiles:
             raise InputError(
                 f"{slide.path}: {tile_l0:.4g}-px tiles (stride {stride_l0:.4g} px) would need up to "

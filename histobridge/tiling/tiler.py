@@ -30,9 +30,10 @@ from histobridge.qupath.project import ImageEntry, Project
 from histobridge.runs import ImageOutcome, ProgressCallback, ProgressEvent, all_done, no_progress
 from histobridge.slides import Slide
 from histobridge.slides._tiffdirect import SharedTiles
+from histobridge.slides.tissue import tissue_geometry
 from histobridge.tiling.grid import TileSpec
 from histobridge.tiling.options import TilingOptions
-from histobridge.tiling.regions import Region, check_classes, collect_regions, grid_regions, tiled_annotations
+from histobridge.tiling.regions import Region, check_classes, grid_regions, read_regions
 from histobridge.tiling.store import GroupWriter, open_store, shard_tiles
 
 log = logging.getLogger(__name__)
@@ -212,25 +213,12 @@ def _label(entry: ImageEntry) -> str:
 
 
 def _regions_or_skip(job: _Job, slide: Slide) -> tuple[list[Region], list[str]]:
-    opts = job.options
-    classes = list(opts.classes) if opts.classes else None
-    regions, class_names = collect_regions(
-        job.project, job.entry, slide, classes=classes, tissue=opts.tissue, whole_tissue=opts.whole_tissue,
-        closed_lines_as_areas=opts.closed_lines_as_areas,
-    )
+    plan = read_regions(job.project, job.entry, job.options.region_options(), lambda: tissue_geometry(slide))
     w, h = slide.dimensions
-    inside = [r for r in regions if r.geometry.intersects(box(0, 0, w, h))]
+    inside = [r for r in plan.regions if r.geometry.intersects(box(0, 0, w, h))]
     if inside:
-        return inside, class_names
-    if opts.whole_tissue:
-        raise _Skip("no tissue detected")
-    if regions:
-        raise _Skip(f"the annotations lie outside the image ({w} x {h} px)")
-    if opts.tissue and tiled_annotations(job.project, job.entry):
-        raise _Skip("no tissue inside the annotations")
-    if classes:
-        raise _Skip(f"no annotations of class {', '.join(classes)}")
-    raise _Skip("no annotations (tile the tissue instead with whole-tissue mode)")
+        return inside, list(plan.class_names)
+    raise _Skip(plan.reason or f"the annotations lie outside the image ({w} x {h} px)")
 
 
 def _no_tile_reason(job: _Job, regions: Sequence[Region], tile_l0: float) -> str:

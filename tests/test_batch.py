@@ -151,6 +151,7 @@ def same_outputs(batch_root: Path, ref_root: Path) -> None:
     assert not differ, differ[:5]
 
 
+@pytest.mark.slow  # a local Dask cluster: ~17 s
 def test_batch_on_two_local_workers_writes_what_the_single_commands_write(
     tmp_path, models, cmu_slide
 ) -> None:

@@ -181,6 +181,7 @@ def test_synthetic_tiles_sit_next_to_real_ones(demo_run) -> None:
     assert np.array_equal(np.asarray(syn["seeds"][:]).shape, classes.shape)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_without_duplicating(demo_run) -> None:
     opts, first, _, _ = demo_run
     again = run_demo(replace(opts, seeds=2, blend_seeds=1, blend_steps=2))  # cheaper; tiles are what count

@@ -257,6 +257,7 @@ def test_paquo_write_back_refused_without_qupath(project, model, tmp_path, monke
 
 
 @pytest.mark.qupath
+@pytest.mark.slow  # a JVM per paquo child; the tier covers both versions
 def test_paquo_write_back(model, tmp_path, monkeypatch):
     """With QuPath found, tiles land in the project's data file through QuPath's own save; a rerun
     replaces them. QuPath made the project (through paquo) around a strip TIFF, which every QuPath

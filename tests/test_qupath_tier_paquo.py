@@ -132,6 +132,7 @@ def _check_tiles(seen: dict[str, Any], features: list[dict[str, Any]], annotatio
     assert sum(t["parent"] != root for t in tiles) > len(tiles) // 2  # most tiles sit in annotations
 
 
+@pytest.mark.slow  # two heatmap runs and three JVM children per version
 def test_heatmap_write_back_paquo(qupath: tuple[Path, Path], tmp_path: Path) -> None:
     install, template = qupath
     folder = copy_project(template, tmp_path / "skin")

@@ -27,6 +27,7 @@ def classifier():
     return load_classifier(MODELS / "classifier", device="cpu")
 
 
+@pytest.mark.slow
 def test_heldout_accuracy_recomputed_from_fresh_tiles(tmp_path, cmu_slide, classifier) -> None:
     from histobridge.qupath.project import Project
     from histobridge.qupath.sample import init_sample_project
@@ -86,6 +87,7 @@ def _rebuild_script():
     return module
 
 
+@pytest.mark.slow
 def test_rebuild_replaces_the_shipped_classifier_only_when_its_bars_are_met(tmp_path, cmu_slide,
                                                                              monkeypatch) -> None:
     import shutil

@@ -237,7 +237,7 @@ def _browser():
     return playwright, exe
 
 
-@pytest.mark.parametrize("all_right", [True, False])
+@pytest.mark.parametrize("all_right", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_quiz_in_a_real_browser(material, tmp_path, all_right):
     sync_api, exe = _browser()
     key = [r for r in _key(material) if r["form"] == "A"]

@@ -127,7 +127,11 @@ def sample_project(cmu_slide: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return init_sample_project(tmp_path_factory.mktemp("regions") / "skin", "skin", offline=True).parent
 
 
-@pytest.mark.parametrize("special", [False, True], ids=["as-shipped", "with-ignore-and-region"])
+@pytest.mark.parametrize(
+    "special",
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["as-shipped", "with-ignore-and-region"],
+)
 def test_tiler_and_heatmap_plan_identical_regions_on_the_sample(
     sample_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, special: bool
 ) -> None:

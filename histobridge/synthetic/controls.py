@@ -22,7 +22,7 @@ would have said. These controls are ours, not the method authors' (see docs/meth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -186,12 +186,12 @@ def colour_carries(classifier_rate: float, baseline_rate: float, margin: float =
                 and baseline_rate >= classifier_rate - margin)
 
 
-def recolour_keeps_class(
+def _keeps_class(
     predictor: Predictor, tiles: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-    stats_from: np.ndarray | None = None,
+    stats_from: np.ndarray | None, move: Callable[[np.ndarray, np.ndarray], np.ndarray],
 ) -> dict[str, float]:
-    """Per class: the share of its tiles still given their class after :func:`recolour` to the next
-    class's pixel statistics (taken from the tiles selected by ``stats_from``, default all)."""
+    """Per class: the share of its tiles still given their class after ``move(own, target)`` takes
+    them to the next class's tiles (``target``: those selected by ``stats_from``, default all)."""
     labels = np.asarray(labels)
     pick = np.ones(len(labels), bool) if stats_from is None else np.asarray(stats_from, bool)
     n = len(class_names)
@@ -200,9 +200,19 @@ def recolour_keeps_class(
         own, target = labels == k, pick & (labels == (k + 1) % n)
         if not own.any() or not target.any():
             continue
-        moved = recolour(tiles[own], *pixel_stats(tiles[target]))
+        moved = move(tiles[own], tiles[target])
         out[name] = float((np.asarray(predictor.predict(moved)).argmax(axis=1) == k).mean())
     return out
+
+
+def recolour_keeps_class(
+    predictor: Predictor, tiles: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+    stats_from: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Per class: the share of its tiles still given their class after :func:`recolour` to the next
+    class's pixel statistics (taken from the tiles selected by ``stats_from``, default all)."""
+    return _keeps_class(predictor, tiles, labels, class_names, stats_from,
+                        lambda own, target: recolour(own, *pixel_stats(target)))
 
 
 def stain_swap_keeps_class(
@@ -210,17 +220,8 @@ def stain_swap_keeps_class(
     stats_from: np.ndarray | None = None,
 ) -> dict[str, float]:
     """As :func:`recolour_keeps_class`, with :func:`stain_swap` to the next class's stain statistics."""
-    labels = np.asarray(labels)
-    pick = np.ones(len(labels), bool) if stats_from is None else np.asarray(stats_from, bool)
-    n = len(class_names)
-    out: dict[str, float] = {}
-    for k, name in enumerate(class_names):
-        own, target = labels == k, pick & (labels == (k + 1) % n)
-        if not own.any() or not target.any():
-            continue
-        moved = stain_swap(tiles[own], *stain_stats(tiles[target]))
-        out[name] = float((np.asarray(predictor.predict(moved)).argmax(axis=1) == k).mean())
-    return out
+    return _keeps_class(predictor, tiles, labels, class_names, stats_from,
+                        lambda own, target: stain_swap(own, *stain_stats(target)))
 
 
 def shuffled_balanced_accuracy(

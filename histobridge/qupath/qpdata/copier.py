@@ -341,13 +341,18 @@ class StreamCopier:
                 raise self.error(f"class {d.name} uses externalizable protocol 1, which cannot be walked")
             self.custom()
             return
+        self._fields(d)
+
+    def _fields(self, d: _Desc, hierarchy: bool = False) -> None:
+        """Serializable fields, class by class; in the hierarchy its root object is walked as a tree."""
         for cd in d.chain:
-            for code, _ in cd.fields:
-                if code in "L[":
+            for code, fname in cd.fields:
+                if hierarchy and fname == "rootObject" and self.buf[self.pos] == TC_OBJECT:
+                    self._path_object()
+                elif code in "L[":
                     self.content()
                 else:
-                    p = self._take(_SIZES[code])
-                    self._copy(p)
+                    self._copy(self._take(_SIZES[code]))
             if cd.flags & SC_WRITE_METHOD:
                 self.custom()
 
@@ -383,17 +388,7 @@ class StreamCopier:
         if d.name != HIERARCHY:
             self.object_data(d)
             return
-        for cd in d.chain:
-            for code, fname in cd.fields:
-                if fname == "rootObject" and self.buf[self.pos] == TC_OBJECT:
-                    self._path_object()
-                elif code in "L[":
-                    self.content()
-                else:
-                    p = self._take(_SIZES[code])
-                    self._copy(p)
-            if cd.flags & SC_WRITE_METHOD:
-                self.custom()
+        self._fields(d, hierarchy=True)
 
     def _path_object(self) -> None:
         start, old = self.pos, self.old_next

@@ -516,6 +516,27 @@ class PO:
     uid: uuidlib.UUID = field(default_factory=uuidlib.uuid4)
 
 
+
+def tile_then_detection_sharing_refs() -> tuple[PO, PO]:
+    """A "model" tile written first, so it defines the class and measurement-name list that the
+    detection after it refers back to: removing the tile must move those definitions."""
+    tumor = path_class("Tumor", -65536)
+    names = coll_ser_list(["m1", "m2"])
+    old = PO(
+        "tile",
+        roi=roi("rectangle", x=0, y=0, x2=10, y2=10),
+        name="model",
+        path_class=tumor,
+        measurements=float_list(names, [0.1, 0.2]),
+    )
+    kept = PO(
+        "detection",
+        roi=roi("rectangle", x=20, y=0, x2=30, y2=10),
+        path_class=tumor,
+        measurements=float_list(names, [0.3, 0.4]),
+    )
+    return old, kept
+
 def path_object(po: PO, layout: str) -> Obj:
     """External data of a PathObject in one of the layouts "0.2" (also 0.3), "0.4" (v3) or "v4"."""
     ext: list[Any] = [po.name, None if po.color is None else integer(po.color)]

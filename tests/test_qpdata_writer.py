@@ -144,21 +144,7 @@ def test_rerun_replaces_only_this_models_tiles(foci: Path) -> None:
 
 def test_removed_tile_that_first_wrote_shared_things(tmp_path: Path) -> None:
     """The dropped tile defines the class and the name list that a kept detection refers back to."""
-    tumor = W.path_class("Tumor", -65536)
-    names = W.coll_ser_list(["m1", "m2"])
-    old = W.PO(
-        "tile",
-        roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10),
-        name="model",
-        path_class=tumor,
-        measurements=W.float_list(names, [0.1, 0.2]),
-    )
-    kept = W.PO(
-        "detection",
-        roi=W.roi("rectangle", x=20, y=0, x2=30, y2=10),
-        path_class=tumor,
-        measurements=W.float_list(names, [0.3, 0.4]),
-    )
+    old, kept = W.tile_then_detection_sharing_refs()
     src = tmp_path / "d.qpdata"
     src.write_bytes(W.qpdata_bytes(W.PO("root", children=[old, kept]), "0.6.0"))
     data, _before, removed, _ = rewrite_qpdata(src, batch(3, name="model"))

@@ -45,21 +45,7 @@ def _shares_with_removed_tile(path: Path, shared_dir: Path) -> Path:
     server = read_qpdata(
         shared_dir / "fixtures" / "qupath" / "written-0.6.0" / "annotation-plain.qpdata"
     ).server
-    tumor = W.path_class("Tumor", -65536)
-    names = W.coll_ser_list(["m1", "m2"])
-    old = W.PO(
-        "tile",
-        roi=W.roi("rectangle", x=0, y=0, x2=10, y2=10),
-        name="model",
-        path_class=tumor,
-        measurements=W.float_list(names, [0.1, 0.2]),
-    )
-    kept = W.PO(
-        "detection",
-        roi=W.roi("rectangle", x=20, y=0, x2=30, y2=10),
-        path_class=tumor,
-        measurements=W.float_list(names, [0.3, 0.4]),
-    )
+    old, kept = W.tile_then_detection_sharing_refs()
     wrapper = {"dataVersion": 3, "qupathVersion": "0.6.0", "server": server, "id": "generated"}
     path.write_bytes(W.qpdata_bytes(W.PO("root", children=[old, kept]), "0.6.0", server_json=wrapper))
     return path

@@ -59,6 +59,32 @@ class QuPathRun:
         return r["value"]
 
 
+
+def imagej_project(folder: Path, images: list[tuple[str, Path]], version: str = "0.5.1") -> Path:
+    """A QuPath project whose entries (ids 1…n) open through QuPath's ImageJ server (plain TIFFs),
+    the one server mini-QuPath has; returns ``folder/project.qpproj``."""
+    def entry(i: int, name: str, image: Path) -> dict[str, Any]:
+        builder = {
+            "builderType": "uri",
+            "providerClassName": "qupath.imagej.images.servers.ImageJServerBuilder",
+            "uri": image.as_uri(),
+            "args": [],
+        }
+        return {"serverBuilder": builder, "entryID": i, "imageName": name, "metadata": {}}
+
+    doc = {
+        "version": version,
+        "createTimestamp": 1700000000000,
+        "modifyTimestamp": 1700000000000,
+        "uri": (folder / "project.qpproj").as_uri(),
+        "lastID": len(images),
+        "images": [entry(i, name, image) for i, (name, image) in enumerate(images, start=1)],
+    }
+    folder.mkdir(parents=True)
+    (folder / "project.qpproj").write_text(json.dumps(doc))
+    return folder / "project.qpproj"
+
+
 def _start(install: Path, jobs: list[dict[str, Any]], driver: Path = DRIVER) -> subprocess.Popen[str]:
     env = {
         **os.environ,

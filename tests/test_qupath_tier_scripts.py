@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from _qupath_tier import GROOVY, VERSIONS, QuPathRun, run_each_version
+from _qupath_tier import GROOVY, VERSIONS, QuPathRun, imagej_project, run_each_version
 
 from histobridge.qupath import geojson, layout
 from histobridge.qupath.qpdata import read_qpdata
@@ -39,29 +39,6 @@ def _tiles(prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-def _project(folder: Path, image: Path) -> Path:
-    builder = {
-        "builderType": "uri",
-        "providerClassName": "qupath.imagej.images.servers.ImageJServerBuilder",
-        "uri": image.as_uri(),
-        "args": [],
-    }
-    doc = {
-        "version": "0.5.1",
-        "createTimestamp": 1700000000000,
-        "modifyTimestamp": 1700000000000,
-        "uri": (folder / "project.qpproj").as_uri(),
-        "lastID": 2,
-        "images": [
-            {"serverBuilder": builder, "entryID": i, "imageName": f"image {i}", "metadata": {}}
-            for i in (1, 2)
-        ],
-    }
-    folder.mkdir(parents=True)
-    (folder / "project.qpproj").write_text(json.dumps(doc))
-    return folder / "project.qpproj"
-
-
 @pytest.fixture(scope="module", params=VERSIONS)
 def session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
@@ -83,7 +60,7 @@ def _inputs(
     image = tmp / "plain.tif"  # QuPath's ImageJ server opens it, so entries load and save
     tifffile.imwrite(image, np.zeros((1500, 2000, 3), np.uint8), photometric="rgb")  # H&E needs RGB
     proj = tmp / "proj"
-    qpproj = _project(proj, image)
+    qpproj = imagej_project(proj, [("image 1", image), ("image 2", image)])
     data = layout.qpdata_path(proj, 1)
     data.parent.mkdir(parents=True)
     shutil.copy(shared_dir / "fixtures" / "qupath" / f"written-{version}" / "variety.qpdata", data)

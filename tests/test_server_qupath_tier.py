@@ -3,7 +3,6 @@ a histobridge server started here on loopback, on a project whose image data QuP
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from _qupath_tier import GROOVY, VERSIONS, require_install, run_quPath
+from _qupath_tier import GROOVY, VERSIONS, imagej_project, require_install, run_quPath
 
 from histobridge.qupath import layout
 from tests._server_helpers import LiveServer
@@ -42,26 +41,11 @@ def _project(folder: Path, version: str, shared_dir: Path) -> Path:
         resolution=(2e4, 2e4),
         resolutionunit="CENTIMETER",
     )  # 0.5 µm/px
-    builder = {
-        "builderType": "uri",
-        "providerClassName": "qupath.imagej.images.servers.ImageJServerBuilder",
-        "uri": image.as_uri(),
-        "args": [],
-    }
-    doc = {
-        "version": version,
-        "createTimestamp": 1700000000000,
-        "modifyTimestamp": 1700000000000,
-        "uri": (folder / "project.qpproj").as_uri(),
-        "lastID": 1,
-        "images": [{"serverBuilder": builder, "entryID": 1, "imageName": "pink", "metadata": {}}],
-    }
-    folder.mkdir(parents=True)
-    (folder / "project.qpproj").write_text(json.dumps(doc))
+    qpproj = imagej_project(folder, [("pink", image)], version)
     data = layout.qpdata_path(folder, 1)
     data.parent.mkdir(parents=True)
     shutil.copy(shared_dir / "fixtures" / "qupath" / f"written-{version}" / "variety.qpdata", data)
-    return folder / "project.qpproj"
+    return qpproj
 
 
 def _script(tmp: Path, name: str, server: str, prelude: str = "") -> str:

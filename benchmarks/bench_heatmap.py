@@ -1,21 +1,30 @@
-"""Heatmap throughput: end-to-end tiles/s against the model's own forward rate, in one run.
+"""Heatmap throughput: end-to-end tiles/s against the model's own forward rate, measured in one run.
 
-On one generated JPEG-tiled pyramidal TIFF and one small CNN (TorchScript, WSInfer config), it times:
+On one generated JPEG-tiled pyramidal TIFF and one CNN (TorchScript, WSInfer config), each round
+(rounds interleaved, because the machine may be shared) times, in this process, with the same model
+object and the same torch threads:
 
-- model only: the same preprocessed batches, already in memory, through ``forward`` + softmax;
-- pipeline: ``predict_regions`` (grid, threaded reads + resampling + preprocessing overlapped with
-  inference), which is what ``run_heatmap`` does per image before writing files;
-- full: ``run_heatmap`` on a one-image project (pipeline + thumbnail, GeoJSON, NPZ, CSV, PNG);
-- peak memory: ``run_heatmap`` in a child process, its peak RSS read from outside (``os.wait4``), next
-  to a child that only imports torch and histobridge and loads the model.
+- model only: the same tiles, already read and preprocessed in memory, through ``forward`` + softmax,
+  in the chunks and layout the pipeline hands the model (on the CPU: a few tiles, channels-last),
+  with the heap setting inference runs under (``_memory.heap_kept_for_reuse``);
+- end to end: ``run_heatmap`` on a one-image project: annotations, thumbnail, region planning,
+  threaded reads + resampling + preprocessing overlapped with inference, then every output (GeoJSON
+  in the project and the output folder, NPZ, CSV, PNG overlays);
+- pipeline: ``predict_regions`` alone (the end-to-end run without thumbnail, planning and outputs), to
+  show where a gap lies.
 
-The ratio pipeline / model-only says how close the pipeline gets to keeping the model busy (the goal is
-≥ 0.9 on CPU). Model-only feeds the model exactly what the pipeline does (on the CPU: chunks of a few
-tiles, channels-last), so the ratio measures reading and preprocessing, not a different model call.
-The peak RSS goal is 0.5 GiB. WSInfer is compared in ``bench_wsinfer.py`` (it needs its own venv).
+Ratios are per round (end to end / model only, the goal ≥ 0.9 on the CPU), with their median; CPU
+seconds per 1000 tiles (this process and its reader threads) are the steadier figure on a shared
+machine. The first model calls (TorchScript specialising) are timed apart and left out of both sides.
 
-Run: ``python benchmarks/bench_heatmap.py [--size 4096] [--spacing 0.5] [--batch-size 32] [--workers 2]
-[--threads N] [--model light|resnet18]``
+Then, in fresh processes: the fixed costs of a one-image CLI-like run (interpreter start + imports,
+model loading, ``run_heatmap`` with its first calls), and the peak RSS of a ``run_heatmap`` process,
+measured from outside (``os.wait4`` through a small forking launcher) next to a process that only
+imports torch and histobridge and loads the model; the goal is 0.5 GiB. WSInfer is compared in
+``bench_wsinfer.py`` (it needs its own venv).
+
+Run: ``python benchmarks/bench_heatmap.py [--size 4096] [--rounds 5] [--threads 1] [--batch-size 32]
+[--workers 2] [--model light|resnet18]``
 """
 
 from __future__ import annotations
@@ -30,8 +39,10 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import torch
@@ -51,16 +62,21 @@ load_classifier(sys.argv[1], device="cpu")
 print(0)
 """
 HEATMAP_CHILD = """
-import sys, torch
+import json, sys, time
+t0 = time.perf_counter()
+import torch
 torch.set_num_threads(int(sys.argv[6]))
 from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
 from histobridge.models.classifier import load_classifier
+t1 = time.perf_counter()
 project, model, out, workers, batch = sys.argv[1:6]
 clf = load_classifier(model, device="cpu")
+t2 = time.perf_counter()
 opts = HeatmapOptions(batch_size=int(batch), workers=int(workers), tissue=False)
 rep = run_heatmap(project, clf, out, opts)
 assert rep.ok, rep.to_dict()
-print(rep.tiles)
+print(json.dumps({"tiles": rep.tiles, "import_s": t1 - t0, "load_s": t2 - t1,
+                  "run_s": time.perf_counter() - t2}))
 """
 
 
@@ -182,12 +198,27 @@ def model_inputs(slide, coords, clf, batch_size: int, workers: int) -> list[torc
     return out
 
 
-def model_only(clf, batches: list[torch.Tensor]) -> tuple[float, float]:
-    """(wall, CPU) seconds for forward + softmax over inputs already preprocessed and in memory."""
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``fn()``; CPU is this process's, reader threads included."""
     t0, c0 = time.perf_counter(), time.process_time()
-    for b in batches:
-        clf.predict_batch(b)
+    fn()
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+def model_only(clf, batches: list[torch.Tensor]) -> tuple[float, float]:
+    """(wall, CPU) seconds for forward + softmax over inputs already preprocessed and in memory.
+
+    Under the heap setting :func:`~histobridge.heatmap.inference.infer_tiles` runs with, so both sides
+    differ only in reading, preprocessing and (end to end) planning and outputs.
+    """
+    from histobridge._memory import heap_kept_for_reuse
+
+    def run() -> None:
+        with heap_kept_for_reuse():
+            for b in batches:
+                clf.predict_batch(b)
+
+    return timed(run)
 
 
 # Linux records a process's peak RSS across exec, starting from the memory of the process it was
@@ -226,13 +257,6 @@ def child_peak(code: str, args: list[str]) -> tuple[float, float, str]:
     return usage["maxrss_mib"], usage["cpu_s"], out.strip()
 
 
-def pipeline(predict, *args, **kwargs) -> tuple[float, float]:
-    """(wall, CPU) seconds of one ``predict_regions`` call."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    predict(*args, **kwargs)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
 def bench_wsinfer(note: list[str]) -> None:
     if importlib.util.find_spec("wsinfer") is None:
         note.append("wsinfer: not installed in this environment; skipped (pip install wsinfer to compare)")
@@ -248,10 +272,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch intra-op threads (default: torch's choice). On a busy machine OpenMP threads "
-                         "spin while waiting for each other, which inflates model-only times; 1 removes that")
-    ap.add_argument("--repeats", type=int, default=3, help="best of N for each measurement")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1). On a busy machine OpenMP threads spin while "
+                         "waiting for each other, which makes every timing noisy; 0 keeps torch's choice")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of each measurement")
     ap.add_argument("--model", choices=("light", "resnet18"), default="light",
                     help="a small CNN, or ResNet-18's layout (heavy)")
     args = ap.parse_args()
@@ -276,54 +300,66 @@ def main() -> None:
         net = SmallCNN() if args.model == "light" else ResNet18()
         model_dir = save_classifier(net.eval(), cfg, tmp / "model")
         clf = load_classifier(model_dir, device=args.device)
+        project = make_project(tmp / "proj", slide_path, args.size)
         print(f"setup {time.perf_counter() - t0:.1f}s; slide {args.size}² px at {MPP} µm/px; {clf}")
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {clf.device}; "
-              f"batch {args.batch_size}, {args.workers} reader threads")
+              f"batch {args.batch_size}, {args.workers} reader threads; load average before: {load}")
 
         region = Region(box(0, 0, args.size, args.size), None, "all", "all")
+        opts = HeatmapOptions(batch_size=args.batch_size, workers=args.workers, tissue=False)
         with open_slide(slide_path) as slide:
             pred = predict_regions(slide, [region], clf, batch_size=args.batch_size, workers=args.workers)
             n = len(pred)
             batches = model_inputs(slide, pred.coords, clf, args.batch_size, args.workers)
-            model_only(clf, batches)  # warm-up: TorchScript specialises during its first runs
-            runs_m, runs_p = [], []
-            for _ in range(args.repeats):  # interleaved, best of N: the machine may be shared
-                runs_m.append(model_only(clf, batches))
-                runs_p.append(pipeline(predict_regions, slide, [region], clf, batch_size=args.batch_size,
-                                       workers=args.workers))
-            print("runs wall/CPU s: model only " + ", ".join(f"{w:.2f}/{c:.2f}" for w, c in runs_m)
-                  + "; pipeline " + ", ".join(f"{w:.2f}/{c:.2f}" for w, c in runs_p))
-            t_model, c_model = min(w for w, _ in runs_m), min(c for _, c in runs_m)
-            t_pipe, c_pipe = min(w for w, _ in runs_p), min(c for _, c in runs_p)
-        project = make_project(tmp / "proj", slide_path, args.size)
-        opts = HeatmapOptions(batch_size=args.batch_size, workers=args.workers, tissue=False)
-        t_full = min(run_heatmap(project, clf, tmp / f"out{i}", opts).results[0].seconds
-                     for i in range(args.repeats))
+            first = model_only(clf, batches)  # TorchScript specialises during its first calls
+            steady = model_only(clf, batches)
+            print(f"tiles: {n} ({args.patch} px at {args.spacing} µm/px = {pred.tile_l0:.1f} level-0 px); "
+                  f"first model pass {first[0]:.2f}s, the next {steady[0]:.2f}s (first calls left out below)")
+            rows: list[dict[str, tuple[float, float]]] = []
+            for r in range(args.rounds):
+                row = {"model": model_only(clf, batches)}
+                row["e2e"] = timed(lambda r=r: run_heatmap(project, clf, tmp / f"out{r}", opts))
+                row["pipeline"] = timed(lambda: predict_regions(
+                    slide, [region], clf, batch_size=args.batch_size, workers=args.workers))
+                rows.append(row)
+                print(f"round {r + 1}: " + ", ".join(
+                    f"{k} {w:.2f}s wall {1000 * c / n:.1f} CPU ms/tile" for k, (w, c) in row.items())
+                    + f"; end to end / model only {row['model'][0] / row['e2e'][0]:.3f}, "
+                    f"pipeline / model only {row['model'][0] / row['pipeline'][0]:.3f}", flush=True)
+        e2e = [row["model"][0] / row["e2e"][0] for row in rows]
+        pipe = [row["model"][0] / row["pipeline"][0] for row in rows]
+        cpu = {k: median(1000 * row[k][1] / n for row in rows) for k in rows[0]}
+        rate = {k: median(n / row[k][0] for row in rows) for k in rows[0]}
+        print(f"model only (same preprocessed inputs):    {rate['model']:8.1f} tiles/s (median)")
+        print(f"end to end (run_heatmap, every output):   {rate['e2e']:8.1f} tiles/s; ratio per round "
+              f"{', '.join(f'{x:.3f}' for x in e2e)}, median {median(e2e):.3f} (goal ≥ 0.9)")
+        print(f"pipeline (predict_regions, no outputs):   {rate['pipeline']:8.1f} tiles/s; ratio per round "
+              f"{', '.join(f'{x:.3f}' for x in pipe)}, median {median(pipe):.3f}")
+        print(f"CPU ms per tile (median): model only {cpu['model']:.2f}, end to end {cpu['e2e']:.2f}, "
+              f"pipeline {cpu['pipeline']:.2f}; CPU ratio model / end to end {cpu['model'] / cpu['e2e']:.3f} "
+              "(the share of the run's CPU spent in the model; steadier than wall-clock on a shared machine)")
         # The default tissue filter reads the thumbnail before planning: its cost per tile it keeps.
-        tissue = [r for i in range(args.repeats)
-                  for r in run_heatmap(project, clf, tmp / f"t{i}", replace(opts, tissue=True)).results]
-        rate_model, rate_pipe, rate_full = n / t_model, n / t_pipe, n / t_full
-        print(f"tiles: {n} ({args.patch} px at {args.spacing} µm/px = {pred.tile_l0:.1f} level-0 px)")
-        print(f"load average before the runs: {load}")
-        print(f"model only (same preprocessed inputs):  {rate_model:8.1f} tiles/s")
-        r_pipe, r_full = rate_pipe / rate_model, rate_full / rate_model
-        print(f"pipeline (read+preprocess+model):       {rate_pipe:8.1f} tiles/s  ratio {r_pipe:.3f}")
-        print(f"run_heatmap (pipeline + all outputs):   {rate_full:8.1f} tiles/s  ratio {r_full:.3f}")
+        tissue = run_heatmap(project, clf, tmp / "tissue", replace(opts, tissue=True)).results
         if tissue:
-            n_tissue, rate_tissue = tissue[0].tiles, tissue[0].tiles / min(r.seconds for r in tissue)
-            print(f"run_heatmap with the tissue filter:     {rate_tissue:8.1f} tiles/s  "
-                  f"ratio {rate_tissue / rate_model:.3f} ({n_tissue} of {n} tiles on tissue)")
+            print(f"run_heatmap with the tissue filter: {tissue[0].tiles} of {n} tiles on tissue, "
+                  f"{tissue[0].tiles_per_s:.1f} tiles/s")
         else:  # the mask keeps only the purple blobs of this texture, smaller than half a tile
             print("run_heatmap with the tissue filter: no tile is half on tissue here; not timed")
-        print(f"CPU s per 1000 tiles: model only {1000 * c_model / n:.1f}, pipeline {1000 * c_pipe / n:.1f} "
-              f"(CPU ratio {c_model / c_pipe:.3f}: the share of the pipeline's CPU spent in the model; "
-              "on a shared machine this is steadier than wall-clock)")
+
         threads = str(args.threads or torch.get_num_threads())
         base, _, _ = child_peak(LOAD_ONLY, [str(model_dir), threads])
-        peak, cpu, tiles = child_peak(HEATMAP_CHILD, [str(project), str(model_dir), str(tmp / "mem"),
+        t0 = time.perf_counter()
+        peak, cpu_s, out = child_peak(HEATMAP_CHILD, [str(project), str(model_dir), str(tmp / "mem"),
                                                       str(args.workers), str(args.batch_size), threads])
+        wall = time.perf_counter() - t0
+        cold = json.loads(out.splitlines()[-1])
+        print(f"a fresh one-image process: {wall:.2f}s wall, {cpu_s:.1f} CPU s: "
+              f"imports {cold['import_s']:.2f}s, "
+              f"model load {cold['load_s']:.2f}s, run_heatmap {cold['run_s']:.2f}s with its first calls "
+              f"(in this process, warm: median {median(row['e2e'][0] for row in rows):.2f}s); the rest is "
+              "interpreter start and exit")
         print(f"peak RSS of a run_heatmap process: {peak:.0f} MiB = {peak / RSS_GOAL_MIB:.2f} of the "
-              f"{RSS_GOAL_MIB:.0f} MiB goal ({tiles} tiles, {cpu:.1f} CPU s); torch + imports + model alone: "
+              f"{RSS_GOAL_MIB:.0f} MiB goal ({cold['tiles']} tiles); torch + imports + model alone: "
               f"{base:.0f} MiB, so the run itself adds {peak - base:.0f} MiB")
         notes: list[str] = []
         bench_wsinfer(notes)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from histobridge._memory import heap_kept_for_reuse
 from histobridge.errors import ModelError
 
 if TYPE_CHECKING:
@@ -280,21 +281,22 @@ def infer_tiles(
         else iter_batches(slide, coords, classifier, batch_size=batch_size, workers=workers,
                           prefetch=prefetch, reuse_buffers=True)
     )  # fmt: skip
-    for sl, batch, waited in batches:
-        wait_s += waited
-        t0 = time.perf_counter()
-        step = chunk or len(batch)
-        for a in range(0, len(batch), step):
-            x = batch[a : a + step]
-            if buf is not None and steps is not None:  # uint8 tiles: convert this chunk only
-                x = preprocess_into(x, buf, steps)
-            p, s = classifier.predict_batch(x, uncertainty)
-            probs[sl.start + a : sl.start + a + len(x)] = p
-            if std is not None and s is not None:
-                std[sl.start + a : sl.start + a + len(x)] = s
-        model_s += time.perf_counter() - t0
-        if progress is not None:
-            progress(sl.stop - sl.start)
+    with heap_kept_for_reuse():  # each forward call reuses the pages the previous one freed
+        for sl, batch, waited in batches:
+            wait_s += waited
+            t0 = time.perf_counter()
+            step = chunk or len(batch)
+            for a in range(0, len(batch), step):
+                x = batch[a : a + step]
+                if buf is not None and steps is not None:  # uint8 tiles: convert this chunk only
+                    x = preprocess_into(x, buf, steps)
+                p, s = classifier.predict_batch(x, uncertainty)
+                probs[sl.start + a : sl.start + a + len(x)] = p
+                if std is not None and s is not None:
+                    std[sl.start + a : sl.start + a + len(x)] = s
+            model_s += time.perf_counter() - t0
+            if progress is not None:
+                progress(sl.stop - sl.start)
     wall = time.perf_counter() - t_start
     log.debug("%d tiles in %.2fs (model %.2fs, waiting for reads %.2fs)", n, wall, model_s, wait_s)
     return InferenceResult(probs=probs, std=std, wall_s=wall, model_s=model_s, wait_s=wait_s)

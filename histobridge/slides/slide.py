@@ -207,14 +207,17 @@ class Slide:
         return best
 
     def dct_scale(self, downsample: float) -> int:
-        """The JPEG reduction (1, 2, 4 or 8) ``resample="fast"`` decodes at for this level-0 px per output px.
+        """The JPEG reduction (2, 4 or 8) ``resample="fast"`` decodes at for this level-0 px per output px.
 
-        The largest the best level's JPEG tiles allow that leaves a shrink of at least 1 (within
-        :data:`LEVEL_TOLERANCE`); 1 when the level is not JPEG-tiled or the shrink left is under 2.
+        Only where the best level's JPEG tiles allow it and the shrink left on that level is that
+        factor (within :data:`LEVEL_TOLERANCE`), so the reduced tiles are copied, not resampled
+        again: a second resize of the reduced pixels (2.4x = 1/2 then 1.2x) averaged 2-4x farther
+        from a true area average than ``exact`` (``benchmarks/bench_tiling.py``, jpeg section). Else 1.
         """
         level = self.best_level(downsample)
-        left = downsample / self.level_downsamples[level] * (1 + LEVEL_TOLERANCE)
-        return max((k for k in self._backend.scaled_levels(level) if k <= left), default=1)
+        left = downsample / self.level_downsamples[level]
+        fits = (k for k in self._backend.scaled_levels(level) if abs(left / k - 1) <= LEVEL_TOLERANCE)
+        return max(fits, default=1)
 
     def read_scaled(
         self,

@@ -10,7 +10,9 @@ as 4.002 for a nominal 4), then resampled once with Pillow: area averaging (``BO
 bicubic when enlarging. Within the same 0.5 % no resampling happens, because a resize costs more
 than decoding and changes nothing visible: a region at the level's own scale (256.5 px -> 256) is
 copied, a whole-factor shrink (2.004x) is a k x k mean (``Image.reduce``); either way the output
-window is centred on the requested box, at most half a pixel away.
+window is centred on the requested box, at most half a pixel away. ``resample="fast"`` (opt-in)
+lets a JPEG level shrunk 2x, 4x or 8x be decoded at that reduction by the JPEG decoder and copied:
+less CPU, but windows then start only on every k-th level pixel (docs/tiling.md).
 """
 
 from __future__ import annotations

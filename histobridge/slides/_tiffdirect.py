@@ -99,7 +99,7 @@ class TiledLevelReader:
 
     def scales(self) -> tuple[int, ...]:
         """The reductions this level can be decoded at besides 1 (JPEG tiles that divide evenly)."""
-        if self.jpeg_mode is None:
+        if self.jpeg_mode is None or not _pillow_decodes_jpeg():
             return ()
         return tuple(k for k in JPEG_SCALES if self.tile_w % k == 0 and self.tile_h % k == 0)
 
@@ -235,6 +235,13 @@ def decode_scaled(
     if status < 0 or consumed >= 0:  # an error, or the decoder is still waiting for data
         raise ValueError(f"JPEG tile truncated or corrupt (decoder status {status})")
     return np.asarray(image)
+
+
+def _pillow_decodes_jpeg() -> bool:
+    """Pillow's decoder entry point (private, so checked) and its JPEG codec are there."""
+    from PIL import Image
+
+    return hasattr(Image, "_getdecoder") and hasattr(Image.core, "jpeg_decoder")
 
 
 def _pillow_jpeg_mode(args: dict[str, Any] | None) -> str | None:

@@ -9,6 +9,7 @@ both faster and safe to call from many threads at once. Only plain levels qualif
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -237,11 +238,12 @@ def decode_scaled(
     return np.asarray(image)
 
 
+@functools.cache
 def _pillow_decodes_jpeg() -> bool:
     """Pillow's decoder entry point (private, so checked) and its JPEG codec are there."""
-    from PIL import Image
+    from PIL import Image, features
 
-    return hasattr(Image, "_getdecoder") and hasattr(Image.core, "jpeg_decoder")
+    return hasattr(Image, "_getdecoder") and bool(features.check_codec("jpg"))
 
 
 def _pillow_jpeg_mode(args: dict[str, Any] | None) -> str | None:

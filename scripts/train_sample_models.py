@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gan-recipe", choices=("shipped", "wide"), default="shipped",
                     help="Tiles, extra H&E and size of the generator (histobridge.evaluation.GAN_RECIPES).")
     ap.add_argument("--gan-batch", type=int, default=16)
+    ap.add_argument("--gan-init", type=Path, help="Start G from this exported generator (same size).")
+    ap.add_argument("--gan-const-noise", type=float, default=0.5,
+                    help="Share of fake batches drawn with the constant noise buffers.")
     ap.add_argument("--gan-ema-kimg", type=float, default=1.0, help="G_ema half-life (kimg).")
     ap.add_argument("--gan-snapshot-kimg", type=float, default=2.0)
     ap.add_argument("--device", default="auto", help="GAN training device (auto: CUDA when present).")
@@ -119,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{work / 'gan_tiles.npz'} written")
             return 0
         # In a short run the generator takes the texture layout from its noise inputs, so seeds
-        # rendered with noise_mode="const" share one layout (z sets colour and density). Half of the
-        # fake batches use the constant noise buffers to move the layout into z.
+        # rendered with noise_mode="const" share one layout (z sets colour and density). A share of
+        # the fake batches uses the constant noise buffers to move the layout into z.
         gan_cfg = GanTrainConfig(resolution=data.tile_px, channel_base=recipe.channel_base,
-                                 channel_max=recipe.channel_max, const_noise=0.5, batch=args.gan_batch,
-                                 kimg=args.gan_kimg, minutes=args.gan_minutes, device=args.device,
-                                 amp=args.amp, ema_kimg=args.gan_ema_kimg,
+                                 channel_max=recipe.channel_max, const_noise=args.gan_const_noise,
+                                 batch=args.gan_batch, kimg=args.gan_kimg, minutes=args.gan_minutes,
+                                 device=args.device, amp=args.amp, ema_kimg=args.gan_ema_kimg,
                                  snapshot_kimg=args.gan_snapshot_kimg)
-        res = train_gan(data, work / "gan", gan_cfg)
+        res = train_gan(data, work / "gan", gan_cfg, init=args.gan_init)
         print(f"GAN at {res.kimg:.1f} kimg after {res.seconds / 60:.1f} min (finished: {res.finished})")
         export_generator(work / "gan", args.models / "generator")
     return 0

@@ -205,3 +205,20 @@ def test_plain_images_join_a_store_as_classes_of_their_own(tmp_path) -> None:
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(InputError, match=r"bad\.png: cannot read the image"):
         image_tiles(tmp_path / "bad.png", "Extra", 0.5, spec)
+
+
+def test_training_can_start_from_an_exported_generator(tmp_path) -> None:
+    from histobridge.models.train_gan import init_from_generator
+
+    data = load_tiles(make_store(tmp_path / "store.zarr"))
+    exported = train_gan(data, tmp_path / "a", GanTrainConfig(kimg=0.008, **TINY)).generator_path
+    exported = exported.with_suffix(".json")
+    st = _build_state(GanTrainConfig(**TINY), 2, torch.device("cpu"))
+    init_from_generator(st, exported, data)
+    z, c = torch.randn(2, 16), torch.eye(2)
+    G0 = load_generator(exported)
+    assert torch.equal(st.G_ema.eval()(z, c, noise_mode="const"), G0(z, c, noise_mode="const"))
+    assert train_gan(data, tmp_path / "b", GanTrainConfig(kimg=0.004, **TINY), init=exported).steps == 1
+    wider = GanTrainConfig(kimg=0.004, **{**TINY, "channel_base": 128, "channel_max": 32})
+    with pytest.raises(CheckpointError, match="does not match this run's architecture"):
+        train_gan(data, tmp_path / "c", wider, init=exported)

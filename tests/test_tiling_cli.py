@@ -345,3 +345,19 @@ def test_resample_option_reaches_the_store_or_is_one_error_line(
     assert group.attrs["resample"] == "fast" and group.attrs["jpeg_scale"] == 1  # a zlib slide: read exactly
     code, _, err = run([*base, "quick"], capsys, monkeypatch)
     assert code == 1 and err.strip() == "error: --resample must be one of exact, fast, got 'quick'"
+
+
+def test_unreadable_annotations_fail_the_image_naming_the_file(cmu_slide: Path, tmp_path: Path) -> None:
+    """As in the heatmap: a corrupt export fails that image (exit 1), never reads as "no annotations"."""
+    from histobridge.qupath import layout
+    from histobridge.qupath.sample import init_sample_project
+
+    qpproj = init_sample_project(tmp_path / "skin", offline=True)
+    layout.qpdata_path(qpproj.parent, 1).unlink()
+    export = next(p for p in layout.annotation_candidates(qpproj.parent, 1) if p.is_file())
+    export.write_text('{"type": "FeatureCollection", "features": [ {"type": "Feat')
+    store = tmp_path / "tiles.zarr"
+    result = CliRunner().invoke(app, ["tile", str(qpproj), "--out", str(store), *SMALL])
+    assert result.exit_code == 1
+    assert "failed" in result.output and "not readable as GeoJSON" in result.output
+    assert not store.exists() or not open_store(store).groups()

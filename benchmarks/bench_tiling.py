@@ -19,7 +19,11 @@ The native and resampled sections end with the CPU cost of each stage (decode, r
 shard write) per tile, timed alone: decode / their sum is the most any tiler using this store can
 reach against raw decoding. Every section then splits one 1-worker tiler run's own CPU per tile
 into the same stages plus ``other`` (planning, group files, threads, Python), timed inside it.
-A fourth section (``codecs``) prints size and encode CPU of the store's compressions (lz4, none)
+The ``jpeg`` section times ``--resample fast`` (JPEG tiles decoded at 1/2 by the decoder's scaled
+IDCT where the shrink is 2x) against ``exact`` on a pyramid with levels 4x apart and on the sample
+slide, as CPU per tile over the decode floor, and prints the pixel difference between the two
+stores (mean / p99 / max grey levels).
+A further section (``codecs``) prints size and encode CPU of the store's compressions (lz4, none)
 next to zstd-1 and the source JPEG's bytes. The tiler's CPU time never includes deleting the
 previous run's store.
 
@@ -29,7 +33,7 @@ codec pipeline where the installed zarr has one (``FusedCodecPipeline``, zarr >=
 pipelines with a whole shard per batch), each with 1 and 2 writer threads on disjoint shards, and
 prints each one's throughput relative to the encoder.
 
-Run: ``python benchmarks/bench_tiling.py [--size 16384] [--sections native,resampled,small,codecs]``
+Run: ``python benchmarks/bench_tiling.py [--size 16384] [--sections native,resampled,small,jpeg,codecs]``
      ``python benchmarks/bench_tiling.py --store-only [--store-tiles 1024]``
 """
 
@@ -86,8 +90,11 @@ def _texture_pool() -> tuple[list[np.ndarray], str]:
     return pool, f"{len(tissue)} real H&E tiles of CMU-1-Small-Region (x4 rotations)"
 
 
-def make_slide(path: Path, size: int, levels: int = 4) -> Path:
-    """JPEG-tiled pyramid (each level a reduced-resolution page), tiles streamed to keep memory small."""
+def make_slide(path: Path, size: int, levels: int = 4, step: int = 1) -> Path:
+    """JPEG-tiled pyramid (each level a reduced-resolution page), tiles streamed to keep memory small.
+
+    Level ``i`` is ``2 ** (step * i)`` times smaller: step 1 halves, step 2 quarters (as Aperio's).
+    """
     from PIL import Image
 
     from histobridge.testing import TiledLevel, write_pyramid
@@ -95,7 +102,7 @@ def make_slide(path: Path, size: int, levels: int = 4) -> Path:
     pool, _ = _texture_pool()
 
     def level(lvl: int) -> TiledLevel:
-        dim = size >> lvl
+        dim = size >> (lvl * step)
         n = -(-dim // TILE)
 
         def tiles():
@@ -114,18 +121,24 @@ def make_slide(path: Path, size: int, levels: int = 4) -> Path:
     )  # fmt: skip
 
 
-def raw_decode(path: Path, threads: int = 1) -> tuple[int, float]:
-    """Read and decode every level-0 tile (in ``threads`` threads): (tiles, seconds)."""
+def raw_decode(path: Path, threads: int = 1, limit: int = 0) -> tuple[int, float]:
+    """Read and decode every level-0 tile (the first ``limit``; in ``threads`` threads): (tiles, seconds).
+
+    The tiles' colour space is passed as the tiler's reader passes it (Aperio: RGB in JPEG).
+    """
     import threading
 
     import imagecodecs
     import tifffile
 
+    from histobridge.slides._tiffdirect import _jpeg_args
+
     with tifffile.TiffFile(path) as tf:
         page = tf.pages[0]
         fh = tf.filehandle
         tables = page.jpegtables
-        segments = list(zip(page.dataoffsets, page.databytecounts, strict=True))
+        spaces = {k: v for k, v in (_jpeg_args(page) or {}).items() if k != "bitspersample"}
+        segments = list(zip(page.dataoffsets, page.databytecounts, strict=True))[: limit or None]
         lock = threading.Lock()
 
         def work(part: list[tuple[int, int]]) -> None:
@@ -133,7 +146,7 @@ def raw_decode(path: Path, threads: int = 1) -> tuple[int, float]:
                 with lock:
                     fh.seek(offset)
                     data = fh.read(count)
-                imagecodecs.jpeg_decode(data, tables=tables)
+                imagecodecs.jpeg_decode(data, tables=tables, **spaces)
 
         t0 = time.perf_counter()
         pool = [threading.Thread(target=work, args=(segments[i::threads],)) for i in range(threads)]
@@ -227,6 +240,7 @@ def histobridge_tiler(
     tile_um: float = TILE * MPP,
     tile_px: int = TILE,
     compression: str = "lz4",
+    resample: str = "exact",
 ) -> tuple[int, float, float]:
     """(tiles, wall s, CPU s): the earlier run's store is deleted first, outside both timings."""
     from histobridge.tiling import TileSpec, TilingOptions, tile_project
@@ -234,7 +248,8 @@ def histobridge_tiler(
     shutil.rmtree(out, ignore_errors=True)
     c0, t0 = time.process_time(), time.perf_counter()
     report = tile_project(_Project([_entry(path)], size), out, TileSpec(tile_px, tile_um),
-                          TilingOptions(workers=workers, compression=compression))  # fmt: skip
+                          TilingOptions(workers=workers, compression=compression,
+                                        resample=resample))  # fmt: skip
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not report.ok:
         raise RuntimeError(report.not_done[0].reason)
@@ -242,8 +257,9 @@ def histobridge_tiler(
 
 
 def tiler_split(
-    path: Path, size: int | tuple[int, int], out: Path, tile_um: float = TILE * MPP, tile_px: int = TILE
-) -> dict[str, float]:
+    path: Path, size: int | tuple[int, int], out: Path, tile_um: float = TILE * MPP, tile_px: int = TILE,
+    resample: str = "exact",
+) -> dict[str, float]:  # fmt: skip
     """CPU ms per tile of each stage INSIDE one 1-worker tiler run (thread CPU time of each call).
 
     decode: the slide reads (JPEG tiles decoded, pieces copied); resample: the rest of reading a
@@ -275,7 +291,7 @@ def tiler_split(
     _store_write.shard_parts = timed("blosc", saved[2])
     _store_write._write_parts = timed("write", saved[3])
     try:
-        n, _, cpu = histobridge_tiler(path, size, 1, out, tile_um=tile_um, tile_px=tile_px)
+        n, _, cpu = histobridge_tiler(path, size, 1, out, tile_um=tile_um, tile_px=tile_px, resample=resample)
     finally:
         tiler.read_batch, Slide._level_rect, _store_write.shard_parts, _store_write._write_parts = saved
     split = {
@@ -600,6 +616,124 @@ def codecs_section(slide: Path, rounds: int) -> None:
     print(f"  {'source JPEG bytes':24s} {jpeg:6.3f} {'(no decode at all)':>19s}")
 
 
+def _store_tiles(path: Path) -> np.ndarray:
+    from histobridge.tiling.store import open_store
+
+    return np.asarray(open_store(path).group("0").tiles[:])
+
+
+def _difference(exact: Path, fast: Path) -> str:
+    """Mean / p99 / max absolute difference in grey levels between two stores' tiles."""
+    d = np.abs(_store_tiles(exact).astype(np.int16) - _store_tiles(fast))
+    return f"mean {d.mean():.2f}, p99 {np.percentile(d, 99):.0f}, max {d.max()}"
+
+
+def _floor_tiles(extent: float, tile_l0: float, source_tile: int) -> int:
+    """Level-0 source tiles under the tiled area: whole output tiles from the origin, per axis."""
+    covered = int(extent // tile_l0) * tile_l0
+    return -(-int(np.ceil(covered)) // source_tile)
+
+
+JPEG_SHRINKS = (2.0, 2.004, 2.4)  # from level 0 of an Aperio-like pyramid (levels 4x apart)
+
+
+def jpeg_section(args: argparse.Namespace, tmp: Path, folder: Path) -> None:
+    """``--resample fast`` against ``exact`` where the JPEG decoder's 1/2 scaling applies.
+
+    On a pyramid whose levels are 4x apart (Aperio's usual layout) every shrink between 2x and 4x
+    reads level 0. ``fast`` decodes at 1/2 where the shrink is 2x (within 0.5 %): at 2.0x the
+    tiles sit on the reduced pixel lattice, at 2.004x (the sample's ratio) they do not and move by
+    up to one level pixel; 2.4x stays exact (a control: the same CPU). Also the real sample slide
+    at its own tiles (64 px at 1 µm/px, 2.004x). The floor is the raw decode CPU of the level-0
+    tiles under the tiled area per output tile (full size, as any reader without DCT scaling).
+    """
+    from histobridge import datasets
+
+    slide = folder / f"bench_{args.size}_x4.tiff"
+    if not slide.exists():
+        make_slide(slide.with_suffix(".partial.tiff"), args.size, levels=3, step=2).replace(slide)
+    raw = "raw decode (1 thread, all level-0 tiles)"
+    methods: dict = {raw: lambda: raw_decode(slide)}
+    floors: dict[str, float] = {}  # config -> share of the raw decode per output tile
+    stores: dict[str, Path] = {}
+    configs: list[tuple[str, Path, float, int]] = []
+    for shrink in JPEG_SHRINKS:
+        configs.append((f"{shrink:g}x", slide, TILE * shrink * MPP, TILE))
+    try:
+        cmu = datasets.fetch("cmu-small-region")
+    except Exception as err:
+        print(f"  (sample slide unavailable: {err})")
+        cmu = None
+    if cmu is not None:
+        methods["raw decode, sample slide"] = lambda: raw_decode(cmu)
+        configs.append(("sample 64 px at 1 µm/px", cmu, SAMPLE_TILE[1], SAMPLE_TILE[0]))
+    for name, path, um, px in configs:
+        for mode in ("exact", "fast"):
+            key = f"{name}, {mode}"
+            store = stores[key] = tmp / f"j-{len(stores)}.zarr"
+            methods[key] = lambda p=path, u=um, x=px, m=mode, o=store: histobridge_tiler(
+                p, _dims(p), 1, o, tile_um=u, tile_px=x, resample=m
+            )
+    for name, path, um, px in configs:
+        from histobridge.slides import open_slide
+
+        with open_slide(path) as s:
+            tile_l0, (w, h) = um / s.mpp, s.dimensions
+            scale = s.dct_scale(tile_l0 / px)
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            st, total = page.tilewidth, len(page.dataoffsets)
+        under = _floor_tiles(w, tile_l0, st) * _floor_tiles(h, tile_l0, st)
+        floors[name] = under / total
+        print(
+            f"  {name}: {tile_l0 / px:.3f}x shrink, fast decodes at 1/{scale}; "
+            f"{under} of {total} source tiles under the tiled area"
+        )
+
+    def floor(t: Timing, name: str) -> float:
+        ref = "raw decode, sample slide" if name.startswith("sample") else raw
+        return t[ref][2] * floors[name] / t[f"{name}, exact"][0]
+
+    def ratios(t: Timing) -> dict[str, float]:
+        out = {}
+        for name, *_ in configs:
+            for mode in ("exact", "fast"):
+                out[f"{name} {mode}/floor"] = _cpu_per_tile(t, f"{name}, {mode}") / floor(t, name)
+        return out
+
+    print(
+        "JPEG-scaled decoding (--resample fast) against exact, 1 worker, CPU per tile over the decode floor:"
+    )
+    rounds = interleaved(methods, args.rounds, ratios)
+    show(rounds)
+    for name, *_ in configs:
+        best = {
+            m: min(_cpu_per_tile(t, f"{name}, {m}") / floor(t, name) for t in rounds)
+            for m in ("exact", "fast")
+        }
+        cpu = {m: min(_cpu_per_tile(t, f"{name}, {m}") for t in rounds) * 1e3 for m in ("exact", "fast")}
+        fl = min(floor(t, name) for t in rounds) * 1e3
+        print(
+            f"  {name}: floor {fl:.3f} ms/tile; exact {cpu['exact']:.3f} ({best['exact']:.2f}x floor), "
+            f"fast {cpu['fast']:.3f} ({best['fast']:.2f}x floor); "
+            f"fast/exact CPU {cpu['fast'] / cpu['exact']:.2f}"
+        )
+    for name, *_ in configs:  # the last round's stores are still there
+        diff = _difference(stores[f"{name}, exact"], stores[f"{name}, fast"])
+        print(f"  {name}: fast - exact, grey levels: {diff}")
+    name, path, um, px = configs[0]
+    _print_split(tiler_split(path, _dims(path), tmp / "split.zarr", tile_um=um, tile_px=px, resample="fast"))
+
+
+def _dims(path: Path) -> tuple[int, int]:
+    from histobridge.slides import open_slide
+
+    with open_slide(path) as s:
+        return s.dimensions
+
+
 SMALL_TILE_UM = 128.0  # 256.5 px of CMU-1-Small-Region (0.499 µm/px) -> 256 px: a 1.002x shrink
 
 
@@ -684,7 +818,7 @@ def main() -> None:
     ap.add_argument("--store-only", action="store_true", help="time only the Zarr shard writers")
     ap.add_argument("--store-tiles", type=int, default=1024, help="tiles written per --store-only run")
     ap.add_argument(
-        "--sections", default="native,resampled,small,codecs", help="comma-separated sections to run"
+        "--sections", default="native,resampled,small,jpeg,codecs", help="comma-separated sections to run"
     )
     args = ap.parse_args()
     sections = set(args.sections.split(","))
@@ -711,6 +845,8 @@ def main() -> None:
             resampled_section(slide, args, tmp)
         if "small" in sections:
             small_section(args, tmp)
+        if "jpeg" in sections:
+            jpeg_section(args, tmp, folder)
         if "codecs" in sections:
             codecs_section(slide, args.rounds)
         print(

@@ -3,13 +3,15 @@
 The measurements live in :mod:`histobridge.evaluation` (the tests use the same functions): held-out
 accuracy of the classifier (from its ``metrics.json``; recomputed from a tile store with ``--store``),
 the share of generated tiles classified as their class, and a montage ``generator/samples.png``.
-With ``--store`` also the colour controls: real tiles recoloured to the other class's colour
+With ``--gan-store`` (the project tiled at ``evaluation.GAN_TILES``) the realism of generated tiles
+per class. With ``--store`` also the colour controls: real tiles recoloured to the other class's colour
 statistics must keep their class (bar ``MIN_RECOLOUR``), tiles with shuffled pixels must score near
 chance (bar ``MAX_SHUFFLED``); stain-swapped and grey tiles are reported beside them.
 
 Prints a summary and writes ``evaluation.json`` next to the models. Exit code 1 when a bar is missed.
 
     python scripts/evaluate_sample_models.py [--models DIR] [--seeds 200] [--store classifier_tiles.zarr]
+        [--gan-store gan_tiles.zarr]
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=REPO / "sample_projects" / "skin" / "models")
     ap.add_argument("--seeds", type=int, default=200, help="Generated tiles per class.")
     ap.add_argument("--store", type=Path, default=None, help="Classifier tile store to recompute accuracy.")
+    ap.add_argument("--gan-store", type=Path, default=None,
+                    help="Tile store at the generator's size (evaluation.GAN_TILES) for realism per class.")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default: MODELS/evaluation.json).")
     args = ap.parse_args(argv)
 
-    report = evaluate_sample_models(args.models, seeds=args.seeds, store=args.store)
+    report = evaluate_sample_models(args.models, seeds=args.seeds, store=args.store,
+                                    gan_store=args.gan_store)
     write_json(args.out or args.models / "evaluation.json", report)
     clf, gen = report["classifier"], report["generator"]
     print(f"classifier held-out accuracy: {clf['heldout_accuracy']:.3f} (bar {MIN_HELDOUT}) "
@@ -55,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
               f"(bar <= {MAX_SHUFFLED}); stain-swapped tiles keeping their class "
               f"{clf['stain_swap_keeps_class']['mean']:.3f}; "
               f"grey tiles {clf['grayscale_balanced_accuracy']:.3f}")
+    for name, r in gen.get("realism", {}).get("per_class", {}).items():
+        ceiling = r["real_split_half"]
+        print(f"realism of generated {name}: " + ", ".join(
+            f"{key} {r[key]:.2f} (real vs real {ceiling[key]:.2f})"
+            for key in ("precision", "recall", "density", "coverage")))
     print(f"bars: {report['passed']}")
     return 0 if all(report["passed"].values()) else 1
 

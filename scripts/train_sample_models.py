@@ -3,7 +3,12 @@
 Steps: materialise the sample project (slide from the package index), tile its Epidermis/Dermis
 annotations twice (classifier: 64 px over 64 µm; GAN: 64 px over 80 µm, denser stride because a
 GAN needs more images), train the classifier, train the GAN (resumable: run again to continue),
-and copy the small exported files into ``sample_projects/skin/models/``.
+and copy the small exported files into ``sample_projects/skin/models/``. ``--gan-recipe wide``
+trains the 128-px, 128-µm generator on the sample plus the other real H&E of the package index
+(``evaluation.GAN_RECIPES``).
+
+The GAN's training set can be written as one ``.npz`` (``--prepare-gan-data``) and trained from it
+(``--gan-data``) on a machine with a GPU, which needs only torch and numpy there.
 
 The classifier is trained into the work folder and measured against its bars (held-out balanced
 accuracy, recoloured tiles keeping their class, pixel-shuffled tiles near chance; see
@@ -11,6 +16,10 @@ histobridge.evaluation); only a classifier that meets them replaces the shipped 
 defaults to ``evaluation.CLASSIFIER_RECIPE`` (per-tile Reinhard normalisation, HED jitter, grey tiles).
 
     python scripts/train_sample_models.py --work /tmp/skin-work --gan-minutes 60
+    python scripts/train_sample_models.py --work /tmp/skin-work --skip-classifier --gan-recipe wide \
+        --prepare-gan-data
+    python scripts/train_sample_models.py --work /tmp/gpu --skip-classifier --gan-recipe wide \
+        --gan-data /tmp/skin-work/gan_tiles.npz --gan-batch 64 --device cuda --gan-minutes 8
 """
 
 from __future__ import annotations
@@ -23,11 +32,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from histobridge.evaluation import CLASSIFIER_RECIPE, CLASSIFIER_TILES, GAN_TILES, SAMPLE_CLASSES
+from histobridge.evaluation import (
+    CLASSIFIER_RECIPE,
+    CLASSIFIER_TILES,
+    GAN_RECIPES,
+    SAMPLE_CLASSES,
+    GanRecipe,
+)
 from histobridge.tiling.grid import TileSpec
 
 if TYPE_CHECKING:
     from histobridge.models.train_classifier import ClassifierTrainConfig
+    from histobridge.models.training_data import TileArrays
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,6 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--class-swap", type=float, default=0.0,
                     help="Share of tiles given the other class's colour statistics.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gan-recipe", choices=("shipped", "wide"), default="shipped",
+                    help="Tiles, extra H&E and size of the generator (histobridge.evaluation.GAN_RECIPES).")
+    ap.add_argument("--gan-batch", type=int, default=16)
+    ap.add_argument("--gan-init", type=Path, help="Start G from this exported generator (same size).")
+    ap.add_argument("--gan-const-noise", type=float, default=0.5,
+                    help="Share of fake batches drawn with the constant noise buffers.")
+    ap.add_argument("--gan-ema-kimg", type=float, default=1.0, help="G_ema half-life (kimg).")
+    ap.add_argument("--gan-snapshot-kimg", type=float, default=2.0)
+    ap.add_argument("--device", default="auto", help="GAN training device (auto: CUDA when present).")
+    ap.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"))
+    ap.add_argument("--gan-data", type=Path, help="Train the GAN from this .npz (no project, no tiling).")
+    ap.add_argument("--prepare-gan-data", action="store_true", help="Write WORK/gan_tiles.npz and stop.")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -71,33 +99,61 @@ def main(argv: list[str] | None = None) -> int:
 
     from histobridge.models.train_classifier import ClassifierTrainConfig
     from histobridge.models.train_gan import GanTrainConfig, train_gan
-    from histobridge.models.training_data import load_tiles
-    from histobridge.qupath.sample import init_sample_project
+    from histobridge.models.training_data import load_npz, save_npz
 
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     work = args.work.absolute()
     project_file = work / "project" / "project.qpproj"
-    if not project_file.exists():
-        init_sample_project(work / "project", "skin")
     if not args.skip_classifier:
+        materialise(project_file)
         tile(project_file, work / "classifier_tiles.zarr", CLASSIFIER_TILES)
         cfg = ClassifierTrainConfig(stain_norm=args.stain_norm, stain_scale=args.stain_scale,
                                     stain_shift=args.stain_shift, grayscale=args.grayscale,
                                     colour_mix=args.colour_mix, class_swap=args.class_swap, seed=args.seed)
         if not train_and_check(work, args.models / "classifier", cfg):
             return 1
-    if not args.skip_gan:
-        tile(project_file, work / "gan_tiles.zarr", GAN_TILES)
+    if not args.skip_gan or args.prepare_gan_data:
+        recipe = GAN_RECIPES[args.gan_recipe]
+        data = load_npz(args.gan_data) if args.gan_data else gan_data(project_file, work, recipe)
+        print(f"GAN data: {data.counts()} at {data.tile_um} µm, {data.tile_px} px")
+        if args.prepare_gan_data:
+            save_npz(data, work / "gan_tiles.npz")
+            print(f"{work / 'gan_tiles.npz'} written")
+            return 0
         # In a short run the generator takes the texture layout from its noise inputs, so seeds
-        # rendered with noise_mode="const" share one layout (z sets colour and density). Half of the
-        # fake batches use the constant noise buffers in an attempt to move the layout into z; the
-        # first 22 kimg of the committed model ran without this (const_noise=0).
-        gan_cfg = GanTrainConfig(channel_base=1024, const_noise=0.5, kimg=args.gan_kimg,
-                                 minutes=args.gan_minutes)
-        res = train_gan(load_tiles(work / "gan_tiles.zarr", SAMPLE_CLASSES), work / "gan", gan_cfg)
+        # rendered with noise_mode="const" share one layout (z sets colour and density). A share of
+        # the fake batches uses the constant noise buffers to move the layout into z.
+        gan_cfg = GanTrainConfig(resolution=data.tile_px, channel_base=recipe.channel_base,
+                                 channel_max=recipe.channel_max, const_noise=args.gan_const_noise,
+                                 batch=args.gan_batch, kimg=args.gan_kimg, minutes=args.gan_minutes,
+                                 device=args.device, amp=args.amp, ema_kimg=args.gan_ema_kimg,
+                                 snapshot_kimg=args.gan_snapshot_kimg)
+        res = train_gan(data, work / "gan", gan_cfg, init=args.gan_init)
         print(f"GAN at {res.kimg:.1f} kimg after {res.seconds / 60:.1f} min (finished: {res.finished})")
         export_generator(work / "gan", args.models / "generator")
     return 0
+
+
+def materialise(project_file: Path) -> None:
+    from histobridge.qupath.sample import init_sample_project
+
+    if not project_file.exists():
+        init_sample_project(project_file.parent, "skin")
+
+
+def gan_data(project_file: Path, work: Path, recipe: GanRecipe) -> TileArrays:
+    """The sample's Epidermis/Dermis tiles, plus (``recipe.extra_he``) the extra H&E, one class each."""
+    from histobridge.datasets import fetch
+    from histobridge.evaluation import EXTRA_HE, EXTRA_HE_MPP
+    from histobridge.models.training_data import concat_tiles, image_tiles, load_tiles
+
+    materialise(project_file)
+    tile(project_file, work / "gan_tiles.zarr", recipe.tiles)
+    parts = [load_tiles(work / "gan_tiles.zarr", SAMPLE_CLASSES)]
+    if recipe.extra_he:
+        parts += [image_tiles(fetch(key), name, EXTRA_HE_MPP, recipe.tiles) for key, name in EXTRA_HE]
+    return concat_tiles(parts)
 
 
 def train_and_check(work: Path, dest: Path, cfg: ClassifierTrainConfig) -> bool:

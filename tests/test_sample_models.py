@@ -111,3 +111,37 @@ def test_rebuild_replaces_the_shipped_classifier_only_when_its_bars_are_met(tmp_
     assert script.train_and_check(tmp_path, dest, quick) is True
     assert json.loads((dest / "metrics.json").read_text())["config"]["width"] == 4
     assert not list(dest.parent.glob(".classifier*"))  # no staging or old copy left beside it
+
+
+def test_agreement_skips_generator_classes_the_classifier_lacks(classifier) -> None:
+    # a generator trained with extra H&E classes (GAN_RECIPES["wide"]) is measured on the shared ones
+    from histobridge.models.stylegan2 import GanMeta, Generator, GeneratorConfig
+
+    G = Generator(GeneratorConfig(z_dim=8, c_dim=3, w_dim=8, img_resolution=16, mapping_layers=1,
+                                  channel_base=64, channel_max=8)).eval()
+    G.meta = GanMeta(class_names=("Dermis", "HGSC nest", "Epidermis"), tile_px=16, tile_um=80.0)
+    result = evaluation.synthetic_agreement(G, classifier, seeds=3)
+    assert set(result["per_class"]) == {"Dermis", "Epidermis"}
+    assert result["not_in_classifier"] == ["HGSC nest"]
+    assert sum(c["n"] for c in result["per_class"].values()) == 6
+    assert result["agreement"] == sum(c["agree"] for c in result["per_class"].values()) / 6
+
+
+def test_generator_realism_per_class_with_its_ceiling(tmp_path) -> None:
+    from histobridge.errors import InputError
+    from histobridge.models.stylegan2 import GanMeta, Generator, GeneratorConfig
+    from tests._train_helpers import make_store
+
+    store = make_store(tmp_path / "s.zarr", tile_px=16, tile_um=32.0, tiles_per_region=8)
+    G = Generator(GeneratorConfig(z_dim=8, c_dim=3, w_dim=8, img_resolution=16, mapping_layers=1,
+                                  channel_base=64, channel_max=8)).eval()
+    G.meta = GanMeta(class_names=("Pink", "Other", "Purple"), tile_px=16, tile_um=32.0)
+    report = evaluation.generator_realism(G, store, seeds=10)
+    assert set(report["per_class"]) == {"Pink", "Purple"}
+    for r in report["per_class"].values():
+        assert r["real_tiles"] == 10
+        assert set(r["real_split_half"]) == {"precision", "recall", "density", "coverage"}
+        assert all(0.0 <= r[k] <= 1.0 for k in ("precision", "recall", "coverage"))
+    G.meta = GanMeta(class_names=("Pink", "Other", "Purple"), tile_px=16, tile_um=40.0)
+    with pytest.raises(InputError, match=r"16 px over 32\.0 µm, but the generator makes 16 px over 40\.0 µm"):
+        evaluation.generator_realism(G, store, seeds=10)

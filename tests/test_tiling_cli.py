@@ -46,7 +46,8 @@ def test_tile_command_help_lists_the_options() -> None:
     result = CliRunner().invoke(app, ["tile", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for option in ("--tile-px", "--tile-um", "--stride-px", "--min-coverage", "--whole-tissue", "--mpp",
-                   "--mpp-override", "--mpp-range", "--max-tiles", "--compression", "--json"):  # fmt: skip
+                   "--mpp-override", "--mpp-range", "--max-tiles", "--compression", "--resample",
+                   "--json"):  # fmt: skip
         assert option in result.output
 
 
@@ -156,7 +157,8 @@ def test_class_typo_is_an_error_listing_the_classes(
     code, _, err = run(["tile", str(qp), "-o", str(tmp_path / "s.zarr"), "--classes", "Tumour", *SMALL],
                          capsys, monkeypatch)  # fmt: skip
     assert (
-        code == 1 and err.strip().startswith("error: ")
+        code == 1
+        and err.strip().startswith("error: ")
         and err.strip().endswith("no class 'Tumour' in the project; classes that exist: Tumor, Stroma")
     )
 
@@ -329,3 +331,33 @@ def test_compression_option_writes_uncompressed_tiles_or_is_one_error_line(
     assert group.attrs["compression"] == "none" and [c["name"] for c in inner] == ["bytes"]
     code, _, err = run([*base, "gzip"], capsys, monkeypatch)
     assert code == 1 and err.strip() == "error: --compression must be one of lz4, none, got 'gzip'"
+
+
+def test_resample_option_reaches_the_store_or_is_one_error_line(
+    slides: dict[str, Path], tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    qp = make_project(tmp_path / "p", [{**GOOD, "slide": slides["cal"]}])
+    store = tmp_path / "r.zarr"
+    base = ["tile", str(qp), "-o", str(store), *SMALL, "--resample"]
+    code, _, err = run([*base, "fast"], capsys, monkeypatch)
+    assert code == 0, err
+    group = open_store(store).groups()[0]
+    assert group.attrs["resample"] == "fast" and group.attrs["jpeg_scale"] == 1  # a zlib slide: read exactly
+    code, _, err = run([*base, "quick"], capsys, monkeypatch)
+    assert code == 1 and err.strip() == "error: --resample must be one of exact, fast, got 'quick'"
+
+
+def test_unreadable_annotations_fail_the_image_naming_the_file(cmu_slide: Path, tmp_path: Path) -> None:
+    """As in the heatmap: a corrupt export fails that image (exit 1), never reads as "no annotations"."""
+    from histobridge.qupath import layout
+    from histobridge.qupath.sample import init_sample_project
+
+    qpproj = init_sample_project(tmp_path / "skin", offline=True)
+    layout.qpdata_path(qpproj.parent, 1).unlink()
+    export = next(p for p in layout.annotation_candidates(qpproj.parent, 1) if p.is_file())
+    export.write_text('{"type": "FeatureCollection", "features": [ {"type": "Feat')
+    store = tmp_path / "tiles.zarr"
+    result = CliRunner().invoke(app, ["tile", str(qpproj), "--out", str(store), *SMALL])
+    assert result.exit_code == 1
+    assert "failed" in result.output and "not readable as GeoJSON" in result.output
+    assert not store.exists() or not open_store(store).groups()

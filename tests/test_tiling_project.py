@@ -402,9 +402,9 @@ def test_small_image_is_read_in_parallel_units(
     sizes: list[int] = []
     real = tiler.read_batch
 
-    def counting(slide, coords, tile_px, stride, out=None, shared=None):  # type: ignore[no-untyped-def]
+    def counting(slide, coords, tile_px, stride, **kwargs):  # type: ignore[no-untyped-def]
         sizes.append(len(coords))
-        return real(slide, coords, tile_px, stride, out=out, shared=shared)
+        return real(slide, coords, tile_px, stride, **kwargs)
 
     monkeypatch.setattr(tiler, "read_batch", counting)
     monkeypatch.setenv("HISTOBRIDGE_THREADS", "2")
@@ -428,9 +428,9 @@ def test_workers_are_capped_by_the_core_budget(
     names: set[str] = set()
     real = tiler.read_batch
 
-    def recording(slide, coords, tile_px, stride, out=None, shared=None):  # type: ignore[no-untyped-def]
+    def recording(slide, coords, tile_px, stride, **kwargs):  # type: ignore[no-untyped-def]
         names.add(threading.current_thread().name)
-        return real(slide, coords, tile_px, stride, out=out, shared=shared)
+        return real(slide, coords, tile_px, stride, **kwargs)
 
     monkeypatch.setattr(tiler, "read_batch", recording)
     monkeypatch.setenv("HISTOBRIDGE_THREADS", "1")

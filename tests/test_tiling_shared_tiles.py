@@ -36,9 +36,9 @@ def test_edge_tiles_are_decoded_once(slide_path: Path, tile_l0: float, out_px: i
         decoded: list[tuple[int, int]] = []
         real = reader.tile
 
-        def counting(tx: int, ty: int, out: np.ndarray | None = None) -> np.ndarray | None:
+        def counting(tx: int, ty: int, out: np.ndarray | None = None, scale: int = 1) -> np.ndarray | None:
             decoded.append((tx, ty))
-            return real(tx, ty, out=out)
+            return real(tx, ty, out=out, scale=scale)
 
         reader.tile = counting
         results = []

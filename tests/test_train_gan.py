@@ -151,3 +151,74 @@ def test_const_noise_batches_run(tmp_path) -> None:
     cfg = GanTrainConfig(kimg=0.008, const_noise=1.0, **TINY)
     train_gan(data, tmp_path / "gan", cfg, progress=seen.append)
     assert len(seen) == 2 and all(math.isfinite(s["loss_g"]) for s in seen)
+
+
+def test_training_step_runs_under_bf16_autocast() -> None:
+    # CUDA's default amp is bf16; the mapping's running mean of w used to mix a bf16 batch with its
+    # float32 buffer and stop the first step. The CPU autocast reproduces it.
+    import torch.nn.functional as F
+
+    from histobridge.models.train_gan import _train_step
+
+    cfg = GanTrainConfig(**{**TINY, "r1_interval": 1})
+    st = _build_state(cfg, 2, torch.device("cpu"))
+    before = st.G.mapping.w_avg.clone()
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    labels = F.one_hot(torch.tensor([0, 1, 0, 1]), 2).to(torch.float32)
+    stats = _train_step(st, cfg, real, labels, lambda n: labels[:n], torch.bfloat16, None)
+    assert all(math.isfinite(v) for v in stats.values()) and "r1" in stats
+    assert st.G.mapping.w_avg.dtype == torch.float32 and not torch.equal(st.G.mapping.w_avg, before)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        img = st.G(torch.randn(2, 16), labels[:2], truncation_psi=0.7)
+    assert img.shape == (2, 3, 16, 16) and torch.isfinite(img.float()).all()
+
+
+def test_plain_images_join_a_store_as_classes_of_their_own(tmp_path) -> None:
+    from PIL import Image
+
+    from histobridge.errors import InputError
+    from histobridge.models.training_data import concat_tiles, image_tiles, load_npz, save_npz
+    from histobridge.tiling.grid import TileSpec
+
+    # 100×60 px at 0.5 µm/px; 16-px tiles over 16 µm = 32 source px, stride 8 px = 16 source px.
+    rgb = np.zeros((60, 100, 3), np.uint8)
+    rgb[:, :, 0] = np.arange(100, dtype=np.uint8)[None, :] * 2
+    Image.fromarray(rgb).save(tmp_path / "he.png")
+    spec = TileSpec(tile_px=16, tile_um=16.0, stride_px=8)
+    extra = image_tiles(tmp_path / "he.png", "Extra", 0.5, spec)
+    assert extra.tiles.shape == (5 * 2, 16, 16, 3) and extra.class_names == ("Extra",)
+    # area averaging of a ramp: output pixel i of the tile at x0 averages source 2i..2i+1 (+x0)
+    assert extra.tiles[1, 0, :, 0].tolist() == [2 * (16 + 2 * i) + 1 for i in range(16)]
+    store = load_tiles(make_store(tmp_path / "store.zarr", tile_px=16, tile_um=16.0))
+    joined = concat_tiles([store, extra])
+    assert joined.class_names == ("Purple", "Pink", "Extra")
+    assert joined.counts() == {**store.counts(), "Extra": 10}
+    assert set(joined.regions[-10:]) == {int(store.regions.max()) + 1}
+    save_npz(joined, tmp_path / "set.npz")
+    back = load_npz(tmp_path / "set.npz")
+    assert back.class_names == joined.class_names and back.tile_um == 16.0
+    assert np.array_equal(back.tiles, joined.tiles) and np.array_equal(back.labels, joined.labels)
+    with pytest.raises(InputError, match="differ in size"):
+        concat_tiles([store, image_tiles(tmp_path / "he.png", "Extra", 0.5, TileSpec(8, 16.0))])
+    with pytest.raises(InputError, match=r"160 px at 0\.1 µm/px, larger than the 100×60 image"):
+        image_tiles(tmp_path / "he.png", "Extra", 0.1, spec)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match=r"bad\.png: cannot read the image"):
+        image_tiles(tmp_path / "bad.png", "Extra", 0.5, spec)
+
+
+def test_training_can_start_from_an_exported_generator(tmp_path) -> None:
+    from histobridge.models.train_gan import init_from_generator
+
+    data = load_tiles(make_store(tmp_path / "store.zarr"))
+    exported = train_gan(data, tmp_path / "a", GanTrainConfig(kimg=0.008, **TINY)).generator_path
+    exported = exported.with_suffix(".json")
+    st = _build_state(GanTrainConfig(**TINY), 2, torch.device("cpu"))
+    init_from_generator(st, exported, data)
+    z, c = torch.randn(2, 16), torch.eye(2)
+    G0 = load_generator(exported)
+    assert torch.equal(st.G_ema.eval()(z, c, noise_mode="const"), G0(z, c, noise_mode="const"))
+    assert train_gan(data, tmp_path / "b", GanTrainConfig(kimg=0.004, **TINY), init=exported).steps == 1
+    wider = GanTrainConfig(kimg=0.004, **{**TINY, "channel_base": 128, "channel_max": 32})
+    with pytest.raises(CheckpointError, match="does not match this run's architecture"):
+        train_gan(data, tmp_path / "c", wider, init=exported)

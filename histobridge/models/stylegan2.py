@@ -235,11 +235,12 @@ class MappingNetwork(nn.Module):
             x = cast(torch.Tensor, getattr(self, f"fc{idx}")(x))
         if update_emas and self.w_avg_beta is not None:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                # float32 whatever autocast made of x: the running mean is a float32 buffer
+                self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
         if truncation_psi != 1:
             cut = self.num_ws if truncation_cutoff is None else int(truncation_cutoff)
-            head = self.w_avg.lerp(x[:, :cut], float(truncation_psi))
+            head = self.w_avg.to(x.dtype).lerp(x[:, :cut], float(truncation_psi))
             x = torch.cat([head, x[:, cut:]], dim=1)
         return x
 

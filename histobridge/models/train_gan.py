@@ -356,11 +356,33 @@ def _label_sampler(labels: torch.Tensor, c_dim: int) -> Callable[[int], torch.Te
     return sample
 
 
+def init_from_generator(st: _State, path: str | Path, data: TileArrays) -> None:
+    """Start G and G_ema from an exported generator of the same architecture (D starts fresh).
+
+    Why: the sample generator ships without its discriminator, so further training can only start
+    from the generator's weights.
+    """
+    from histobridge.models.checkpoints import load_generator
+
+    G0 = load_generator(path)
+    if tuple(G0.meta.class_names) != tuple(data.class_names):
+        raise CheckpointError(f"{path}: generator classes {list(G0.meta.class_names)} differ from the "
+                              f"data's {list(data.class_names)}")
+    try:
+        st.G.load_state_dict(G0.state_dict())
+        st.G_ema.load_state_dict(G0.state_dict())
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the generator does not match this run's architecture: {err}") from err
+
+
 def train_gan(
     data: TileArrays, out_dir: str | Path, config: GanTrainConfig | None = None,
-    *, progress: Callable[[dict[str, float]], None] | None = None,
+    *, progress: Callable[[dict[str, float]], None] | None = None, init: str | Path | None = None,
 ) -> GanTrainResult:
-    """Train (or continue training) a conditional generator; stop at ``kimg`` total or ``minutes``."""
+    """Train (or continue training) a conditional generator; stop at ``kimg`` total or ``minutes``.
+
+    ``init``: an exported generator to start G from when the run has no checkpoint yet.
+    """
     cfg = config or GanTrainConfig()
     if len(data.tiles) < 2:
         raise InputError(f"{data.source}: GAN training needs at least 2 tiles, got {len(data.tiles)}")
@@ -374,6 +396,9 @@ def train_gan(
     if ckpt.exists():
         load_checkpoint(st, cfg, data, ckpt)
         log.info("resuming %s at step %d (%.1f kimg)", ckpt, st.step, st.nimg / 1000)
+    elif init is not None:
+        init_from_generator(st, init, data)
+        log.info("starting G from %s", init)
     images = prepare_images(data, cfg.resolution).to(device)
     labels = torch.from_numpy(data.labels).to(device)
     sampler = _label_sampler(labels, c_dim)
@@ -438,6 +463,7 @@ def _snapshot(
 __all__ = [
     "GanTrainConfig",
     "GanTrainResult",
+    "init_from_generator",
     "load_checkpoint",
     "pick_device",
     "prepare_images",

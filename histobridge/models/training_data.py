@@ -11,10 +11,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from histobridge.errors import StoreError
+from histobridge.errors import InputError, StoreError
+
+if TYPE_CHECKING:
+    from histobridge.tiling.grid import TileSpec
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +113,83 @@ def load_tiles(store_path: str | Path, classes: Sequence[str] | None = None) -> 
     )
 
 
-__all__ = ["TileArrays", "load_tiles"]
+def image_tiles(path: str | Path, class_name: str, mpp: float, spec: TileSpec) -> TileArrays:
+    """Every tile of ``spec``'s grid inside a plain RGB image (JPEG, PNG) that has one label as a whole.
+
+    Such images carry no pixel size, so ``mpp`` (µm per pixel) is the caller's declaration; tiles are
+    resampled by the slide reader's rule (area averaging when shrinking), and all share region 0.
+    """
+    from PIL import Image
+
+    from histobridge.slides.slide import resample_image
+
+    path = Path(path)
+    if not mpp > 0:
+        raise InputError(f"{path}: the declared pixel size must be positive, got {mpp!r}")
+    try:
+        with Image.open(path) as im:
+            image = im.convert("RGB")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the image: {err}") from err
+    size, step = spec.level0(mpp)
+    w, h = image.size
+    if size > min(w, h):
+        raise InputError(f"{path}: a {spec.tile_um:g}-µm tile is {size:.0f} px at {mpp:g} µm/px, larger "
+                         f"than the {w}×{h} image")
+    xs = np.arange(0.0, w - size + 1e-6, step)
+    ys = np.arange(0.0, h - size + 1e-6, step)
+    out = np.empty((len(xs) * len(ys), spec.tile_px, spec.tile_px, 3), np.uint8)
+    for i, (y, x) in enumerate((y, x) for y in ys for x in xs):
+        out[i] = resample_image(image, (x, y, x + size, y + size), (spec.tile_px, spec.tile_px))
+    zeros = np.zeros(len(out), np.int64)
+    return TileArrays(out, zeros, zeros.copy(), (class_name,), spec.tile_um, str(path))
+
+
+def concat_tiles(parts: Sequence[TileArrays]) -> TileArrays:
+    """One training set from several: class names in order of first appearance, regions kept apart."""
+    if not parts:
+        raise InputError("no tile sets to join")
+    sizes = {(p.tile_px, p.tile_um) for p in parts if len(p.tiles)}
+    if len(sizes) > 1:
+        raise InputError(f"tile sets differ in size (px, µm): {sorted(sizes, key=str)} "
+                         f"({', '.join(p.source for p in parts)})")
+    names: list[str] = []
+    labels, regions = [], []
+    offset = 0
+    for p in parts:
+        for n in p.class_names:
+            if n not in names:
+                names.append(n)
+        remap = np.array([names.index(n) for n in p.class_names], np.int64)
+        labels.append(remap[p.labels] if len(p.labels) else p.labels)
+        regions.append(p.regions + offset)
+        offset += int(p.regions.max(initial=-1)) + 1
+    return TileArrays(
+        np.concatenate([p.tiles for p in parts]), np.concatenate(labels), np.concatenate(regions),
+        tuple(names), parts[0].tile_um, " + ".join(p.source for p in parts),
+    )
+
+
+def save_npz(data: TileArrays, path: str | Path) -> None:
+    """Write a training set as one ``.npz`` (train where the tile stores and their readers are not)."""
+    from histobridge._atomic import atomic_open
+
+    with atomic_open(Path(path), "wb") as fh:
+        np.savez(fh, tiles=data.tiles, labels=data.labels, regions=data.regions,
+                 class_names=np.array(data.class_names), tile_um=np.float64(data.tile_um or np.nan))
+
+
+def load_npz(path: str | Path) -> TileArrays:
+    """Read :func:`save_npz`'s file; object arrays are refused, so nothing in it is unpickled."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            um = float(f["tile_um"])
+            names = tuple(str(n) for n in f["class_names"])
+            return TileArrays(f["tiles"], f["labels"].astype(np.int64), f["regions"].astype(np.int64),
+                              names, None if np.isnan(um) else um, str(path))
+    except (OSError, KeyError, ValueError) as err:
+        raise StoreError(f"{path}: not a training set written by save_npz: {err}") from err
+
+
+__all__ = ["TileArrays", "concat_tiles", "image_tiles", "load_npz", "load_tiles", "save_npz"]

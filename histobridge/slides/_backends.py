@@ -47,7 +47,12 @@ class Backend(Protocol):
         h: int,
         out: np.ndarray | None = None,
         cache: TileCache | None = None,
+        scale: int = 1,
     ) -> np.ndarray: ...
+
+    def scaled_levels(self, level: int) -> dict[int, tuple[int, int]]:
+        """{reduction: (width, height)} a level can be decoded at besides 1 (JPEG DCT scaling)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -149,15 +154,22 @@ class TiffslideBackend:
         h: int,
         out: np.ndarray | None = None,
         cache: TileCache | None = None,
+        scale: int = 1,
     ) -> np.ndarray:
         direct = self._direct[level]
         if direct is not None:
-            return direct.read(x, y, w, h, out=out, cache=cache)
+            return direct.read(x, y, w, h, out=out, cache=cache, scale=scale)
+        if scale != 1:
+            raise ValueError(f"level {level} cannot be decoded at 1/{scale}")
         ds = self.level_downsamples[level]
         # tiffslide maps a level-0 location to int(loc / ds); find the location that lands on x, y.
         loc = (_location_for(x, ds), _location_for(y, ds))
         arr = self._handle().read_region(loc, level, (w, h), as_array=True, padding=True)
         return _into(_to_rgb(np.asarray(arr)), out)
+
+    def scaled_levels(self, level: int) -> dict[int, tuple[int, int]]:
+        direct = self._direct[level]
+        return {} if direct is None else {k: direct.size(k) for k in direct.scales()}
 
     def close(self) -> None:
         with self._lock:
@@ -207,13 +219,19 @@ class OpenslideBackend:
         h: int,
         out: np.ndarray | None = None,
         cache: TileCache | None = None,
+        scale: int = 1,
     ) -> np.ndarray:
+        if scale != 1:
+            raise ValueError(f"level {level} cannot be decoded at 1/{scale}")
         # openslide takes a level-0 location and divides it by the downsample itself; with a
         # non-integer downsample (2.0003...) the result is fractional and openslide interpolates
         # by that sub-pixel amount. Rounding keeps the fraction below half a level-0 pixel.
         ds = self.level_downsamples[level]
         image = self._slide.read_region((round(x * ds), round(y * ds)), level, (w, h))
         return _into(rgba_to_rgb_on_white(np.asarray(image)), out)
+
+    def scaled_levels(self, level: int) -> dict[int, tuple[int, int]]:
+        return {}
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -10,7 +10,9 @@ as 4.002 for a nominal 4), then resampled once with Pillow: area averaging (``BO
 bicubic when enlarging. Within the same 0.5 % no resampling happens, because a resize costs more
 than decoding and changes nothing visible: a region at the level's own scale (256.5 px -> 256) is
 copied, a whole-factor shrink (2.004x) is a k x k mean (``Image.reduce``); either way the output
-window is centred on the requested box, at most half a pixel away.
+window is centred on the requested box, at most half a pixel away. ``resample="fast"`` (opt-in)
+lets a JPEG level shrunk 2x, 4x or 8x be decoded at that reduction by the JPEG decoder and copied:
+less CPU, but windows then start only on every k-th level pixel (docs/tiling.md).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_PLAUSIBLE_MPP = 10.0
 LEVEL_TOLERANCE = 0.005
+RESAMPLE_MODES = ("exact", "fast")  # fast: JPEG levels may be decoded at 1/2, 1/4, 1/8 first
 MAX_READ_BYTES = 1 << 30  # one decoded block; beyond it tiles are read alone, then refused
 WHITE = 255
 
@@ -150,14 +153,21 @@ class Slide:
         lh: int,
         out: np.ndarray | None = None,
         cache: TileCache | None = None,
+        scale: int = 1,
     ) -> np.ndarray:
-        """Rectangle in reader level coordinates, white outside the (cropped) image."""
+        """Rectangle in reader level coordinates, white outside the (cropped) image.
+
+        ``scale`` > 1: coordinates of the level decoded at 1/``scale`` (see :meth:`dct_scale`).
+        """
         if out is None:
             out = np.empty((max(lh, 0), max(lw, 0), 3), np.uint8)
         if lw <= 0 or lh <= 0:
             return out
-        ds = self.level_downsamples[level]
-        level_w, level_h = self._backend.level_dimensions[level]
+        ds = self.level_downsamples[level] * scale
+        if scale == 1:
+            level_w, level_h = self._backend.level_dimensions[level]
+        else:
+            level_w, level_h = self._backend.scaled_levels(level)[scale]
         vx0 = max(0, round(self.offset[0] / ds))
         vy0 = max(0, round(self.offset[1] / ds))
         vx1 = min(level_w, round((self.offset[0] + self.dimensions[0]) / ds))
@@ -171,7 +181,7 @@ class Slide:
             out.fill(WHITE)
         dst = out[iy0 - ly : iy1 - ly, ix0 - lx : ix1 - lx]
         try:
-            self._backend.read_level(level, ix0, iy0, ix1 - ix0, iy1 - iy0, out=dst, cache=cache)
+            self._backend.read_level(level, ix0, iy0, ix1 - ix0, iy1 - iy0, out=dst, cache=cache, scale=scale)
         except SlideError:
             raise
         except Exception as err:
@@ -198,11 +208,32 @@ class Slide:
                 best = i
         return best
 
+    def dct_scale(self, downsample: float) -> int:
+        """The JPEG reduction (2, 4 or 8) ``resample="fast"`` decodes at for this level-0 px per output px.
+
+        Only where the best level's JPEG tiles allow it and the shrink left on that level is that
+        factor (within :data:`LEVEL_TOLERANCE`), so the reduced tiles are copied, not resampled
+        again: a second resize of the reduced pixels (2.4x = 1/2 then 1.2x) averaged 2-4x farther
+        from a true area average than ``exact`` (``benchmarks/bench_tiling.py``, jpeg section). Else 1.
+        """
+        level = self.best_level(downsample)
+        left = downsample / self.level_downsamples[level]
+        fits = (k for k in self._backend.scaled_levels(level) if abs(left / k - 1) <= LEVEL_TOLERANCE)
+        return max(fits, default=1)
+
     def read_scaled(
-        self, x: float, y: float, w: float, h: float, out_px: int | tuple[int, int]
+        self,
+        x: float,
+        y: float,
+        w: float,
+        h: float,
+        out_px: int | tuple[int, int],
+        *,
+        resample: str = "exact",
     ) -> np.ndarray:
         """Level-0 float rectangle resampled once from the best level to ``out_px`` (w, h)."""
-        tile: np.ndarray = self.read_scaled_batch(np.array([[x, y, w, h]], np.float64), out_px)[0]
+        coords = np.array([[x, y, w, h]], np.float64)
+        tile: np.ndarray = self.read_scaled_batch(coords, out_px, resample=resample)[0]
         return tile
 
     def read_scaled_batch(
@@ -211,13 +242,19 @@ class Slide:
         out_px: int | tuple[int, int],
         out: np.ndarray | None = None,
         shared: SharedTiles | None = None,
+        *,
+        resample: str = "exact",
     ) -> np.ndarray:
         """Several level-0 rectangles (N, 4) of equal size, read as ONE block then resampled each.
 
         Meant for spatially close tiles (a tiler's batch): the block covering them is decoded once.
         ``shared`` (one per image, given to every batch) keeps the decoded tiles on the block's
-        edge for the batches beside it, so they are not decoded twice.
+        edge for the batches beside it, so they are not decoded twice. ``resample="fast"`` lets
+        JPEG levels be decoded at 1/2, 1/4 or 1/8 first when the shrink allows (:meth:`dct_scale`);
+        ``"exact"`` always decodes full size.
         """
+        if resample not in RESAMPLE_MODES:
+            raise ValueError(f"resample must be one of {', '.join(RESAMPLE_MODES)}, got {resample!r}")
         out_w, out_h = _as_pair(out_px)
         coords = np.asarray(coords, np.float64).reshape(-1, 4)
         if out is None:
@@ -232,22 +269,25 @@ class Slide:
         if w <= 0 or h <= 0 or out_w <= 0 or out_h <= 0:
             raise SlideError(f"{self.path}: empty region or output size ({w}x{h} -> {out_w}x{out_h})")
         level = self.best_level(min(w / out_w, h / out_h))
-        ds = self.level_downsamples[level]
+        scale = self.dct_scale(min(w / out_w, h / out_h)) if resample == "fast" else 1
+        ds = self.level_downsamples[level] * scale
         fx0 = (coords[:, 0] + self.offset[0]) / ds
         fy0 = (coords[:, 1] + self.offset[1]) / ds
         fx1 = (coords[:, 0] + coords[:, 2] + self.offset[0]) / ds
         fy1 = (coords[:, 1] + coords[:, 3] + self.offset[1]) / ds
-        cache = TileCache(shared, level)
+        cache = TileCache(shared, level, scale)
         if _is_identity(fx0, fy0, fx1, fy1, out_w, out_h) or _unit_scale(fx0, fy0, fx1, fy1, out_w, out_h):
             # Copies at the level's own scale (within 0.5 %): decode straight into the output, each
             # tile centred on its box, so no pixel is more than half a level pixel from where a
             # resampling would have put it.
             lx_all, ly_all = _centred(fx0, fx1, out_w), _centred(fy0, fy1, out_h)
             for i in range(len(coords)):
-                self._level_rect(level, int(lx_all[i]), int(ly_all[i]), out_w, out_h, out=out[i], cache=cache)
+                self._level_rect(
+                    level, int(lx_all[i]), int(ly_all[i]), out_w, out_h, out=out[i], cache=cache, scale=scale
+                )
             return out
         factor = _integer_factor(fx0, fy0, fx1, fy1, out_w, out_h)
-        if factor > 1 and self._reduce_batch(level, factor, fx0, fy0, fx1, fy1, out, cache):
+        if factor > 1 and self._reduce_batch(level, factor, fx0, fy0, fx1, fy1, out, cache, scale):
             return out
         # Shrinking with an area filter needs no pixels outside the box; bicubic enlarging does.
         margin = 0 if (fx1[0] - fx0[0]) >= out_w - 1e-6 and (fy1[0] - fy0[0]) >= out_h - 1e-6 else 2
@@ -259,7 +299,9 @@ class Slide:
             if len(coords) > 1:  # the batch's common block is too big: read its tiles one by one
                 for i in range(len(coords)):
                     one = out[i : i + 1]
-                    self.read_scaled_batch(coords[i : i + 1], (out_w, out_h), out=one, shared=shared)
+                    self.read_scaled_batch(
+                        coords[i : i + 1], (out_w, out_h), out=one, shared=shared, resample=resample
+                    )
                 return out
             raise SlideError(
                 f"{self.path}: one {w:.0f} x {h:.0f} px tile needs a {ix1 - ix0} x {iy1 - iy0} px read at "
@@ -267,7 +309,14 @@ class Slide:
                 "reduction asked for; use smaller tiles in µm or a pyramidal copy of the slide"
             )
         pixels = self._level_rect(
-            level, ix0, iy0, ix1 - ix0, iy1 - iy0, out=_scratch(iy1 - iy0, ix1 - ix0), cache=cache
+            level,
+            ix0,
+            iy0,
+            ix1 - ix0,
+            iy1 - iy0,
+            out=_scratch(iy1 - iy0, ix1 - ix0),
+            cache=cache,
+            scale=scale,
         )
         if _resample_as_mosaic(pixels, fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0, out):
             return out
@@ -279,27 +328,37 @@ class Slide:
 
     def _reduce_batch(
         self, level: int, k: int, fx0: np.ndarray, fy0: np.ndarray, fx1: np.ndarray, fy1: np.ndarray,
-        out: np.ndarray, cache: TileCache,
+        out: np.ndarray, cache: TileCache, scale: int = 1,
     ) -> bool:  # fmt: skip
         """Shrink by a whole factor ``k`` (within 0.5 %) with Pillow's ``reduce``: k x k means.
 
         ``reduce`` costs a fraction of a general resize. Each tile's k*size window is centred on its
-        box, so it sits at most half a level pixel (plus the 0.5 % scale difference) from it.
-        Returns False (nothing written) when the common block would be too big.
+        box, so it sits at most half a level pixel (plus the 0.5 % scale difference) from it. Only
+        the union of the windows is decoded (tiles on a whole-pixel grid touch no source tile
+        beyond their own), and each window goes to Pillow on its own through one reused buffer:
+        handing Pillow the whole block made it allocate ~4x the block's bytes afresh per batch,
+        whose page faults cost ~15-25 % of the batch. Returns False (nothing written) when the
+        common block would be too big.
         """
         out_h, out_w = out.shape[1:3]
+        wx, wy = k * out_w, k * out_h
         margin = k + math.ceil(k * max(out_w, out_h) * LEVEL_TOLERANCE)
         ix0, iy0 = math.floor(float(fx0.min())) - margin, math.floor(float(fy0.min())) - margin
         bw, bh = math.ceil(float(fx1.max())) + margin - ix0, math.ceil(float(fy1.max())) + margin - iy0
         if bw * bh * 3 > MAX_READ_BYTES:
             return False
-        block = Image.fromarray(self._level_rect(level, ix0, iy0, bw, bh, out=_scratch(bh, bw), cache=cache))
-        wx, wy = k * out_w, k * out_h
         lx = np.clip(_centred(fx0 - ix0, fx1 - ix0, wx), 0, bw - wx)
         ly = np.clip(_centred(fy0 - iy0, fy1 - iy0, wy), 0, bh - wy)
+        sx, sy = int(lx.min()), int(ly.min())  # the windows' union, in block coordinates
+        uw, uh = int(lx.max()) + wx - sx, int(ly.max()) + wy - sy
+        block = self._level_rect(
+            level, ix0 + sx, iy0 + sy, uw, uh, out=_scratch(uh, uw), cache=cache, scale=scale
+        )
+        window = np.empty((wy, wx, 3), np.uint8)
         for i in range(len(out)):
-            x, y = int(lx[i]), int(ly[i])
-            out[i] = np.asarray(block.reduce(k, box=(x, y, x + wx, y + wy)))
+            x, y = int(lx[i]) - sx, int(ly[i]) - sy
+            window[...] = block[y : y + wy, x : x + wx]
+            out[i] = np.asarray(Image.fromarray(window).reduce(k))
         return True
 
     def thumbnail(self, max_px: int = 1024) -> tuple[np.ndarray, float]:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from histobridge.errors import CalibrationError, InputError
+from histobridge.slides.slide import RESAMPLE_MODES
 from histobridge.tiling._shards import COMPRESSIONS, DEFAULT_COMPRESSION
 from histobridge.tiling.regions import RegionOptions
 
@@ -24,7 +25,10 @@ class TilingOptions:
     ``replace`` lets a run replace groups written with another tile size (refused otherwise);
     ``closed_lines_as_areas`` reads closed outlines (LineStrings) as areas. ``compression`` is the
     tiles' codec, ``"lz4"`` (Blosc) or ``"none"``; it changes bytes on disk, never pixels, so a rerun
-    with another one finds the images up to date.
+    with another one finds the images up to date. ``resample`` is ``"exact"`` (every source pixel
+    decoded, then the area filter) or ``"fast"``: JPEG-tiled levels shrunk 2x or more are decoded
+    at 1/2, 1/4 or 1/8 by the JPEG decoder's scaled IDCT first (docs/tiling.md gives its cost and
+    its difference from ``exact``).
     """
 
     classes: tuple[str, ...] | None = None
@@ -39,6 +43,7 @@ class TilingOptions:
     replace: bool = False
     closed_lines_as_areas: bool = False
     compression: str = DEFAULT_COMPRESSION
+    resample: str = "exact"
 
     def __post_init__(self) -> None:
         lo, hi = self.mpp_range
@@ -63,6 +68,8 @@ class TilingOptions:
         if self.compression not in COMPRESSIONS:
             choices = ", ".join(COMPRESSIONS)
             raise InputError(f"--compression must be one of {choices}, got {self.compression!r}")
+        if self.resample not in RESAMPLE_MODES:
+            raise InputError(f"--resample must be one of {', '.join(RESAMPLE_MODES)}, got {self.resample!r}")
         if self.classes is not None and not self.classes:
             raise InputError("an empty class list selects nothing; leave it out to tile every class")
 

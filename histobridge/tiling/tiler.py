@@ -117,10 +117,12 @@ def read_batch(
     stride: float,
     out: np.ndarray | None = None,
     shared: SharedTiles | None = None,
+    resample: str = "exact",
 ) -> np.ndarray:
     """Read tiles of one batch, one decoded block per spatial cell the batch touches.
 
-    ``shared`` (one per image) hands decoded source tiles on a block's edge to the next batches.
+    ``shared`` (one per image) hands decoded source tiles on a block's edge to the next batches;
+    ``resample`` is :meth:`Slide.read_scaled_batch`'s (``"fast"``: JPEG DCT scaling allowed).
     """
     if out is None:
         out = np.empty((len(coords), tile_px, tile_px, 3), np.uint8)
@@ -129,11 +131,11 @@ def read_batch(
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     if len(np.unique(keys)) == len(starts):  # each cell's tiles are contiguous (spatial order)
         for a, b in zip(starts, np.r_[starts[1:], len(keys)], strict=True):
-            slide.read_scaled_batch(coords[a:b], tile_px, out=out[a:b], shared=shared)
+            slide.read_scaled_batch(coords[a:b], tile_px, out=out[a:b], shared=shared, resample=resample)
         return out
     for key in np.unique(keys):
         sel = np.nonzero(keys == key)[0]
-        out[sel] = slide.read_scaled_batch(coords[sel], tile_px, shared=shared)
+        out[sel] = slide.read_scaled_batch(coords[sel], tile_px, shared=shared, resample=resample)
     return out
 
 
@@ -277,6 +279,7 @@ def _tile_image(job: _Job) -> TiledImage:
             "backend": slide.backend, "regions": [r.record() for r in regions], "slide_sha": slide_sha,
             "slide_size": slide_size, "tile_l0_px": tile_l0, "stride_l0_px": stride_l0,
             "level": slide.best_level(tile_l0 / job.spec.tile_px), "compression": job.options.compression,
+            "resample": job.options.resample, "jpeg_scale": _jpeg_scale(job, slide, tile_l0),
         }  # fmt: skip
         _write_group(job, slide, attrs, coords, labels, region_idx, stride_l0)
     return record(ImageOutcome(entry_id, name, "done", len(coords)))
@@ -289,8 +292,13 @@ def _write_group(
     """Write one image's group; a write the file system refuses becomes one :class:`StoreError`."""
     try:
         writer = GroupWriter(
-            job.store_path, str(job.entry.entry_id), len(coords), job.spec.tile_px, attrs,
-            replace=job.options.replace, compression=job.options.compression,
+            job.store_path,
+            str(job.entry.entry_id),
+            len(coords),
+            job.spec.tile_px,
+            attrs,
+            replace=job.options.replace,
+            compression=job.options.compression,
         )
     except HistobridgeError:
         raise
@@ -331,15 +339,31 @@ def _store_error(store: Path, err: OSError) -> StoreError:
     return _StoreWriteError(f"{store}: cannot write the tile store: {what}{where}")
 
 
+def _jpeg_scale(job: _Job, slide: Slide, tile_l0: float) -> int:
+    """The JPEG decoder's reduction the tiles are read at: 1 unless ``resample="fast"`` could use one."""
+    if job.options.resample != "fast":
+        return 1
+    return slide.dct_scale(tile_l0 / job.spec.tile_px)
+
+
 def _params(job: _Job, slide: Slide, regions: Sequence[Region], class_names: list[str]) -> dict[str, Any]:
-    """Everything that decides a group's content: a rerun with equal params can skip the image."""
+    """Everything that decides a group's content: a rerun with equal params can skip the image.
+
+    The resampling mode counts only where it changes pixels (``fast`` on a JPEG level shrunk 2x or
+    more), so groups made before the option existed, or where ``fast`` equals ``exact``, stay valid.
+    """
     spec, opts = job.spec, job.options
-    return {
+    tile_l0 = spec.level0(slide.mpp)[0]
+    params = {
         "tile_px": spec.tile_px, "tile_um": spec.tile_um, "stride_px": spec.stride_px,
         "min_coverage": spec.min_coverage, "tissue": opts.tissue, "whole_tissue": opts.whole_tissue,
         "classes": class_names, "mpp": slide.mpp, "offset": list(slide.offset),
         "dimensions": list(slide.dimensions), "regions_sha": _regions_sha(regions),
     }  # fmt: skip
+    scale = _jpeg_scale(job, slide, tile_l0)
+    if scale > 1:
+        params["resample"] = f"fast-jpeg-1/{scale}"
+    return params
 
 
 MIN_UNIT_TILES = 8  # below this a work unit costs more in overhead than it gains in parallelism
@@ -397,7 +421,9 @@ def _write_tiles(job: _Job, slide: Slide, writer: GroupWriter, coords: np.ndarra
         shard = shards[a // writer.shard]
         tiles = shard.buffer()
         part = tiles[a - shard.start : b - shard.start]
-        read_batch(slide, coords[a:b], tile_px, stride, out=part, shared=shared)
+        read_batch(
+            slide, coords[a:b], tile_px, stride, out=part, shared=shared, resample=job.options.resample
+        )
         if not shard.part_done():
             return 0
         writer.write_tiles(shard.start, tiles)

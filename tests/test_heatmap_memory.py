@@ -78,3 +78,45 @@ def test_heap_kept_for_reuse_stops_refaulting_freed_activations() -> None:
     # pages freed by one call serve the next
     assert int(kept) * 5 < int(plain)
     assert float(after) < float(held) - 16  # handed back when the outermost block ended
+
+
+def test_every_model_call_of_an_inference_runs_with_the_heap_kept(tmp_path, monkeypatch) -> None:
+    """infer_tiles wraps all its model calls, and only them, in one heap_kept_for_reuse block."""
+    import contextlib
+
+    import numpy as np
+
+    from histobridge.heatmap import inference
+    from histobridge.models.classifier import load_classifier
+    from tests._heatmap_helpers import ColourNet, config_dict, save_model
+
+    clf = load_classifier(save_model(tmp_path, ColourNet(), config_dict()))
+    state = {"inside": 0, "blocks": 0}
+    seen: list[int] = []
+
+    @contextlib.contextmanager
+    def recording():
+        state["inside"] += 1
+        state["blocks"] += 1
+        try:
+            yield True
+        finally:
+            state["inside"] -= 1
+
+    real = clf.predict_batch
+
+    def predict_batch(batch, passes=0):
+        seen.append(state["inside"])
+        return real(batch, passes)
+
+    class Slide:
+        def read_scaled(self, x, y, w, h, out_px):
+            return np.full((out_px, out_px, 3), int(x) % 256, np.uint8)
+
+    monkeypatch.setattr(inference, "heap_kept_for_reuse", recording)
+    monkeypatch.setattr(clf, "predict_batch", predict_batch)
+    coords = np.zeros((40, 4))
+    coords[:, 0], coords[:, 2:] = np.arange(40), 64.0
+    res = inference.infer_tiles(Slide(), coords, clf, batch_size=8, workers=2)
+    assert len(res.probs) == 40 and len(seen) >= 5
+    assert seen == [1] * len(seen) and state == {"inside": 0, "blocks": 1}

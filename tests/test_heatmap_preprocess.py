@@ -64,6 +64,26 @@ def test_in_place_equals_generic_preprocess_bit_for_bit(transform):
     assert torch.equal(got_cl, want)  # the same values, only stored NHWC
 
 
+def test_stain_normalisation_runs_per_chunk_as_the_generic_path_does():
+    import json
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "sample_projects/skin/models/classifier/config.json"
+    stain = next(t for t in json.loads(shipped.read_text())["transform"] if t["name"] == "StainNormalize")
+    for transform in ([stain, {"name": "ToTensor"}, NORMALISE], [{"name": "ToTensor"}, stain, NORMALISE]):
+        clf = _clf(transform)
+        steps = in_place_steps(clf)
+        assert steps is not None and [op for op, _ in steps].count("stain") == 1
+        tiles = np.random.default_rng(2).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+        want = clf.preprocess(tiles)
+        for buf in (torch.empty(8, 3, 16, 16), channels_last_buffer(8, 16)):
+            whole = preprocess_into(tiles, buf, steps).clone()
+            torch.testing.assert_close(whole, want, rtol=0, atol=1e-5)
+            halves = torch.cat([preprocess_into(tiles[:3], buf, steps).clone(),
+                                preprocess_into(tiles[3:], buf, steps).clone()])
+            torch.testing.assert_close(halves, want, rtol=0, atol=1e-5)
+
+
 def test_shape_changing_resize_uses_the_generic_path():
     clf = _clf([{"name": "Resize", "arguments": {"size": 8}}, {"name": "ToTensor"}])
     assert in_place_steps(clf) is None

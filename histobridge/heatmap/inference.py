@@ -85,9 +85,13 @@ def in_place_steps(classifier: TileClassifier) -> list[tuple[str, Any]] | None:
 
     px = classifier.config.patch_size_pixels
     steps: list[tuple[str, Any]] = []
+    scale = 255.0  # pixel scale before ToTensor; stain normalisation works on [0, 1]
     for step in classifier.config.transform:
         if step.name == "ToTensor":
             steps.append(("div", 255.0))
+            scale = 1.0
+        elif step.name == "StainNormalize":  # per tile, so a chunk gives what the whole batch gives
+            steps.append(("stain", (step.arguments, scale)))
         elif step.name == "Resize":
             size = step.arguments["size"]
             hw = (size, size) if isinstance(size, int) else (size[0], size[1])
@@ -120,6 +124,12 @@ def preprocess_into(tiles: np.ndarray, out: torch.Tensor, steps: Sequence[tuple[
         width = tiles.shape[2]
         target = x.permute(0, 2, 3, 1).view(n * tiles.shape[1], width * 3)
     for op, arg in steps:
+        if op == "stain":
+            from histobridge.models.stain import apply
+
+            arguments, scale = arg
+            x.copy_(apply(x / scale, arguments) * scale)
+            continue
         if width and isinstance(arg, torch.Tensor):
             arg = arg.reshape(3).repeat(width)
         if op == "div":

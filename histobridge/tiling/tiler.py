@@ -252,7 +252,8 @@ def _tile_image(job: _Job) -> TiledImage:
             regions, class_names = _regions_or_skip(job, slide)
         except _Skip as why:
             return record(ImageOutcome(entry_id, name, "skipped", reason=str(why)))
-        params = _params(job, slide, regions, class_names)
+        jpeg_scale = _jpeg_scale(job, slide, tile_l0)
+        params = _params(job, slide, regions, class_names, jpeg_scale)
         slide_sha, slide_size = slide_fingerprint(Path(slide.path))
         if _matches(job.store_path, str(entry_id), params, slide_sha):
             count = _count(job.store_path, str(entry_id))
@@ -279,7 +280,7 @@ def _tile_image(job: _Job) -> TiledImage:
             "backend": slide.backend, "regions": [r.record() for r in regions], "slide_sha": slide_sha,
             "slide_size": slide_size, "tile_l0_px": tile_l0, "stride_l0_px": stride_l0,
             "level": slide.best_level(tile_l0 / job.spec.tile_px), "compression": job.options.compression,
-            "resample": job.options.resample, "jpeg_scale": _jpeg_scale(job, slide, tile_l0),
+            "resample": job.options.resample, "jpeg_scale": jpeg_scale,
         }  # fmt: skip
         _write_group(job, slide, attrs, coords, labels, region_idx, stride_l0)
     return record(ImageOutcome(entry_id, name, "done", len(coords)))
@@ -346,23 +347,24 @@ def _jpeg_scale(job: _Job, slide: Slide, tile_l0: float) -> int:
     return slide.dct_scale(tile_l0 / job.spec.tile_px)
 
 
-def _params(job: _Job, slide: Slide, regions: Sequence[Region], class_names: list[str]) -> dict[str, Any]:
+def _params(
+    job: _Job, slide: Slide, regions: Sequence[Region], class_names: list[str], jpeg_scale: int
+) -> dict[str, Any]:
     """Everything that decides a group's content: a rerun with equal params can skip the image.
 
     The resampling mode counts only where it changes pixels (``fast`` on a JPEG level shrunk 2x or
-    more), so groups made before the option existed, or where ``fast`` equals ``exact``, stay valid.
+    more: ``jpeg_scale`` > 1), so groups made before the option existed, or where ``fast`` equals
+    ``exact``, stay valid.
     """
     spec, opts = job.spec, job.options
-    tile_l0 = spec.level0(slide.mpp)[0]
     params = {
         "tile_px": spec.tile_px, "tile_um": spec.tile_um, "stride_px": spec.stride_px,
         "min_coverage": spec.min_coverage, "tissue": opts.tissue, "whole_tissue": opts.whole_tissue,
         "classes": class_names, "mpp": slide.mpp, "offset": list(slide.offset),
         "dimensions": list(slide.dimensions), "regions_sha": _regions_sha(regions),
     }  # fmt: skip
-    scale = _jpeg_scale(job, slide, tile_l0)
-    if scale > 1:
-        params["resample"] = f"fast-jpeg-1/{scale}"
+    if jpeg_scale > 1:
+        params["resample"] = f"fast-jpeg-1/{jpeg_scale}"
     return params
 
 

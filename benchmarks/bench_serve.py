@@ -97,7 +97,6 @@ def main() -> None:
     from histobridge.demo.run import sample_model_paths
     from histobridge.heatmap.pipeline import (
         HeatmapOptions,
-        entry_annotations,
         heatmap_regions,
         predict_regions,
         run_heatmap,
@@ -122,7 +121,7 @@ def main() -> None:
     entry = proj.images[0]
     with entry.open_slide() as slide:
         thumb = slide.thumbnail(options.thumbnail_px)
-        regions, _ = heatmap_regions(entry_annotations(proj, entry), thumb, options)
+        regions, _ = heatmap_regions(proj.annotations(entry), thumb, options)
         t0 = time.perf_counter()
         pred = predict_regions(slide, regions, clf, stride_div=args.stride, workers=options.workers)
         infer_rate = len(pred) / (time.perf_counter() - t0)

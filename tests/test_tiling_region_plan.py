@@ -10,7 +10,7 @@ import pytest
 from shapely.geometry import box
 
 from histobridge.errors import InputError
-from histobridge.heatmap.pipeline import HeatmapOptions, entry_annotations, heatmap_regions
+from histobridge.heatmap.pipeline import HeatmapOptions, heatmap_regions
 from histobridge.qupath.annotations import Annotation, AnnotationSet
 from histobridge.qupath.project import Project
 from histobridge.tiling import TileSpec, tile_project
@@ -161,7 +161,7 @@ def test_tiler_and_heatmap_plan_identical_regions_on_the_sample(
         (group,) = open_store(store).groups()
         with entry.open_slide() as slide:
             options = HeatmapOptions(write_back="none", **choice)  # type: ignore[arg-type]
-            heat, notes = heatmap_regions(entry_annotations(project, entry), slide.thumbnail(1024), options)
+            heat, notes = heatmap_regions(project.annotations(entry), slide.thumbnail(1024), options)
             collected, names = collect_regions(project, entry, slide, **choice)  # type: ignore[arg-type]
         assert group.attrs["regions"] == [r.record() for r in heat], choice
         assert len(collected) == len(heat) > 0 and group.classes == names

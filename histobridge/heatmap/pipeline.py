@@ -302,32 +302,6 @@ def check_classifier(
 # ------------------------------------------------------------------------------------------ project
 
 
-def entry_annotations(
-    project: Project, entry: ImageEntry, *, closed_lines_as_areas: bool = False
-) -> AnnotationSet:
-    """The entry's annotations; an error naming the file when one exists but cannot be read.
-
-    Without this check an unreadable export would look like "no annotations" and the whole tissue
-    would be classified instead.
-    """
-    from histobridge.qupath import layout
-
-    found = project.annotations(entry, closed_lines_as_areas=closed_lines_as_areas)
-    if found.source == "none":
-        stored = [
-            layout.qpdata_path(project.folder, entry.entry_id),
-            *layout.annotation_candidates(project.folder, entry.entry_id),
-        ]
-        unreadable = [p for p in stored if p.is_file()]
-        if unreadable:
-            why = "; ".join(found.notes) or "unreadable"
-            raise AnnotationError(
-                f"{unreadable[0]}: annotations of image {entry.entry_id} ({entry.name!r}) "
-                f"exist but cannot be read: {why}"
-            )
-    return found
-
-
 def heatmap_regions(
     annotations: AnnotationSet,
     thumbnail: tuple[np.ndarray, float],
@@ -383,7 +357,7 @@ def heatmap_entry(
 
     t0 = time.perf_counter()
     eid, name = str(entry.entry_id), entry.name
-    annotations = entry_annotations(project, entry, closed_lines_as_areas=options.closed_lines_as_areas)
+    annotations = project.annotations(entry, closed_lines_as_areas=options.closed_lines_as_areas)
     with entry.open_slide(mpp=options.mpp_override, fill_mpp=options.mpp) as slide:
         thumb = slide.thumbnail(options.thumbnail_px)
         regions, notes = heatmap_regions(annotations, thumb, options)

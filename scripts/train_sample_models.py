@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="Share of fake batches drawn with the constant noise buffers.")
     ap.add_argument("--gan-ema-kimg", type=float, default=1.0, help="G_ema half-life (kimg).")
     ap.add_argument("--gan-snapshot-kimg", type=float, default=2.0)
+    ap.add_argument("--gan-lr", type=float, default=0.0025, help="Learning rate of G and D.")
+    ap.add_argument("--gan-keep-snapshots", action="store_true",
+                    help="Export G_ema at every snapshot into WORK/gan/snapshots/.")
     ap.add_argument("--device", default="auto", help="GAN training device (auto: CUDA when present).")
     ap.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"))
     ap.add_argument("--gan-data", type=Path, help="Train the GAN from this .npz (no project, no tiling).")
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                                  channel_max=recipe.channel_max, const_noise=args.gan_const_noise,
                                  batch=args.gan_batch, kimg=args.gan_kimg, minutes=args.gan_minutes,
                                  device=args.device, amp=args.amp, ema_kimg=args.gan_ema_kimg,
-                                 snapshot_kimg=args.gan_snapshot_kimg)
+                                 snapshot_kimg=args.gan_snapshot_kimg, lr_g=args.gan_lr, lr_d=args.gan_lr,
+                                 keep_snapshots=args.gan_keep_snapshots)
         res = train_gan(data, work / "gan", gan_cfg, init=args.gan_init)
         print(f"GAN at {res.kimg:.1f} kimg after {res.seconds / 60:.1f} min (finished: {res.finished})")
         export_generator(work / "gan", args.models / "generator")

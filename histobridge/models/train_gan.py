@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 GENERATOR_NAME = "generator"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class GanTrainConfig:
     kimg: float = 60.0
     minutes: float | None = None
     snapshot_kimg: float = 2.0
+    keep_snapshots: bool = False  # also export G_ema at every snapshot into snapshots/ (for choosing one)
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"  # auto | off | bf16 | fp16
@@ -334,7 +336,9 @@ def save_grid(
         Image.fromarray(np.concatenate(rows, axis=0)).save(fh, format="PNG")
 
 
-def export_generator(G_ema: Generator, data: TileArrays, out_dir: Path) -> Path:
+def export_generator(
+    G_ema: Generator, data: TileArrays, out_dir: Path, name: str = GENERATOR_NAME
+) -> Path:
     """Write the histobridge generator format (safetensors + JSON) with class names and tile size."""
     from histobridge.models.checkpoints import save_generator
 
@@ -342,7 +346,7 @@ def export_generator(G_ema: Generator, data: TileArrays, out_dir: Path) -> Path:
         class_names=tuple(data.class_names), tile_px=G_ema.img_resolution, tile_um=data.tile_um,
         source="histobridge train gan", variant="histobridge",
     )
-    path = out_dir / GENERATOR_NAME
+    path = out_dir / name
     save_generator(G_ema, path)
     return path
 
@@ -450,6 +454,9 @@ def _snapshot(
 ) -> None:
     save_checkpoint(st, cfg, data, out_dir / CHECKPOINT)
     save_grid(st.G_ema, data.class_names, out_dir / "samples" / f"grid-{st.nimg:08d}img.png")
+    if cfg.keep_snapshots:
+        (out_dir / SNAPSHOTS).mkdir(exist_ok=True)
+        export_generator(st.G_ema, data, out_dir / SNAPSHOTS, f"generator-{st.nimg:08d}img")
     with open(log_path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(stats) + "\n")
     write_json(out_dir / "training.json", {

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,10 @@ MAX_SHUFFLED = 0.65
 CLASSIFIER_RECIPE: dict[str, Any] = {"stain_norm": "reinhard", "stain_scale": 0.5, "stain_shift": 0.1,
                                      "grayscale": 0.3}
 MONTAGE = "generator/samples.png"
+# Generators are chosen on seeds 10000… and another draw of real tiles; the report renders seeds 0….
+SELECTION_SEEDS = 10_000
+SELECTION_REAL_SEED = 1
+REALISM_MEASURES = ("precision", "recall", "density", "coverage")
 
 
 def heldout_from_store(
@@ -164,11 +169,13 @@ def synthetic_agreement(G: Generator, classifier: TileClassifier, seeds: int) ->
 
 
 def generator_realism(
-    G: Generator, store: str | os.PathLike[str], *, seeds: int = 200, k: int = 3
+    G: Generator, store: str | os.PathLike[str], *, seeds: int = 200, k: int = 3, first_seed: int = 0,
+    real_seed: int = 0,
 ) -> dict[str, Any]:
-    """Per class: realism of ``seeds`` generated tiles (constant noise, as seeds are rendered) against
-    up to as many real tiles of that class from a store tiled at the generator's size, with the
-    real-vs-real split-half ceiling beside them (histobridge.synthetic.realism says which features)."""
+    """Per class: realism of ``seeds`` generated tiles (seeds ``first_seed…``, constant noise, as seeds
+    are rendered) against up to as many real tiles of that class (drawn with ``real_seed``) from a
+    store tiled at the generator's size, with the real-vs-real split-half ceiling beside them
+    (histobridge.synthetic.realism says which features). ``score`` is :func:`realism_score`."""
     from histobridge.models.training_data import load_tiles
     from histobridge.synthetic.realism import realism, split_half_ceiling
     from histobridge.synthetic.synthesis import generate
@@ -177,17 +184,57 @@ def generator_realism(
     if real.tile_px != G.img_resolution or real.tile_um != G.meta.tile_um:
         raise InputError(f"{store}: tiles of {real.tile_px} px over {real.tile_um} µm, but the generator "
                          f"makes {G.img_resolution} px over {G.meta.tile_um} µm")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(real_seed)
     out: dict[str, Any] = {}
     for name in (n for n in G.meta.class_names if n in real.class_names):
         tiles = real.tiles[real.labels == real.class_names.index(name)]
         tiles = tiles[rng.choice(len(tiles), min(seeds, len(tiles)), replace=False)]
-        synthetic = generate(G, range(seeds), name).raw
+        synthetic = generate(G, range(first_seed, first_seed + seeds), name).raw
         measured = realism(tiles, synthetic, k=k).summary()
-        out[name] = {key: measured[key] for key in ("precision", "recall", "density", "coverage")}
+        out[name] = {key: measured[key] for key in REALISM_MEASURES}
         out[name]["real_split_half"] = split_half_ceiling(tiles, k=k)
         out[name]["real_tiles"] = len(tiles)
-    return {"per_class": out, "seeds": seeds, "k": k, "noise_mode": "const"}
+    return {"per_class": out, "seeds": seeds, "first_seed": first_seed, "real_seed": real_seed, "k": k,
+            "noise_mode": "const", "score": realism_score(out)}
+
+
+def realism_score(per_class: dict[str, dict[str, float]]) -> float:
+    """One number to rank generators by: the mean over classes of precision, recall, density (capped
+    at 1, since above 1 it rewards crowding onto common real tiles) and coverage. Real tiles against
+    real tiles score about 0.9 on the sample."""
+    if not per_class:
+        return 0.0
+    parts = [np.mean([r["precision"], r["recall"], min(r["density"], 1.0), r["coverage"]])
+             for r in per_class.values()]
+    return float(np.mean(parts))
+
+
+def choose_generator(
+    candidates: list[Path], store: str | os.PathLike[str], classifier: TileClassifier, *, seeds: int = 200,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Rank generators (``generator.json`` paths, e.g. one run's snapshots) by realism on *selection*
+    seeds and real tiles (``SELECTION_SEEDS``, ``SELECTION_REAL_SEED``), disjoint from the seeds the
+    reported evaluation renders, so the figures reported for the winner are not the ones it was
+    picked on. Only generators meeting the agreement bar (``MIN_AGREEMENT``) can win."""
+    from histobridge.models.checkpoints import load_generator
+
+    if not candidates:
+        raise InputError(f"{store}: no generators to choose from")
+    rows = []
+    for path in candidates:
+        G = load_generator(path)
+        agree = synthetic_agreement(G, classifier, seeds)["agreement"]
+        real = generator_realism(G, store, seeds=seeds, first_seed=SELECTION_SEEDS,
+                                 real_seed=SELECTION_REAL_SEED)
+        rows.append({"generator": str(path), "agreement": agree, "score": real["score"],
+                     "per_class": real["per_class"]})
+        if progress is not None:
+            progress(f"{path.name}: realism score {real['score']:.3f}, agreement {agree:.3f}")
+    eligible = [r for r in rows if r["agreement"] >= MIN_AGREEMENT]
+    best = max(eligible, key=lambda r: r["score"]) if eligible else None
+    return {"candidates": rows, "best": best["generator"] if best else None,
+            "selection_seeds": SELECTION_SEEDS, "selection_real_seed": SELECTION_REAL_SEED}
 
 
 def write_montage(
@@ -273,11 +320,13 @@ __all__ = [
     "MIN_RECOLOUR",
     "SAMPLE_CLASSES",
     "GanRecipe",
+    "choose_generator",
     "classifier_bars",
     "evaluate_sample_models",
     "form_controls_from_store",
     "generator_realism",
     "heldout_from_store",
+    "realism_score",
     "recolour_from_store",
     "synthetic_agreement",
     "write_montage",

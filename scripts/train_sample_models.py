@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gan-lr", type=float, default=0.0025, help="Learning rate of G and D.")
     ap.add_argument("--gan-keep-snapshots", action="store_true",
                     help="Export G_ema at every snapshot into WORK/gan/snapshots/.")
+    ap.add_argument("--gan-select", action="store_true",
+                    help="Rank the kept snapshots and the shipped generator by realism on selection "
+                         "seeds (evaluation.choose_generator); a snapshot replaces it only if it beats it.")
     ap.add_argument("--device", default="auto", help="GAN training device (auto: CUDA when present).")
     ap.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"))
     ap.add_argument("--gan-data", type=Path, help="Train the GAN from this .npz (no project, no tiling).")
@@ -117,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if not train_and_check(work, args.models / "classifier", cfg):
             return 1
     if not args.skip_gan or args.prepare_gan_data:
-        recipe = GAN_RECIPES[args.gan_recipe]
-        data = load_npz(args.gan_data) if args.gan_data else gan_data(project_file, work, recipe)
+        gan_recipe = GAN_RECIPES[args.gan_recipe]
+        data = load_npz(args.gan_data) if args.gan_data else gan_data(project_file, work, gan_recipe)
         print(f"GAN data: {data.counts()} at {data.tile_um} µm, {data.tile_px} px")
         if args.prepare_gan_data:
             save_npz(data, work / "gan_tiles.npz")
@@ -127,15 +130,18 @@ def main(argv: list[str] | None = None) -> int:
         # In a short run the generator takes the texture layout from its noise inputs, so seeds
         # rendered with noise_mode="const" share one layout (z sets colour and density). A share of
         # the fake batches uses the constant noise buffers to move the layout into z.
-        gan_cfg = GanTrainConfig(resolution=data.tile_px, channel_base=recipe.channel_base,
-                                 channel_max=recipe.channel_max, const_noise=args.gan_const_noise,
+        gan_cfg = GanTrainConfig(resolution=data.tile_px, channel_base=gan_recipe.channel_base,
+                                 channel_max=gan_recipe.channel_max, const_noise=args.gan_const_noise,
                                  batch=args.gan_batch, kimg=args.gan_kimg, minutes=args.gan_minutes,
                                  device=args.device, amp=args.amp, ema_kimg=args.gan_ema_kimg,
                                  snapshot_kimg=args.gan_snapshot_kimg, lr_g=args.gan_lr, lr_d=args.gan_lr,
-                                 keep_snapshots=args.gan_keep_snapshots)
+                                 keep_snapshots=args.gan_keep_snapshots or args.gan_select)
         res = train_gan(data, work / "gan", gan_cfg, init=args.gan_init)
         print(f"GAN at {res.kimg:.1f} kimg after {res.seconds / 60:.1f} min (finished: {res.finished})")
-        export_generator(work / "gan", args.models / "generator")
+        if args.gan_select:
+            select_generator(work, args.models)
+        else:
+            export_generator(work / "gan", args.models / "generator")
     return 0
 
 
@@ -199,6 +205,46 @@ def train_and_check(work: Path, dest: Path, cfg: ClassifierTrainConfig) -> bool:
     replace_dir(staged, dest)
     print(f"{dest}: replaced (all classifier bars met)")
     return True
+
+
+def select_generator(work: Path, models: Path) -> None:
+    """Put the most realistic of the run's snapshots in place of the shipped generator, if it beats it.
+
+    The ranking (``selection.json`` beside the generator) uses selection seeds and real tiles disjoint
+    from the ones ``evaluate_sample_models.py`` reports; only snapshots meeting the agreement bar count.
+    """
+    from histobridge._atomic import replace_dir, write_json
+    from histobridge.evaluation import choose_generator
+    from histobridge.models.classifier import load_classifier
+
+    gan_dir, dest = work / "gan", models / "generator"
+    store = work / "gan_tiles.zarr"
+    if not store.exists():
+        raise SystemExit(f"{store}: --gan-select needs the project tiled at the generator's size "
+                         "(not available with --gan-data)")
+    shipped = dest / "generator.json"
+    snaps = sorted((gan_dir / "snapshots").glob("generator-*img.json"))
+    candidates = ([shipped] if shipped.exists() else []) + snaps
+    ranking = choose_generator(candidates, store, load_classifier(models / "classifier", device="cpu"),
+                               progress=print)
+    best = ranking["best"]
+    if best is None or Path(best) == shipped:
+        print(f"{dest}: kept (no snapshot beat it on realism with the agreement bar met)")
+        return
+    winner = Path(best)
+    staged = dest.parent / f".{dest.name}.new"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    shutil.copy2(winner, staged / "generator.json")
+    shutil.copy2(winner.with_suffix(".safetensors"), staged / "generator.safetensors")
+    shutil.copy2(gan_dir / "training.json", staged / "training.json")
+    grid = gan_dir / "samples" / winner.name.replace("generator-", "grid-").replace(".json", ".png")
+    if grid.exists():
+        shutil.copy2(grid, staged / "training_grid.png")
+    write_json(staged / "selection.json", {**ranking, "best": winner.name, "candidates": [
+        {**row, "generator": Path(row["generator"]).name} for row in ranking["candidates"]]})
+    replace_dir(staged, dest)
+    print(f"{dest}: replaced by {winner.name} (realism ranking in {dest / 'selection.json'})")
 
 
 def export_generator(gan_dir: Path, dest: Path) -> None:

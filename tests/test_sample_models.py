@@ -145,3 +145,77 @@ def test_generator_realism_per_class_with_its_ceiling(tmp_path) -> None:
     G.meta = GanMeta(class_names=("Pink", "Other", "Purple"), tile_px=16, tile_um=40.0)
     with pytest.raises(InputError, match=r"16 px over 32\.0 µm, but the generator makes 16 px over 40\.0 µm"):
         evaluation.generator_realism(G, store, seeds=10)
+
+
+def test_realism_score_averages_the_four_measures_with_density_capped() -> None:
+    per_class = {"A": {"precision": 0.5, "recall": 0.1, "density": 3.0, "coverage": 0.2},
+                 "B": {"precision": 0.2, "recall": 0.0, "density": 0.4, "coverage": 0.2}}
+    assert evaluation.realism_score(per_class) == pytest.approx(((0.5 + 0.1 + 1.0 + 0.2) / 4 + 0.8 / 4) / 2)
+    assert evaluation.realism_score({}) == 0.0
+
+
+def _tiny_generators(folder: Path, n: int, name: str = "generator-{i:08d}img") -> list[Path]:
+    import torch
+
+    from histobridge.models.gan_format import save_generator
+    from histobridge.models.stylegan2 import GanMeta, Generator, GeneratorConfig
+
+    paths = []
+    for i in range(n):
+        torch.manual_seed(i)
+        G = Generator(GeneratorConfig(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, mapping_layers=1,
+                                      channel_base=64, channel_max=8)).eval()
+        G.meta = GanMeta(class_names=("Epidermis", "Dermis"), tile_px=16, tile_um=80.0)
+        save_generator(G, folder / name.format(i=i))
+        paths.append(folder / f"{name.format(i=i)}.json")
+    return paths
+
+
+def test_choose_generator_ranks_by_realism_on_selection_seeds(tmp_path, classifier, monkeypatch) -> None:
+    from tests._train_helpers import make_store
+
+    store = make_store(tmp_path / "s.zarr", classes=("Epidermis", "Dermis"), tiles_per_region=4, tile_um=80.0)
+    paths = _tiny_generators(tmp_path, 3)
+    calls: list[int] = []
+    real_realism = evaluation.generator_realism
+    monkeypatch.setattr(evaluation, "generator_realism",
+                        lambda *a, **kw: calls.append(kw["first_seed"]) or real_realism(*a, **kw))
+    monkeypatch.setattr(evaluation, "MIN_AGREEMENT", 0.0)
+    res = evaluation.choose_generator(paths, store, classifier, seeds=10)
+    assert calls == [evaluation.SELECTION_SEEDS] * 3  # never the seeds the report renders
+    scores = {row["generator"]: row["score"] for row in res["candidates"]}
+    assert res["best"] == max(scores, key=lambda k: scores[k])
+    for row in res["candidates"]:
+        assert row["score"] == pytest.approx(evaluation.realism_score(row["per_class"]))
+    monkeypatch.setattr(evaluation, "MIN_AGREEMENT", 1.01)  # nothing can win without the agreement bar
+    assert evaluation.choose_generator(paths, store, classifier, seeds=10)["best"] is None
+
+
+def test_rebuild_replaces_the_shipped_generator_only_with_a_better_snapshot(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    script = _rebuild_script()
+    models, work = tmp_path / "models", tmp_path / "work"
+    shutil.copytree(MODELS / "classifier", models / "classifier")
+    (models / "generator").mkdir(parents=True)
+    (work / "gan" / "snapshots").mkdir(parents=True)
+    (work / "gan_tiles.zarr").mkdir()
+    shipped = _tiny_generators(models / "generator", 1, name="generator")[0]
+    snaps = _tiny_generators(work / "gan" / "snapshots", 2)
+    (work / "gan" / "training.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in (models / "generator").iterdir()}
+
+    def ranking(best: Path):
+        return lambda candidates, *a, **kw: {
+            "candidates": [{"generator": str(c), "score": 0.0, "agreement": 1.0, "per_class": {}}
+                           for c in candidates], "best": str(best)}
+
+    monkeypatch.setattr(evaluation, "choose_generator", ranking(shipped))
+    script.select_generator(work, models)
+    assert {p.name: p.read_bytes() for p in (models / "generator").iterdir()} == before
+    monkeypatch.setattr(evaluation, "choose_generator", ranking(snaps[1]))
+    script.select_generator(work, models)
+    gen = models / "generator"
+    assert (gen / "generator.safetensors").read_bytes() == snaps[1].with_suffix(".safetensors").read_bytes()
+    assert json.loads((gen / "selection.json").read_text())["best"] == snaps[1].name
+    assert not list(models.glob(".generator*"))

@@ -40,7 +40,12 @@ def test_listings_describe_projects_images_and_models(served):
     assert models["classifier"]["kind"] == "classifier" and models["classifier"]["tile_um"] > 0
     assert models["generator"]["kind"] == "generator"
     assert models["generator"]["classes"] == ["Epidermis", "Dermis"]
-    assert "/api/classify" in client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    assert "/api/classify" in schema["paths"]
+    # the request classes of histobridge.server.operations are the bodies, descriptions included
+    body = schema["components"]["schemas"]["ClassifyRequest"]
+    assert set(body["required"]) == {"roi", "model"}
+    assert body["properties"]["model"]["description"] == "classifier id (see /api/models)"
 
 
 def test_classify_equals_the_batch_heatmap(served, tmp_path):

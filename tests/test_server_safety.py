@@ -71,7 +71,8 @@ def test_unknown_image_model_job_are_404(client):
 
 def test_bad_input_is_400_and_bad_roi_is_422(client):
     base = {"project": "skin", "image": "1", "model": "classifier"}
-    _problem(client.post("/api/classify", json={"project": "skin"}), 400)  # no roi, no model
+    doc = _problem(client.post("/api/classify", json={"project": "skin"}), 400)  # no roi, no model
+    assert "roi" in doc["detail"] and "model" in doc["detail"], doc["detail"]
     _problem(
         client.post("/api/classify?wait=30", json={**base, "roi": square(0, 0, 300), "stride_div": 3}), 400
     )

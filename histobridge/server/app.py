@@ -9,14 +9,12 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import fields
 from importlib.resources import files
 from typing import Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,71 +94,6 @@ class Guard:
 class _BodyTooLarge(Exception):
     def __init__(self, size: int) -> None:
         self.size = size
-
-
-# ------------------------------------------------------------------------------------------ bodies
-
-
-class Target(BaseModel):
-    project: str | None = Field(None, description="served project key (see /api/projects)")
-    image: str | None = Field(None, description="image entry id or name")
-    slide: str | None = Field(None, description="or: a slide path under a served folder")
-    roi: Any = Field(..., description="QuPath GeoJSON: Feature, FeatureCollection or list; holes kept")
-
-
-class ClassifyBody(Target):
-    model: str = Field(..., description="classifier id (see /api/models)")
-    stride_div: int = Field(1, description="tile overlap: stride = tile / N (1, 2 or 4)")
-    tissue: bool = Field(
-        True, description="classify only the tissue inside the ROI, as the batch heatmap does"
-    )
-    write_back: bool = Field(False, description="also merge the tiles into the project's predictions file")
-
-
-class SynthBody(Target):
-    generator: str
-    classifier: str | None = None
-    n: int = 8
-    seed: int = 0
-    class_map: dict[str, str] | None = None
-
-
-class BlendBody(BaseModel):
-    generator: str
-    seed: int = 0
-    class_from: str = "0"
-    class_to: str = "1"
-    steps: int = 9
-    classifier: str | None = None
-
-
-class LayerBlendBody(BaseModel):
-    generator: str
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    class_a: str = "0"
-    class_b: str = "1"
-    splits: list[int] | None = None
-
-
-class SeedSearchBody(BaseModel):
-    generator: str
-    classifier: str
-    seed_start: int = 0
-    count: int = 32
-    class_start: str = "0"
-    class_end: str = "1"
-    thumbnails: int = 8
-
-
-def _request(cls: type[Any], body: BaseModel) -> Any:
-    data = body.model_dump()
-    names = {f.name for f in fields(cls)}
-    kept = {
-        k: (tuple(v) if isinstance(v, list) and k in ("seeds", "splits") else v)
-        for k, v in data.items()
-        if k in names
-    }
-    return cls(**kept)
 
 
 # ------------------------------------------------------------------------------------------ app
@@ -274,34 +207,26 @@ def create_app(settings: ServerSettings, resources: Resources | None = None) -> 
 
     # -- work --------------------------------------------------------------------------------------
     @app.post("/api/classify", tags=["work"])
-    async def classify(body: ClassifyBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
+    async def classify(body: ops.ClassifyRequest = Body(...), wait: float = Query(0, ge=0)) -> Response:
         """Classify the ROI: QuPath tile features with measurements, as the batch heatmap writes them."""
-        return await answer(
-            submit("classify", ops.classify, _request(ops.ClassifyRequest, body)).job_id, wait
-        )
+        return await answer(submit("classify", ops.classify, body).job_id, wait)
 
     @app.post("/api/synthesize", tags=["work"])
-    async def synthesize(body: SynthBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
+    async def synthesize(body: ops.SynthRequest = Body(...), wait: float = Query(0, ge=0)) -> Response:
         """Real tiles of the ROI, matched synthetic tiles of its class and their class-swapped twins."""
-        return await answer(
-            submit("synthesize", ops.synthesise, _request(ops.SynthRequest, body)).job_id, wait
-        )
+        return await answer(submit("synthesize", ops.synthesise, body).job_id, wait)
 
     @app.post("/api/blend/class", tags=["generator"])
-    async def blend(body: BlendBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
-        return await answer(
-            submit("class-blend", ops.class_blend, _request(ops.BlendRequest, body)).job_id, wait
-        )
+    async def blend(body: ops.BlendRequest = Body(...), wait: float = Query(0, ge=0)) -> Response:
+        return await answer(submit("class-blend", ops.class_blend, body).job_id, wait)
 
     @app.post("/api/blend/layers", tags=["generator"])
-    async def layers(body: LayerBlendBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
-        req = _request(ops.LayerBlendRequest, body)
-        return await answer(submit("layer-blend", ops.layer_blend, req).job_id, wait)
+    async def layers(body: ops.LayerBlendRequest = Body(...), wait: float = Query(0, ge=0)) -> Response:
+        return await answer(submit("layer-blend", ops.layer_blend, body).job_id, wait)
 
     @app.post("/api/seeds", tags=["generator"])
-    async def seeds(body: SeedSearchBody = Body(...), wait: float = Query(0, ge=0)) -> Response:
-        req = _request(ops.SeedSearchRequest, body)
-        return await answer(submit("seed-search", ops.seed_search, req).job_id, wait)
+    async def seeds(body: ops.SeedSearchRequest = Body(...), wait: float = Query(0, ge=0)) -> Response:
+        return await answer(submit("seed-search", ops.seed_search, body).job_id, wait)
 
     # -- jobs --------------------------------------------------------------------------------------
     @app.get("/api/jobs/{job_id}", tags=["jobs"])

@@ -9,9 +9,10 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from histobridge.errors import AnnotationError
 from histobridge.server.jobs import JobContext
@@ -66,15 +67,16 @@ def _as_annotation(obj: Any) -> Any:
     return dataclasses.replace(obj, object_type="annotation")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RegionRequest:
     """An image of a served project (``project`` + ``image``), or a ``slide`` file under a served
-    folder, and the region of interest as QuPath GeoJSON."""
+    folder, and the region of interest as QuPath GeoJSON. The request classes are also the HTTP
+    bodies: FastAPI validates them and the descriptions go into the OpenAPI schema."""
 
-    project: str | None
-    image: str | None
-    roi: Any
-    slide: str | None = None
+    project: Annotated[str | None, Field(description="served project key (see /api/projects)")] = None
+    image: Annotated[str | None, Field(description="image entry id or name")] = None
+    slide: Annotated[str | None, Field(description="or: a slide path under a served folder")] = None
+    roi: Annotated[Any, Field(description="QuPath GeoJSON: Feature, FeatureCollection or list; holes kept")]
 
 
 def _annotation_set(res: Resources, req: RegionRequest) -> Any:
@@ -123,12 +125,16 @@ def _plan(res: Resources, req: RegionRequest, key: str, entry: Any, options: Any
 # ------------------------------------------------------------------------------------------ classify
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClassifyRequest(RegionRequest):
-    model: str = ""
-    stride_div: int = 1
-    tissue: bool = True
-    write_back: bool = False
+    model: Annotated[str, Field(description="classifier id (see /api/models)")]
+    stride_div: Annotated[int, Field(description="tile overlap: stride = tile / N (1, 2 or 4)")] = 1
+    tissue: Annotated[
+        bool, Field(description="classify only the tissue inside the ROI, as the batch heatmap does")
+    ] = True
+    write_back: Annotated[
+        bool, Field(description="also merge the tiles into the project's predictions file")
+    ] = False
 
 
 def classify(res: Resources, req: ClassifyRequest, ctx: JobContext) -> dict[str, Any]:
@@ -242,9 +248,9 @@ def _centre_inside(feature: dict[str, Any], area: Any) -> bool:
 # ------------------------------------------------------------------------------------------ synthetic
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SynthRequest(RegionRequest):
-    generator: str = ""
+    generator: str
     classifier: str | None = None
     n: int = 8
     seed: int = 0

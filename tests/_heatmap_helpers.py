@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,3 +163,15 @@ def box_mean(pixels: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> 
     total = np.einsum("y,x,yxc->c", wy, wx, block)
     area = (x1 - x0) * (y1 - y0)
     return (total + 255.0 * (area - wy.sum() * wx.sum())) / area
+
+
+def tumour_project(tmp: Path, *, half: bool = True) -> tuple[Path, Any]:
+    """The colour slide in a project with one "Tumor" annotation (its left half, or all of it), and
+    the loaded colour classifier: the set-up the write-back and locking tests share."""
+    from histobridge.models.classifier import load_classifier
+
+    slide = write_slide(tmp / "colours.tif")
+    right = SLIDE_W / 2 if half else SLIDE_W
+    ann = annotation([(0, 0), (right, 0), (right, SLIDE_H), (0, SLIDE_H)], "Tumor", "left" if half else None)
+    project = make_project(tmp / "proj", slide, [ann])
+    return project, load_classifier(save_model(tmp, ColourNet((4.0, 0.0, 4.0)), config_dict()))

@@ -10,28 +10,12 @@ from histobridge import _locks
 from histobridge._locks import FileLock
 from histobridge.errors import ProjectError
 from histobridge.heatmap.pipeline import predictions_lock, run_heatmap
-from histobridge.models.classifier import load_classifier
 from histobridge.qupath import layout
-from tests._heatmap_helpers import (
-    SLIDE_H,
-    SLIDE_W,
-    ColourNet,
-    annotation,
-    config_dict,
-    make_project,
-    save_model,
-    write_slide,
-)
+from tests._heatmap_helpers import tumour_project
 
 
 def test_second_heatmap_run_on_a_project_refuses_while_one_writes(tmp_path, monkeypatch) -> None:
-    slide = write_slide(tmp_path / "colours.tif")
-    project = make_project(
-        tmp_path / "proj",
-        slide,
-        [annotation([(0, 0), (SLIDE_W, 0), (SLIDE_W, SLIDE_H), (0, SLIDE_H)], "Tumor")],
-    )
-    model = load_classifier(save_model(tmp_path, ColourNet((4.0, 0.0, 4.0)), config_dict()))
+    project, model = tumour_project(tmp_path, half=False)
     monkeypatch.setattr(_locks, "DEFAULT_WAIT_S", 0.2)
     running = FileLock(predictions_lock(project, 1), "first run").acquire(0)
     try:

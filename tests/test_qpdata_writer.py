@@ -244,22 +244,9 @@ def test_mmap_free_reader_agrees(foci: Path) -> None:
 def test_heatmap_write_back_qpdata(tmp_path: Path) -> None:
     """``--write-back qpdata``: the heatmap's tiles land in data.qpdata; a rerun replaces them."""
     from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
-    from histobridge.models.classifier import load_classifier
-    from tests._heatmap_helpers import (
-        SLIDE_H,
-        SLIDE_W,
-        ColourNet,
-        annotation,
-        config_dict,
-        make_project,
-        save_model,
-        write_slide,
-    )
+    from tests._heatmap_helpers import tumour_project
 
-    slide = write_slide(tmp_path / "colours.tif")
-    anns = [annotation([(0, 0), (SLIDE_W / 2, 0), (SLIDE_W / 2, SLIDE_H), (0, SLIDE_H)], "Tumor", "left")]
-    project = make_project(tmp_path / "proj", slide, anns)
-    model = load_classifier(save_model(tmp_path, ColourNet((4.0, 0.0, 4.0)), config_dict()))
+    project, model = tumour_project(tmp_path)
     for _ in range(2):
         report = run_heatmap(
             project, model, tmp_path / "out", HeatmapOptions(write_back="qpdata", tissue=False)
@@ -279,22 +266,9 @@ def test_heatmap_write_back_qpdata(tmp_path: Path) -> None:
 def test_heatmap_default_write_back_uses_the_data_file_when_there_is_one(tmp_path: Path) -> None:
     """``auto``: the GeoJSON route for an image without data.qpdata, straight into it once it exists."""
     from histobridge.heatmap.pipeline import HeatmapOptions, run_heatmap
-    from histobridge.models.classifier import load_classifier
-    from tests._heatmap_helpers import (
-        SLIDE_H,
-        SLIDE_W,
-        ColourNet,
-        annotation,
-        config_dict,
-        make_project,
-        save_model,
-        write_slide,
-    )
+    from tests._heatmap_helpers import tumour_project
 
-    slide = write_slide(tmp_path / "colours.tif")
-    anns = [annotation([(0, 0), (SLIDE_W / 2, 0), (SLIDE_W / 2, SLIDE_H), (0, SLIDE_H)], "Tumor", "left")]
-    project = make_project(tmp_path / "proj", slide, anns)
-    model = load_classifier(save_model(tmp_path, ColourNet((4.0, 0.0, 4.0)), config_dict()))
+    project, model = tumour_project(tmp_path)
     first = run_heatmap(project, model, tmp_path / "o1", HeatmapOptions(tissue=False))
     geo = layout.predictions_path(project, 1)
     assert first.ok and geo.is_file() and not layout.qpdata_path(project, 1).exists()

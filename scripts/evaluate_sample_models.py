@@ -65,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"realism of generated {name}: " + ", ".join(
             f"{key} {r[key]:.2f} (real vs real {ceiling[key]:.2f})"
             for key in ("precision", "recall", "density", "coverage")))
+    rep = gen.get("realism_repeats")
+    if rep:
+        for name, r in rep["per_class"].items():
+            print(f"realism of generated {name}, {rep['repeats']} draws: " + ", ".join(
+                f"{key} {r[key]['mean']:.2f} ± {r[key]['sd']:.2f}"
+                for key in ("precision", "recall", "density", "coverage")))
+        print(f"realism score: {gen['realism']['score']:.3f}; over {rep['repeats']} draws "
+              f"{rep['score']['mean']:.3f} ± {rep['score']['sd']:.3f}")
     print(f"bars: {report['passed']}")
     return 0 if all(report["passed"].values()) else 1
 

@@ -219,3 +219,24 @@ def test_rebuild_replaces_the_shipped_generator_only_with_a_better_snapshot(tmp_
     assert (gen / "generator.safetensors").read_bytes() == snaps[1].with_suffix(".safetensors").read_bytes()
     assert json.loads((gen / "selection.json").read_text())["best"] == snaps[1].name
     assert not list(models.glob(".generator*"))
+
+
+def test_realism_repeats_include_the_standard_draw_and_give_a_spread(tmp_path) -> None:
+    import numpy as np
+
+    from histobridge.models.checkpoints import load_generator
+    from tests._train_helpers import make_store
+
+    store = make_store(tmp_path / "s.zarr", classes=("Epidermis", "Dermis"), tiles_per_region=8, tile_um=80.0)
+    G = load_generator(_tiny_generators(tmp_path, 1)[0])
+    rep = evaluation.realism_repeats(G, store, repeats=3, seeds=10)
+    draws = [evaluation.generator_realism(G, store, seeds=10)] + [  # draw 0 is the standard one
+        evaluation.generator_realism(G, store, seeds=10, first_seed=i * 1000,
+                                     real_seed=evaluation.REPEAT_REAL_SEED + i) for i in (1, 2)]
+    assert rep["repeats"] == 3 and set(rep["per_class"]) == {"Epidermis", "Dermis"}
+    for name, r in rep["per_class"].items():
+        for m in evaluation.REALISM_MEASURES:
+            values = [d["per_class"][name][m] for d in draws]
+            assert r[m]["mean"] == pytest.approx(np.mean(values))
+            assert r[m]["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert rep["score"]["mean"] == pytest.approx(np.mean([d["score"] for d in draws]))

@@ -276,6 +276,30 @@ def write_montage(
     save_png(montage(cells, row_labels=labels, cell_px=96), path)
 
 
+def write_comparison(
+    store: str | os.PathLike[str], generators: list[tuple[str, Generator]], path: str | os.PathLike[str],
+    per_row: int = 10,
+) -> None:
+    """Per class: a row of real tiles from ``store``, then one row per labelled generator (seeds 0, 1, …
+    in every row, so a column compares the generators on one seed)."""
+    from histobridge.models.training_data import load_tiles
+    from histobridge.synthetic.synthesis import generate
+    from histobridge.viz.pictures import montage, save_png
+
+    real = load_tiles(Path(store))
+    rng = np.random.default_rng(0)
+    cells: list[list[np.ndarray | None]] = []
+    labels: list[str] = []
+    for name in (n for n in generators[0][1].meta.class_names if n in real.class_names):
+        tiles = real.tiles[real.labels == real.class_names.index(name)]
+        cells.append(list(tiles[rng.choice(len(tiles), min(per_row, len(tiles)), replace=False)]))
+        labels.append(f"{name}\nreal tiles")
+        for label, G in generators:
+            cells.append(list(generate(G, range(per_row), name).raw))
+            labels.append(label)
+    save_png(montage(cells, row_labels=labels, cell_px=80), path)
+
+
 def evaluate_sample_models(
     models: str | os.PathLike[str], *, seeds: int = 200, store: str | os.PathLike[str] | None = None,
     gan_store: str | os.PathLike[str] | None = None,
@@ -352,5 +376,6 @@ __all__ = [
     "realism_score",
     "recolour_from_store",
     "synthetic_agreement",
+    "write_comparison",
     "write_montage",
 ]

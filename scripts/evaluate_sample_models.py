@@ -11,7 +11,7 @@ chance (bar ``MAX_SHUFFLED``); stain-swapped and grey tiles are reported beside 
 Prints a summary and writes ``evaluation.json`` next to the models. Exit code 1 when a bar is missed.
 
     python scripts/evaluate_sample_models.py [--models DIR] [--seeds 200] [--store classifier_tiles.zarr]
-        [--gan-store gan_tiles.zarr]
+        [--gan-store gan_tiles.zarr [--compare EARLIER/generator.json]]
 """
 
 from __future__ import annotations
@@ -39,12 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, default=None, help="Classifier tile store to recompute accuracy.")
     ap.add_argument("--gan-store", type=Path, default=None,
                     help="Tile store at the generator's size (evaluation.GAN_TILES) for realism per class.")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="An earlier generator.json: with --gan-store, writes generator/before_after.png.")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default: MODELS/evaluation.json).")
     args = ap.parse_args(argv)
 
     report = evaluate_sample_models(args.models, seeds=args.seeds, store=args.store,
                                     gan_store=args.gan_store)
     write_json(args.out or args.models / "evaluation.json", report)
+    if args.compare is not None and args.gan_store is not None:
+        from histobridge.evaluation import write_comparison
+        from histobridge.models.checkpoints import load_generator
+
+        before = load_generator(args.compare)
+        now = load_generator(args.models / "generator" / "generator.json")
+        write_comparison(args.gan_store, [("before", before), ("now", now)],
+                         args.models / "generator" / "before_after.png")
     clf, gen = report["classifier"], report["generator"]
     print(f"classifier held-out accuracy: {clf['heldout_accuracy']:.3f} (bar {MIN_HELDOUT}) "
           f"on {clf['heldout_counts']}")  # fmt: skip

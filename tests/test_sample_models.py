@@ -240,3 +240,18 @@ def test_realism_repeats_include_the_standard_draw_and_give_a_spread(tmp_path) -
             assert r[m]["mean"] == pytest.approx(np.mean(values))
             assert r[m]["sd"] == pytest.approx(np.std(values, ddof=1))
     assert rep["score"]["mean"] == pytest.approx(np.mean([d["score"] for d in draws]))
+
+
+def test_comparison_sheet_has_a_real_row_and_one_row_per_generator_for_each_class(tmp_path) -> None:
+    from PIL import Image
+
+    from histobridge.models.checkpoints import load_generator
+    from tests._train_helpers import make_store
+
+    store = make_store(tmp_path / "s.zarr", classes=("Epidermis", "Dermis"), tiles_per_region=4, tile_um=80.0)
+    paths = _tiny_generators(tmp_path, 2)
+    gens = [("before", load_generator(paths[0])), ("now", load_generator(paths[1]))]
+    evaluation.write_comparison(store, gens, tmp_path / "cmp.png", per_row=4)
+    with Image.open(tmp_path / "cmp.png") as im:
+        width, height = im.size
+    assert 6 * 80 <= height < 7 * 80 and width >= 4 * 80  # 2 classes x (real + 2 generators), 4 seeds

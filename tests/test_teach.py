@@ -176,9 +176,9 @@ def test_teaching_sheet_has_curve_and_strips(material):
     steps = [r for r in rows if r["group"] == "strong"]
     if int(steps[0]["seeds"]):
         # min–max normalised per seed: the ends are the extremes, up to a saturated output that
-        # wavers by ~1e-6 near P = 1 (the stain-normalised sample classifier does)
-        assert float(steps[0]["mean"]) == pytest.approx(0.0, abs=1e-4)
-        assert float(steps[-1]["mean"]) == pytest.approx(1.0, abs=1e-4)
+        # wavers by a few 1e-4 over the last steps, where P is within 1e-3 of 1 for the sample models
+        assert float(steps[0]["mean"]) == pytest.approx(0.0, abs=1e-3)
+        assert float(steps[-1]["mean"]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_synthetic_slide_project_reads_back(material):

@@ -36,6 +36,7 @@ from histobridge.tiling.grid import TileSpec
 if TYPE_CHECKING:
     from histobridge.models.classifier import TileClassifier
     from histobridge.models.stylegan2 import Generator
+    from histobridge.models.training_data import TileArrays
 
 SAMPLE_CLASSES = ("Epidermis", "Dermis")
 # Classifier tiles: 64 px over 64 µm. GAN tiles: 64 px over 80 µm, with a denser stride because a
@@ -177,26 +178,53 @@ def generator_realism(
     are rendered) against up to as many real tiles of that class (drawn with ``real_seed``) from a
     store tiled at the generator's size, with the real-vs-real split-half ceiling beside them
     (histobridge.synthetic.realism says which features). ``score`` is :func:`realism_score`."""
-    from histobridge.models.training_data import load_tiles
-    from histobridge.synthetic.realism import realism, split_half_ceiling
-    from histobridge.synthetic.synthesis import generate
+    return _realism(G, _gan_tiles(G, store), seeds=seeds, k=k, first_seed=first_seed, real_seed=real_seed)
 
-    real = load_tiles(Path(store))
+
+def _gan_tiles(G: Generator, store: str | os.PathLike[str]) -> TileArrays:
+    """The store's tiles, which must have the generator's size in pixels and µm."""
+    from histobridge.models.training_data import load_tiles
+
+    return _same_size(load_tiles(Path(store)), G, store)
+
+
+def _same_size(real: TileArrays, G: Generator, store: str | os.PathLike[str]) -> TileArrays:
     if real.tile_px != G.img_resolution or real.tile_um != G.meta.tile_um:
         raise InputError(f"{store}: tiles of {real.tile_px} px over {real.tile_um} µm, but the generator "
                          f"makes {G.img_resolution} px over {G.meta.tile_um} µm")
+    return real
+
+
+def _real_draw(real: TileArrays, name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` of the class's real tiles, drawn without replacement."""
+    tiles = real.tiles[real.labels == real.class_names.index(name)]
+    return np.asarray(tiles[rng.choice(len(tiles), min(n, len(tiles)), replace=False)])
+
+
+def _realism(
+    G: Generator, real: TileArrays, *, seeds: int, k: int, first_seed: int, real_seed: int,
+    ceiling: bool = True,
+) -> dict[str, Any]:
+    """:func:`generator_realism` on tiles already read (``ceiling``: add the real split halves)."""
+    from histobridge.synthetic.realism import realism, split_half_ceiling
+    from histobridge.synthetic.synthesis import generate
+
     rng = np.random.default_rng(real_seed)
     out: dict[str, Any] = {}
     for name in (n for n in G.meta.class_names if n in real.class_names):
-        tiles = real.tiles[real.labels == real.class_names.index(name)]
-        tiles = tiles[rng.choice(len(tiles), min(seeds, len(tiles)), replace=False)]
+        tiles = _real_draw(real, name, seeds, rng)
         synthetic = generate(G, range(first_seed, first_seed + seeds), name).raw
         measured = realism(tiles, synthetic, k=k).summary()
         out[name] = {key: measured[key] for key in REALISM_MEASURES}
-        out[name]["real_split_half"] = split_half_ceiling(tiles, k=k)
+        if ceiling:
+            out[name]["real_split_half"] = split_half_ceiling(tiles, k=k)
         out[name]["real_tiles"] = len(tiles)
     return {"per_class": out, "seeds": seeds, "first_seed": first_seed, "real_seed": real_seed, "k": k,
             "noise_mode": "const", "score": realism_score(out)}
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
 def realism_repeats(
@@ -205,18 +233,15 @@ def realism_repeats(
     """Mean and SD of the realism measures over ``repeats`` draws (draw i: seeds ``i·1000…`` against
     real draw ``REPEAT_REAL_SEED + i``; draw 0 is the standard one). One draw of 200 tiles moves a
     class's precision by several hundredths, so a before/after comparison needs the spread."""
-    draws = [generator_realism(G, store, seeds=seeds, k=k, first_seed=0 if i == 0 else i * 1000,
-                               real_seed=0 if i == 0 else REPEAT_REAL_SEED + i) for i in range(repeats)]
-    per_class: dict[str, Any] = {}
-    for name in draws[0]["per_class"]:
-        per_class[name] = {
-            m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
-            for m in REALISM_MEASURES for v in [[d["per_class"][name][m] for d in draws]]
-        }
-    scores = [d["score"] for d in draws]
+    real = _gan_tiles(G, store)
+    draws = [_realism(G, real, seeds=seeds, k=k, first_seed=i * 1000,
+                      real_seed=0 if i == 0 else REPEAT_REAL_SEED + i, ceiling=False) for i in range(repeats)]
+    per_class = {
+        name: {m: _spread([d["per_class"][name][m] for d in draws]) for m in REALISM_MEASURES}
+        for name in draws[0]["per_class"]
+    }
     return {"per_class": per_class, "repeats": repeats, "seeds": seeds, "k": k,
-            "score": {"mean": float(np.mean(scores)),
-                      "sd": float(np.std(scores, ddof=1)) if repeats > 1 else 0.0}}
+            "score": _spread([d["score"] for d in draws])}
 
 
 def realism_score(per_class: dict[str, dict[str, float]]) -> float:
@@ -239,15 +264,18 @@ def choose_generator(
     reported evaluation renders, so the figures reported for the winner are not the ones it was
     picked on. Only generators meeting the agreement bar (``MIN_AGREEMENT``) can win."""
     from histobridge.models.checkpoints import load_generator
+    from histobridge.models.training_data import load_tiles
 
     if not candidates:
         raise InputError(f"{store}: no generators to choose from")
     rows = []
+    tiles = load_tiles(Path(store))  # once for all candidates
     for path in candidates:
         G = load_generator(path)
+        _same_size(tiles, G, store)
         agree = synthetic_agreement(G, classifier, seeds)["agreement"]
-        real = generator_realism(G, store, seeds=seeds, first_seed=SELECTION_SEEDS,
-                                 real_seed=SELECTION_REAL_SEED)
+        real = _realism(G, tiles, seeds=seeds, k=3, first_seed=SELECTION_SEEDS,
+                        real_seed=SELECTION_REAL_SEED, ceiling=False)
         rows.append({"generator": str(path), "agreement": agree, "score": real["score"],
                      "per_class": real["per_class"]})
         if progress is not None:
@@ -291,8 +319,7 @@ def write_comparison(
     cells: list[list[np.ndarray | None]] = []
     labels: list[str] = []
     for name in (n for n in generators[0][1].meta.class_names if n in real.class_names):
-        tiles = real.tiles[real.labels == real.class_names.index(name)]
-        cells.append(list(tiles[rng.choice(len(tiles), min(per_row, len(tiles)), replace=False)]))
+        cells.append(list(_real_draw(real, name, per_row, rng)))
         labels.append(f"{name}\nreal tiles")
         for label, G in generators:
             cells.append(list(generate(G, range(per_row), name).raw))

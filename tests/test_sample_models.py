@@ -177,8 +177,8 @@ def test_choose_generator_ranks_by_realism_on_selection_seeds(tmp_path, classifi
     store = make_store(tmp_path / "s.zarr", classes=("Epidermis", "Dermis"), tiles_per_region=4, tile_um=80.0)
     paths = _tiny_generators(tmp_path, 3)
     calls: list[int] = []
-    real_realism = evaluation.generator_realism
-    monkeypatch.setattr(evaluation, "generator_realism",
+    real_realism = evaluation._realism
+    monkeypatch.setattr(evaluation, "_realism",
                         lambda *a, **kw: calls.append(kw["first_seed"]) or real_realism(*a, **kw))
     monkeypatch.setattr(evaluation, "MIN_AGREEMENT", 0.0)
     res = evaluation.choose_generator(paths, store, classifier, seeds=10)

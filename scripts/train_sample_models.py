@@ -30,7 +30,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from histobridge.evaluation import (
     CLASSIFIER_RECIPE,
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gan-data", type=Path, help="Train the GAN from this .npz (no project, no tiling).")
     ap.add_argument("--prepare-gan-data", action="store_true", help="Write WORK/gan_tiles.npz and stop.")
     args = ap.parse_args(argv)
+    if args.gan_select and args.gan_data:
+        ap.error("--gan-select ranks snapshots against the project's own tiling, which --gan-data skips")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     import torch
@@ -169,7 +171,6 @@ def gan_data(project_file: Path, work: Path, recipe: GanRecipe) -> TileArrays:
 def train_and_check(work: Path, dest: Path, cfg: ClassifierTrainConfig) -> bool:
     """Train into ``work/classifier``, measure the bars on the fresh tiles, and replace ``dest`` only
     when every bar is met (a failed recipe never replaces the shipped model)."""
-    from histobridge._atomic import replace_dir
     from histobridge.evaluation import (
         MAX_SHUFFLED,
         MIN_HELDOUT,
@@ -199,10 +200,7 @@ def train_and_check(work: Path, dest: Path, cfg: ClassifierTrainConfig) -> bool:
         missed = [k for k, ok in bars.items() if not ok]
         print(f"bars missed: {', '.join(missed)}; {dest} left as it was (the new model is in {trained})")
         return False
-    staged = dest.parent / f".{dest.name}.new"
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(trained, staged)
-    replace_dir(staged, dest)
+    install(dest, {p.name: p for p in trained.iterdir() if p.is_file()})
     print(f"{dest}: replaced (all classifier bars met)")
     return True
 
@@ -213,15 +211,11 @@ def select_generator(work: Path, models: Path) -> None:
     The ranking (``selection.json`` beside the generator) uses selection seeds and real tiles disjoint
     from the ones ``evaluate_sample_models.py`` reports; only snapshots meeting the agreement bar count.
     """
-    from histobridge._atomic import replace_dir, write_json
     from histobridge.evaluation import choose_generator
     from histobridge.models.classifier import load_classifier
 
     gan_dir, dest = work / "gan", models / "generator"
-    store = work / "gan_tiles.zarr"
-    if not store.exists():
-        raise SystemExit(f"{store}: --gan-select needs the project tiled at the generator's size "
-                         "(not available with --gan-data)")
+    store = work / "gan_tiles.zarr"  # written by gan_data(); main() refuses --gan-select with --gan-data
     shipped = dest / "generator.json"
     snaps = sorted((gan_dir / "snapshots").glob("generator-*img.json"))
     candidates = ([shipped] if shipped.exists() else []) + snaps
@@ -232,19 +226,29 @@ def select_generator(work: Path, models: Path) -> None:
         print(f"{dest}: kept (no snapshot beat it on realism with the agreement bar met)")
         return
     winner = Path(best)
+    files = {"generator.json": winner, "generator.safetensors": winner.with_suffix(".safetensors"),
+             "training.json": gan_dir / "training.json"}
+    grid = gan_dir / "samples" / winner.name.replace("generator-", "grid-").replace(".json", ".png")
+    if grid.exists():
+        files["training_grid.png"] = grid
+    install(dest, files, {"selection.json": {**ranking, "best": winner.name, "candidates": [
+        {**row, "generator": Path(row["generator"]).name} for row in ranking["candidates"]]}})
+    print(f"{dest}: replaced by {winner.name} (realism ranking in {dest / 'selection.json'})")
+
+
+def install(dest: Path, files: dict[str, Path], records: dict[str, Any] | None = None) -> None:
+    """Put exactly ``files`` (name: source) and ``records`` (name: JSON) in place of the folder ``dest``:
+    staged beside it and swapped in whole, so a failure midway leaves the shipped model as it was."""
+    from histobridge._atomic import replace_dir, write_json
+
     staged = dest.parent / f".{dest.name}.new"
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
-    shutil.copy2(winner, staged / "generator.json")
-    shutil.copy2(winner.with_suffix(".safetensors"), staged / "generator.safetensors")
-    shutil.copy2(gan_dir / "training.json", staged / "training.json")
-    grid = gan_dir / "samples" / winner.name.replace("generator-", "grid-").replace(".json", ".png")
-    if grid.exists():
-        shutil.copy2(grid, staged / "training_grid.png")
-    write_json(staged / "selection.json", {**ranking, "best": winner.name, "candidates": [
-        {**row, "generator": Path(row["generator"]).name} for row in ranking["candidates"]]})
+    for name, src in files.items():
+        shutil.copy2(src, staged / name)
+    for name, doc in (records or {}).items():
+        write_json(staged / name, doc)
     replace_dir(staged, dest)
-    print(f"{dest}: replaced by {winner.name} (realism ranking in {dest / 'selection.json'})")
 
 
 def export_generator(gan_dir: Path, dest: Path) -> None:

@@ -255,3 +255,12 @@ def test_comparison_sheet_has_a_real_row_and_one_row_per_generator_for_each_clas
     with Image.open(tmp_path / "cmp.png") as im:
         width, height = im.size
     assert 6 * 80 <= height < 7 * 80 and width >= 4 * 80  # 2 classes x (real + 2 generators), 4 seeds
+
+
+def test_rebuild_refuses_selection_without_the_projects_tiling_before_training(tmp_path, capsys) -> None:
+    script = _rebuild_script()
+    with pytest.raises(SystemExit) as info:
+        script.main(["--work", str(tmp_path), "--skip-classifier", "--gan-select",
+                     "--gan-data", str(tmp_path / "gan_tiles.npz")])
+    assert info.value.code == 2 and "--gan-select" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         MIN_AGREEMENT,
         MIN_HELDOUT,
         MIN_RECOLOUR,
+        REALISM_MEASURES,
         evaluate_sample_models,
     )
 
@@ -43,11 +44,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="An earlier generator.json: with --gan-store, writes generator/before_after.png.")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default: MODELS/evaluation.json).")
     args = ap.parse_args(argv)
+    if args.compare is not None and args.gan_store is None:
+        ap.error("--compare draws its real tiles from --gan-store; give both")
 
     report = evaluate_sample_models(args.models, seeds=args.seeds, store=args.store,
                                     gan_store=args.gan_store)
     write_json(args.out or args.models / "evaluation.json", report)
-    if args.compare is not None and args.gan_store is not None:
+    if args.compare is not None:
         from histobridge.evaluation import write_comparison
         from histobridge.models.checkpoints import load_generator
 
@@ -74,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = r["real_split_half"]
         print(f"realism of generated {name}: " + ", ".join(
             f"{key} {r[key]:.2f} (real vs real {ceiling[key]:.2f})"
-            for key in ("precision", "recall", "density", "coverage")))
+            for key in REALISM_MEASURES))
     rep = gen.get("realism_repeats")
     if rep:
         for name, r in rep["per_class"].items():
             print(f"realism of generated {name}, {rep['repeats']} draws: " + ", ".join(
-                f"{key} {r[key]['mean']:.2f} ± {r[key]['sd']:.2f}"
-                for key in ("precision", "recall", "density", "coverage")))
+                f"{key} {r[key]['mean']:.2f} ± {r[key]['sd']:.2f}" for key in REALISM_MEASURES))
         print(f"realism score: {gen['realism']['score']:.3f}; over {rep['repeats']} draws "
               f"{rep['score']['mean']:.3f} ± {rep['score']['sd']:.3f}")
     print(f"bars: {report['passed']}")

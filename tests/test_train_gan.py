@@ -222,3 +222,16 @@ def test_training_can_start_from_an_exported_generator(tmp_path) -> None:
     wider = GanTrainConfig(kimg=0.004, **{**TINY, "channel_base": 128, "channel_max": 32})
     with pytest.raises(CheckpointError, match="does not match this run's architecture"):
         train_gan(data, tmp_path / "c", wider, init=exported)
+
+
+def test_kept_snapshots_are_loadable_generators_named_by_images_seen(tmp_path) -> None:
+    data = load_tiles(make_store(tmp_path / "store.zarr"))
+    res = train_gan(data, tmp_path / "gan", GanTrainConfig(kimg=0.016, keep_snapshots=True, **TINY))
+    snaps = sorted((tmp_path / "gan" / "snapshots").glob("generator-*img.json"))
+    assert [p.name for p in snaps] == ["generator-00000008img.json", "generator-00000016img.json"]
+    last = load_generator(snaps[-1])
+    z, c = torch.randn(2, 16), torch.eye(2)
+    final = load_generator(res.generator_path.with_suffix(".json"))
+    assert torch.equal(last(z, c, noise_mode="const"), final(z, c, noise_mode="const"))  # the same G_ema
+    train_gan(data, tmp_path / "plain", GanTrainConfig(kimg=0.008, **TINY))
+    assert not (tmp_path / "plain" / "snapshots").exists()  # off by default
